@@ -1,0 +1,48 @@
+# Two commands do everything on a fresh machine:
+#   make demo   - an echo server and clients over every transport, then exits
+#   make test   - lint (ruff), types (mypy --strict), and the test suite on Python 3.11 and 3.10
+PYTHON ?= python3
+PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls $(HOME)/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | head -n1)
+VENV := .venv
+VENV310 := .venv310
+STAMP := $(VENV)/.installed
+STAMP310 := $(VENV310)/.installed
+
+.PHONY: demo test lint typecheck pytest pytest310 bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[test,lint]'
+	touch $@
+
+$(STAMP310): pyproject.toml
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (set PYTHON310=/path/to/python3.10)"; exit 1; }
+	$(PYTHON310) -m venv $(VENV310)
+	$(VENV310)/bin/python -m pip install -q --upgrade pip
+	$(VENV310)/bin/python -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/python examples/demo.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+pytest310: $(STAMP310)
+	$(VENV310)/bin/python -m pytest -q
+
+test: lint typecheck pytest pytest310
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(VENV310) .mypy_cache .ruff_cache .pytest_cache .hypothesis

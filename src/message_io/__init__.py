@@ -1,0 +1,108 @@
+"""message-io: fast, event-driven networking with two concepts, messages and endpoints.
+
+::
+
+    import message_io
+    from message_io import Transport, Accepted, Message, Disconnected
+
+    handler, listener = message_io.split()
+    handler.network.listen(Transport.FRAMED_TCP, "0.0.0.0:3042")
+
+    def on_event(event):
+        match event:
+            case Message(endpoint, data):
+                handler.network.send(endpoint, data)
+
+    listener.for_each(on_event)
+"""
+
+from __future__ import annotations
+
+from . import adapters as _adapters  # registers the built-in transports
+from .adapters import (
+    FramedTcpConnectConfig,
+    FramedTcpListenConfig,
+    TcpConnectConfig,
+    TcpKeepalive,
+    TcpListenConfig,
+)
+from .errors import (
+    AddressError,
+    ConfigError,
+    ConnectError,
+    ConnectTimeout,
+    FrameError,
+    FrameTooLarge,
+    InvalidVarint,
+    ListenError,
+    ListenerUsedError,
+    LoopThreadError,
+    MessageIOError,
+    NodeStoppedError,
+    TransportRegistryError,
+)
+from .events import EventSender, TimerId
+from .network import (
+    Accepted,
+    Address,
+    Connected,
+    Disconnected,
+    Drained,
+    Endpoint,
+    Message,
+    NetEvent,
+    NetworkController,
+    ResourceId,
+    ResourceType,
+    SendStatus,
+    Transport,
+    register_transport,
+)
+from .node import NodeEvent, NodeHandler, NodeListener, NodeTask, Signal, split
+
+del _adapters
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Accepted",
+    "Address",
+    "AddressError",
+    "ConfigError",
+    "ConnectError",
+    "ConnectTimeout",
+    "Connected",
+    "Disconnected",
+    "Drained",
+    "Endpoint",
+    "EventSender",
+    "FrameError",
+    "FrameTooLarge",
+    "FramedTcpConnectConfig",
+    "FramedTcpListenConfig",
+    "InvalidVarint",
+    "ListenError",
+    "ListenerUsedError",
+    "LoopThreadError",
+    "Message",
+    "MessageIOError",
+    "NetEvent",
+    "NetworkController",
+    "NodeEvent",
+    "NodeHandler",
+    "NodeListener",
+    "NodeStoppedError",
+    "NodeTask",
+    "ResourceId",
+    "ResourceType",
+    "SendStatus",
+    "Signal",
+    "TcpConnectConfig",
+    "TcpKeepalive",
+    "TcpListenConfig",
+    "TimerId",
+    "Transport",
+    "TransportRegistryError",
+    "register_transport",
+    "split",
+]

@@ -1,0 +1,913 @@
+"""The event loop of a node: one poller, one thread at a time, every event.
+
+Theory of operation
+-------------------
+A node owns one :class:`Loop`. Whoever *drives* it holds ``drive_lock``: the thread in
+``for_each``, the background thread of ``for_each_async``, a ``receive`` call of the pull
+API, or ``connect_sync`` resolving its own connection before any loop runs. Only the
+driver polls, reads, accepts, fires timers and delivers events, so the user's callback
+always runs on one thread, one event at a time.
+
+One iteration:
+
+1. compute the poll timeout: 0 if signals are ready, else the earliest of the next timer,
+   the next internal deadline (connect timeouts, close lingers), or forever;
+2. poll; for each ready fd call its handler (connection, listener, or the waker);
+3. write out the connections that the callback sent to (*dirty* connections), so that all
+   messages sent during one iteration leave in as few system calls as possible;
+4. run due internal deadlines and deliver ready signals (a bounded number per
+   iteration, so a signal storm cannot starve the network), then flush again.
+
+Other threads never touch a socket's reading side and never close anything. They queue
+outgoing bytes under the connection's lock, and either write them at once (the first
+send of a connection in each loop iteration, for latency) or arm write interest so that
+the loop writes them, coalesced, when the socket is writable. They ask the loop to close
+resources through a queue and the waker.
+
+The send queue of a connection is a deque of chunks; small messages are appended to an
+open ``bytearray`` tail (one copy, then one ``send`` for thousands of messages), large
+immutable payloads are queued by reference (no copy). It is bounded by
+``send_buffer_limit``: past it ``send`` returns ``QUEUE_FULL`` and a ``Drained`` event
+follows once the queue is empty.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import logging
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
+
+from .errors import FrameError, NodeStoppedError
+from .events import _EMPTY, EventSender
+from .network._poll import READ, WRITE, Poller, Waker
+from .network.adapter import (
+    Buffer,
+    Local,
+    PendingStatus,
+    Readiness,
+    ReadStatus,
+    Remote,
+    SendStatus,
+)
+from .network.endpoint import Address, Endpoint, ResourceId, ResourceType
+from .network.net_event import Accepted, Connected, Disconnected, Drained, Message
+
+__all__ = ["Loop", "Signal"]
+
+log = logging.getLogger("message_io")
+
+S = TypeVar("S")
+
+_PENDING: Final = 0
+_READY: Final = 1
+_CLOSING: Final = 2  # removed by the user; writing out what was queued, then closed
+_CLOSED: Final = 3
+
+# Payloads below this size are copied into the open tail buffer (coalesced); larger
+# immutable ones are queued by reference.
+_COALESCE_MAX: Final = 16 * 1024
+# Queued bytes at which a send writes at once instead of waiting for the iteration's end.
+_FLUSH_NOW: Final = 256 * 1024
+# How long a removed connection may take to write what was queued before it is closed.
+CLOSE_LINGER: Final = 5.0
+# Signals delivered per iteration before the network is polled again.
+_SIGNALS_PER_ITERATION: Final = 1024
+
+_SENT: Final = SendStatus.SENT
+_NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
+_NOT_AVAILABLE: Final = SendStatus.RESOURCE_NOT_AVAILABLE
+_QUEUE_FULL: Final = SendStatus.QUEUE_FULL
+_TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
+
+_get_ident = threading.get_ident
+
+
+class Signal(Generic[S]):
+    """A signal sent with ``handler.signals``, delivered to the callback.
+
+    (Defined here; exported from :mod:`message_io` and :mod:`message_io.node`.)
+    """
+
+    __slots__ = ("value",)
+    __match_args__ = ("value",)
+
+    value: S
+
+    def __init__(self, value: S) -> None:
+        object.__setattr__(self, "value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Signal is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Signal):
+            return NotImplemented
+        return bool(self.value == other.value)
+
+    def __hash__(self) -> int:
+        return hash(("Signal", self.value))
+
+    def __repr__(self) -> str:
+        return f"Signal({self.value!r})"
+
+
+class _Connection:
+    """The node's side of one connection: state, lock and send queue around a Remote."""
+
+    __slots__ = (
+        "chunks",
+        "cond",
+        "datagrams",
+        "direct_iter",
+        "dirty",
+        "endpoint",
+        "established",
+        "fd",
+        "frame",
+        "full_duplex",
+        "header",
+        "id",
+        "limit",
+        "listener_id",
+        "lock",
+        "loop",
+        "max_size",
+        "queued",
+        "remote",
+        "resolved",
+        "state",
+        "tail",
+        "want_drain",
+        "write_armed",
+    )
+
+    def __init__(
+        self,
+        loop: Loop[Any],
+        resource_id: ResourceId,
+        endpoint: Endpoint,
+        remote: Remote,
+        *,
+        limit: int,
+        listener_id: ResourceId | None = None,
+    ) -> None:
+        self.loop = loop
+        self.id = resource_id
+        self.endpoint = endpoint
+        self.remote = remote
+        self.listener_id = listener_id
+        self.limit = limit
+        self.fd = remote.fileno()
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.state = _PENDING
+        self.chunks: deque[Buffer] = deque()
+        self.tail: bytearray | None = None
+        self.queued = 0
+        self.dirty = False
+        self.write_armed = False
+        self.want_drain = False
+        self.direct_iter = -1
+        self.max_size = remote.max_message_size
+        self.datagrams = type(remote).datagrams
+        self.full_duplex = type(remote).full_duplex
+        # Framing: a header function (fast, no copy of big payloads) or a frame function.
+        self.header: Callable[[int], bytes | None] | None = None
+        self.frame: Callable[[Buffer], Buffer] | None = None
+        if type(remote).header is not Remote.header:
+            self.header = remote.header
+        elif type(remote).frame is not Remote.frame:
+            self.frame = remote.frame
+        self.resolved = threading.Event()
+        self.established = False
+
+    # -- sending (any thread) --------------------------------------------------------
+
+    def send(self, data: Buffer) -> SendStatus:
+        if data.__class__ is not bytes and isinstance(data, memoryview) and data.format != "B":
+            data = data.cast("B")
+        size = len(data)
+        max_size = self.max_size
+        if max_size is not None and size > max_size:
+            return _TOO_BIG
+        with self.lock:
+            state = self.state
+            if state != _READY:
+                return _NOT_AVAILABLE if state == _PENDING else _NOT_FOUND
+            if self.queued >= self.limit:
+                self.want_drain = True
+                return _QUEUE_FULL
+            if self.datagrams:
+                frame = self.frame
+                packet = frame(data) if frame is not None else bytes(data)
+                self.chunks.append(packet)
+                self.queued += len(packet)
+            else:
+                header = self.header
+                if header is not None:
+                    head = header(size)
+                elif self.frame is not None:
+                    data = self.frame(data)
+                    size = len(data)
+                    head = None
+                else:
+                    head = None
+                if size < _COALESCE_MAX or (data.__class__ is not bytes and not _readonly(data)):
+                    tail = self.tail
+                    if tail is None:
+                        tail = self.tail = bytearray()
+                        self.chunks.append(tail)
+                    if head:
+                        tail += head
+                    tail += data
+                else:
+                    if head:
+                        tail = self.tail
+                        if tail is None:
+                            self.chunks.append(head)
+                        else:
+                            tail += head
+                    self.chunks.append(data)
+                    self.tail = None
+                self.queued += size + (len(head) if head else 0)
+            if self.write_armed:
+                return _SENT
+            loop = self.loop
+            if loop.driver == _get_ident():
+                if self.queued >= _FLUSH_NOW:
+                    self._flush_or_arm()
+                elif not self.dirty:
+                    self.dirty = True
+                    loop.dirty.append(self)
+            else:
+                iteration = loop.iteration
+                if self.direct_iter != iteration or self.queued >= _FLUSH_NOW:
+                    self.direct_iter = iteration
+                    self._flush_or_arm()
+                else:
+                    self._arm_write()
+        return _SENT
+
+    def _arm_write(self) -> None:
+        """Ask the loop to write when the socket is writable. Holds the lock."""
+        if not self.write_armed:
+            self.write_armed = True
+            try:
+                self.loop.poller.modify(self.fd, READ | WRITE)
+            except OSError:
+                self.loop.request_check(self)
+
+    def _flush_or_arm(self) -> None:
+        """Write what the OS takes now; arm write interest for the rest. Holds the lock."""
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - any write failure ends this connection
+            log.debug("write to %s failed: %r", self.endpoint, exc)
+            self.loop.request_check(self, broken=True)
+            return
+        if self.chunks or self.want_drain:
+            self._arm_write()
+
+    def flush(self) -> None:
+        """Write queued chunks until the queue is empty or the OS pushes back. Holds the lock.
+
+        Raises:
+            OSError: the connection is broken.
+        """
+        chunks = self.chunks
+        write = self.remote.write
+        while chunks:
+            head = chunks[0]
+            total = len(head)
+            with memoryview(head) as view:
+                written = write(view)
+            if written >= total:
+                chunks.popleft()
+                if head is self.tail:
+                    self.tail = None
+                self.queued -= total
+            else:
+                if written > 0:
+                    if isinstance(head, bytearray):
+                        del head[:written]
+                    else:
+                        chunks[0] = memoryview(head)[written:]
+                    self.queued -= written
+                break
+        if not chunks:
+            self.queued = 0
+            self.cond.notify_all()
+
+
+def _readonly(data: Buffer) -> bool:
+    return isinstance(data, memoryview) and data.readonly
+
+
+class _Listener:
+    __slots__ = ("endpoint_cache", "fd", "id", "limit", "local", "state")
+
+    def __init__(self, resource_id: ResourceId, local: Local, limit: int) -> None:
+        self.id = resource_id
+        self.local = local
+        self.limit = limit
+        self.fd = local.fileno()
+        self.state = _READY
+        self.endpoint_cache: dict[Address, Endpoint] = {}
+
+
+class _Timer:
+    __slots__ = ("callback", "cancelled", "deadline")
+
+    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+        self.deadline = deadline
+        self.callback = callback
+        self.cancelled = False
+
+
+class Loop(Generic[S]):
+    """The engine behind NodeHandler, NetworkController and NodeListener."""
+
+    def __init__(self) -> None:
+        self.poller = Poller()
+        self.waker = Waker()
+        self.signals: EventSender[S] = EventSender(self.wake)
+        self.poller.register(self.waker.fileno(), READ)
+        self.handlers: dict[int, Callable[[int], None]] = {self.waker.fileno(): self._on_wake}
+        self.resources: dict[int, _Connection | _Listener] = {}  # by fd, until closed
+        self.connections: dict[int, _Connection] = {}
+        self.listeners: dict[int, _Listener] = {}
+        self.registry_lock = threading.RLock()
+        self.drive_lock = threading.Lock()
+        self.driver: int | None = None  # thread ident of whoever drives the loop now
+        self.running = True
+        self.shut = False
+        self.iteration = 0
+        self.dirty: list[_Connection] = []
+        self.backlog: deque[Any] = deque()
+        self.emit: Callable[[Any], object] = self.backlog.append
+        self._requests: deque[tuple[_Connection | _Listener, bool]] = deque()
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._timer_seq = itertools.count()
+        self._timer_lock = threading.Lock()
+        self._counters: dict[tuple[int, ResourceType], itertools.count[int]] = {}
+
+    # -- any thread --------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Interrupt the poll, unless called by the driver itself (it will look anyway)."""
+        if self.driver != _get_ident():
+            self.waker.wake()
+
+    def on_loop_thread(self) -> bool:
+        return self.driver == _get_ident()
+
+    def new_id(self, adapter_id: int, resource_type: ResourceType) -> ResourceId:
+        key = (adapter_id, resource_type)
+        with self.registry_lock:
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = itertools.count()
+            return ResourceId._make(adapter_id, resource_type, next(counter))
+
+    def add_timer(self, delay: float, callback: Callable[[], None]) -> _Timer:
+        """Run ``callback`` on the loop thread after ``delay`` seconds (internal use)."""
+        timer = _Timer(time.monotonic() + delay, callback)
+        with self._timer_lock:
+            earliest = not self._timers or timer.deadline < self._timers[0][0]
+            heapq.heappush(self._timers, (timer.deadline, next(self._timer_seq), timer))
+        if earliest:
+            self.wake()
+        return timer
+
+    def register_connection(self, conn: _Connection) -> None:
+        with self.registry_lock:
+            if not self.running:
+                raise NodeStoppedError("the node is stopped")
+            self.connections[conn.id] = conn
+            self.resources[conn.fd] = conn
+            self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
+            self.poller.register(conn.fd, READ | WRITE)
+
+    def register_listener(self, listener: _Listener) -> None:
+        with self.registry_lock:
+            if not self.running:
+                raise NodeStoppedError("the node is stopped")
+            self.listeners[listener.id] = listener
+            self.resources[listener.fd] = listener
+            self.handlers[listener.fd] = functools.partial(self._on_listener, listener)
+            self.poller.register(listener.fd, READ)
+
+    def remove(self, resource_id: ResourceId) -> bool:
+        """Take a resource out of the node; the loop closes it. False if unknown."""
+        with self.registry_lock:
+            conn = self.connections.pop(resource_id, None)
+            listener = self.listeners.pop(resource_id, None) if conn is None else None
+        if conn is not None:
+            with conn.lock:
+                was_ready = conn.state == _READY
+                conn.state = _CLOSING if was_ready else _CLOSED
+                if was_ready:
+                    try:
+                        farewell = conn.remote.farewell()
+                    except Exception:
+                        log.exception("farewell() of %s failed", conn.endpoint)
+                        farewell = None
+                    if farewell:
+                        conn.chunks.append(farewell)
+                        conn.queued += len(farewell)
+                conn.cond.notify_all()
+            conn.resolved.set()
+            self._request(conn, False)
+            return True
+        if listener is not None:
+            listener.state = _CLOSED
+            self._request(listener, False)
+            return True
+        return False
+
+    def request_check(self, conn: _Connection, broken: bool = False) -> None:
+        """Ask the loop to look at ``conn`` (its write side failed on another thread)."""
+        self._request(conn, broken)
+
+    def _request(self, resource: _Connection | _Listener, broken: bool) -> None:
+        if self.driver == _get_ident():
+            self._handle_request(resource, broken)
+            return
+        self._requests.append((resource, broken))
+        if self.drive_lock.acquire(blocking=False):
+            # Nobody drives the loop: handle it here, nothing can race with us.
+            try:
+                self._handle_requests()
+            finally:
+                self.drive_lock.release()
+        else:
+            self.waker.wake()
+
+    def stop(self) -> None:
+        """Make the driver return and close everything; terminal."""
+        self.running = False
+        if self.driver == _get_ident():
+            return
+        if self.drive_lock.acquire(blocking=False):
+            try:
+                self.shutdown()
+            finally:
+                self.drive_lock.release()
+        else:
+            self.waker.wake()
+
+    # -- driving (the thread holding drive_lock) --------------------------------------
+
+    def run(self, emit: Callable[[Any], object]) -> None:
+        """Deliver every event to ``emit`` until stopped. Holds ``drive_lock``."""
+        self.driver = _get_ident()
+        self.emit = emit
+        try:
+            backlog = self.backlog
+            while backlog and self.running:
+                emit(backlog.popleft())
+            while self.running:
+                self.iterate(None)
+        except BaseException:
+            self.running = False
+            raise
+        finally:
+            self.driver = None
+            self.emit = self.backlog.append
+            self.shutdown()
+
+    def run_until_event(self, timeout: float | None) -> Any:
+        """One pull: the next event, or ``_EMPTY`` after ``timeout``/stop. Holds ``drive_lock``."""
+        backlog = self.backlog
+        if backlog:
+            return backlog.popleft()
+        self.driver = _get_ident()
+        self.emit = backlog.append
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while self.running and not backlog:
+                remaining = None
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                self.iterate(remaining)
+        except BaseException:
+            self.running = False
+            raise
+        finally:
+            self.driver = None
+            if not self.running:
+                self.shutdown()
+        return backlog.popleft() if backlog else _EMPTY
+
+    def iterate(self, max_timeout: float | None) -> None:
+        """One turn of the loop (see the theory of operation)."""
+        timeout = self._poll_timeout(max_timeout)
+        ready = self.poller.poll(timeout)
+        self.iteration += 1
+        handlers = self.handlers
+        for fd, flags in ready:
+            handler = handlers.get(fd)
+            if handler is not None:
+                handler(flags)
+                if not self.running:
+                    return
+        if self.dirty:
+            self._flush_dirty()
+        if self._timers:
+            self._run_timers()
+        self._deliver_signals()
+        if self.dirty:
+            self._flush_dirty()
+
+    def _poll_timeout(self, max_timeout: float | None) -> float | None:
+        if self._requests:
+            return 0.0
+        deadline = self.signals._next_deadline()
+        if self._timers:
+            first = self._timers[0][0]
+            if deadline is None or first < deadline:
+                deadline = first
+        if deadline is None:
+            return max_timeout
+        timeout = max(0.0, deadline - time.monotonic())
+        return timeout if max_timeout is None else min(timeout, max_timeout)
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while True:
+            with self._timer_lock:
+                if not self._timers or self._timers[0][0] > now:
+                    return
+                _deadline, _seq, timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                timer.callback()
+                if not self.running:
+                    return
+
+    def _deliver_signals(self) -> None:
+        pop = self.signals._pop
+        emit = self.emit
+        now = time.monotonic()
+        for _ in range(_SIGNALS_PER_ITERATION):
+            value = pop(now)
+            if value is _EMPTY:
+                return
+            emit(Signal(value))
+            if not self.running:
+                return
+
+    def _flush_dirty(self) -> None:
+        dirty = self.dirty
+        self.dirty = []
+        for conn in dirty:
+            with conn.lock:
+                conn.dirty = False
+                if conn.state != _READY or conn.write_armed or not conn.chunks:
+                    continue
+                broken = False
+                try:
+                    conn.flush()
+                except Exception as exc:  # noqa: BLE001
+                    log.debug("write to %s failed: %r", conn.endpoint, exc)
+                    broken = True
+                if not broken and conn.chunks:
+                    conn._arm_write()
+                drained = not broken and not conn.chunks and conn.want_drain
+                if drained:
+                    conn.want_drain = False
+            if broken:
+                self._lost(conn)
+            elif drained:
+                self.emit(Drained(conn.endpoint))
+
+    def _on_wake(self, _flags: int) -> None:
+        self.waker.drain()
+        self._handle_requests()
+
+    def _handle_requests(self) -> None:
+        requests = self._requests
+        while requests:
+            resource, broken = requests.popleft()
+            self._handle_request(resource, broken)
+
+    def _handle_request(self, resource: _Connection | _Listener, broken: bool) -> None:
+        if isinstance(resource, _Listener):
+            self._close_listener(resource)
+        elif resource.state == _CLOSING:
+            self._linger(resource)
+        elif resource.state == _CLOSED:
+            self._close_connection(resource)
+        elif broken:
+            self._lost(resource)
+        else:
+            with resource.lock:
+                if resource.state == _READY and (resource.chunks or resource.want_drain):
+                    resource.write_armed = False
+                    resource._arm_write()
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _on_connection(self, conn: _Connection, flags: int) -> None:
+        state = conn.state
+        if state == _READY:
+            if flags & WRITE:
+                self._on_writable(conn)
+            if flags & READ and conn.state == _READY:
+                self._on_readable(conn)
+        elif state == _PENDING:
+            self._on_pending(conn, flags)
+        elif state == _CLOSING:
+            self._on_closing(conn, flags)
+
+    def _on_readable(self, conn: _Connection) -> None:
+        batch: list[bytes] = []
+        remote = conn.remote
+        try:
+            if conn.full_duplex:
+                status = remote.receive(batch.append)
+            else:
+                with conn.lock:
+                    status = remote.receive(batch.append)
+        except (OSError, FrameError) as exc:
+            log.info("disconnecting %s: %s", conn.endpoint, _describe(exc))
+            status = ReadStatus.DISCONNECTED
+        except Exception:
+            log.exception("receive() of %s failed; disconnecting it", conn.endpoint)
+            status = ReadStatus.DISCONNECTED
+        if batch:
+            emit = self.emit
+            endpoint = conn.endpoint
+            for data in batch:
+                emit(Message(endpoint, data))
+                if conn.state != _READY or not self.running:
+                    return
+        if status is ReadStatus.DISCONNECTED:
+            self._lost(conn)
+
+    def _on_writable(self, conn: _Connection) -> None:
+        broken = False
+        drained = False
+        with conn.lock:
+            if conn.state != _READY:
+                return
+            try:
+                if not conn.remote.ready_to_write():
+                    broken = True
+                else:
+                    conn.flush()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("write to %s failed: %r", conn.endpoint, exc)
+                broken = True
+            if not broken and not conn.chunks:
+                conn.write_armed = False
+                self.poller.modify(conn.fd, READ)
+                conn.direct_iter = -1
+                drained = conn.want_drain
+                conn.want_drain = False
+        if broken:
+            self._lost(conn)
+        elif drained:
+            self.emit(Drained(conn.endpoint))
+
+    def _on_pending(self, conn: _Connection, flags: int) -> None:
+        try:
+            status = conn.remote.pending(Readiness(flags & 3))
+        except (OSError, FrameError) as exc:
+            conn.remote.failure = exc
+            status = PendingStatus.DISCONNECTED
+        except Exception as exc:
+            log.exception("pending() of %s failed", conn.endpoint)
+            conn.remote.failure = exc
+            status = PendingStatus.DISCONNECTED
+        if status is PendingStatus.INCOMPLETE:
+            if conn.fd >= 0:
+                self.poller.modify(conn.fd, conn.remote.pending_interest().value)
+            return
+        if status is PendingStatus.READY:
+            with conn.lock:
+                if conn.state != _PENDING:
+                    return
+                conn.state = _READY
+                conn.established = True
+                self.poller.modify(conn.fd, READ)
+            conn.resolved.set()
+            if conn.listener_id is None:
+                self.emit(Connected(conn.endpoint, True))
+            else:
+                self.emit(Accepted(conn.endpoint, conn.listener_id))
+            return
+        self._fail_pending(conn)
+
+    def fail_pending(self, conn: _Connection, reason: BaseException | None) -> None:
+        """Give up on a pending connection (connect timeout)."""
+        if conn.state != _PENDING:
+            return
+        if reason is not None:
+            conn.remote.failure = reason
+        self._fail_pending(conn)
+
+    def _fail_pending(self, conn: _Connection) -> None:
+        with self.registry_lock:
+            self.connections.pop(conn.id, None)
+        with conn.lock:
+            if conn.state != _PENDING:
+                return
+            conn.state = _CLOSED
+        self._close_connection(conn)
+        conn.resolved.set()
+        failure = conn.remote.failure
+        if conn.listener_id is None:
+            log.debug("connection to %s failed: %s", conn.endpoint, _describe(failure))
+            self.emit(Connected(conn.endpoint, False))
+        else:
+            log.info("dropped %s before it was ready: %s", conn.endpoint, _describe(failure))
+
+    def _lost(self, conn: _Connection) -> None:
+        """The peer went away (or the connection broke): remove it, say Disconnected."""
+        with self.registry_lock:
+            self.connections.pop(conn.id, None)
+        with conn.lock:
+            state = conn.state
+            conn.state = _CLOSED
+            conn.cond.notify_all()
+        self._close_connection(conn)
+        if state == _READY:
+            self.emit(Disconnected(conn.endpoint))
+
+    def _linger(self, conn: _Connection) -> None:
+        """A removed connection: write what was queued, then close (bounded in time)."""
+        with conn.lock:
+            if not conn.chunks:
+                conn.state = _CLOSED
+        if conn.state == _CLOSED:
+            self._close_connection(conn)
+            return
+        try:
+            self.poller.modify(conn.fd, READ | WRITE)
+        except OSError:
+            pass
+        self.add_timer(CLOSE_LINGER, lambda: self._close_connection(conn))
+
+    def _on_closing(self, conn: _Connection, flags: int) -> None:
+        done = False
+        if flags & READ:
+            try:
+                conn.remote.receive(lambda _data: None)  # the user removed it: discard
+            except Exception:  # noqa: BLE001
+                done = True
+        if flags & WRITE and not done:
+            with conn.lock:
+                try:
+                    conn.flush()
+                    done = not conn.chunks
+                except Exception:  # noqa: BLE001
+                    done = True
+        if done:
+            self._close_connection(conn)
+
+    def _close_connection(self, conn: _Connection) -> None:
+        with conn.lock:
+            if conn.fd < 0:
+                return
+            fd = conn.fd
+            conn.fd = -1
+            conn.state = _CLOSED
+            conn.chunks.clear()
+            conn.tail = None
+            conn.queued = 0
+            conn.cond.notify_all()
+        self.poller.unregister(fd)
+        self.handlers.pop(fd, None)
+        self.resources.pop(fd, None)
+        try:
+            conn.remote.close()
+        except Exception:
+            log.exception("close() of %s failed", conn.endpoint)
+        conn.resolved.set()
+
+    # -- listeners ---------------------------------------------------------------------
+
+    def _on_listener(self, listener: _Listener, flags: int) -> None:
+        if listener.state != _READY:
+            return
+        accepted: list[tuple[Remote, Address]] = []
+        datagrams: list[tuple[Address, bytes]] = []
+        try:
+            listener.local.accept(
+                lambda remote, addr: accepted.append((remote, addr)),
+                lambda addr, data: datagrams.append((addr, data)),
+            )
+        except OSError as exc:
+            log.warning("listener %r: accept failed: %s", listener.id, _describe(exc))
+        except Exception:
+            log.exception("accept() of listener %r failed", listener.id)
+        for remote, addr in accepted:
+            resource_id = self.new_id(listener.id.adapter_id, ResourceType.REMOTE)
+            endpoint = Endpoint(resource_id, addr)
+            conn = _Connection(
+                self, resource_id, endpoint, remote, limit=listener.limit, listener_id=listener.id
+            )
+            try:
+                self.register_connection(conn)
+            except (OSError, NodeStoppedError) as exc:
+                log.warning("could not register accepted %s: %s", conn.endpoint, exc)
+                remote.close()
+                continue
+            self._on_pending(conn, WRITE)
+            if not self.running:
+                return
+        if datagrams:
+            emit = self.emit
+            cache = listener.endpoint_cache
+            for addr, data in datagrams:
+                peer = cache.get(addr)
+                if peer is None:
+                    if len(cache) > 4096:
+                        cache.clear()
+                    peer = cache[addr] = Endpoint(listener.id, addr)
+                emit(Message(peer, data))
+                if listener.state != _READY or not self.running:
+                    return
+
+    def _close_listener(self, listener: _Listener) -> None:
+        if listener.fd < 0:
+            return
+        fd = listener.fd
+        listener.fd = -1
+        listener.state = _CLOSED
+        self.poller.unregister(fd)
+        self.handlers.pop(fd, None)
+        self.resources.pop(fd, None)
+        try:
+            listener.local.close()
+        except Exception:
+            log.exception("close() of listener %r failed", listener.id)
+
+    # -- connect_sync without a running loop ------------------------------------------
+
+    def drive_pending(self, conn: _Connection, timeout: float) -> None:
+        """Advance one pending connection by polling only its fd (caller holds drive_lock).
+
+        Used by ``connect_sync`` before any loop runs; the ``Connected`` event it produces
+        goes to the backlog and is delivered when the loop starts.
+        """
+        if conn.state != _PENDING or conn.fd < 0:
+            return
+        poll = select.poll()
+        poll.register(conn.fd, select.POLLIN | select.POLLOUT)
+        ready = poll.poll(max(1, int(timeout * 1000) + 1))
+        if not ready:
+            return
+        flags = 0
+        for _fd, mask in ready:
+            if mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                flags |= READ
+            if mask & (select.POLLOUT | select.POLLHUP | select.POLLERR):
+                flags |= WRITE
+        self._on_pending(conn, flags)
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Close every resource (one last non-blocking write of queued data). Idempotent."""
+        with self.registry_lock:
+            if self.shut:
+                return
+            self.shut = True
+            self.running = False
+            self.connections.clear()
+            self.listeners.clear()
+            resources = list(self.resources.values())
+        self._requests.clear()
+        for resource in resources:
+            if isinstance(resource, _Listener):
+                self._close_listener(resource)
+                continue
+            with resource.lock:
+                if resource.state in (_READY, _CLOSING) and resource.chunks:
+                    try:
+                        resource.flush()
+                    except Exception:  # noqa: BLE001 - closing anyway
+                        pass
+            self._close_connection(resource)
+        with self._timer_lock:
+            self._timers.clear()
+        self.poller.close()
+        self.waker.close()
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "no reason given"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (errno {exc.errno})"
+    return str(exc) or type(exc).__name__

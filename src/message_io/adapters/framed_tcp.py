@@ -1,0 +1,162 @@
+"""``Transport.FRAMED_TCP``: whole messages over TCP, byte-compatible with the Rust crate.
+
+Each message is a varint length prefix (unsigned LEB128) followed by the payload; see
+:mod:`message_io.codec.framing`. A zero-length message is legal. A peer that announces
+a message larger than ``max_message_size`` or sends an invalid prefix is disconnected
+(one log line); the size is checked on the header, before anything is buffered.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..codec.framing import FrameDecoder, frame_header
+from ..network.adapter import ReadStatus
+from .tcp import (
+    INPUT_BUFFER_SIZE,
+    TcpAdapter,
+    TcpConnectConfig,
+    TcpKeepalive,
+    TcpListenConfig,
+    TcpLocal,
+    TcpRemote,
+)
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "FramedTcpAdapter",
+    "FramedTcpConnectConfig",
+    "FramedTcpListenConfig",
+    "FramedTcpLocal",
+    "FramedTcpRemote",
+]
+
+DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
+"""The default largest message (16 MiB), in both directions."""
+
+_READ_SIZE: Final = 256 * 1024
+_MAX_READ: Final = 4 * 1024 * 1024
+
+
+def _check_max(value: int) -> None:
+    if not 0 <= value < 2**64:
+        raise ValueError(f"max_message_size must be in [0, 2**64), not {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FramedTcpConnectConfig(TcpConnectConfig):
+    """:class:`~message_io.adapters.tcp.TcpConnectConfig` plus the message size limit.
+
+    Attributes:
+        max_message_size: The largest message sent or received on this connection.
+    """
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_max(self.max_message_size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FramedTcpListenConfig(TcpListenConfig):
+    """:class:`~message_io.adapters.tcp.TcpListenConfig` plus the message size limit.
+
+    Attributes:
+        max_message_size: The largest message sent or received on each accepted
+            connection. A peer announcing a larger one is disconnected.
+    """
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_max(self.max_message_size)
+
+
+class FramedTcpRemote(TcpRemote):
+    """A TCP connection carrying length-prefixed messages."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        connecting: bool,
+        keepalive: TcpKeepalive | None,
+        max_message_size: int,
+    ) -> None:
+        super().__init__(sock, connecting=connecting, keepalive=keepalive, read_size=_READ_SIZE)
+        self.max_message_size = max_message_size
+        self._decoder = FrameDecoder(max_message_size)
+        self._frames: list[bytes] = []
+
+    def header(self, size: int) -> bytes:
+        return frame_header(size)
+
+    def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
+        recv = self._recv
+        feed = self._decoder.feed
+        frames = self._frames
+        size = self._read_size
+        status = ReadStatus.OK
+        for _ in range(4):
+            wanted = self._decoder.wanted
+            try:
+                # A large frame in progress is read in one piece of its exact size.
+                data = recv(min(wanted, _MAX_READ) if wanted > size else size)
+            except BlockingIOError:
+                break
+            except ConnectionError:
+                status = ReadStatus.DISCONNECTED
+                break
+            if not data:
+                status = ReadStatus.DISCONNECTED
+                break
+            try:
+                feed(data, frames)
+            finally:
+                for frame in frames:
+                    deliver(frame)
+                frames.clear()
+            if len(data) < size:
+                break
+        return status
+
+
+class FramedTcpLocal(TcpLocal):
+    """A TCP listener whose connections carry length-prefixed messages."""
+
+    def make_remote(self, sock: socket.socket) -> FramedTcpRemote:
+        config: Any = self._config
+        return FramedTcpRemote(
+            sock,
+            connecting=False,
+            keepalive=config.keepalive,
+            max_message_size=config.max_message_size,
+        )
+
+
+class FramedTcpAdapter(TcpAdapter):
+    """The adapter behind ``Transport.FRAMED_TCP``."""
+
+    packet_based = True
+    max_message_size = DEFAULT_MAX_MESSAGE_SIZE
+    connect_config = FramedTcpConnectConfig
+    listen_config = FramedTcpListenConfig
+
+    def make_remote(self, sock: socket.socket, config: Any) -> FramedTcpRemote:
+        return FramedTcpRemote(
+            sock,
+            connecting=True,
+            keepalive=config.keepalive,
+            max_message_size=config.max_message_size,
+        )
+
+    def make_local(self, sock: socket.socket, config: Any) -> FramedTcpLocal:
+        return FramedTcpLocal(sock, config)
+
+
+assert INPUT_BUFFER_SIZE <= _READ_SIZE

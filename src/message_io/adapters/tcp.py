@@ -1,0 +1,310 @@
+"""``Transport.TCP``: a raw byte stream. Each ``Message`` is what one read returned.
+
+TCP does not keep message boundaries: two sends may arrive as one ``Message`` and one
+send as several. Use it to talk to peers that speak their own stream protocol; use
+``Transport.FRAMED_TCP`` to exchange whole messages.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from ..network.adapter import (
+    Adapter,
+    ConnectConfig,
+    ConnectionInfo,
+    ListenConfig,
+    ListeningInfo,
+    Local,
+    PendingStatus,
+    Readiness,
+    ReadStatus,
+    Remote,
+    resolve_address,
+)
+from ..network.endpoint import Address
+
+__all__ = [
+    "INPUT_BUFFER_SIZE",
+    "LISTENER_BACKLOG",
+    "TcpAdapter",
+    "TcpConnectConfig",
+    "TcpKeepalive",
+    "TcpListenConfig",
+    "TcpLocal",
+    "TcpRemote",
+]
+
+log = logging.getLogger("message_io")
+
+INPUT_BUFFER_SIZE: Final = 65536
+"""Bytes asked of the OS per read (the Rust crate reads 65535)."""
+
+LISTENER_BACKLOG: Final = 1024
+"""Default ``listen()`` backlog, as in the Rust crate."""
+
+_READS_PER_EVENT: Final = 4  # reads per readiness event before yielding to other peers
+_ACCEPTS_PER_EVENT: Final = 64
+_IN_PROGRESS: Final = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TcpKeepalive:
+    """TCP keepalive probes: detect a peer that vanished without closing.
+
+    Attributes:
+        time: Idle seconds before the first probe (``TCP_KEEPIDLE``).
+        interval: Seconds between probes (``TCP_KEEPINTVL``).
+        retries: Unanswered probes before the connection is dropped (``TCP_KEEPCNT``).
+    Fields left ``None`` keep the OS default; options the OS lacks are skipped.
+    """
+
+    time: float | None = None
+    interval: float | None = None
+    retries: int | None = None
+
+    def apply(self, sock: socket.socket) -> None:
+        """Enable keepalive on ``sock`` with these settings."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (
+            ("TCP_KEEPIDLE", self.time),
+            ("TCP_KEEPINTVL", self.interval),
+            ("TCP_KEEPCNT", self.retries),
+        ):
+            option = getattr(socket, name, None)
+            if value is not None and option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(value)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TcpConnectConfig(ConnectConfig):
+    """How ``connect`` opens a TCP connection.
+
+    Attributes:
+        source_address: Bind to this local ``(host, port)`` / ``"host:port"`` first.
+        bind_device: Bind to this network interface (``SO_BINDTODEVICE``; Linux, and
+            usually needs privileges).
+        keepalive: Enable TCP keepalive with these settings.
+        nodelay: Disable Nagle's algorithm (``TCP_NODELAY``). On by default: the node
+            already coalesces small messages itself, so Nagle only adds delay (see
+            ``docs/performance.md`` for the measurement).
+        connect_timeout, send_buffer_limit: See :class:`ConnectConfig`.
+    """
+
+    source_address: Any = None
+    bind_device: str | None = None
+    keepalive: TcpKeepalive | None = None
+    nodelay: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class TcpListenConfig(ListenConfig):
+    """How ``listen`` opens a TCP listener.
+
+    Attributes:
+        bind_device: Bind to this network interface (``SO_BINDTODEVICE``, Linux).
+        keepalive: Enable TCP keepalive on every accepted connection.
+        nodelay: ``TCP_NODELAY`` on every accepted connection (default on).
+        reuse_address: ``SO_REUSEADDR`` (default on, so a restarted server can bind at
+            once).
+        reuse_port: ``SO_REUSEPORT`` where the OS has it (several listeners, one port).
+        backlog: The ``listen()`` backlog.
+        send_buffer_limit: See :class:`ListenConfig`.
+    """
+
+    bind_device: str | None = None
+    keepalive: TcpKeepalive | None = None
+    nodelay: bool = True
+    reuse_address: bool = True
+    reuse_port: bool = False
+    backlog: int = LISTENER_BACKLOG
+
+
+def _bind_device(sock: socket.socket, device: str) -> None:
+    option = getattr(socket, "SO_BINDTODEVICE", None)
+    if option is None:
+        raise OSError(errno.EOPNOTSUPP, f"binding to device {device!r} is not supported here")
+    sock.setsockopt(socket.SOL_SOCKET, option, device.encode() + b"\0")
+
+
+def _nodelay(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # not every stream socket is TCP (e.g. a test's Unix socket)
+        pass
+
+
+class TcpRemote(Remote):
+    """One TCP connection. Subclassed by framed transports, which add a decoder."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        connecting: bool,
+        keepalive: TcpKeepalive | None = None,
+        read_size: int = INPUT_BUFFER_SIZE,
+    ) -> None:
+        self.socket = sock
+        self._fd = sock.fileno()
+        self._connecting = connecting
+        self._keepalive = keepalive
+        self._read_size = read_size
+        self._recv = sock.recv
+        self._send = sock.send
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def pending(self, readiness: Readiness) -> PendingStatus:
+        """Decide a non-blocking connect: ``SO_ERROR`` tells failure, a peer name success."""
+        sock = self.socket
+        if self._connecting:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.failure = OSError(err, os.strerror(err))
+                return PendingStatus.DISCONNECTED
+            try:
+                sock.getpeername()
+            except OSError as exc:
+                if exc.errno in (errno.ENOTCONN, errno.EINVAL):
+                    return PendingStatus.INCOMPLETE
+                self.failure = exc
+                return PendingStatus.DISCONNECTED
+            self._connecting = False
+        if self._keepalive is not None:
+            try:
+                self._keepalive.apply(sock)
+            except OSError as exc:
+                log.warning("could not enable TCP keepalive: %s", exc)
+        return PendingStatus.READY
+
+    def pending_interest(self) -> Readiness:
+        return Readiness.WRITE
+
+    def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
+        recv = self._recv
+        size = self._read_size
+        for _ in range(_READS_PER_EVENT):
+            try:
+                data = recv(size)
+            except BlockingIOError:
+                return ReadStatus.OK
+            except ConnectionError as exc:
+                log.debug("connection lost: %s", exc)
+                return ReadStatus.DISCONNECTED
+            if not data:
+                return ReadStatus.DISCONNECTED
+            deliver(data)
+            if len(data) < size:
+                break  # the OS had no more: skip the read that would say "would block"
+        return ReadStatus.OK
+
+    def write(self, data: memoryview) -> int:
+        try:
+            return self._send(data)
+        except BlockingIOError:
+            return 0
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+class TcpLocal(Local):
+    """A TCP listening socket."""
+
+    def __init__(self, sock: socket.socket, config: TcpListenConfig) -> None:
+        self.socket = sock
+        self._config = config
+        self._fd = sock.fileno()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def make_remote(self, sock: socket.socket) -> TcpRemote:
+        """Wrap an accepted socket; framed transports override it."""
+        return TcpRemote(sock, connecting=False, keepalive=self._config.keepalive)
+
+    def accept(
+        self,
+        accept_remote: Callable[[Remote, Address], object],
+        deliver: Callable[[Address, bytes], object],
+    ) -> None:
+        for _ in range(_ACCEPTS_PER_EVENT):
+            try:
+                sock, addr = self.socket.accept()
+            except BlockingIOError:
+                return
+            except ConnectionAbortedError:
+                continue  # the peer gave up before we accepted: nothing to do
+            sock.setblocking(False)
+            if self._config.nodelay:
+                _nodelay(sock)
+            accept_remote(self.make_remote(sock), addr)
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+class TcpAdapter(Adapter):
+    """The adapter behind ``Transport.TCP``."""
+
+    connection_oriented = True
+    packet_based = False
+    max_message_size: ClassVar[int | None] = None
+    connect_config = TcpConnectConfig
+    listen_config = TcpListenConfig
+
+    def make_remote(self, sock: socket.socket, config: Any) -> TcpRemote:
+        """Wrap a connecting socket; framed transports override it."""
+        return TcpRemote(sock, connecting=True, keepalive=config.keepalive)
+
+    def make_local(self, sock: socket.socket, config: Any) -> TcpLocal:
+        """Wrap a listening socket; framed transports override it."""
+        return TcpLocal(sock, config)
+
+    def connect(self, addr: Any, config: Any) -> ConnectionInfo:
+        family, sockaddr = resolve_address(addr)[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            if config.nodelay:
+                _nodelay(sock)
+            if config.bind_device is not None:
+                _bind_device(sock, config.bind_device)
+            if config.source_address is not None:
+                _src_family, src = resolve_address(config.source_address, passive=True)[0]
+                sock.bind(src)
+            err = sock.connect_ex(sockaddr)
+            if err not in _IN_PROGRESS:
+                raise OSError(err, os.strerror(err))
+            local_addr = sock.getsockname()
+        except BaseException:
+            sock.close()
+            raise
+        return ConnectionInfo(self.make_remote(sock, config), local_addr, sockaddr)
+
+    def listen(self, addr: Any, config: Any) -> ListeningInfo:
+        family, sockaddr = resolve_address(addr, passive=True)[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if config.reuse_address:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if config.reuse_port and hasattr(socket, "SO_REUSEPORT"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if config.bind_device is not None:
+                _bind_device(sock, config.bind_device)
+            sock.bind(sockaddr)
+            sock.listen(config.backlog)
+            sock.setblocking(False)
+            local_addr = sock.getsockname()
+        except BaseException:
+            sock.close()
+            raise
+        return ListeningInfo(self.make_local(sock, config), local_addr)

@@ -1,0 +1,26 @@
+"""Network: endpoints, resource ids, transports, the controller and the adapter contract."""
+
+from __future__ import annotations
+
+from .adapter import SendStatus
+from .controller import NetworkController
+from .endpoint import Address, Endpoint, ResourceId, ResourceType
+from .net_event import Accepted, Connected, Disconnected, Drained, Message, NetEvent
+from .transport import Transport, register_transport
+
+__all__ = [
+    "Accepted",
+    "Address",
+    "Connected",
+    "Disconnected",
+    "Drained",
+    "Endpoint",
+    "Message",
+    "NetEvent",
+    "NetworkController",
+    "ResourceId",
+    "ResourceType",
+    "SendStatus",
+    "Transport",
+    "register_transport",
+]

@@ -1,0 +1,300 @@
+"""``handler.network``: connect, listen, send and remove, from any thread."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from .._loop import _READY, _Connection, _Listener
+from ..errors import (
+    AddressError,
+    ConfigError,
+    ConnectError,
+    ConnectTimeout,
+    ListenError,
+    LoopThreadError,
+    NodeStoppedError,
+)
+from .adapter import Buffer, ConnectConfig, ListenConfig, SendStatus, format_address
+from .endpoint import Address, Endpoint, ResourceId, ResourceType
+from .transport import Transport
+
+if TYPE_CHECKING:
+    from .._loop import Loop
+
+__all__ = ["NetworkController"]
+
+log = logging.getLogger("message_io")
+
+
+def _addr_text(addr: Any) -> str:
+    if isinstance(addr, str):
+        return addr
+    return format_address(addr) if isinstance(addr, tuple) else repr(addr)
+
+
+class NetworkController:
+    """Creates and removes connections and listeners, and sends messages.
+
+    Reached as ``handler.network``. Every method is thread-safe and may be called from
+    the event callback; only :meth:`connect_sync` and :meth:`wait_drained` wait, and they
+    refuse to run on the loop thread, where they would deadlock.
+    """
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: Loop[Any]) -> None:
+        self._loop = loop
+
+    def connect(
+        self, transport: Transport, addr: Any, *, config: ConnectConfig | None = None
+    ) -> tuple[Endpoint, Address]:
+        """Start connecting to ``addr``, without waiting.
+
+        Args:
+            transport: The transport, e.g. ``Transport.FRAMED_TCP``.
+            addr: ``"ip:port"``, ``"[ipv6]:port"``, ``"host:port"`` (resolved now, in the
+                calling thread) or a ``(host, port)`` tuple; transports may accept more
+                (URLs for WebSocket, paths for Unix sockets).
+            config: The transport's connect config (e.g. ``TcpConnectConfig``); defaults
+                when omitted.
+
+        Returns:
+            ``(endpoint, local_addr)``: the endpoint to send to, and the local address the
+            connection is bound to.
+
+        Events:
+            ``Connected(endpoint, True)`` once it is established (after the handshake, if
+            the transport has one), or ``Connected(endpoint, False)`` if it fails or its
+            ``connect_timeout`` passes. Until then ``send`` returns
+            ``RESOURCE_NOT_AVAILABLE``.
+
+        Raises:
+            AddressError: ``addr`` cannot be parsed or resolved.
+            ConfigError: ``config`` is not the transport's connect config.
+            ConnectError: the OS refused to start the connection (e.g. no route).
+            NodeStoppedError: the node has been stopped.
+        """
+        loop = self._loop
+        if not loop.running:
+            raise NodeStoppedError("the node is stopped; create a new one with split()")
+        adapter = transport.adapter
+        if config is None:
+            config = adapter.connect_config()
+        elif not isinstance(config, adapter.connect_config):
+            raise ConfigError(
+                f"{transport!r} takes a {adapter.connect_config.__name__}, "
+                f"not a {type(config).__name__}"
+            )
+        try:
+            info = adapter.connect(addr, config)
+        except (AddressError, ConnectError):
+            raise
+        except OSError as exc:
+            raise ConnectError(
+                exc.errno, f"cannot connect to {_addr_text(addr)}: {exc.strerror or exc}"
+            ) from exc
+        resource_id = loop.new_id(transport.id, ResourceType.REMOTE)
+        endpoint = Endpoint(resource_id, info.peer_addr)
+        conn = _Connection(loop, resource_id, endpoint, info.remote, limit=config.send_buffer_limit)
+        try:
+            loop.register_connection(conn)
+        except BaseException:
+            info.remote.close()
+            raise
+        if config.connect_timeout is not None:
+            timeout = config.connect_timeout
+            reason = TimeoutError(f"connect timed out after {timeout} s")
+            loop.add_timer(timeout, lambda: loop.fail_pending(conn, reason))
+        log.debug("connecting to %s as %r", _addr_text(addr), resource_id)
+        return endpoint, info.local_addr
+
+    def connect_sync(
+        self,
+        transport: Transport,
+        addr: Any,
+        *,
+        config: ConnectConfig | None = None,
+        timeout: float | None = 10.0,
+    ) -> tuple[Endpoint, Address]:
+        """Connect and wait until the connection is established.
+
+        Works before the loop runs (it then drives this one connection itself) and while
+        it runs on another thread. The ``Connected`` event is still delivered.
+
+        Args:
+            transport, addr, config: As for :meth:`connect`.
+            timeout: Seconds to wait for the outcome (``None``: as long as the OS takes).
+
+        Returns:
+            ``(endpoint, local_addr)``, as for :meth:`connect`.
+
+        Raises:
+            LoopThreadError: called from the loop thread (the event callback), where
+                waiting would deadlock; use :meth:`connect` and the ``Connected`` event.
+            ConnectError: the connection failed (refused, unreachable...); ``errno`` is set
+                when the OS gave one.
+            ConnectTimeout: no outcome within ``timeout``; the attempt is removed.
+            AddressError, ConfigError, NodeStoppedError: as for :meth:`connect`.
+        """
+        loop = self._loop
+        if loop.on_loop_thread():
+            raise LoopThreadError(
+                "connect_sync() called from the event loop thread would deadlock; "
+                "use connect() and wait for the Connected event"
+            )
+        endpoint, local_addr = self.connect(transport, addr, config=config)
+        conn = loop.connections.get(endpoint.resource_id)
+        if conn is None:  # already resolved and removed by another thread
+            raise ConnectError(f"cannot connect to {_addr_text(addr)}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not conn.resolved.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                loop.remove(endpoint.resource_id)
+                raise ConnectTimeout(
+                    f"cannot connect to {_addr_text(addr)}: timed out after {timeout} s"
+                )
+            if loop.drive_lock.acquire(blocking=False):
+                try:
+                    loop.drive_pending(conn, 0.05 if remaining is None else min(remaining, 0.05))
+                finally:
+                    loop.drive_lock.release()
+            else:
+                # The loop runs on another thread and will resolve it; the short slice only
+                # matters if that loop stops driving (a pull-API caller between calls).
+                conn.resolved.wait(0.05 if remaining is None else min(remaining, 0.05))
+        if conn.established:
+            return endpoint, local_addr
+        failure = conn.remote.failure
+        if not loop.running:
+            raise NodeStoppedError("the node was stopped while connecting")
+        errno = failure.errno if isinstance(failure, OSError) else None
+        reason = failure.strerror if isinstance(failure, OSError) else None
+        reason = reason or str(failure or "failed")
+        exc = ConnectError(errno, f"cannot connect to {_addr_text(addr)}: {reason}")
+        raise exc from failure
+
+    def listen(
+        self, transport: Transport, addr: Any, *, config: ListenConfig | None = None
+    ) -> tuple[ResourceId, Address]:
+        """Listen on ``addr`` (``"0.0.0.0:3042"``, ``"127.0.0.1:0"``, ``"[::1]:0"``, a tuple...).
+
+        Port 0 picks a free port: the returned address tells which.
+
+        Returns:
+            ``(listener_id, local_addr)``.
+
+        Events:
+            ``Accepted(endpoint, listener_id)`` for each new connection, once ready;
+            ``Message(endpoint, data)`` for what they send.
+
+        Raises:
+            AddressError: ``addr`` cannot be parsed or resolved.
+            ConfigError: ``config`` is not the transport's listen config.
+            ListenError: binding or listening failed (address in use, permission...);
+                ``errno`` is the OS's.
+            NodeStoppedError: the node has been stopped.
+        """
+        loop = self._loop
+        if not loop.running:
+            raise NodeStoppedError("the node is stopped; create a new one with split()")
+        adapter = transport.adapter
+        if config is None:
+            config = adapter.listen_config()
+        elif not isinstance(config, adapter.listen_config):
+            raise ConfigError(
+                f"{transport!r} takes a {adapter.listen_config.__name__}, "
+                f"not a {type(config).__name__}"
+            )
+        try:
+            info = adapter.listen(addr, config)
+        except (AddressError, ListenError):
+            raise
+        except OSError as exc:
+            raise ListenError(
+                exc.errno, f"cannot listen on {_addr_text(addr)}: {exc.strerror or exc}"
+            ) from exc
+        resource_id = loop.new_id(transport.id, ResourceType.LOCAL)
+        listener = _Listener(resource_id, info.local, config.send_buffer_limit)
+        try:
+            loop.register_listener(listener)
+        except BaseException:
+            info.local.close()
+            raise
+        log.debug("listening on %s as %r", format_address(info.local_addr), resource_id)
+        return resource_id, info.local_addr
+
+    def send(self, endpoint: Endpoint, data: Buffer) -> SendStatus:
+        """Send one message to ``endpoint``; never blocks, never busy-waits.
+
+        The message is written now if the OS takes it, or queued and written by the loop,
+        in order; messages sent by different threads never interleave. ``data`` may be
+        any bytes-like object; a mutable one is copied if it has to be queued.
+
+        Returns:
+            ``SENT`` (handed over, not a proof of delivery); ``RESOURCE_NOT_AVAILABLE``
+            (still connecting); ``RESOURCE_NOT_FOUND`` (no such connection);
+            ``MAX_PACKET_SIZE_EXCEEDED`` (too large for the transport; nothing sent);
+            ``QUEUE_FULL`` (backpressure: nothing sent; wait for ``Drained(endpoint)`` or
+            :meth:`wait_drained`, then send again).
+        """
+        conn = self._loop.connections.get(endpoint.resource_id)
+        if conn is not None:
+            return conn.send(data)
+        listener = self._loop.listeners.get(endpoint.resource_id)
+        if listener is not None:
+            return listener.local.send_to(endpoint.addr, data)
+        return SendStatus.RESOURCE_NOT_FOUND
+
+    def remove(self, resource_id: ResourceId) -> bool:
+        """Close a connection (kick a client) or a listener.
+
+        It leaves the node at once: ``send`` returns ``RESOURCE_NOT_FOUND`` and no further
+        event mentions it (no ``Disconnected`` either). Bytes already queued for a
+        connection are still written, for up to a few seconds, before it closes.
+
+        Returns:
+            False if no such resource exists (never did, or already gone).
+        """
+        return self._loop.remove(resource_id)
+
+    def is_ready(self, resource_id: ResourceId) -> bool | None:
+        """True once a connection is established (listeners are always ready), False while
+        it is connecting, None if it does not exist (removed, failed, disconnected)."""
+        loop = self._loop
+        conn = loop.connections.get(resource_id)
+        if conn is not None:
+            return bool(conn.established)
+        return True if resource_id in loop.listeners else None
+
+    def pending_bytes(self, endpoint: Endpoint) -> int:
+        """Bytes queued for ``endpoint`` and not yet handed to the OS (0 if unknown)."""
+        conn = self._loop.connections.get(endpoint.resource_id)
+        return conn.queued if conn is not None else 0
+
+    def wait_drained(self, endpoint: Endpoint, timeout: float | None = None) -> bool:
+        """Block until everything queued for ``endpoint`` is handed to the OS.
+
+        The way for a sending thread to resume after ``QUEUE_FULL``. The node's loop must
+        be running (``for_each`` or ``for_each_async``) to write the queue out.
+
+        Returns:
+            True if the queue is empty; False on timeout or if the connection is gone.
+
+        Raises:
+            LoopThreadError: called from the loop thread; use the ``Drained`` event there.
+        """
+        loop = self._loop
+        if loop.on_loop_thread():
+            raise LoopThreadError(
+                "wait_drained() called from the event loop thread would deadlock; "
+                "wait for the Drained event instead"
+            )
+        conn = loop.connections.get(endpoint.resource_id)
+        if conn is None:
+            return False
+        with conn.cond:
+            conn.cond.wait_for(lambda: not conn.chunks or conn.state != _READY, timeout)
+            return conn.state == _READY and not conn.chunks

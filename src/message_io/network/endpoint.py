@@ -1,0 +1,136 @@
+"""Resource ids and endpoints: who sent a message, and whom to send one to."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Final
+
+__all__ = ["Address", "Endpoint", "ResourceId", "ResourceType"]
+
+Address = tuple[Any, ...] | str
+"""A transport address: ``(host, port)`` / ``(host, port, flowinfo, scope_id)`` for IP
+transports, as the :mod:`socket` module returns them; a path or another string for
+transports that are not IP based."""
+
+_ADAPTER_BITS: Final = 16
+_ADAPTER_MASK: Final = (1 << _ADAPTER_BITS) - 1
+_LOCAL_BIT: Final = 1 << _ADAPTER_BITS
+_BASE_SHIFT: Final = _ADAPTER_BITS + 1
+
+
+class ResourceType(enum.Enum):
+    """Whether a resource was created by ``listen`` (LOCAL) or is a connection (REMOTE)."""
+
+    LOCAL = "L"
+    REMOTE = "R"
+
+
+class ResourceId(int):
+    """Identifies a connection or a listener for the life of the node; never reused.
+
+    It is an ``int`` (cheap to hash and compare) that packs three fields, as in the Rust
+    crate: the adapter id of its transport, whether it is a listener (local) or a
+    connection (remote), and a per-node counter. ``repr`` shows them as
+    ``[adapter.L|R.counter]``.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def _make(cls, adapter_id: int, resource_type: ResourceType, base_value: int) -> ResourceId:
+        local = _LOCAL_BIT if resource_type is ResourceType.LOCAL else 0
+        return cls((base_value << _BASE_SHIFT) | local | adapter_id)
+
+    @property
+    def adapter_id(self) -> int:
+        """The id of the transport (adapter) this resource belongs to."""
+        return int(self) & _ADAPTER_MASK
+
+    @property
+    def resource_type(self) -> ResourceType:
+        """LOCAL for a listener, REMOTE for a connection."""
+        return ResourceType.LOCAL if int(self) & _LOCAL_BIT else ResourceType.REMOTE
+
+    @property
+    def is_local(self) -> bool:
+        """True for a listener (a resource created by ``listen``)."""
+        return bool(int(self) & _LOCAL_BIT)
+
+    @property
+    def is_remote(self) -> bool:
+        """True for a connection (created by ``connect`` or accepted by a listener)."""
+        return not int(self) & _LOCAL_BIT
+
+    @property
+    def base_value(self) -> int:
+        """The per-node counter part of the id."""
+        return int(self) >> _BASE_SHIFT
+
+    def __repr__(self) -> str:
+        return f"[{self.adapter_id}.{self.resource_type.value}.{self.base_value}]"
+
+    __str__ = __repr__
+
+
+class Endpoint:
+    """A peer you can send to: a resource id plus the peer's address.
+
+    Connection-oriented transports give every connection its own resource id. For
+    packet transports a listener's id is shared by every peer that sends to it, and the
+    address tells the peers apart. Endpoints are immutable and hashable, so they make
+    good dictionary keys; two endpoints are equal when both fields are.
+    """
+
+    __slots__ = ("_addr", "_hash", "_resource_id")
+    __match_args__ = ("resource_id", "addr")
+
+    _resource_id: ResourceId
+    _addr: Address
+    _hash: int
+
+    def __init__(self, resource_id: ResourceId, addr: Address) -> None:
+        object.__setattr__(self, "_resource_id", resource_id)
+        object.__setattr__(self, "_addr", addr)
+        object.__setattr__(self, "_hash", hash((resource_id, addr)))
+
+    @classmethod
+    def from_listener(cls, listener_id: ResourceId, addr: Address) -> Endpoint:
+        """An endpoint for sending from a listener to ``addr`` (packet transports, e.g. UDP).
+
+        Raises:
+            ValueError: ``listener_id`` is not a listener's id.
+        """
+        if not isinstance(listener_id, ResourceId) or not listener_id.is_local:
+            raise ValueError(f"{listener_id!r} is not a listener id")
+        return cls(listener_id, addr)
+
+    @property
+    def resource_id(self) -> ResourceId:
+        """The id of the connection, or of the listener for packet transports."""
+        return self._resource_id
+
+    @property
+    def addr(self) -> Address:
+        """The peer's address."""
+        return self._addr
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Endpoint is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Endpoint is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Endpoint:
+            return NotImplemented
+        assert isinstance(other, Endpoint)
+        return self._resource_id == other._resource_id and self._addr == other._addr
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self._resource_id!r}, {self._addr!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Endpoint, (self._resource_id, self._addr))

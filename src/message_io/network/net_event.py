@@ -1,0 +1,78 @@
+"""The events a node delivers about the network.
+
+They are frozen, slotted dataclasses whose positional fields follow the Rust crate's
+``NetEvent`` variants, so a ``match`` reads like the Rust::
+
+    match event:
+        case Connected(endpoint, established): ...
+        case Accepted(endpoint, listener_id): ...
+        case Message(endpoint, data): ...
+        case Disconnected(endpoint): ...
+        case Drained(endpoint): ...
+
+Their reprs show sizes, never payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .endpoint import Endpoint, ResourceId
+
+__all__ = ["Accepted", "Connected", "Disconnected", "Drained", "Message", "NetEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The outcome of a ``connect``: ``established`` is False if it failed.
+
+    After a failure the resource is already gone (``is_ready`` returns None).
+    """
+
+    endpoint: Endpoint
+    established: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A listener accepted a new connection, ready to use (handshake done)."""
+
+    endpoint: Endpoint
+    listener_id: ResourceId
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Message:
+    """A message from ``endpoint``: one whole message on packet-based transports, a chunk
+    of the stream (what one read returned) on ``Transport.TCP``."""
+
+    endpoint: Endpoint
+    data: bytes
+
+    def __repr__(self) -> str:
+        return f"Message({self.endpoint!r}, data=<{len(self.data)} bytes>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection was lost or closed by the peer; its resource is already gone.
+
+    Not produced for connections you ``remove`` yourself, nor for packet transports.
+    """
+
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """Every byte queued for ``endpoint`` has been handed to the OS.
+
+    Produced once after a ``send`` to that endpoint returned ``SendStatus.QUEUE_FULL``:
+    it is the signal to resume sending.
+    """
+
+    endpoint: Endpoint
+
+
+NetEvent = Connected | Accepted | Message | Disconnected | Drained
+"""Every network event; ``match`` on it, ``assert_never`` proves the match exhaustive."""

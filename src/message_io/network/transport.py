@@ -1,0 +1,131 @@
+"""Transports: the registry of adapters, built-in and user-made.
+
+``Transport`` is a small value object rather than a closed ``enum``: a transport written
+outside the library is registered at run time with :func:`register_transport` and then
+used exactly like the built-in ones (the Rust crate needs its source edited for that).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import ClassVar
+
+from ..errors import TransportRegistryError
+from .adapter import Adapter
+
+__all__ = ["Transport", "register_transport"]
+
+_MAX_ADAPTER_ID = 0xFFFF
+
+
+class Transport:
+    """A registered transport. Compare with ``is`` or ``==``; usable as a dict key.
+
+    Built-in transports are class attributes: ``Transport.TCP``, ``Transport.FRAMED_TCP``.
+    A registered one is also set as an attribute under its name
+    (``Transport.UNIX`` after ``register_transport("UNIX", ...)``).
+    """
+
+    __slots__ = ("_adapter", "_id", "_name")
+
+    TCP: ClassVar[Transport]
+    FRAMED_TCP: ClassVar[Transport]
+
+    _registry: ClassVar[dict[int, Transport]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, name: str, id: int, adapter: Adapter) -> None:  # noqa: A002
+        self._name = name
+        self._id = id
+        self._adapter = adapter
+
+    @property
+    def name(self) -> str:
+        """The transport's name, e.g. ``"FRAMED_TCP"``."""
+        return self._name
+
+    @property
+    def id(self) -> int:
+        """The adapter id, stored in every :class:`ResourceId` of this transport."""
+        return self._id
+
+    @property
+    def adapter(self) -> Adapter:
+        """The adapter implementing this transport."""
+        return self._adapter
+
+    @property
+    def is_connection_oriented(self) -> bool:
+        """True if connections are accepted and report ``Disconnected`` (TCP, WebSocket)."""
+        return self._adapter.connection_oriented
+
+    @property
+    def is_packet_based(self) -> bool:
+        """True if each send arrives as exactly one ``Message`` (not a byte stream)."""
+        return self._adapter.packet_based
+
+    @property
+    def max_message_size(self) -> int | None:
+        """The default largest message, in bytes; ``None`` means unlimited."""
+        return self._adapter.max_message_size
+
+    @classmethod
+    def from_id(cls, transport_id: int) -> Transport:
+        """The transport registered under ``transport_id``.
+
+        Raises:
+            ValueError: no transport has that id.
+        """
+        try:
+            return cls._registry[transport_id]
+        except KeyError:
+            raise ValueError(f"no transport with id {transport_id}") from None
+
+    @classmethod
+    def all(cls) -> Iterator[Transport]:
+        """Every registered transport, by id."""
+        return iter(sorted(cls._registry.values(), key=lambda t: t.id))
+
+    def __repr__(self) -> str:
+        return f"Transport.{self._name}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Transport.from_id, (self._id,))
+
+
+def register_transport(name: str, adapter: Adapter, *, id: int | None = None) -> Transport:  # noqa: A002
+    """Register a transport so every node can ``connect``/``listen`` with it.
+
+    Args:
+        name: An identifier, conventionally upper case (``"UNIX"``). It becomes an
+            attribute of :class:`Transport`.
+        adapter: The :class:`~message_io.network.adapter.Adapter` implementing it.
+        id: The adapter id (0-65535); by default the lowest free id from 64 up (ids
+            below 64 are kept for the library's own transports).
+
+    Returns:
+        The new :class:`Transport`.
+
+    Raises:
+        TransportRegistryError: the name or the id is already taken.
+        TypeError: ``adapter`` is not an :class:`Adapter`.
+    """
+    if not isinstance(adapter, Adapter):
+        raise TypeError(f"adapter must be an Adapter, not {type(adapter).__name__}")
+    if not name.isidentifier():
+        raise ValueError(f"transport name must be an identifier, not {name!r}")
+    with Transport._lock:
+        taken = Transport._registry
+        if any(t.name == name for t in taken.values()) or name in vars(Transport):
+            raise TransportRegistryError(f"a transport named {name!r} is already registered")
+        if id is None:
+            id = next(i for i in range(64, _MAX_ADAPTER_ID + 1) if i not in taken)  # noqa: A001
+        elif not 0 <= id <= _MAX_ADAPTER_ID:
+            raise ValueError(f"transport id must be in 0..{_MAX_ADAPTER_ID}, not {id}")
+        elif id in taken:
+            raise TransportRegistryError(f"transport id {id} is taken by {taken[id]!r}")
+        transport = Transport(name, id, adapter)
+        taken[id] = transport
+        setattr(Transport, name, transport)
+    return transport

@@ -1,0 +1,248 @@
+"""The node: ``split()`` gives a handler that acts and a listener that delivers events.
+
+::
+
+    handler, listener = message_io.split()
+    handler.network.listen(Transport.FRAMED_TCP, "0.0.0.0:3042")
+    listener.for_each(on_event)          # every event, on this thread, until stop()
+
+The handler (:class:`NodeHandler`) is thread-safe: share it, call it from the callback or
+from other threads. The listener (:class:`NodeListener`) runs the node's one event loop,
+in one of three ways: :meth:`~NodeListener.for_each` (this thread),
+:meth:`~NodeListener.for_each_async` (a background thread, returns a :class:`NodeTask`),
+or the pull API :meth:`~NodeListener.receive` / iteration, for programs with their own
+main loop. Nothing that happens before the loop starts is lost: connections and listeners
+made earlier are polled when it starts, and their events delivered then.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from ._loop import Loop, Signal
+from .errors import ListenerUsedError, LoopThreadError
+from .events import _EMPTY, EventSender
+from .network.controller import NetworkController
+from .network.net_event import NetEvent
+
+__all__ = ["NodeEvent", "NodeHandler", "NodeListener", "NodeTask", "Signal", "split"]
+
+log = logging.getLogger("message_io")
+
+S = TypeVar("S")
+
+NodeEvent = NetEvent | Signal[S]
+"""What the callback receives: a network event or a ``Signal``."""
+
+
+class NodeHandler(Generic[S]):
+    """Acts on the node: ``network`` (connect, listen, send, remove), ``signals``, ``stop``.
+
+    Thread-safe; every method may be called from any thread, including the callback.
+    """
+
+    __slots__ = ("_loop", "_network")
+
+    def __init__(self, loop: Loop[S]) -> None:
+        self._loop = loop
+        self._network = NetworkController(loop)
+
+    @property
+    def network(self) -> NetworkController:
+        """Connections and listeners: ``connect``, ``listen``, ``send``, ``remove``..."""
+        return self._network
+
+    @property
+    def signals(self) -> EventSender[S]:
+        """The node's own events: ``send``, ``send_with_priority``, ``send_with_timer``..."""
+        return self._loop.signals
+
+    def stop(self) -> None:
+        """Stop the node: the loop returns promptly and closes every connection and
+        listener (writing out, without waiting, what the OS takes of queued data).
+
+        Final: the node cannot be restarted. The callback is not called again once the
+        event being handled returns. Safe to call twice, from any thread, before the loop
+        starts (then it closes everything at once) or after it ended.
+        """
+        self._loop.stop()
+
+    def is_running(self) -> bool:
+        """True until :meth:`stop` is called (or the loop ends because the callback raised)."""
+        return self._loop.running
+
+
+class NodeTask:
+    """The background thread of :meth:`NodeListener.for_each_async`.
+
+    Use it as a context manager to stop the node and wait for it on exit::
+
+        with listener.for_each_async(on_event):
+            ...                        # the node runs in the background
+        # here the node is stopped and its thread joined
+    """
+
+    __slots__ = ("_error", "_loop", "_thread")
+
+    def __init__(self, loop: Loop[Any], thread: threading.Thread) -> None:
+        self._loop = loop
+        self._thread = thread
+        self._error: BaseException | None = None
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The thread running the loop."""
+        return self._thread
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the node stops.
+
+        Returns:
+            True once the loop has ended, False if ``timeout`` passed first.
+
+        Raises:
+            BaseException: whatever the callback raised (which stopped the node).
+            LoopThreadError: called from the loop's own thread.
+            KeyboardInterrupt: Ctrl+C while waiting; the node is stopped and joined first.
+        """
+        if threading.current_thread() is self._thread:
+            raise LoopThreadError("NodeTask.wait() called from the node's own thread")
+        try:
+            if timeout is None:
+                while self._thread.is_alive():
+                    self._thread.join(0.25)  # short joins keep Ctrl+C responsive
+            else:
+                self._thread.join(timeout)
+        except KeyboardInterrupt:
+            self._loop.stop()
+            self._thread.join()
+            raise
+        if self._thread.is_alive():
+            return False
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return True
+
+    def __enter__(self) -> NodeTask:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._loop.stop()
+        if threading.current_thread() is not self._thread:
+            self.wait()
+
+
+class NodeListener(Generic[S]):
+    """Runs the node's event loop and delivers every event, network and signal.
+
+    Only one loop may consume a listener at a time.
+    """
+
+    __slots__ = ("_loop", "_used")
+
+    def __init__(self, loop: Loop[S]) -> None:
+        self._loop = loop
+        self._used = False
+
+    def for_each(self, callback: Callable[[NodeEvent[S]], object]) -> None:
+        """Run the loop in this thread, calling ``callback(event)`` for every event, until
+        ``handler.stop()``.
+
+        The callback runs on this thread, one event at a time; it may use the handler
+        freely (send, connect, remove, signals, stop). On return every resource is closed.
+
+        Raises:
+            BaseException: whatever the callback raised; the node is stopped and closed
+                first. Ctrl+C (``KeyboardInterrupt``) likewise stops and closes it.
+            ListenerUsedError: the listener is already running.
+        """
+        self._claim()
+        loop = self._loop
+        with loop.drive_lock:
+            loop.run(callback)
+
+    def for_each_async(
+        self, callback: Callable[[NodeEvent[S]], object], *, name: str = "message-io-node"
+    ) -> NodeTask:
+        """Run the loop in a new background thread named ``name``; return at once.
+
+        Returns:
+            A :class:`NodeTask` to wait for the node (and get the callback's exception).
+
+        Raises:
+            ListenerUsedError: the listener is already running.
+        """
+        self._claim()
+        loop = self._loop
+        started = threading.Event()
+        task: NodeTask
+
+        def run() -> None:
+            with loop.drive_lock:
+                started.set()
+                try:
+                    loop.run(callback)
+                except BaseException as exc:  # noqa: BLE001 - handed to wait()
+                    log.debug("the node stopped because the callback raised %r", exc)
+                    task._error = exc
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        task = NodeTask(loop, thread)
+        thread.start()
+        started.wait()
+        return task
+
+    def receive(self, timeout: float | None = None) -> NodeEvent[S] | None:
+        """Pull the next event, running the loop in this thread until one is there.
+
+        For programs with their own main loop (a game loop): ``receive(0)`` never blocks.
+        Between calls nothing runs; sockets and timers wait for the next call.
+
+        Returns:
+            The next event, or None if ``timeout`` seconds passed or the node is stopped
+            (``handler.is_running()`` tells which).
+
+        Raises:
+            ListenerUsedError: ``for_each`` or ``for_each_async`` consumes the listener.
+        """
+        if self._used:
+            raise ListenerUsedError("this listener is consumed by for_each/for_each_async")
+        loop = self._loop
+        with loop.drive_lock:
+            event = loop.run_until_event(timeout)
+        return None if event is _EMPTY else event
+
+    def try_receive(self) -> NodeEvent[S] | None:
+        """The next event if one is ready now, else None; never blocks."""
+        return self.receive(0)
+
+    def __iter__(self) -> Iterator[NodeEvent[S]]:
+        """Iterate over events (pull API) until the node is stopped."""
+        while True:
+            event = self.receive()
+            if event is None:
+                if not self._loop.running:
+                    return
+                continue
+            yield event
+
+    def _claim(self) -> None:
+        if self._used:
+            raise ListenerUsedError("a NodeListener can run only one loop")
+        self._used = True
+
+
+def split() -> tuple[NodeHandler[Any], NodeListener[Any]]:
+    """Create a node: a handler to act, and a listener to receive events.
+
+    Returns:
+        ``(handler, listener)``. Annotate to type your signals:
+        ``handler, listener = split()`` then ``handler.signals.send(...)``; or use
+        ``split_typed`` patterns such as ``h: NodeHandler[MySignal]``.
+    """
+    loop: Loop[Any] = Loop()
+    return NodeHandler(loop), NodeListener(loop)
