@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from ._loop import Loop, Signal
 from .errors import ListenerUsedError, LoopThreadError
@@ -236,13 +236,23 @@ class NodeListener(Generic[S]):
         self._used = True
 
 
-def split() -> tuple[NodeHandler[Any], NodeListener[Any]]:
+@overload
+def split() -> tuple[NodeHandler[Any], NodeListener[Any]]: ...
+@overload
+def split(signal_type: type[S]) -> tuple[NodeHandler[S], NodeListener[S]]: ...
+
+
+def split(signal_type: type[Any] | None = None) -> tuple[NodeHandler[Any], NodeListener[Any]]:
     """Create a node: a handler to act, and a listener to receive events.
 
+    Args:
+        signal_type: Only for type checkers: ``split(str)`` types the node's signals as
+            ``str``, so ``handler.signals.send(1)`` is flagged and ``Signal.value`` is a
+            ``str``. Not checked at run time.
+
     Returns:
-        ``(handler, listener)``. Annotate to type your signals:
-        ``handler, listener = split()`` then ``handler.signals.send(...)``; or use
-        ``split_typed`` patterns such as ``h: NodeHandler[MySignal]``.
+        ``(handler, listener)``. Nothing runs yet: connections and listeners made now are
+        served once the listener's loop starts, and their events are not lost.
     """
     loop: Loop[Any] = Loop()
     return NodeHandler(loop), NodeListener(loop)
