@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PING_PONG = [sys.executable, "-m", "examples.ping_pong"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
 
 
@@ -29,7 +30,7 @@ def test_demo_runs_every_transport_and_exits() -> None:
 
 def test_ping_pong_client_and_server() -> None:
     server = subprocess.Popen(
-        [sys.executable, "-m", "examples.ping_pong", "server", "tcp", "0"],
+        [*PING_PONG, "server", "tcp", "0"],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,
@@ -41,8 +42,7 @@ def test_ping_pong_client_and_server() -> None:
         assert first.startswith("server running on FRAMED_TCP 0.0.0.0:"), first
         port = first.rsplit(":", 1)[1].strip()
         client = subprocess.run(
-            [sys.executable, "-m", "examples.ping_pong", "client", "tcp", f"127.0.0.1:{port}"]
-            + ["--count", "2"],
+            [*PING_PONG, "client", "tcp", f"127.0.0.1:{port}", "--count", "2"],
             cwd=ROOT,
             env=ENV,
             capture_output=True,
