@@ -1,0 +1,60 @@
+"""The README's echo server and client run as written (only the port is changed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+
+
+def _python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_readme_echo_server_and_client() -> None:
+    server_code, client_code = _python_blocks()[:2]
+    assert "3042" in server_code and "3042" in client_code
+    port = str(_free_port())
+    server_code = server_code.replace("0.0.0.0:3042", f"127.0.0.1:{port}")
+    client_code = client_code.replace("3042", port)
+    # The one addition: say when the server listens, so the client starts after it.
+    server_code = server_code.replace(
+        "listener.for_each(on_event)", "print('ready', flush=True)\nlistener.for_each(on_event)"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", server_code], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    client = None
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "ready\n"
+        client = subprocess.Popen(
+            [sys.executable, "-c", client_code],
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None
+        first = client.stdout.readline()
+        assert first == "received: Hello server!\n"
+        assert server.stdout.readline().startswith("client connected Endpoint(")
+    finally:
+        for process in (client, server):
+            if process is not None:
+                process.terminate()
+                process.communicate(timeout=10)
