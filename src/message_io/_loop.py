@@ -33,15 +33,18 @@ follows once the queue is empty.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import itertools
 import logging
 import select
+import signal
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 from .errors import FrameError, NodeStoppedError
@@ -306,6 +309,10 @@ class _Connection:
             self.cond.notify_all()
 
 
+def _discard(_data: bytes) -> None:
+    pass
+
+
 def _readonly(data: Buffer) -> bool:
     return isinstance(data, memoryview) and data.readonly
 
@@ -465,8 +472,53 @@ class Loop(Generic[S]):
 
     # -- driving (the thread holding drive_lock) --------------------------------------
 
+    @contextlib.contextmanager
+    def _signal_wakeup(self) -> Iterator[None]:
+        """On the main thread, make a signal (Ctrl+C) interrupt the poll.
+
+        Python runs signal handlers between bytecodes; a signal that lands just before the
+        poll starts would otherwise wait for the next event. ``signal.set_wakeup_fd``
+        makes the C-level handler write to a socket that the poller watches.
+        """
+        if self.shut or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        rsock, wsock = socket.socketpair()
+        rsock.setblocking(False)
+        wsock.setblocking(False)
+        try:
+            previous = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+        except ValueError:  # not the main interpreter
+            rsock.close()
+            wsock.close()
+            yield
+            return
+        fd = rsock.fileno()
+
+        def drain(_flags: int) -> None:
+            try:
+                rsock.recv(4096)
+            except OSError:
+                pass
+
+        self.handlers[fd] = drain
+        self.poller.register(fd, READ)
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(previous)
+            self.handlers.pop(fd, None)
+            if not self.shut:
+                self.poller.unregister(fd)
+            rsock.close()
+            wsock.close()
+
     def run(self, emit: Callable[[Any], object]) -> None:
         """Deliver every event to ``emit`` until stopped. Holds ``drive_lock``."""
+        with self._signal_wakeup():
+            self._run(emit)
+
+    def _run(self, emit: Callable[[Any], object]) -> None:
         self.driver = _get_ident()
         self.emit = emit
         try:
@@ -486,8 +538,15 @@ class Loop(Generic[S]):
     def run_until_event(self, timeout: float | None) -> Any:
         """One pull: the next event, or ``_EMPTY`` after ``timeout``/stop. Holds ``drive_lock``."""
         backlog = self.backlog
-        if backlog:
+        if backlog and self.running:
             return backlog.popleft()
+        if timeout is not None and timeout <= 0:
+            return self._pull(0.0)
+        with self._signal_wakeup():  # only a call that may wait needs Ctrl+C to wake it
+            return self._pull(timeout)
+
+    def _pull(self, timeout: float | None) -> Any:
+        backlog = self.backlog
         self.driver = _get_ident()
         self.emit = backlog.append
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -495,10 +554,10 @@ class Loop(Generic[S]):
             while self.running and not backlog:
                 remaining = None
                 if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                self.iterate(remaining)
+                    remaining = max(0.0, deadline - time.monotonic())
+                self.iterate(remaining)  # at least once, so receive(0) sees what is ready
+                if remaining is not None and remaining <= 0:
+                    break
         except BaseException:
             self.running = False
             raise
@@ -506,7 +565,7 @@ class Loop(Generic[S]):
             self.driver = None
             if not self.running:
                 self.shutdown()
-        return backlog.popleft() if backlog else _EMPTY
+        return backlog.popleft() if backlog and self.running else _EMPTY
 
     def iterate(self, max_timeout: float | None) -> None:
         """One turn of the loop (see the theory of operation)."""
@@ -760,10 +819,16 @@ class Loop(Generic[S]):
     def _on_closing(self, conn: _Connection, flags: int) -> None:
         done = False
         if flags & READ:
-            try:
-                conn.remote.receive(lambda _data: None)  # the user removed it: discard
+            try:  # the user removed it: discard what arrives
+                eof = conn.remote.receive(_discard) is ReadStatus.DISCONNECTED
             except Exception:  # noqa: BLE001
-                done = True
+                eof = True
+            if eof:
+                # The peer stopped sending (it may still read): stop polling for reading,
+                # since EOF stays readable, and go on writing; a write error ends it.
+                with conn.lock:
+                    if conn.fd >= 0:
+                        self.poller.modify(conn.fd, WRITE)
         if flags & WRITE and not done:
             with conn.lock:
                 try:

@@ -54,20 +54,41 @@ class ConfigError(MessageIOError, TypeError):
     """A config object does not belong to the transport it was given to."""
 
 
-class ListenError(MessageIOError, OSError):
+class _AddressedOSError(OSError):
+    """An OSError whose ``filename`` is the address it concerns.
+
+    Built as ``Error(errno, strerror, address)``: ``errno`` and ``strerror`` stay the OS's,
+    and ``str()`` reads ``"cannot <verb> <address>: <strerror> (errno N)"``.
+    """
+
+    _verb = "use"
+
+    def __str__(self) -> str:
+        if self.filename is None:
+            return super().__str__()
+        text = f"cannot {self._verb} {self.filename}: {self.strerror or 'failed'}"
+        return f"{text} (errno {self.errno})" if self.errno is not None else text
+
+
+class ListenError(MessageIOError, _AddressedOSError):
     """Binding or listening failed (address in use, permission denied...).
 
     ``errno`` and ``strerror`` are those of the underlying :class:`OSError`, which is also
-    chained as ``__cause__``; the message names the address.
+    chained as ``__cause__``; ``filename`` holds the address, and the message names it.
     """
 
+    _verb = "listen on"
 
-class ConnectError(MessageIOError, ConnectionError):
+
+class ConnectError(MessageIOError, ConnectionError, _AddressedOSError):
     """A connection could not be started or was not established.
 
     Raised by ``connect()`` when the OS refuses to even start the connection, and by
-    ``connect_sync()`` when the outcome is a failure.
+    ``connect_sync()`` when the outcome is a failure. ``errno``/``strerror`` are the
+    OS's when it gave a reason; ``filename`` holds the address, and the message names it.
     """
+
+    _verb = "connect to"
 
 
 class ConnectTimeout(ConnectError, TimeoutError):

@@ -76,6 +76,13 @@ class NetworkController:
             ConnectError: the OS refused to start the connection (e.g. no route).
             NodeStoppedError: the node has been stopped.
         """
+        conn, local_addr = self._connect(transport, addr, config)
+        return conn.endpoint, local_addr
+
+    def _connect(
+        self, transport: Transport, addr: Any, config: ConnectConfig | None
+    ) -> tuple[_Connection, Address]:
+        """Open the connection; the work behind connect() and connect_sync()."""
         loop = self._loop
         if not loop.running:
             raise NodeStoppedError("the node is stopped; create a new one with split()")
@@ -92,9 +99,7 @@ class NetworkController:
         except (AddressError, ConnectError):
             raise
         except OSError as exc:
-            raise ConnectError(
-                exc.errno, f"cannot connect to {_addr_text(addr)}: {exc.strerror or exc}"
-            ) from exc
+            raise ConnectError(exc.errno, exc.strerror or str(exc), _addr_text(addr)) from exc
         resource_id = loop.new_id(transport.id, ResourceType.REMOTE)
         endpoint = Endpoint(resource_id, info.peer_addr)
         conn = _Connection(loop, resource_id, endpoint, info.remote, limit=config.send_buffer_limit)
@@ -108,7 +113,7 @@ class NetworkController:
             reason = TimeoutError(f"connect timed out after {timeout} s")
             loop.add_timer(timeout, lambda: loop.fail_pending(conn, reason))
         log.debug("connecting to %s as %r", _addr_text(addr), resource_id)
-        return endpoint, info.local_addr
+        return conn, info.local_addr
 
     def connect_sync(
         self,
@@ -144,10 +149,8 @@ class NetworkController:
                 "connect_sync() called from the event loop thread would deadlock; "
                 "use connect() and wait for the Connected event"
             )
-        endpoint, local_addr = self.connect(transport, addr, config=config)
-        conn = loop.connections.get(endpoint.resource_id)
-        if conn is None:  # already resolved and removed by another thread
-            raise ConnectError(f"cannot connect to {_addr_text(addr)}")
+        conn, local_addr = self._connect(transport, addr, config)
+        endpoint = conn.endpoint
         deadline = None if timeout is None else time.monotonic() + timeout
         while not conn.resolved.is_set():
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -173,8 +176,7 @@ class NetworkController:
         errno = failure.errno if isinstance(failure, OSError) else None
         reason = failure.strerror if isinstance(failure, OSError) else None
         reason = reason or str(failure or "failed")
-        exc = ConnectError(errno, f"cannot connect to {_addr_text(addr)}: {reason}")
-        raise exc from failure
+        raise ConnectError(errno, reason, _addr_text(addr)) from failure
 
     def listen(
         self, transport: Transport, addr: Any, *, config: ListenConfig | None = None
@@ -213,9 +215,7 @@ class NetworkController:
         except (AddressError, ListenError):
             raise
         except OSError as exc:
-            raise ListenError(
-                exc.errno, f"cannot listen on {_addr_text(addr)}: {exc.strerror or exc}"
-            ) from exc
+            raise ListenError(exc.errno, exc.strerror or str(exc), _addr_text(addr)) from exc
         resource_id = loop.new_id(transport.id, ResourceType.LOCAL)
         listener = _Listener(resource_id, info.local, config.send_buffer_limit)
         try:
