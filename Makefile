@@ -2,7 +2,11 @@
 #   make demo   - an echo server and clients over every transport, then exits
 #   make test   - lint (ruff), types (mypy --strict), and the test suite on Python 3.11 and 3.10
 PYTHON ?= python3
-PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls $(HOME)/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | head -n1)
+# pyenv's shims only work for the selected version, so prefer the interpreter's real path.
+PYTHON310 ?= $(shell ls $(HOME)/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n1 || true)
+ifeq ($(PYTHON310),)
+PYTHON310 := $(shell command -v python3.10 2>/dev/null)
+endif
 VENV := .venv
 VENV310 := .venv310
 STAMP := $(VENV)/.installed

@@ -143,6 +143,7 @@ class _Connection:
         "loop",
         "max_size",
         "queued",
+        "read_closed",
         "remote",
         "resolved",
         "state",
@@ -175,6 +176,7 @@ class _Connection:
         self.tail: bytearray | None = None
         self.queued = 0
         self.dirty = False
+        self.read_closed = False  # the peer's EOF was seen while closing
         self.write_armed = False
         self.want_drain = False
         self.direct_iter = -1
@@ -811,7 +813,7 @@ class Loop(Generic[S]):
             self._close_connection(conn)
             return
         try:
-            self.poller.modify(conn.fd, READ | WRITE)
+            self.poller.modify(conn.fd, WRITE if conn.read_closed else READ | WRITE)
         except OSError:
             pass
         self.add_timer(CLOSE_LINGER, lambda: self._close_connection(conn))
@@ -827,6 +829,7 @@ class Loop(Generic[S]):
                 # The peer stopped sending (it may still read): stop polling for reading,
                 # since EOF stays readable, and go on writing; a write error ends it.
                 with conn.lock:
+                    conn.read_closed = True
                     if conn.fd >= 0:
                         self.poller.modify(conn.fd, WRITE)
         if flags & WRITE and not done:
