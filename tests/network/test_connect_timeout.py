@@ -1,0 +1,103 @@
+"""``connect_timeout``: a handshake that never finishes gives ``Connected(ep, False)``.
+
+A stub transport whose handshake never completes (a socket pair whose other end never
+answers) makes the outcome deterministic on any machine.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import message_io
+from message_io import Connected, NodeEvent, Transport
+from message_io.network.adapter import (
+    Adapter,
+    ConnectConfig,
+    ConnectionInfo,
+    ListeningInfo,
+    PendingStatus,
+    Readiness,
+    ReadStatus,
+    Remote,
+)
+
+TIMEOUT = 10.0
+
+
+class _SilentRemote(Remote):
+    """A connection whose handshake waits for an answer that never comes."""
+
+    def __init__(self) -> None:
+        self.sock, self.peer = socket.socketpair()
+        self.sock.setblocking(False)
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def pending(self, readiness: Readiness) -> PendingStatus:
+        return PendingStatus.INCOMPLETE
+
+    def pending_interest(self) -> Readiness:
+        return Readiness.READ  # the answer would be readable; it never comes
+
+    def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
+        raise AssertionError("never ready, so never read")
+
+    def write(self, data: memoryview) -> int:
+        raise AssertionError("never ready, so never written")
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+        self.peer.close()
+
+
+class _SilentAdapter(Adapter):
+    def __init__(self) -> None:
+        self.remotes: list[_SilentRemote] = []
+
+    def connect(self, addr: Any, config: Any) -> ConnectionInfo:
+        remote = _SilentRemote()
+        self.remotes.append(remote)
+        return ConnectionInfo(remote, "local", str(addr))
+
+    def listen(self, addr: Any, config: Any) -> ListeningInfo:
+        raise OSError("this stub cannot listen")
+
+
+_ADAPTER = _SilentAdapter()
+SILENT: Transport = getattr(Transport, "SILENT", None) or message_io.register_transport(
+    "SILENT", _ADAPTER
+)
+
+
+def test_connect_timeout_gives_connected_false_and_closes() -> None:
+    handler, listener = message_io.split()
+    events: queue.Queue[NodeEvent[Any]] = queue.Queue()
+    config = ConnectConfig(connect_timeout=0.05)
+    endpoint, _ = handler.network.connect(SILENT, "nowhere", config=config)
+    with listener.for_each_async(events.put):
+        event = events.get(timeout=TIMEOUT)
+        assert event == Connected(endpoint, False)
+        assert handler.network.is_ready(endpoint.resource_id) is None
+        assert handler.network.send(endpoint, b"x") is message_io.SendStatus.RESOURCE_NOT_FOUND
+    assert SILENT.adapter is _ADAPTER
+    assert _ADAPTER.remotes[-1].closed
+
+
+def test_connect_sync_times_out_while_the_loop_runs() -> None:
+    handler, listener = message_io.split()
+    with listener.for_each_async(lambda _event: None):
+        with pytest.raises(message_io.ConnectTimeout) as info:
+            handler.network.connect_sync(SILENT, "nowhere", timeout=0.05)
+        assert "nowhere" in str(info.value)
+        assert isinstance(info.value, TimeoutError)
+        remote = _ADAPTER.remotes[-1]
+        handler.signals.send("sync")  # one more loop turn handles the close request
+    assert remote.closed
