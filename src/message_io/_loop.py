@@ -34,6 +34,7 @@ follows once the queue is empty.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import heapq
 import itertools
@@ -88,6 +89,10 @@ _NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
 _NOT_AVAILABLE: Final = SendStatus.RESOURCE_NOT_AVAILABLE
 _QUEUE_FULL: Final = SendStatus.QUEUE_FULL
 _TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
+
+# accept() errors that mean "the process is short of resources", not "this peer is bad".
+_RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_PAUSE: Final = 0.1
 
 _get_ident = threading.get_ident
 
@@ -876,6 +881,8 @@ class Loop(Generic[S]):
             )
         except OSError as exc:
             log.warning("listener %r: accept failed: %s", listener.id, _describe(exc))
+            if exc.errno in _RESOURCE_ERRNOS:
+                self._pause_listener(listener)
         except Exception:
             log.exception("accept() of listener %r failed", listener.id)
         for remote, addr in accepted:
@@ -905,6 +912,21 @@ class Loop(Generic[S]):
                 emit(Message(peer, data))
                 if listener.state != _READY or not self.running:
                     return
+
+    def _pause_listener(self, listener: _Listener) -> None:
+        """Out of file descriptors or memory: stop accepting for a moment.
+
+        The pending connection stays readable, so a level-triggered loop would otherwise
+        retry (and log) at full speed until the shortage ends.
+        """
+        fd = listener.fd
+        self.poller.modify(fd, 0)
+
+        def resume() -> None:
+            if listener.fd == fd and listener.state == _READY:
+                self.poller.modify(fd, READ)
+
+        self.add_timer(_ACCEPT_PAUSE, resume)
 
     def _close_listener(self, listener: _Listener) -> None:
         if listener.fd < 0:
