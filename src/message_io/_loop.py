@@ -153,6 +153,7 @@ class _Connection:
         "resolved",
         "state",
         "tail",
+        "waiters",
         "want_drain",
         "write_armed",
     )
@@ -182,6 +183,7 @@ class _Connection:
         self.queued = 0
         self.dirty = False
         self.read_closed = False  # the peer's EOF was seen while closing
+        self.waiters = 0  # threads in wait_drained(); notify only if there are some
         self.write_armed = False
         self.want_drain = False
         self.direct_iter = -1
@@ -229,6 +231,26 @@ class _Connection:
                     head = None
                 else:
                     head = None
+                iteration = self.loop.iteration
+                if not self.chunks and self.direct_iter != iteration and size < _COALESCE_MAX:
+                    # Fast path, the common case of a connection that keeps up: the first
+                    # message of the iteration goes straight to the OS, nothing is queued.
+                    self.direct_iter = iteration
+                    wire = head + data if head else data
+                    try:
+                        written = self.remote.write(wire)
+                    except Exception as exc:  # noqa: BLE001 - any write failure ends it
+                        log.debug("write to %s failed: %r", self.endpoint, exc)
+                        self.loop.request_check(self, broken=True)
+                        return _SENT
+                    if written >= len(wire):
+                        return _SENT
+                    with memoryview(wire) as view:
+                        rest = self.tail = bytearray(view[written:])
+                    self.chunks.append(rest)
+                    self.queued = len(rest)
+                    self._arm_write()
+                    return _SENT
                 if size < _COALESCE_MAX or (data.__class__ is not bytes and not _readonly(data)):
                     tail = self.tail
                     if tail is None:
@@ -249,20 +271,20 @@ class _Connection:
                 self.queued += size + (len(head) if head else 0)
             if self.write_armed:
                 return _SENT
+            # The first send of a connection in each loop iteration is written at once
+            # (latency); the next ones are coalesced: written at the end of the iteration
+            # by the loop, or when the socket is writable if sent from another thread.
             loop = self.loop
-            if loop.driver == _get_ident():
-                if self.queued >= _FLUSH_NOW:
-                    self._flush_or_arm()
-                elif not self.dirty:
+            iteration = loop.iteration
+            if self.direct_iter != iteration or self.queued >= _FLUSH_NOW:
+                self.direct_iter = iteration
+                self._flush_or_arm()
+            elif loop.driver == _get_ident():
+                if not self.dirty:
                     self.dirty = True
                     loop.dirty.append(self)
             else:
-                iteration = loop.iteration
-                if self.direct_iter != iteration or self.queued >= _FLUSH_NOW:
-                    self.direct_iter = iteration
-                    self._flush_or_arm()
-                else:
-                    self._arm_write()
+                self._arm_write()
         return _SENT
 
     def _arm_write(self) -> None:
@@ -313,7 +335,23 @@ class _Connection:
                 break
         if not chunks:
             self.queued = 0
-            self.cond.notify_all()
+            _notify(self)
+
+
+def _readiness(mask: int) -> Readiness:
+    return Readiness((1 if mask & READ else 0) | (2 if mask & WRITE else 0))
+
+
+def _interest(readiness: Readiness) -> int:
+    return (READ if readiness & Readiness.READ else 0) | (
+        WRITE if readiness & Readiness.WRITE else 0
+    )
+
+
+def _notify(conn: _Connection) -> None:
+    """Wake threads in wait_drained(), if any (holds the lock)."""
+    if conn.waiters:
+        conn.cond.notify_all()
 
 
 def _discard(_data: bytes) -> None:
@@ -436,7 +474,7 @@ class Loop(Generic[S]):
                     if farewell:
                         conn.chunks.append(farewell)
                         conn.queued += len(farewell)
-                conn.cond.notify_all()
+                _notify(conn)
             conn.resolved.set()
             self._request(conn, False)
             return True
@@ -447,8 +485,13 @@ class Loop(Generic[S]):
         return False
 
     def request_check(self, conn: _Connection, broken: bool = False) -> None:
-        """Ask the loop to look at ``conn`` (its write side failed on another thread)."""
-        self._request(conn, broken)
+        """Ask the loop to look at ``conn`` (its write side failed).
+
+        Called with the connection's lock held, so it never handles the request inline:
+        the next loop iteration does (a pending request makes the poll return at once).
+        """
+        self._requests.append((conn, broken))
+        self.waker.wake()
 
     def _request(self, resource: _Connection | _Listener, broken: bool) -> None:
         if self.driver == _get_ident():
@@ -590,14 +633,19 @@ class Loop(Generic[S]):
             self._flush_dirty()
         if self._timers:
             self._run_timers()
-        self._deliver_signals()
-        if self.dirty:
-            self._flush_dirty()
+        signals = self.signals
+        if signals._priority or signals._normal or signals._timers:
+            self._deliver_signals()
+            if self.dirty:
+                self._flush_dirty()
 
     def _poll_timeout(self, max_timeout: float | None) -> float | None:
         if self._requests:
             return 0.0
-        deadline = self.signals._next_deadline()
+        signals = self.signals
+        if not (self._timers or signals._timers or signals._priority or signals._normal):
+            return max_timeout
+        deadline = signals._next_deadline()
         if self._timers:
             first = self._timers[0][0]
             if deadline is None or first < deadline:
@@ -746,7 +794,7 @@ class Loop(Generic[S]):
 
     def _on_pending(self, conn: _Connection, flags: int) -> None:
         try:
-            status = conn.remote.pending(Readiness(flags & 3))
+            status = conn.remote.pending(_readiness(flags))
         except (OSError, FrameError) as exc:
             conn.remote.failure = exc
             status = PendingStatus.DISCONNECTED
@@ -756,7 +804,7 @@ class Loop(Generic[S]):
             status = PendingStatus.DISCONNECTED
         if status is PendingStatus.INCOMPLETE:
             if conn.fd >= 0:
-                self.poller.modify(conn.fd, conn.remote.pending_interest().value)
+                self.poller.modify(conn.fd, _interest(conn.remote.pending_interest()))
             return
         if status is PendingStatus.READY:
             with conn.lock:
@@ -804,7 +852,7 @@ class Loop(Generic[S]):
         with conn.lock:
             state = conn.state
             conn.state = _CLOSED
-            conn.cond.notify_all()
+            _notify(conn)
         self._close_connection(conn)
         if state == _READY:
             self.emit(Disconnected(conn.endpoint))
@@ -857,7 +905,7 @@ class Loop(Generic[S]):
             conn.chunks.clear()
             conn.tail = None
             conn.queued = 0
-            conn.cond.notify_all()
+            _notify(conn)
         self.poller.unregister(fd)
         self.handlers.pop(fd, None)
         self.resources.pop(fd, None)

@@ -17,6 +17,7 @@ import message_io
 from message_io import Connected, NodeEvent, Transport
 from message_io.network.adapter import (
     Adapter,
+    Buffer,
     ConnectConfig,
     ConnectionInfo,
     ListeningInfo,
@@ -49,7 +50,7 @@ class _SilentRemote(Remote):
     def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
         raise AssertionError("never ready, so never read")
 
-    def write(self, data: memoryview) -> int:
+    def write(self, data: Buffer) -> int:
         raise AssertionError("never ready, so never written")
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ from message_io import AddressError, Transport, register_transport
 from message_io.codec.framing import FrameDecoder, frame_header
 from message_io.network.adapter import (
     Adapter,
+    Buffer,
     ConnectConfig,
     ConnectionInfo,
     ListenConfig,
@@ -194,7 +195,7 @@ class UnixRemote(Remote):
                 break
         return ReadStatus.OK
 
-    def write(self, data: memoryview) -> int:
+    def write(self, data: Buffer) -> int:
         try:
             return self.socket.send(data)
         except BlockingIOError:

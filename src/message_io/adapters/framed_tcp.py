@@ -37,7 +37,9 @@ __all__ = [
 DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
 """The default largest message (16 MiB), in both directions."""
 
-_READ_SIZE: Final = 256 * 1024
+# 64 KiB: a larger recv() makes CPython allocate (and the allocator mmap) a buffer that
+# big for every read, even for a 1-byte message: 17 us instead of 2.4 us here.
+_READ_SIZE: Final = 64 * 1024
 _MAX_READ: Final = 4 * 1024 * 1024
 
 

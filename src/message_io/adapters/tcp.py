@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Final
 
 from ..network.adapter import (
     Adapter,
+    Buffer,
     ConnectConfig,
     ConnectionInfo,
     ListenConfig,
@@ -206,7 +207,7 @@ class TcpRemote(Remote):
                 break  # the OS had no more: skip the read that would say "would block"
         return ReadStatus.OK
 
-    def write(self, data: memoryview) -> int:
+    def write(self, data: Buffer) -> int:
         try:
             return self._send(data)
         except BlockingIOError:

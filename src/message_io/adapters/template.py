@@ -86,7 +86,7 @@ class MyRemote(Remote):
         """Optional: the whole encoded message, if a header is not enough."""
         return data
 
-    def write(self, data: memoryview) -> int:
+    def write(self, data: Buffer) -> int:
         """Write without blocking; return how many bytes the OS took (0 if none)."""
         raise NotImplementedError
 

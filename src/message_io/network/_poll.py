@@ -22,19 +22,20 @@ from typing import Final
 
 __all__ = ["READ", "WRITE", "Poller", "Waker"]
 
-READ: Final = 1
-WRITE: Final = 2
-
+# Interest and readiness bits, epoll's own so that the hot path needs no conversion:
+# READ and WRITE are what handlers test; HUP/ERR count as both (the next read or write
+# reports the error).
 if hasattr(select, "epoll"):
-    _EPOLL_READ: Final = select.EPOLLIN | select.EPOLLRDHUP
-    _EPOLL_MASKS: Final = {
-        READ: _EPOLL_READ,
-        WRITE: select.EPOLLOUT,
-        READ | WRITE: _EPOLL_READ | select.EPOLLOUT,
-        0: 0,
-    }
-    _EPOLL_READABLE: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
-    _EPOLL_WRITABLE: Final = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+    _IN = select.EPOLLIN | select.EPOLLRDHUP
+    _OUT = select.EPOLLOUT
+    _ERR = select.EPOLLHUP | select.EPOLLERR
+else:  # pragma: no cover - the same values, for the selectors fallback
+    _IN, _OUT, _ERR = 0x2001, 0x004, 0x018
+
+READ: Final = _IN | _ERR
+"""Readiness mask bits that mean "readable" (also used as the interest to read)."""
+WRITE: Final = _OUT | _ERR
+"""Readiness mask bits that mean "writable" (also used as the interest to write)."""
 
 
 class Poller:
@@ -54,14 +55,14 @@ class Poller:
 
     def register(self, fd: int, interest: int) -> None:
         if self._epoll is not None:
-            self._epoll.register(fd, _EPOLL_MASKS[interest])
+            self._epoll.register(fd, interest & ~_ERR)
         else:  # pragma: no cover
             assert self._selector is not None
             self._selector.register(fd, self._sel_events(interest))
 
     def modify(self, fd: int, interest: int) -> None:
         if self._epoll is not None:
-            self._epoll.modify(fd, _EPOLL_MASKS[interest])
+            self._epoll.modify(fd, interest & ~_ERR)
         else:  # pragma: no cover
             assert self._selector is not None
             events = self._sel_events(interest)
@@ -79,21 +80,14 @@ class Poller:
             pass  # already closed or never registered: nothing to undo
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
-        """Wait up to ``timeout`` seconds (None: forever); return ``[(fd, READ|WRITE)]``.
+        """Wait up to ``timeout`` seconds (None: forever); return ``[(fd, mask)]``.
+
+        Test ``mask & READ`` and ``mask & WRITE``.
 
         The timeout is rounded up to the poller's resolution, so a timer is never early.
         """
         if self._epoll is not None:
-            ready = self._epoll.poll(-1 if timeout is None else timeout)
-            result = []
-            for fd, mask in ready:
-                flags = 0
-                if mask & _EPOLL_READABLE:
-                    flags = READ
-                if mask & _EPOLL_WRITABLE:
-                    flags |= WRITE
-                result.append((fd, flags))
-            return result
+            return self._epoll.poll(-1 if timeout is None else timeout)
         assert self._selector is not None  # pragma: no cover
         return [  # pragma: no cover
             (key.fd, self._flags(ev)) for key, ev in self._selector.select(timeout)
@@ -107,8 +101,8 @@ class Poller:
 
     @staticmethod
     def _flags(events: int) -> int:  # pragma: no cover
-        return (READ if events & selectors.EVENT_READ else 0) | (
-            WRITE if events & selectors.EVENT_WRITE else 0
+        return (_IN if events & selectors.EVENT_READ else 0) | (
+            _OUT if events & selectors.EVENT_WRITE else 0
         )
 
     @staticmethod

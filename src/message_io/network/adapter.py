@@ -232,8 +232,11 @@ class Remote(ABC):
         return None
 
     @abstractmethod
-    def write(self, data: memoryview) -> int:
+    def write(self, data: Buffer) -> int:
         """Write bytes without blocking; return how many the OS took (0 if none).
+
+        ``data`` is a bytes-like object (``bytes``, ``bytearray`` or ``memoryview``); it is
+        only valid during the call.
 
         Called under the connection lock. For stream transports a partial write is fine:
         the node keeps the rest. For ``datagrams`` transports return ``len(data)`` or 0.

@@ -296,5 +296,9 @@ class NetworkController:
         if conn is None:
             return False
         with conn.cond:
-            conn.cond.wait_for(lambda: not conn.chunks or conn.state != _READY, timeout)
+            conn.waiters += 1
+            try:
+                conn.cond.wait_for(lambda: not conn.chunks or conn.state != _READY, timeout)
+            finally:
+                conn.waiters -= 1
             return conn.state == _READY and not conn.chunks
