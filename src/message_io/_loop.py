@@ -79,6 +79,8 @@ _CLOSED: Final = 3
 _COALESCE_MAX: Final = 16 * 1024
 # Queued bytes at which a send writes at once instead of waiting for the iteration's end.
 _FLUSH_NOW: Final = 256 * 1024
+# Buffers per vectored write (Linux's IOV_MAX is 1024).
+_IOV_MAX: Final = 64
 # How long a removed connection may take to write what was queued before it is closed.
 CLOSE_LINGER: Final = 5.0
 # Signals delivered per iteration before the network is polled again.
@@ -313,28 +315,42 @@ class _Connection:
     def flush(self) -> None:
         """Write queued chunks until the queue is empty or the OS pushes back. Holds the lock.
 
+        Several chunks go out in one vectored write (a frame header and its payload, or
+        small messages and a large one), so no chunk is sent as a tiny packet of its own.
+
         Raises:
             OSError: the connection is broken.
         """
         chunks = self.chunks
-        write = self.remote.write
+        remote = self.remote
         while chunks:
-            head = chunks[0]
-            total = len(head)
-            with memoryview(head) as view:
-                written = write(view)
-            if written >= total:
-                chunks.popleft()
-                if head is self.tail:
-                    self.tail = None
-                self.queued -= total
+            if len(chunks) > 1 and not self.datagrams:
+                buffers = list(itertools.islice(chunks, _IOV_MAX))
+                offered = sum(map(len, buffers))
+                written = remote.write_many(buffers)
+                del buffers
             else:
-                if written > 0:
+                offered = len(chunks[0])
+                written = remote.write(chunks[0])
+            if written <= 0:
+                break
+            self.queued -= written
+            short = written < offered  # the OS pushed back: try again when writable
+            while written:
+                head = chunks[0]
+                size = len(head)
+                if written >= size:
+                    chunks.popleft()
+                    if head is self.tail:
+                        self.tail = None
+                    written -= size
+                else:
                     if isinstance(head, bytearray):
-                        del head[:written]
+                        del head[:written]  # O(1) at the front of a bytearray
                     else:
                         chunks[0] = memoryview(head)[written:]
-                    self.queued -= written
+                    break
+            if short:
                 break
         if not chunks:
             self.queued = 0

@@ -159,6 +159,7 @@ class TcpRemote(Remote):
         self._read_size = read_size
         self._recv = sock.recv
         self._send = sock.send
+        self._sendmsg = sock.sendmsg
 
     def fileno(self) -> int:
         return self._fd
@@ -210,6 +211,12 @@ class TcpRemote(Remote):
     def write(self, data: Buffer) -> int:
         try:
             return self._send(data)
+        except BlockingIOError:
+            return 0
+
+    def write_many(self, buffers: list[Buffer]) -> int:
+        try:
+            return self._sendmsg(buffers)
         except BlockingIOError:
             return 0
 

@@ -245,6 +245,13 @@ class Remote(ABC):
             OSError: a fatal error; the node disconnects this connection.
         """
 
+    def write_many(self, buffers: list[Buffer]) -> int:
+        """Write several buffers in order, without blocking, like ``writev``; return how
+        many bytes the OS took in all. Called under the lock for stream transports when
+        more than one chunk is queued. The default writes only the first buffer; override
+        it (``socket.sendmsg``) to save system calls and tiny packets."""
+        return self.write(buffers[0])
+
     def ready_to_write(self) -> bool:
         """Called under the lock when the connection is writable, before queued data is
         written. Return False if the connection is no longer usable (the node then emits
