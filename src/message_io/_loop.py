@@ -209,7 +209,7 @@ class _Connection:
 
     def send(self, data: Buffer) -> SendStatus:
         if data.__class__ is not bytes and isinstance(data, memoryview) and data.format != "B":
-            data = data.cast("B")
+            data = data.cast("B")  # len() must count bytes
         size = len(data)
         max_size = self.max_size
         if max_size is not None and size > max_size:

@@ -42,10 +42,11 @@ class NetworkController:
     refuse to run on the loop thread, where they would deadlock.
     """
 
-    __slots__ = ("_loop",)
+    __slots__ = ("_connections", "_loop")
 
     def __init__(self, loop: Loop[Any]) -> None:
         self._loop = loop
+        self._connections = loop.connections  # the same dict for the node's life
 
     def connect(
         self, transport: Transport, addr: Any, *, config: ConnectConfig | None = None
@@ -240,7 +241,7 @@ class NetworkController:
             ``QUEUE_FULL`` (backpressure: nothing sent; wait for ``Drained(endpoint)`` or
             :meth:`wait_drained`, then send again).
         """
-        conn = self._loop.connections.get(endpoint.resource_id)
+        conn = self._connections.get(endpoint.resource_id)
         if conn is not None:
             return conn.send(data)
         listener = self._loop.listeners.get(endpoint.resource_id)
