@@ -208,8 +208,8 @@ class _Connection:
     # -- sending (any thread) --------------------------------------------------------
 
     def send(self, data: Buffer) -> SendStatus:
-        if data.__class__ is not bytes and isinstance(data, memoryview) and data.format != "B":
-            data = data.cast("B")  # len() must count bytes
+        if data.__class__ is not bytes and data.__class__ is not bytearray:
+            data = _as_bytes_view(data)
         size = len(data)
         max_size = self.max_size
         if max_size is not None and size > max_size:
@@ -221,6 +221,8 @@ class _Connection:
             if self.queued >= self.limit:
                 self.want_drain = True
                 return _QUEUE_FULL
+            if not size and not self.datagrams and self.header is None and self.frame is None:
+                return _SENT  # nothing to put on a raw stream
             if self.datagrams:
                 frame = self.frame
                 packet = frame(data) if frame is not None else bytes(data)
@@ -378,7 +380,20 @@ def _discard(_data: bytes) -> None:
 
 
 def _readonly(data: Buffer) -> bool:
-    return isinstance(data, memoryview) and data.readonly
+    """True if ``data`` can never change: safe to queue by reference, without a copy."""
+    return isinstance(data, memoryview) and data.readonly and type(data.obj) is bytes
+
+
+def _as_bytes_view(data: Buffer) -> Buffer:
+    """A flat view of ``data`` whose ``len()`` counts bytes (or a copy, if not contiguous).
+
+    ``array('i')`` or a 2-D memoryview would otherwise announce their item count as the
+    message size and desynchronise the peer.
+    """
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    if view.c_contiguous:
+        return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+    return view.tobytes()
 
 
 class _Listener:
@@ -516,13 +531,15 @@ class Loop(Generic[S]):
         if self.driver == _get_ident():
             self._handle_request(resource, broken)
             return
+        if self.shut:
+            return
         self._requests.append((resource, broken))
         if self.drive_lock.acquire(blocking=False):
             # Nobody drives the loop: handle it here, nothing can race with us.
             try:
                 self._handle_requests()
             finally:
-                self.drive_lock.release()
+                self.release_drive()
         else:
             self.waker.wake()
 
@@ -537,7 +554,22 @@ class Loop(Generic[S]):
             finally:
                 self.drive_lock.release()
         else:
+            # A loop is running (it sees the flag once woken), or a short-lived holder
+            # (connect_sync, a pull) is about to release_drive(), which shuts down.
             self.waker.wake()
+
+    def release_drive(self) -> None:
+        """Release ``drive_lock``; if the node was stopped meanwhile, shut it down.
+
+        ``stop()`` cannot shut down while someone holds the lock; checking again after
+        releasing closes the gap: either we see the stop, or its own acquire succeeds.
+        """
+        self.drive_lock.release()
+        if not self.running and not self.shut and self.drive_lock.acquire(blocking=False):
+            try:
+                self.shutdown()
+            finally:
+                self.drive_lock.release()
 
     # -- driving (the thread holding drive_lock) --------------------------------------
 
@@ -650,16 +682,22 @@ class Loop(Generic[S]):
                     return
         if self.dirty:
             self._flush_dirty()
+            if not self.running:
+                return
         if self._timers:
             self._run_timers()
+            if not self.running:
+                return
         signals = self.signals
         if signals._priority or signals._normal or signals._timers:
             self._deliver_signals()
-            if self.dirty:
+            if self.dirty and self.running:
                 self._flush_dirty()
 
     def _poll_timeout(self, max_timeout: float | None) -> float | None:
-        if self._requests:
+        if self._requests or self.dirty:
+            # Sends made by callbacks late in the last iteration (after its final flush,
+            # e.g. on Drained) are written in the next one, which must not sleep.
             return 0.0
         signals = self.signals
         if not (self._timers or signals._timers or signals._priority or signals._normal):
@@ -691,12 +729,12 @@ class Loop(Generic[S]):
         emit = self.emit
         now = time.monotonic()
         for _ in range(_SIGNALS_PER_ITERATION):
+            if not self.running:
+                return
             value = pop(now)
             if value is _EMPTY:
                 return
             emit(Signal(value))
-            if not self.running:
-                return
 
     def _flush_dirty(self) -> None:
         dirty = self.dirty
@@ -717,6 +755,8 @@ class Loop(Generic[S]):
                 drained = not broken and not conn.chunks and conn.want_drain
                 if drained:
                     conn.want_drain = False
+            if not self.running:
+                return
             if broken:
                 self._lost(conn)
             elif drained:

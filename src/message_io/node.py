@@ -212,8 +212,11 @@ class NodeListener(Generic[S]):
         if self._used:
             raise ListenerUsedError("this listener is consumed by for_each/for_each_async")
         loop = self._loop
-        with loop.drive_lock:
+        loop.drive_lock.acquire()
+        try:
             event = loop.run_until_event(timeout)
+        finally:
+            loop.release_drive()
         return None if event is _EMPTY else event
 
     def try_receive(self) -> NodeEvent[S] | None:

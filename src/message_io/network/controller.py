@@ -154,6 +154,8 @@ class NetworkController:
         endpoint = conn.endpoint
         deadline = None if timeout is None else time.monotonic() + timeout
         while not conn.resolved.is_set():
+            if not loop.running:
+                raise NodeStoppedError("the node was stopped while connecting")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 loop.remove(endpoint.resource_id)
@@ -164,12 +166,12 @@ class NetworkController:
                 try:
                     loop.drive_pending(conn, 0.05 if remaining is None else min(remaining, 0.05))
                 finally:
-                    loop.drive_lock.release()
+                    loop.release_drive()
             else:
                 # The loop runs on another thread and will resolve it; the short slice only
                 # matters if that loop stops driving (a pull-API caller between calls).
                 conn.resolved.wait(0.05 if remaining is None else min(remaining, 0.05))
-        if conn.established:
+        if conn.established and loop.running:
             return endpoint, local_addr
         failure = conn.remote.failure
         if not loop.running:
