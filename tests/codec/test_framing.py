@@ -437,3 +437,25 @@ def test_arbitrary_bytes_decode_or_raise_frame_error(
         error = type(exc)
     assert error is expected_error
     assert out == expected
+
+
+def test_trickled_frame_costs_about_its_size_in_memory() -> None:
+    """A peer sending a large frame two bytes at a time must not pin ~20x its size."""
+    import tracemalloc
+
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    stream = encode_frame(payload)
+    decoder = FrameDecoder(len(payload))
+    out: list[bytes] = []
+    pieces = [stream[i : i + 2] for i in range(0, len(stream), 2)]
+    tracemalloc.start()
+    try:
+        for piece in pieces[:-1]:
+            decoder.feed(piece, out)
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    decoder.feed(pieces[-1], out)
+    assert out == [payload]
+    # One growing bytearray: about the payload size (a bytes object per piece: ~20x).
+    assert held < 1.5 * len(payload), f"{held} bytes held for a {len(payload)}-byte frame"

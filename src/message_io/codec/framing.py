@@ -35,6 +35,7 @@ from .varint import _SMALL, MAX_VARINT_LEN, decode_varint, encode_varint
 __all__ = ["FrameDecoder", "encode_frame", "frame_header"]
 
 _SMALL_COUNT = len(_SMALL)
+_SMALL_PIECE = 4096  # pieces of a pending frame below this size are merged
 
 
 def frame_header(size: int) -> bytes:
@@ -109,7 +110,7 @@ class FrameDecoder:
         self._need = -1  # payload size of the pending frame; -1: no complete header
         self._hlen = 0  # header length of the pending frame (when _need >= 0)
         self._have = 0  # payload bytes of the pending frame received so far
-        self._chunks: list[bytes] = []  # those payload bytes
+        self._chunks: list[bytes | bytearray] = []  # those payload bytes
         self._failed = False
 
     @property
@@ -199,7 +200,16 @@ class FrameDecoder:
         missing = self._need - self._have
         avail = n - pos
         if avail < missing:
-            self._chunks.append(data[pos:] if pos else data)
+            chunks = self._chunks
+            if avail < _SMALL_PIECE:
+                # Many tiny reads (a peer trickling bytes) go into one bytearray: a bytes
+                # object per read would cost ~20x the payload in object overhead.
+                if chunks and type(chunks[-1]) is bytearray:
+                    chunks[-1] += data[pos:]
+                else:
+                    chunks.append(bytearray(data[pos:]))
+            else:
+                chunks.append(data[pos:] if pos else data)
             self._have += avail
             return n
         end = pos + missing
