@@ -157,6 +157,7 @@ class _Connection:
         "remote",
         "resolved",
         "state",
+        "stream_header",
         "tail",
         "waiters",
         "want_drain",
@@ -202,6 +203,8 @@ class _Connection:
             self.header = remote.header
         elif type(remote).frame is not Remote.frame:
             self.frame = remote.frame
+        # Small messages can be appended to the tail buffer as header + payload.
+        self.stream_header = not self.datagrams and self.frame is None
         self.resolved = threading.Event()
         self.established = False
 
@@ -221,6 +224,21 @@ class _Connection:
             if self.queued >= self.limit:
                 self.want_drain = True
                 return _QUEUE_FULL
+            tail = self.tail
+            if tail is not None and self.stream_header and size < _COALESCE_MAX:
+                # Fast path of a burst: small messages appended to the open tail buffer,
+                # which already waits to be written (so no direct write to consider).
+                header = self.header
+                if header is not None:
+                    head = header(size)
+                    if head:
+                        tail += head
+                        self.queued += len(head)
+                tail += data
+                self.queued += size
+                if self.write_armed or self.dirty:
+                    return _SENT
+                return self._schedule()
             if not size and not self.datagrams and self.header is None and self.frame is None:
                 return _SENT  # nothing to put on a raw stream
             if self.datagrams:
@@ -278,20 +296,26 @@ class _Connection:
                 self.queued += size + (len(head) if head else 0)
             if self.write_armed:
                 return _SENT
-            # The first send of a connection in each loop iteration is written at once
-            # (latency); the next ones are coalesced: written at the end of the iteration
-            # by the loop, or when the socket is writable if sent from another thread.
-            loop = self.loop
-            iteration = loop.iteration
-            if self.direct_iter != iteration or self.queued >= _FLUSH_NOW:
-                self.direct_iter = iteration
-                self._flush_or_arm()
-            elif loop.driver == _get_ident():
-                if not self.dirty:
-                    self.dirty = True
-                    loop.dirty.append(self)
-            else:
-                self._arm_write()
+            return self._schedule()
+
+    def _schedule(self) -> SendStatus:
+        """Decide when queued bytes are written. Holds the lock.
+
+        The first send of a connection in each loop iteration is written at once
+        (latency); the next ones are coalesced: written at the end of the iteration by
+        the loop, or when the socket is writable if sent from another thread.
+        """
+        loop = self.loop
+        iteration = loop.iteration
+        if self.direct_iter != iteration or self.queued >= _FLUSH_NOW:
+            self.direct_iter = iteration
+            self._flush_or_arm()
+        elif loop.driver == _get_ident():
+            if not self.dirty:
+                self.dirty = True
+                loop.dirty.append(self)
+        else:
+            self._arm_write()
         return _SENT
 
     def _arm_write(self) -> None:

@@ -243,7 +243,7 @@ class NetworkController:
             ``QUEUE_FULL`` (backpressure: nothing sent; wait for ``Drained(endpoint)`` or
             :meth:`wait_drained`, then send again).
         """
-        conn = self._connections.get(endpoint.resource_id)
+        conn = self._connections.get(endpoint._resource_id)  # the slot: no property call
         if conn is not None:
             return conn.send(data)
         listener = self._loop.listeners.get(endpoint.resource_id)
