@@ -449,6 +449,7 @@ class Loop(Generic[S]):
         self.waker = Waker()
         self.signals: EventSender[S] = EventSender(self.wake)
         self.poller.register(self.waker.fileno(), READ)
+        self._poll = self.poller.fast_poll
         self.handlers: dict[int, Callable[[int], None]] = {self.waker.fileno(): self._on_wake}
         self.resources: dict[int, _Connection | _Listener] = {}  # by fd, until closed
         self.connections: dict[int, _Connection] = {}
@@ -695,7 +696,7 @@ class Loop(Generic[S]):
     def iterate(self, max_timeout: float | None) -> None:
         """One turn of the loop (see the theory of operation)."""
         timeout = self._poll_timeout(max_timeout)
-        ready = self.poller.poll(timeout)
+        ready = self._poll(timeout)
         self.iteration += 1
         handlers = self.handlers
         for fd, flags in ready:

@@ -18,6 +18,7 @@ import select
 import selectors
 import socket
 import threading
+from collections.abc import Callable
 from typing import Final
 
 __all__ = ["READ", "WRITE", "Poller", "Waker"]
@@ -52,6 +53,11 @@ class Poller:
             self._epoll = select.epoll()
         else:  # pragma: no cover - exercised on non-Linux platforms only
             self._selector = selectors.DefaultSelector()
+
+    @property
+    def fast_poll(self) -> Callable[[float | None], list[tuple[int, int]]]:
+        """``poll`` without the wrapper where the OS poller already speaks our masks."""
+        return self._epoll.poll if self._epoll is not None else self.poll
 
     def register(self, fd: int, interest: int) -> None:
         if self._epoll is not None:
