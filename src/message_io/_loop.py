@@ -1022,7 +1022,13 @@ class Loop(Generic[S]):
                 self._pause_listener(listener)
         except Exception:
             log.exception("accept() of listener %r failed", listener.id)
-        for remote, addr in accepted:
+        for index, (remote, addr) in enumerate(accepted):
+            if listener.state != _READY or not self.running:
+                # The callback removed the listener (or stopped the node) while handling
+                # an earlier Accepted of this batch: the rest are closed, not announced.
+                for late, _addr in accepted[index:]:
+                    late.close()
+                return
             resource_id = self.new_id(listener.id.adapter_id, ResourceType.REMOTE)
             endpoint = Endpoint(resource_id, addr)
             conn = _Connection(
@@ -1035,8 +1041,6 @@ class Loop(Generic[S]):
                 remote.close()
                 continue
             self._on_pending(conn, WRITE)
-            if not self.running:
-                return
         if datagrams:
             emit = self.emit
             cache = listener.endpoint_cache

@@ -227,3 +227,29 @@ def test_message_events_built_fast_equal_the_dataclass() -> None:
                 break
     assert event == Message(event.endpoint, b"ping")
     assert hash(event) == hash(Message(event.endpoint, b"ping"))
+
+
+def test_no_accepted_after_the_listener_is_removed_mid_batch() -> None:
+    handler, listener = message_io.split()
+    listener_id, addr = handler.network.listen(Transport.TCP, "127.0.0.1:0")
+    assert isinstance(addr, tuple)
+    clients = [socket.create_connection(addr[:2], timeout=TIMEOUT) for _ in range(5)]
+    seen: list[NodeEvent[Any]] = []
+
+    def on_event(event: NodeEvent[Any]) -> None:
+        seen.append(event)
+        if isinstance(event, message_io.Accepted):
+            handler.network.remove(listener_id)
+            handler.signals.send("sync")
+        elif isinstance(event, Signal):
+            handler.stop()
+
+    try:
+        # The five connections wait in the kernel, so the loop accepts them in one batch.
+        task = listener.for_each_async(on_event)
+        assert task.wait(TIMEOUT)
+    finally:
+        for client in clients:
+            client.close()
+    accepted = [e for e in seen if isinstance(e, message_io.Accepted)]
+    assert len(accepted) == 1, seen
