@@ -1,0 +1,110 @@
+"""TCP options reach the sockets: source address, keepalive, nodelay, reuse port."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+import message_io
+from message_io import (
+    FramedTcpConnectConfig,
+    FramedTcpListenConfig,
+    TcpConnectConfig,
+    TcpKeepalive,
+    TcpListenConfig,
+    Transport,
+)
+
+TIMEOUT = 10.0
+
+
+def _socket_of(handler: message_io.NodeHandler[Any], resource_id: int) -> socket.socket:
+    """The OS socket behind a connection (white box: the options are kernel state)."""
+    sock = handler._loop.connections[resource_id].remote.socket  # type: ignore[attr-defined]
+    assert isinstance(sock, socket.socket)
+    return sock
+
+
+def test_source_address_is_bound_before_connecting() -> None:
+    handler, _listener = message_io.split()
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free_port = probe.getsockname()[1]
+        _, addr = handler.network.listen(Transport.TCP, "127.0.0.1:0")
+        config = TcpConnectConfig(source_address=("127.0.0.1", free_port))
+        endpoint, local = handler.network.connect_sync(
+            Transport.TCP, addr, config=config, timeout=TIMEOUT
+        )
+        assert local == ("127.0.0.1", free_port)
+        assert endpoint.addr == addr
+    finally:
+        handler.stop()
+
+
+def test_keepalive_and_nodelay_are_set_on_connect() -> None:
+    handler, _listener = message_io.split()
+    try:
+        _, addr = handler.network.listen(Transport.FRAMED_TCP, "127.0.0.1:0")
+        keepalive = TcpKeepalive(time=30, interval=5, retries=3)
+        config = FramedTcpConnectConfig(keepalive=keepalive, nodelay=False)
+        endpoint, _ = handler.network.connect_sync(
+            Transport.FRAMED_TCP, addr, config=config, timeout=TIMEOUT
+        )
+        sock = _socket_of(handler, endpoint.resource_id)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 5
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+    finally:
+        handler.stop()
+
+
+def test_nodelay_is_on_by_default_and_keepalive_off() -> None:
+    handler, _listener = message_io.split()
+    try:
+        _, addr = handler.network.listen(Transport.TCP, "127.0.0.1:0")
+        endpoint, _ = handler.network.connect_sync(Transport.TCP, addr, timeout=TIMEOUT)
+        sock = _socket_of(handler, endpoint.resource_id)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+    finally:
+        handler.stop()
+
+
+def test_accepted_connections_get_the_listen_options() -> None:
+    server, server_listener = message_io.split()
+    client, _client_listener = message_io.split()
+    try:
+        config = TcpListenConfig(keepalive=TcpKeepalive(time=40), nodelay=False)
+        listener_id, addr = server.network.listen(Transport.TCP, "127.0.0.1:0", config=config)
+        client.network.connect_sync(Transport.TCP, addr, timeout=TIMEOUT)
+        event = server_listener.receive(TIMEOUT)
+        assert isinstance(event, message_io.Accepted)
+        assert event.listener_id == listener_id
+        sock = _socket_of(server, event.endpoint.resource_id)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 40
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+    finally:
+        server.stop()
+        client.stop()
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT here")
+def test_reuse_port_lets_two_listeners_share_a_port() -> None:
+    handler, _listener = message_io.split()
+    try:
+        config = FramedTcpListenConfig(reuse_port=True)
+        _, addr = handler.network.listen(Transport.FRAMED_TCP, "127.0.0.1:0", config=config)
+        _, again = handler.network.listen(Transport.FRAMED_TCP, addr, config=config)
+        assert again == addr
+        with pytest.raises(message_io.ListenError):
+            handler.network.listen(Transport.FRAMED_TCP, addr)  # without reuse_port
+    finally:
+        handler.stop()
