@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._loop import _READY, _Connection, _Listener
 from ..errors import (
@@ -32,6 +32,25 @@ def _addr_text(addr: Any) -> str:
     if isinstance(addr, str):
         return addr
     return format_address(addr) if isinstance(addr, tuple) else repr(addr)
+
+
+_C = TypeVar("_C", ConnectConfig, ListenConfig)
+
+
+def _checked(loop: Loop[Any], transport: Transport, config: _C | None, kind: type[_C]) -> _C:
+    """The config to use: the default of ``kind``, or ``config`` if it is one.
+
+    Raises:
+        NodeStoppedError: the node is stopped.
+        ConfigError: ``config`` is of another class (another transport's config).
+    """
+    if not loop.running:
+        raise NodeStoppedError("the node is stopped; create a new one with split()")
+    if config is None:
+        return kind()
+    if not isinstance(config, kind):
+        raise ConfigError(f"{transport!r} takes a {kind.__name__}, not a {type(config).__name__}")
+    return config
 
 
 class NetworkController:
@@ -85,16 +104,8 @@ class NetworkController:
     ) -> tuple[_Connection, Address]:
         """Open the connection; the work behind connect() and connect_sync()."""
         loop = self._loop
-        if not loop.running:
-            raise NodeStoppedError("the node is stopped; create a new one with split()")
         adapter = transport.adapter
-        if config is None:
-            config = adapter.connect_config()
-        elif not isinstance(config, adapter.connect_config):
-            raise ConfigError(
-                f"{transport!r} takes a {adapter.connect_config.__name__}, "
-                f"not a {type(config).__name__}"
-            )
+        config = _checked(loop, transport, config, adapter.connect_config)
         try:
             info = adapter.connect(addr, config)
         except (AddressError, ConnectError):
@@ -203,16 +214,8 @@ class NetworkController:
             NodeStoppedError: the node has been stopped.
         """
         loop = self._loop
-        if not loop.running:
-            raise NodeStoppedError("the node is stopped; create a new one with split()")
         adapter = transport.adapter
-        if config is None:
-            config = adapter.listen_config()
-        elif not isinstance(config, adapter.listen_config):
-            raise ConfigError(
-                f"{transport!r} takes a {adapter.listen_config.__name__}, "
-                f"not a {type(config).__name__}"
-            )
+        config = _checked(loop, transport, config, adapter.listen_config)
         try:
             info = adapter.listen(addr, config)
         except (AddressError, ListenError):
