@@ -826,6 +826,13 @@ class Loop(Generic[S]):
         elif state == _CLOSING:
             self._on_closing(conn, flags)
 
+    def _on_ready_connection(self, conn: _Connection, flags: int) -> None:
+        """The handler once a connection is ready: straight to reading, the hot case."""
+        if flags & WRITE or conn.state != _READY:
+            self._on_connection(conn, flags)
+        else:
+            self._on_readable(conn)
+
     def _on_readable(self, conn: _Connection) -> None:
         batch: list[bytes] = []
         remote = conn.remote
@@ -902,6 +909,7 @@ class Loop(Generic[S]):
                 conn.state = _READY
                 conn.established = True
                 self.poller.modify(conn.fd, READ)
+                self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
             conn.resolved.set()
             if conn.listener_id is None:
                 self.emit(Connected(conn.endpoint, True))

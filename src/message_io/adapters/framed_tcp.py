@@ -120,7 +120,10 @@ class FramedTcpRemote(TcpRemote):
         size = self._read_size
         try:
             for _ in range(4):
-                wanted = decoder.wanted
+                # decoder.wanted, read from its fields: a property call costs as much as
+                # the rest of a small message's receive path.
+                need = decoder._need
+                wanted = need - decoder._have if need >= 0 else 0
                 if wanted >= _LARGE_FRAME or (wanted and self._large):
                     data = recv(min(wanted, _MAX_READ))
                 elif self._large and not decoder.buffered:
@@ -144,7 +147,8 @@ class FramedTcpRemote(TcpRemote):
                         for frame in frames:
                             deliver(frame)
                         frames.clear()
-                if decoder.wanted >= _LARGE_FRAME:
+                need = decoder._need
+                if need >= _LARGE_FRAME and need - decoder._have >= _LARGE_FRAME:
                     self._large = True
                 elif len(data) < size:
                     break
