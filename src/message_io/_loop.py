@@ -236,10 +236,10 @@ class _Connection:
                         self.queued += len(head)
                 tail += data
                 self.queued += size
-                if self.write_armed or self.dirty:
-                    return _SENT
+                if self.write_armed or (self.dirty and self.queued < _FLUSH_NOW):
+                    return _SENT  # already scheduled, and not enough to write at once
                 return self._schedule()
-            if not size and not self.datagrams and self.header is None and self.frame is None:
+            if not size and self.stream_header and self.header is None:
                 return _SENT  # nothing to put on a raw stream
             if self.datagrams:
                 frame = self.frame

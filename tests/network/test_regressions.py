@@ -253,3 +253,32 @@ def test_no_accepted_after_the_listener_is_removed_mid_batch() -> None:
             client.close()
     accepted = [e for e in seen if isinstance(e, message_io.Accepted)]
     assert len(accepted) == 1, seen
+
+
+def test_a_burst_from_the_callback_is_written_once_it_is_large(
+    peer: tuple[socket.socket, Any],
+) -> None:
+    """Queued bytes are written during the callback once they pass the flush threshold,
+    not only when the callback returns (the queue would otherwise grow to its limit)."""
+    server, addr = peer
+    handler, listener = message_io.split()
+    endpoint, _ = handler.network.connect_sync(Transport.FRAMED_TCP, addr)
+    conn, _ = server.accept()
+    message = b"m" * 100
+    count = 4000  # 404,000 bytes on the wire, past the 256 KiB threshold
+    pending: queue.Queue[int] = queue.Queue()
+
+    def on_event(event: NodeEvent[Any]) -> None:
+        if isinstance(event, Signal):
+            for _ in range(count):
+                assert handler.network.send(endpoint, message) is SendStatus.SENT
+            pending.put(handler.network.pending_bytes(endpoint))
+
+    with conn, listener.for_each_async(on_event):
+        handler.signals.send("go")
+        queued = pending.get(timeout=TIMEOUT)
+        wire = _read_until(conn, count * (1 + len(message)))
+    # Only the first message went out directly; without the threshold all the rest
+    # would still be queued here.
+    assert queued < (count - 1) * (1 + len(message))
+    assert _decode(wire) == [message] * count
