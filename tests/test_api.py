@@ -8,7 +8,6 @@ import os
 import pickle
 import queue
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -49,7 +48,7 @@ from message_io import (
 )
 from message_io.network.adapter import Adapter, ConnectionInfo, ListeningInfo
 
-Node = tuple[NodeHandler[Any], NodeListener[Any]]
+from .helpers import Node
 
 WAIT = 5.0
 LOCAL = "127.0.0.1:0"
@@ -96,15 +95,6 @@ EXPECTED_ALL = [
     "register_transport",
     "split",
 ]
-
-
-@pytest.fixture
-def node() -> Iterator[Node]:
-    handler, listener = message_io.split()
-    try:
-        yield handler, listener
-    finally:
-        handler.stop()
 
 
 def some_endpoint(resource_type: ResourceType = ResourceType.REMOTE) -> Endpoint:

@@ -36,7 +36,7 @@ from message_io import (
     Transport,
 )
 
-Node = tuple[NodeHandler[Any], NodeListener[Any]]
+from .helpers import Node, watchdog
 
 WAIT = 5.0  # generous bound for anything that should happen "at once"
 LOCAL = "127.0.0.1:0"
@@ -44,34 +44,6 @@ LOCAL = "127.0.0.1:0"
 
 class Boom(Exception):
     """Raised by test callbacks."""
-
-
-@pytest.fixture
-def node() -> Iterator[Node]:
-    handler, listener = message_io.split()
-    try:
-        yield handler, listener
-    finally:
-        handler.stop()
-
-
-@contextlib.contextmanager
-def watchdog(handler: NodeHandler[Any], seconds: float = 10.0) -> Iterator[threading.Event]:
-    """Stop the node after ``seconds`` so that a broken test fails instead of hanging."""
-    fired = threading.Event()
-
-    def fire() -> None:
-        fired.set()
-        handler.stop()
-
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield fired
-    finally:
-        timer.cancel()
-        timer.join()
 
 
 @contextlib.contextmanager

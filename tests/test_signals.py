@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import queue
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,20 +16,11 @@ import pytest
 import message_io
 import message_io._loop as loop_module
 import message_io.events as events_module
-from message_io import NodeEvent, NodeHandler, NodeListener, Signal, TimerId
+from message_io import NodeEvent, NodeListener, Signal, TimerId
 
-Node = tuple[NodeHandler[Any], NodeListener[Any]]
+from .helpers import Node, watchdog
 
 WAIT = 5.0  # generous bound for anything that should happen "at once"
-
-
-@pytest.fixture
-def node() -> Iterator[Node]:
-    handler, listener = message_io.split()
-    try:
-        yield handler, listener
-    finally:
-        handler.stop()
 
 
 class FakeClock:
@@ -54,25 +44,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     monkeypatch.setattr(events_module, "time", fake_time)
     monkeypatch.setattr(loop_module, "time", fake_time)
     return fake
-
-
-@contextlib.contextmanager
-def watchdog(handler: NodeHandler[Any], seconds: float = 10.0) -> Iterator[threading.Event]:
-    """Stop the node after ``seconds`` so that a broken test fails instead of hanging."""
-    fired = threading.Event()
-
-    def fire() -> None:
-        fired.set()
-        handler.stop()
-
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield fired
-    finally:
-        timer.cancel()
-        timer.join()
 
 
 def values_until(listener: NodeListener[Any], sentinel: object, limit: int = 100) -> list[object]:
