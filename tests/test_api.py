@@ -92,6 +92,8 @@ EXPECTED_ALL = [
     "TimerId",
     "Transport",
     "TransportRegistryError",
+    "UdpConnectConfig",
+    "UdpListenConfig",
     "register_transport",
     "split",
 ]

@@ -25,6 +25,8 @@ from .adapters import (
     TcpConnectConfig,
     TcpKeepalive,
     TcpListenConfig,
+    UdpConnectConfig,
+    UdpListenConfig,
 )
 from .errors import (
     AddressError,
@@ -103,6 +105,8 @@ __all__ = [
     "TimerId",
     "Transport",
     "TransportRegistryError",
+    "UdpConnectConfig",
+    "UdpListenConfig",
     "register_transport",
     "split",
 ]

@@ -383,6 +383,79 @@ class _Connection:
             _notify(self)
 
 
+class _DatagramConnection(_Connection):
+    """A connection whose every write is one whole datagram (UDP).
+
+    Ready as soon as it exists (``send`` works at once; ``Connected`` is still emitted
+    by the loop). A datagram goes straight to the OS unless earlier ones wait in the
+    queue; the queue only fills when the OS pushes back (a full socket buffer). A
+    datagram the OS refuses (network unreachable, too large for the path...) is dropped
+    and logged: it never ends the connection.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = _READY
+        self.established = True
+        self.resolved.set()
+
+    def send(self, data: Buffer) -> SendStatus:
+        if data.__class__ is not bytes and data.__class__ is not bytearray:
+            data = _as_bytes_view(data)
+        max_size = self.max_size
+        if max_size is not None and len(data) > max_size:
+            return _TOO_BIG
+        with self.lock:
+            if self.state != _READY:
+                return _NOT_FOUND
+            frame = self.frame
+            packet = frame(data) if frame is not None else data
+            if not self.chunks:
+                try:
+                    self.remote.write(packet)
+                    return _SENT
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    return _refused(self.endpoint, exc)
+            if self.queued + len(self.chunks) >= self.limit:
+                self.want_drain = True
+                return _QUEUE_FULL
+            packet = bytes(packet)  # the caller may reuse its buffer once send returns
+            self.chunks.append(packet)
+            self.queued += len(packet)
+            self._arm_write()
+            return _SENT
+
+    def flush(self) -> None:
+        """Write queued datagrams until the queue is empty or the OS pushes back."""
+        chunks = self.chunks
+        write = self.remote.write
+        while chunks:
+            packet = chunks[0]
+            try:
+                write(packet)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                _refused(self.endpoint, exc)
+            chunks.popleft()
+            self.queued -= len(packet)
+        self.queued = 0
+        _notify(self)
+
+
+def _refused(endpoint: Endpoint, exc: OSError) -> SendStatus:
+    """The OS refused one datagram: log it, drop it, and say why in a status."""
+    if exc.errno == errno.EMSGSIZE:
+        log.debug("datagram to %s dropped: too large for the path (%s)", endpoint, exc)
+        return _TOO_BIG
+    log.debug("datagram to %s dropped: %s", endpoint, _describe(exc))
+    return _NOT_AVAILABLE
+
+
 def _readiness(mask: int) -> Readiness:
     return Readiness((1 if mask & READ else 0) | (2 if mask & WRITE else 0))
 
@@ -421,15 +494,97 @@ def _as_bytes_view(data: Buffer) -> Buffer:
 
 
 class _Listener:
-    __slots__ = ("endpoint_cache", "fd", "id", "limit", "local", "state")
+    """The node's side of one listener. Packet listeners (UDP) also send: datagrams go
+    straight to the OS, and wait in a bounded queue only when the OS pushes back."""
 
-    def __init__(self, resource_id: ResourceId, local: Local, limit: int) -> None:
+    __slots__ = (
+        "chunks",
+        "cond",
+        "endpoint_cache",
+        "fd",
+        "id",
+        "limit",
+        "local",
+        "lock",
+        "loop",
+        "queued",
+        "state",
+        "waiters",
+        "want_drain",
+        "write_armed",
+    )
+
+    def __init__(self, loop: Loop[Any], resource_id: ResourceId, local: Local, limit: int) -> None:
+        self.loop = loop
         self.id = resource_id
         self.local = local
         self.limit = limit
         self.fd = local.fileno()
         self.state = _READY
         self.endpoint_cache: dict[Address, Endpoint] = {}
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.waiters = 0  # threads in wait_drained()
+        self.chunks: deque[tuple[Endpoint, bytes]] = deque()
+        self.queued = 0
+        self.want_drain: set[Endpoint] = set()
+        self.write_armed = False
+
+    def send_to(self, endpoint: Endpoint, data: Buffer) -> SendStatus:
+        """Send one datagram from this listener to ``endpoint.addr`` (any thread)."""
+        if not self.chunks:  # nothing waits: no order to keep, no lock to take
+            try:
+                return self.local.send_to(endpoint.addr, data)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                return _refused(endpoint, exc) if self.state == _READY else _NOT_FOUND
+        with self.lock:
+            if self.state != _READY:
+                return _NOT_FOUND
+            if self.queued + len(self.chunks) >= self.limit:
+                self.want_drain.add(endpoint)
+                return _QUEUE_FULL
+            packet = bytes(data)
+            self.chunks.append((endpoint, packet))
+            self.queued += len(packet)
+            if not self.write_armed:
+                self.write_armed = True
+                try:
+                    self.loop.poller.modify(self.fd, READ | WRITE)
+                except OSError:  # closed meanwhile
+                    pass
+            return _SENT
+
+    def flush(self) -> list[Endpoint]:
+        """Write queued datagrams until done or the OS pushes back (loop thread).
+
+        Returns the endpoints to tell ``Drained`` once the queue is empty.
+        """
+        with self.lock:
+            chunks = self.chunks
+            send_to = self.local.send_to
+            while chunks:
+                endpoint, packet = chunks[0]
+                try:
+                    status = send_to(endpoint.addr, packet)
+                except BlockingIOError:
+                    return []
+                except OSError as exc:
+                    status = _refused(endpoint, exc)
+                if status is not _SENT:
+                    log.debug("queued datagram to %s dropped: %s", endpoint, status.name)
+                chunks.popleft()
+                self.queued -= len(packet)
+            self.queued = 0
+            self.write_armed = False
+            if self.waiters:
+                self.cond.notify_all()
+            if self.state == _READY:
+                self.loop.poller.modify(self.fd, READ)
+            drained = list(self.want_drain)
+            self.want_drain.clear()
+            return drained
 
 
 class _Timer:
@@ -503,7 +658,11 @@ class Loop(Generic[S]):
                 raise NodeStoppedError("the node is stopped")
             self.connections[conn.id] = conn
             self.resources[conn.fd] = conn
-            self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
+            if isinstance(conn, _DatagramConnection):
+                # Ready already; the first poll (the socket is writable) says Connected.
+                self.handlers[conn.fd] = functools.partial(self._on_datagram_start, conn)
+            else:
+                self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
             self.poller.register(conn.fd, READ | WRITE)
 
     def register_listener(self, listener: _Listener) -> None:
@@ -826,6 +985,23 @@ class Loop(Generic[S]):
         elif state == _CLOSING:
             self._on_closing(conn, flags)
 
+    def _on_datagram_start(self, conn: _Connection, flags: int) -> None:
+        """First poll of a datagram connection: announce it, then handle it as usual."""
+        with conn.lock:
+            if conn.state == _READY and conn.fd >= 0:
+                self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
+                announce = True
+                if not conn.write_armed:
+                    self.poller.modify(conn.fd, READ)
+                    flags &= ~WRITE
+            else:
+                announce = False
+        if announce:
+            self.emit(Connected(conn.endpoint, True))
+            if conn.state != _READY or not self.running:
+                return
+        self._on_connection(conn, flags)
+
     def _on_ready_connection(self, conn: _Connection, flags: int) -> None:
         """The handler once a connection is ready: straight to reading, the hot case."""
         if flags & WRITE or conn.state != _READY:
@@ -1017,6 +1193,13 @@ class Loop(Generic[S]):
     def _on_listener(self, listener: _Listener, flags: int) -> None:
         if listener.state != _READY:
             return
+        if flags & WRITE:
+            for endpoint in listener.flush():
+                self.emit(Drained(endpoint))
+                if listener.state != _READY or not self.running:
+                    return
+            if not flags & READ:
+                return
         accepted: list[tuple[Remote, Address]] = []
         datagrams: list[tuple[Address, bytes]] = []
         try:
@@ -1081,8 +1264,13 @@ class Loop(Generic[S]):
         if listener.fd < 0:
             return
         fd = listener.fd
-        listener.fd = -1
-        listener.state = _CLOSED
+        with listener.lock:
+            listener.fd = -1
+            listener.state = _CLOSED
+            listener.chunks.clear()
+            listener.queued = 0
+            if listener.waiters:
+                listener.cond.notify_all()
         self.poller.unregister(fd)
         self.handlers.pop(fd, None)
         self.resources.pop(fd, None)

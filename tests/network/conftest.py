@@ -399,3 +399,13 @@ def ip_net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Net]:
         yield harness
     finally:
         harness.close()
+
+
+@pytest.fixture
+def udp(tmp_path: Path) -> Iterator[Net]:
+    """The harness for ``UDP``."""
+    harness = Net(Transport.UDP, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()

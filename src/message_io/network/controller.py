@@ -6,7 +6,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._loop import _READY, _Connection, _Listener
+from .._loop import _READY, _Connection, _DatagramConnection, _Listener
 from ..errors import (
     AddressError,
     ConfigError,
@@ -114,7 +114,8 @@ class NetworkController:
             raise ConnectError(exc.errno, exc.strerror or str(exc), _addr_text(addr)) from exc
         resource_id = loop.new_id(transport.id, ResourceType.REMOTE)
         endpoint = Endpoint(resource_id, info.peer_addr)
-        conn = _Connection(loop, resource_id, endpoint, info.remote, limit=config.send_buffer_limit)
+        kind = _DatagramConnection if type(info.remote).datagrams else _Connection
+        conn = kind(loop, resource_id, endpoint, info.remote, limit=config.send_buffer_limit)
         try:
             loop.register_connection(conn)
         except BaseException:
@@ -223,7 +224,7 @@ class NetworkController:
         except OSError as exc:
             raise ListenError(exc.errno, exc.strerror or str(exc), _addr_text(addr)) from exc
         resource_id = loop.new_id(transport.id, ResourceType.LOCAL)
-        listener = _Listener(resource_id, info.local, config.send_buffer_limit)
+        listener = _Listener(loop, resource_id, info.local, config.send_buffer_limit)
         try:
             loop.register_listener(listener)
         except BaseException:
@@ -249,9 +250,9 @@ class NetworkController:
         conn = self._connections.get(endpoint._resource_id)  # the slot: no property call
         if conn is not None:
             return conn.send(data)
-        listener = self._loop.listeners.get(endpoint.resource_id)
+        listener = self._loop.listeners.get(endpoint._resource_id)
         if listener is not None:
-            return listener.local.send_to(endpoint.addr, data)
+            return listener.send_to(endpoint, data)
         return SendStatus.RESOURCE_NOT_FOUND
 
     def remove(self, resource_id: ResourceId) -> bool:
@@ -277,8 +278,11 @@ class NetworkController:
 
     def pending_bytes(self, endpoint: Endpoint) -> int:
         """Bytes queued for ``endpoint`` and not yet handed to the OS (0 if unknown)."""
-        conn = self._loop.connections.get(endpoint.resource_id)
-        return conn.queued if conn is not None else 0
+        loop = self._loop
+        resource: _Connection | _Listener | None = loop.connections.get(endpoint.resource_id)
+        if resource is None:
+            resource = loop.listeners.get(endpoint.resource_id)  # a packet listener's queue
+        return resource.queued if resource is not None else 0
 
     def wait_drained(self, endpoint: Endpoint, timeout: float | None = None) -> bool:
         """Block until everything queued for ``endpoint`` is handed to the OS.
@@ -298,13 +302,20 @@ class NetworkController:
                 "wait_drained() called from the event loop thread would deadlock; "
                 "wait for the Drained event instead"
             )
-        conn = loop.connections.get(endpoint.resource_id)
-        if conn is None:
-            return False
-        with conn.cond:
-            conn.waiters += 1
-            try:
-                conn.cond.wait_for(lambda: not conn.chunks or conn.state != _READY, timeout)
-            finally:
-                conn.waiters -= 1
-            return conn.state == _READY and not conn.chunks
+        resource: _Connection | _Listener | None = loop.connections.get(endpoint.resource_id)
+        if resource is None:
+            resource = loop.listeners.get(endpoint.resource_id)  # a packet listener's queue
+            if resource is None:
+                return False
+        return _wait_empty(resource, timeout)
+
+
+def _wait_empty(resource: _Connection | _Listener, timeout: float | None) -> bool:
+    """Wait until ``resource``'s send queue is empty; False on timeout or once it closes."""
+    with resource.cond:
+        resource.waiters += 1
+        try:
+            resource.cond.wait_for(lambda: not resource.chunks or resource.state != _READY, timeout)
+        finally:
+            resource.waiters -= 1
+        return resource.state == _READY and not resource.chunks

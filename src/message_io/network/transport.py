@@ -22,7 +22,8 @@ _MAX_ADAPTER_ID = 0xFFFF
 class Transport:
     """A registered transport. Compare with ``is`` or ``==``; usable as a dict key.
 
-    Built-in transports are class attributes: ``Transport.TCP``, ``Transport.FRAMED_TCP``.
+    Built-in transports are class attributes: ``Transport.TCP``, ``Transport.FRAMED_TCP``,
+    ``Transport.UDP``.
     A registered one is also set as an attribute under its name
     (``Transport.UNIX`` after ``register_transport("UNIX", ...)``).
     """
@@ -31,6 +32,7 @@ class Transport:
 
     TCP: ClassVar[Transport]
     FRAMED_TCP: ClassVar[Transport]
+    UDP: ClassVar[Transport]
 
     _registry: ClassVar[dict[int, Transport]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()

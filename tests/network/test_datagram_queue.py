@@ -1,0 +1,113 @@
+"""The node's send queues for datagram transports, where the OS pushes back.
+
+UDP on loopback never says "would block", so these tests use the Unix-datagram
+transport of :mod:`.unix_dgram_adapter`, whose sends fail with ``EAGAIN`` while the
+receiver's queue is full: each datagram must then wait in order, the queue must stay
+bounded (``QUEUE_FULL``), and ``Drained`` must follow once it is written.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from message_io import Drained, Endpoint, Message, SendStatus
+from message_io.network.adapter import ConnectConfig, ListenConfig
+
+from .conftest import TIMEOUT, Net, Worker
+from .unix_dgram_adapter import UNIX_DGRAM
+
+SENT = SendStatus.SENT
+QUEUE_FULL = SendStatus.QUEUE_FULL
+LIMIT = 16 * 1024
+SIZE = 1000
+
+
+@pytest.fixture
+def dgram(tmp_path: Path) -> Iterator[Net]:
+    harness = Net(UNIX_DGRAM, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+def raw_dgram(net: Net, path: str) -> socket.socket:
+    sock = net._keep(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+    sock.bind(path)
+    sock.settimeout(TIMEOUT)
+    return sock
+
+
+def fill(send: Callable[[bytes], SendStatus]) -> list[bytes]:
+    """Send numbered datagrams until the queue is full; return those accepted."""
+    sent: list[bytes] = []
+    for index in range(100_000):
+        data = index.to_bytes(4, "big") * (SIZE // 4)
+        status = send(data)
+        if status is QUEUE_FULL:
+            return sent
+        assert status is SENT, status
+        sent.append(data)
+    raise AssertionError("the queue never filled")
+
+
+def test_connection_queue_is_bounded_ordered_and_drains(dgram: Net) -> None:
+    path = str(dgram._dir / "peer.sock")
+    peer = raw_dgram(dgram, path)  # does not read yet: the kernel queue fills
+    client = dgram.node("client")
+    config = ConnectConfig(send_buffer_limit=LIMIT)
+    endpoint, _local = client.network.connect(UNIX_DGRAM, path, config=config)
+
+    sent = fill(lambda data: client.network.send(endpoint, data))
+    queued = client.network.pending_bytes(endpoint)
+    assert LIMIT - SIZE <= queued <= LIMIT + SIZE  # bounded by the limit
+    assert len(sent) > queued // SIZE  # some went to the OS before it pushed back
+
+    received = [peer.recv(SIZE * 2) for _ in sent]
+    assert received == sent  # every datagram, in order, none duplicated
+    client.wait_for(Drained, lambda e: e.endpoint == endpoint)
+    assert client.network.pending_bytes(endpoint) == 0
+    assert client.network.send(endpoint, b"after") is SENT
+    assert peer.recv(100) == b"after"
+
+
+def test_listener_queue_is_bounded_ordered_and_drains(dgram: Net) -> None:
+    server = dgram.node("server")
+    listener_id, _addr = server.network.listen(
+        UNIX_DGRAM, str(dgram._dir / "server.sock"), config=ListenConfig(send_buffer_limit=LIMIT)
+    )
+    path = str(dgram._dir / "peer.sock")
+    peer = raw_dgram(dgram, path)
+    endpoint = Endpoint.from_listener(listener_id, path)
+
+    sent = fill(lambda data: server.network.send(endpoint, data))
+    assert server.network.pending_bytes(endpoint) > 0
+    waiter_result: list[bool] = []
+    waiter = Worker(
+        lambda: waiter_result.append(server.network.wait_drained(endpoint, TIMEOUT)), "waiter"
+    )
+    received = [peer.recv(SIZE * 2) for _ in sent]
+    assert received == sent
+    server.wait_for(Drained, lambda e: e.endpoint == endpoint)
+    waiter.join()
+    assert waiter_result == [True]
+    assert server.network.pending_bytes(endpoint) == 0
+
+
+def test_refused_datagram_is_dropped_and_the_listener_stays(dgram: Net) -> None:
+    server = dgram.node("server")
+    listener_id, addr = server.network.listen(UNIX_DGRAM, str(dgram._dir / "server.sock"))
+    nobody = Endpoint.from_listener(listener_id, str(dgram._dir / "nobody.sock"))
+    # The OS refuses (no such socket): nothing sent, a status that says so, no crash.
+    assert server.network.send(nobody, b"x") is SendStatus.RESOURCE_NOT_AVAILABLE
+    peer = raw_dgram(dgram, str(dgram._dir / "peer.sock"))
+    peer.sendto(b"ping", addr)
+    event = server.expect(Message)
+    assert event.data == b"ping"
+    assert event.endpoint.resource_id == listener_id
+    assert server.network.send(event.endpoint, b"pong") is SENT
+    assert peer.recv(100) == b"pong"
