@@ -78,7 +78,10 @@ _DATAGRAMS_PER_EVENT: Final = 64  # datagrams read per readiness event, for fair
 _SIOCGIFADDR: Final = 0x8915
 _SIOCGIFNETMASK: Final = 0x891B
 _IN_PKTINFO: Final = struct.Struct("@i4s4s")
-_IP_PKTINFO: Final[int | None] = getattr(socket, "IP_PKTINFO", None)  # Linux
+# Python exposes IP_PKTINFO only from 3.12 on; its Linux value is 8.
+_IP_PKTINFO: Final[int | None] = getattr(
+    socket, "IP_PKTINFO", 8 if sys.platform.startswith("linux") else None
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -429,7 +432,14 @@ class UdpAdapter(Adapter):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             if source is not None:
                 sock.bind(source)
-            sock.connect(sockaddr)
+            try:
+                sock.connect(sockaddr)
+            except PermissionError as exc:
+                if config.broadcast:
+                    raise
+                raise PermissionError(
+                    exc.errno, f"{exc.strerror}: a broadcast address needs broadcast=True"
+                ) from exc
             local_addr = sock.getsockname()
         except BaseException:
             sock.close()
