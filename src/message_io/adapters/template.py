@@ -58,7 +58,8 @@ class MyRemote(Remote):
     """One connection. Keep the OS object (a non-blocking socket) and any codec here."""
 
     # full_duplex = False   # if reading and writing share state (e.g. TLS): one lock for both
-    # datagrams = True      # if each write must carry exactly one whole message (UDP-like)
+    # datagrams = True      # if each write must carry exactly one whole message (UDP-like);
+    #                       # then write() raises BlockingIOError when the OS pushes back
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
@@ -114,7 +115,8 @@ class MyLocal(Local):
         raise NotImplementedError
 
     def send_to(self, addr: Address, data: Buffer) -> SendStatus:
-        """Optional (packet transports): send one message from the listener to ``addr``."""
+        """Optional (packet transports): send one message from the listener to ``addr``;
+        raise BlockingIOError when the OS pushes back (the node queues it)."""
         return super().send_to(addr, data)
 
     def close(self) -> None:

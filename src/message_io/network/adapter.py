@@ -84,7 +84,10 @@ class SendStatus(enum.Enum):
     RESOURCE_NOT_FOUND = "resource_not_found"
     """No such connection: never existed, removed, disconnected or failed."""
     RESOURCE_NOT_AVAILABLE = "resource_not_available"
-    """The connection exists but is not ready yet (connect or handshake pending)."""
+    """The connection exists but cannot take the message now: it is not ready yet
+    (connect or handshake pending), or, on datagram transports, the OS refused this one
+    datagram (network unreachable, broadcast not allowed...; logged at debug level).
+    Nothing was sent."""
     QUEUE_FULL = "queue_full"
     """Backpressure: the connection already holds ``send_buffer_limit`` bytes that the peer
     has not taken. Nothing was queued. Send again after the ``Drained(endpoint)`` event,
@@ -239,10 +242,17 @@ class Remote(ABC):
         only valid during the call.
 
         Called under the connection lock. For stream transports a partial write is fine:
-        the node keeps the rest. For ``datagrams`` transports return ``len(data)`` or 0.
+        the node keeps the rest.
+
+        For ``datagrams`` transports ``data`` is one whole message: send it as one
+        datagram, or raise ``BlockingIOError`` if the OS cannot take it now (the node
+        queues it and calls again when the resource is writable). Any other ``OSError``
+        drops that one datagram (``send`` returns ``MAX_PACKET_SIZE_EXCEEDED`` for
+        ``EMSGSIZE``, else ``RESOURCE_NOT_AVAILABLE``) and the connection stays.
 
         Raises:
-            OSError: a fatal error; the node disconnects this connection.
+            OSError: for stream transports, a fatal error: the node disconnects this
+                connection.
         """
 
     def write_many(self, buffers: list[Buffer]) -> int:
@@ -296,7 +306,15 @@ class Local(ABC):
     def send_to(self, addr: Address, data: Buffer) -> SendStatus:
         """Send one message from this listener to ``addr`` (packet transports only).
 
+        Called from any thread, possibly from several at once. Return ``SENT``, or
+        ``MAX_PACKET_SIZE_EXCEEDED`` for a message too large to send.
+
         Raises:
+            BlockingIOError: the OS cannot take the datagram now; the node queues it (in
+                order, bounded by ``send_buffer_limit``) and calls again when writable.
+            OSError: the OS refused this datagram; the node drops it and ``send``
+                returns ``RESOURCE_NOT_AVAILABLE`` (``MAX_PACKET_SIZE_EXCEEDED`` for
+                ``EMSGSIZE``).
             TypeError: the transport cannot send from a listener (the default).
         """
         raise TypeError(f"{type(self).__name__} cannot send from a listener")
