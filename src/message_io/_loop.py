@@ -61,7 +61,14 @@ from .network.adapter import (
     SendStatus,
 )
 from .network.endpoint import Address, Endpoint, ResourceId, ResourceType
-from .network.net_event import Accepted, Connected, Disconnected, Drained, Message
+from .network.net_event import (
+    Accepted,
+    Connected,
+    Disconnected,
+    Drained,
+    Message,
+    TextMessage,
+)
 
 __all__ = ["Loop", "Signal"]
 
@@ -152,6 +159,7 @@ class _Connection:
         "lock",
         "loop",
         "max_size",
+        "output",
         "queued",
         "read_closed",
         "remote",
@@ -195,6 +203,9 @@ class _Connection:
         self.direct_iter = -1
         self.max_size = remote.max_message_size
         self.datagrams = type(remote).datagrams
+        # Output of the transport's own (pongs, close replies), if it ever has any.
+        has_output = type(remote).take_output is not Remote.take_output
+        self.output = remote.take_output if has_output else None
         self.full_duplex = type(remote).full_duplex
         # Framing: a header function (fast, no copy of big payloads) or a frame function.
         self.header: Callable[[int], bytes | None] | None = None
@@ -210,8 +221,10 @@ class _Connection:
 
     # -- sending (any thread) --------------------------------------------------------
 
-    def send(self, data: Buffer) -> SendStatus:
+    def send(self, data: Buffer | str) -> SendStatus:
         if data.__class__ is not bytes and data.__class__ is not bytearray:
+            if isinstance(data, str):
+                return self._send_text(data)
             data = _as_bytes_view(data)
         size = len(data)
         max_size = self.max_size
@@ -297,6 +310,31 @@ class _Connection:
             if self.write_armed:
                 return _SENT
             return self._schedule()
+
+    def _send_text(self, text: str) -> SendStatus:
+        """Send a text message (transports with ``frame_text``, e.g. WebSocket)."""
+        if type(self.remote).frame_text is Remote.frame_text:
+            raise TypeError(f"{self.endpoint} takes bytes-like messages, not str")
+        data = text.encode()
+        if self.max_size is not None and len(data) > self.max_size:
+            return _TOO_BIG
+        with self.lock:
+            if self.state != _READY:
+                return _NOT_AVAILABLE if self.state == _PENDING else _NOT_FOUND
+            if self.queued >= self.limit:
+                self.want_drain = True
+                return _QUEUE_FULL
+            self.queue_wire(self.remote.frame_text(data))
+            if self.write_armed:
+                return _SENT
+            return self._schedule()
+
+    def queue_wire(self, wire: Buffer) -> None:
+        """Queue bytes ready for the wire after everything queued. Holds the lock."""
+        if wire:
+            self.chunks.append(wire)
+            self.tail = None
+            self.queued += len(wire)
 
     def _schedule(self) -> SendStatus:
         """Decide when queued bytes are written. Holds the lock.
@@ -401,8 +439,10 @@ class _DatagramConnection(_Connection):
         self.established = True
         self.resolved.set()
 
-    def send(self, data: Buffer) -> SendStatus:
+    def send(self, data: Buffer | str) -> SendStatus:
         if data.__class__ is not bytes and data.__class__ is not bytearray:
+            if isinstance(data, str):
+                return self._send_text(data)
             data = _as_bytes_view(data)
         max_size = self.max_size
         if max_size is not None and len(data) > max_size:
@@ -472,7 +512,7 @@ def _notify(conn: _Connection) -> None:
         conn.cond.notify_all()
 
 
-def _discard(_data: bytes) -> None:
+def _discard(_data: bytes | str) -> None:
     pass
 
 
@@ -502,6 +542,7 @@ class _Listener:
         "cond",
         "endpoint_cache",
         "fd",
+        "handshake_timeout",
         "id",
         "limit",
         "local",
@@ -514,8 +555,16 @@ class _Listener:
         "write_armed",
     )
 
-    def __init__(self, loop: Loop[Any], resource_id: ResourceId, local: Local, limit: int) -> None:
+    def __init__(
+        self,
+        loop: Loop[Any],
+        resource_id: ResourceId,
+        local: Local,
+        limit: int,
+        handshake_timeout: float | None = None,
+    ) -> None:
         self.loop = loop
+        self.handshake_timeout = handshake_timeout
         self.id = resource_id
         self.local = local
         self.limit = limit
@@ -685,13 +734,12 @@ class Loop(Generic[S]):
                 conn.state = _CLOSING if was_ready else _CLOSED
                 if was_ready:
                     try:
-                        farewell = conn.remote.farewell()
+                        farewell = conn.remote.farewell(False)
                     except Exception:
                         log.exception("farewell() of %s failed", conn.endpoint)
                         farewell = None
                     if farewell:
-                        conn.chunks.append(farewell)
-                        conn.queued += len(farewell)
+                        conn.queue_wire(farewell)
                 _notify(conn)
             conn.resolved.set()
             self._request(conn, False)
@@ -1010,14 +1058,19 @@ class Loop(Generic[S]):
             self._on_readable(conn)
 
     def _on_readable(self, conn: _Connection) -> None:
-        batch: list[bytes] = []
+        batch: list[bytes | str] = []  # str: a text message
         remote = conn.remote
         try:
             if conn.full_duplex:
                 status = remote.receive(batch.append)
+                if conn.output is not None:
+                    with conn.lock:
+                        self._take_output(conn)
             else:
                 with conn.lock:
                     status = remote.receive(batch.append)
+                    if conn.output is not None:
+                        self._take_output(conn)
         except (OSError, FrameError) as exc:
             log.info("disconnecting %s: %s", conn.endpoint, _describe(exc))
             status = ReadStatus.DISCONNECTED
@@ -1028,16 +1081,52 @@ class Loop(Generic[S]):
             emit = self.emit
             endpoint = conn.endpoint
             for data in batch:
-                # Message(endpoint, data), without the frozen dataclass's __init__:
-                # half the cost, and this runs once per message received.
-                message = _new(Message)
-                _set_endpoint(message, endpoint)
-                _set_data(message, data)
-                emit(message)
+                if isinstance(data, str):  # a text message (WebSocket text frame)
+                    emit(TextMessage(endpoint, data.encode(), data))
+                else:
+                    # Message(endpoint, data), without the frozen dataclass's __init__:
+                    # half the cost, and this runs once per message received.
+                    message = _new(Message)
+                    _set_endpoint(message, endpoint)
+                    _set_data(message, data)
+                    emit(message)
                 if conn.state != _READY or not self.running:
                     return
         if status is ReadStatus.DISCONNECTED:
             self._lost(conn)
+
+    def _take_output(self, conn: _Connection) -> None:
+        """Queue what the transport wants to send by itself. Holds the lock."""
+        assert conn.output is not None
+        wire = conn.output()
+        if wire and conn.state == _READY:
+            conn.queue_wire(wire)
+            if not conn.write_armed:
+                conn._schedule()
+        elif wire and conn.state == _CLOSING:
+            conn.queue_wire(wire)
+
+    def _heartbeat(self, conn: _Connection, interval: float) -> None:
+        """Call the transport's heartbeat every ``interval`` seconds while ready."""
+
+        def beat() -> None:
+            if conn.state != _READY or not self.running:
+                return
+            broken: BaseException | None = None
+            with conn.lock:
+                try:
+                    conn.remote.heartbeat()
+                    if conn.output is not None:
+                        self._take_output(conn)
+                except Exception as exc:  # noqa: BLE001 - any failure ends this connection
+                    broken = exc
+            if broken is not None:
+                log.info("disconnecting %s: %s", conn.endpoint, _describe(broken))
+                self._lost(conn)
+            else:
+                self.add_timer(interval, beat)
+
+        self.add_timer(interval, beat)
 
     def _on_writable(self, conn: _Connection) -> None:
         broken = False
@@ -1091,6 +1180,11 @@ class Loop(Generic[S]):
                 self.emit(Connected(conn.endpoint, True))
             else:
                 self.emit(Accepted(conn.endpoint, conn.listener_id))
+            remote = conn.remote
+            if remote.heartbeat_interval is not None:
+                self._heartbeat(conn, remote.heartbeat_interval)
+            if conn.state == _READY and self.running and remote.buffered():
+                self._on_readable(conn)
             return
         self._fail_pending(conn)
 
@@ -1125,6 +1219,10 @@ class Loop(Generic[S]):
         with conn.lock:
             state = conn.state
             conn.state = _CLOSED
+            if state == _READY and conn.chunks:
+                # One last non-blocking write: a close reply the transport just queued.
+                with contextlib.suppress(Exception):
+                    conn.flush()
             _notify(conn)
         self._close_connection(conn)
         if state == _READY:
@@ -1232,6 +1330,8 @@ class Loop(Generic[S]):
                 remote.close()
                 continue
             self._on_pending(conn, WRITE)
+            if conn.state == _PENDING and listener.handshake_timeout is not None:
+                self._handshake_deadline(conn, listener.handshake_timeout)
         if datagrams:
             emit = self.emit
             cache = listener.endpoint_cache
@@ -1244,6 +1344,10 @@ class Loop(Generic[S]):
                 emit(Message(peer, data))
                 if listener.state != _READY or not self.running:
                     return
+
+    def _handshake_deadline(self, conn: _Connection, timeout: float) -> None:
+        reason = TimeoutError(f"handshake not done within {timeout} s")
+        self.add_timer(timeout, lambda: self.fail_pending(conn, reason))
 
     def _pause_listener(self, listener: _Listener) -> None:
         """Out of file descriptors or memory: stop accepting for a moment.
@@ -1320,6 +1424,14 @@ class Loop(Generic[S]):
                 self._close_listener(resource)
                 continue
             with resource.lock:
+                if resource.state == _READY:
+                    try:
+                        farewell = resource.remote.farewell(True)
+                    except Exception:
+                        log.exception("farewell() of %s failed", resource.endpoint)
+                        farewell = None
+                    if farewell:
+                        resource.queue_wire(farewell)
                 if resource.state in (_READY, _CLOSING) and resource.chunks:
                     try:
                         resource.flush()

@@ -5,7 +5,15 @@ from __future__ import annotations
 from .adapter import SendStatus
 from .controller import NetworkController
 from .endpoint import Address, Endpoint, ResourceId, ResourceType
-from .net_event import Accepted, Connected, Disconnected, Drained, Message, NetEvent
+from .net_event import (
+    Accepted,
+    Connected,
+    Disconnected,
+    Drained,
+    Message,
+    NetEvent,
+    TextMessage,
+)
 from .transport import Transport, register_transport
 
 __all__ = [
@@ -21,6 +29,7 @@ __all__ = [
     "ResourceId",
     "ResourceType",
     "SendStatus",
+    "TextMessage",
     "Transport",
     "register_transport",
 ]

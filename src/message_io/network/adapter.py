@@ -146,13 +146,19 @@ class ListenConfig:
 
     Attributes:
         send_buffer_limit: As in :class:`ConnectConfig`, for each accepted connection.
+        handshake_timeout: Seconds an accepted connection may take to become ready
+            (its handshake) before it is dropped; ``None``: no limit. Bytes trickled by
+            the peer do not extend it.
     """
 
     send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT
+    handshake_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.send_buffer_limit < 1:
             raise ValueError(f"send_buffer_limit must be >= 1, not {self.send_buffer_limit!r}")
+        if self.handshake_timeout is not None and not self.handshake_timeout > 0:
+            raise ValueError(f"handshake_timeout must be > 0, not {self.handshake_timeout!r}")
 
 
 class Remote(ABC):
@@ -175,6 +181,8 @@ class Remote(ABC):
     full_duplex: ClassVar[bool] = True
     datagrams: ClassVar[bool] = False
     max_message_size: int | None = None
+    heartbeat_interval: float | None = None
+    """If set, the node calls :meth:`heartbeat` this often (seconds) once ready."""
     failure: BaseException | None = None
     """Why the connection failed, if it did: set it before returning DISCONNECTED from
     :meth:`pending` and it is logged and raised by ``connect_sync``."""
@@ -202,8 +210,9 @@ class Remote(ABC):
         return Readiness.READ | Readiness.WRITE
 
     @abstractmethod
-    def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
-        """Read what is available and call ``deliver(message)`` for each whole message.
+    def receive(self, deliver: Callable[[bytes | str], object]) -> ReadStatus:
+        """Read what is available and call ``deliver(message)`` for each whole message
+        (``bytes``; a ``str`` for a text message, see :meth:`frame_text`).
 
         Called on the loop thread when readable. It must not block. It need not read until
         the OS says "would block": polling is level-triggered, so it is called again while
@@ -268,9 +277,45 @@ class Remote(ABC):
         ``Disconnected``). Transports with their own output state flush it here."""
         return True
 
-    def farewell(self) -> bytes | None:
-        """Bytes to send before a graceful close (``remove`` or ``stop``), such as a close
-        frame. Called once under the lock. Default: nothing."""
+    def frame_text(self, data: bytes) -> Buffer:
+        """Frame a text message given as its UTF-8 bytes, for transports that tell text
+        from binary (WebSocket): ``send(endpoint, "a str")`` calls it under the lock.
+        :meth:`receive` delivers a received text message as a ``str`` (the node makes
+        it a ``TextMessage``). The default refuses.
+
+        Raises:
+            TypeError: the transport carries bytes only.
+        """
+        raise TypeError(f"{type(self).__name__} sends bytes; encode the str first")
+
+    def take_output(self) -> Buffer | None:
+        """Bytes the transport itself wants to send (a pong, a close reply), or None.
+
+        Called under the lock after :meth:`receive` and :meth:`heartbeat`; the node
+        queues them after what is already queued. Default: nothing.
+        """
+        return None
+
+    def buffered(self) -> bool:
+        """True if input was already read from the OS and awaits :meth:`receive` (bytes
+        that came with the handshake, decrypted TLS data): readiness will not announce
+        it, so the node calls :meth:`receive` at once. Asked when the connection becomes
+        ready. Default: False."""
+        return False
+
+    def heartbeat(self) -> None:
+        """Called under the lock every :attr:`heartbeat_interval` seconds once ready: send
+        a keepalive (collected with :meth:`take_output`) or check the peer's liveness.
+
+        Raises:
+            OSError: the peer is gone (e.g. ``TimeoutError``); the node disconnects it.
+        """
+        return
+
+    def farewell(self, going_away: bool) -> bytes | None:
+        """Bytes to send before a graceful close, such as a close frame: ``going_away``
+        is False for ``remove``, True when the node stops. Called once under the lock.
+        Default: nothing."""
         return None
 
     @abstractmethod

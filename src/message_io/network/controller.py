@@ -224,7 +224,9 @@ class NetworkController:
         except OSError as exc:
             raise ListenError(exc.errno, exc.strerror or str(exc), _addr_text(addr)) from exc
         resource_id = loop.new_id(transport.id, ResourceType.LOCAL)
-        listener = _Listener(loop, resource_id, info.local, config.send_buffer_limit)
+        listener = _Listener(
+            loop, resource_id, info.local, config.send_buffer_limit, config.handshake_timeout
+        )
         try:
             loop.register_listener(listener)
         except BaseException:
@@ -233,12 +235,14 @@ class NetworkController:
         log.debug("listening on %s as %r", format_address(info.local_addr), resource_id)
         return resource_id, info.local_addr
 
-    def send(self, endpoint: Endpoint, data: Buffer) -> SendStatus:
+    def send(self, endpoint: Endpoint, data: Buffer | str) -> SendStatus:
         """Send one message to ``endpoint``; never blocks, never busy-waits.
 
         The message is written now if the OS takes it, or queued and written by the loop,
         in order; messages sent by different threads never interleave. ``data`` may be
-        any bytes-like object; a mutable one is copied if it has to be queued.
+        any bytes-like object; a mutable one is copied if it has to be queued. A ``str``
+        is sent as a text message by transports that have them (WebSocket text frames,
+        received as ``TextMessage``).
 
         Returns:
             ``SENT`` (handed over, not a proof of delivery); ``RESOURCE_NOT_AVAILABLE``
@@ -246,12 +250,17 @@ class NetworkController:
             ``MAX_PACKET_SIZE_EXCEEDED`` (too large for the transport; nothing sent);
             ``QUEUE_FULL`` (backpressure: nothing sent; wait for ``Drained(endpoint)`` or
             :meth:`wait_drained`, then send again).
+
+        Raises:
+            TypeError: ``data`` is a ``str`` and the transport carries bytes only.
         """
         conn = self._connections.get(endpoint._resource_id)  # the slot: no property call
         if conn is not None:
             return conn.send(data)
         listener = self._loop.listeners.get(endpoint._resource_id)
         if listener is not None:
+            if isinstance(data, str):
+                raise TypeError(f"{endpoint} takes bytes-like messages, not str")
             return listener.send_to(endpoint, data)
         return SendStatus.RESOURCE_NOT_FOUND
 

@@ -6,7 +6,7 @@ They are frozen, slotted dataclasses whose positional fields follow the Rust cra
     match event:
         case Connected(endpoint, established): ...
         case Accepted(endpoint, listener_id): ...
-        case Message(endpoint, data): ...
+        case Message(endpoint, data): ...   # also matches a TextMessage
         case Disconnected(endpoint): ...
         case Drained(endpoint): ...
 
@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 from .endpoint import Endpoint, ResourceId
 
-__all__ = ["Accepted", "Connected", "Disconnected", "Drained", "Message", "NetEvent"]
+__all__ = [
+    "Accepted",
+    "Connected",
+    "Disconnected",
+    "Drained",
+    "Message",
+    "NetEvent",
+    "TextMessage",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,23 @@ class Message:
         return f"Message({self.endpoint!r}, data=<{len(self.data)} bytes>)"
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class TextMessage(Message):
+    """A text message (a WebSocket text frame): a :class:`Message` whose ``data`` is the
+    UTF-8 encoding of ``text``.
+
+    Code that handles ``Message`` receives text messages too, as bytes; test
+    ``isinstance(event, TextMessage)`` (or ``case TextMessage(endpoint, data, text)``
+    before ``case Message(...)``) to tell them apart. Send text with
+    ``send(endpoint, "a str")``.
+    """
+
+    text: str
+
+    def __repr__(self) -> str:
+        return f"TextMessage({self.endpoint!r}, text=<{len(self.text)} characters>)"
+
+
 @dataclass(frozen=True, slots=True)
 class Disconnected:
     """The connection was lost or closed by the peer; its resource is already gone.
@@ -74,5 +99,5 @@ class Drained:
     endpoint: Endpoint
 
 
-NetEvent = Connected | Accepted | Message | Disconnected | Drained
+NetEvent = Connected | Accepted | Message | TextMessage | Disconnected | Drained
 """Every network event; ``match`` on it, ``assert_never`` proves the match exhaustive."""
