@@ -27,6 +27,8 @@ from .adapters import (
     TcpListenConfig,
     UdpConnectConfig,
     UdpListenConfig,
+    WsConnectConfig,
+    WsListenConfig,
 )
 from .errors import (
     AddressError,
@@ -57,6 +59,7 @@ from .network import (
     ResourceId,
     ResourceType,
     SendStatus,
+    TextMessage,
     Transport,
     register_transport,
 )
@@ -102,11 +105,14 @@ __all__ = [
     "TcpConnectConfig",
     "TcpKeepalive",
     "TcpListenConfig",
+    "TextMessage",
     "TimerId",
     "Transport",
     "TransportRegistryError",
     "UdpConnectConfig",
     "UdpListenConfig",
+    "WsConnectConfig",
+    "WsListenConfig",
     "register_transport",
     "split",
 ]

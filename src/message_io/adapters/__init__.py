@@ -13,6 +13,7 @@ from .udp import (
     UdpConnectConfig,
     UdpListenConfig,
 )
+from .ws import WsAdapter, WsConnectConfig, WsListenConfig
 
 __all__ = [
     "MAX_INTERNET_PAYLOAD_LEN",
@@ -25,9 +26,12 @@ __all__ = [
     "TcpListenConfig",
     "UdpConnectConfig",
     "UdpListenConfig",
+    "WsConnectConfig",
+    "WsListenConfig",
 ]
 
-# Ids 0, 1 and 2 as in the Rust crate.
+# Ids 0, 1, 2 and 3 as in the Rust crate.
 Transport.TCP = register_transport("TCP", TcpAdapter(), id=0)
 Transport.FRAMED_TCP = register_transport("FRAMED_TCP", FramedTcpAdapter(), id=1)
 Transport.UDP = register_transport("UDP", UdpAdapter(), id=2)
+Transport.WS = register_transport("WS", WsAdapter(), id=3)

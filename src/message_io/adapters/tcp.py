@@ -141,6 +141,24 @@ def _nodelay(sock: socket.socket) -> None:
         pass
 
 
+def connect_status(sock: socket.socket) -> PendingStatus:
+    """Where a non-blocking connect stands: READY or INCOMPLETE.
+
+    Raises:
+        OSError: the connect failed (refused, unreachable...).
+    """
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+    try:
+        sock.getpeername()
+    except OSError as exc:
+        if exc.errno in (errno.ENOTCONN, errno.EINVAL):
+            return PendingStatus.INCOMPLETE
+        raise
+    return PendingStatus.READY
+
+
 class TcpRemote(Remote):
     """One TCP connection. Subclassed by framed transports, which add a decoder."""
 
@@ -235,8 +253,8 @@ class TcpLocal(Local):
     def fileno(self) -> int:
         return self._fd
 
-    def make_remote(self, sock: socket.socket) -> TcpRemote:
-        """Wrap an accepted socket; framed transports override it."""
+    def make_remote(self, sock: socket.socket) -> Remote:
+        """Wrap an accepted socket; transports over TCP override it."""
         return TcpRemote(sock, connecting=False, keepalive=self._config.keepalive)
 
     def accept(
@@ -279,6 +297,14 @@ class TcpAdapter(Adapter):
 
     def connect(self, addr: Any, config: Any) -> ConnectionInfo:
         family, sockaddr = resolve_address(addr)[0]
+        sock, local_addr = self.start_connect(family, sockaddr, config)
+        return ConnectionInfo(self.make_remote(sock, config), local_addr, sockaddr)
+
+    def start_connect(
+        self, family: socket.AddressFamily, sockaddr: tuple[Any, ...], config: Any
+    ) -> tuple[socket.socket, Address]:
+        """Open a non-blocking socket with ``config``'s options and start connecting it;
+        return it and its local address. Transports over TCP reuse it."""
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
@@ -296,7 +322,7 @@ class TcpAdapter(Adapter):
         except BaseException:
             sock.close()
             raise
-        return ConnectionInfo(self.make_remote(sock, config), local_addr, sockaddr)
+        return sock, local_addr
 
     def listen(self, addr: Any, config: Any) -> ListeningInfo:
         family, sockaddr = resolve_address(addr, passive=True)[0]

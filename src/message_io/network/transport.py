@@ -23,7 +23,7 @@ class Transport:
     """A registered transport. Compare with ``is`` or ``==``; usable as a dict key.
 
     Built-in transports are class attributes: ``Transport.TCP``, ``Transport.FRAMED_TCP``,
-    ``Transport.UDP``.
+    ``Transport.UDP``, ``Transport.WS``.
     A registered one is also set as an attribute under its name
     (``Transport.UNIX`` after ``register_transport("UNIX", ...)``).
     """
@@ -33,6 +33,7 @@ class Transport:
     TCP: ClassVar[Transport]
     FRAMED_TCP: ClassVar[Transport]
     UDP: ClassVar[Transport]
+    WS: ClassVar[Transport]
 
     _registry: ClassVar[dict[int, Transport]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()

@@ -1,0 +1,555 @@
+"""``Transport.WS``: WebSocket (``ws://`` and ``wss://``), client and server.
+
+The protocol is the ``websockets`` package's Sans-I/O layer (handshake, framing,
+masking with its C speedups, validation, close codes); TLS is the standard ``ssl``
+module, non-blocking. Both run inside the node's own poll loop: no asyncio.
+
+* ``connect(Transport.WS, "ws://host:port/path")`` or ``"wss://host/path"``; a socket
+  address (``"127.0.0.1:3000"``) means ``ws://127.0.0.1:3000/message-io-default``, the
+  Rust crate's path. ``Connected(endpoint, True)`` comes after the opening handshake;
+  ``Connected(endpoint, False)`` if TCP, TLS or the handshake fails (or
+  ``connect_timeout``, 10 s by default, passes).
+* ``listen(Transport.WS, "0.0.0.0:8080")``: ``Accepted`` after the handshake. A listen
+  config with a certificate makes it ``wss``. Any path is accepted unless ``paths`` says
+  otherwise (others get ``404``).
+* Binary frames arrive as ``Message``; text frames as ``TextMessage`` (a ``Message``
+  whose ``data`` is the UTF-8 bytes, plus ``text``). ``send(endpoint, b"...")`` sends a
+  binary frame, ``send(endpoint, "...")`` a text frame.
+* Pings are answered; the node pings every ``ping_interval`` seconds and disconnects a
+  peer that sends nothing back for a whole interval. ``remove`` sends a close frame
+  (1000), ``stop`` too (1001); neither waits for the reply. A protocol violation closes
+  that connection with the right close code (1002, 1007, 1009...) and ``Disconnected``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidURI
+from websockets.frames import Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+from websockets.uri import WebSocketURI, parse_uri
+
+from ..errors import AddressError
+from ..network.adapter import (
+    Buffer,
+    ConnectionInfo,
+    PendingStatus,
+    Readiness,
+    ReadStatus,
+    Remote,
+    format_address,
+    resolve_address,
+)
+from .tcp import (
+    INPUT_BUFFER_SIZE,
+    TcpAdapter,
+    TcpConnectConfig,
+    TcpListenConfig,
+    TcpLocal,
+    connect_status,
+)
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_PATH",
+    "WsAdapter",
+    "WsConnectConfig",
+    "WsListenConfig",
+    "WsLocal",
+    "WsRemote",
+]
+
+log = logging.getLogger("message_io")
+
+DEFAULT_PATH: Final = "/message-io-default"
+"""The path used when ``connect`` is given a socket address, as in the Rust crate."""
+
+DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
+"""The default largest message, sent or received (the same as ``FRAMED_TCP``)."""
+
+_READS_PER_EVENT: Final = 4
+_TCP, _TLS, _WS = 0, 1, 2  # handshake phases
+
+
+@dataclass(frozen=True, kw_only=True)
+class WsConnectConfig(TcpConnectConfig):
+    """How ``connect`` opens a WebSocket client connection.
+
+    Attributes:
+        ssl_context: The TLS context for ``wss://`` URLs. Default: the system's trusted
+            certificates, verifying the certificate and the host name.
+        ca_file: Trust the certificates in this PEM file instead (a private CA, a test
+            certificate); ignored if ``ssl_context`` is given.
+        server_hostname: The name to verify the certificate against (and send as SNI);
+            default: the URL's host.
+        max_message_size: The largest message received; bigger ones close the
+            connection with 1009. ``send`` refuses bigger ones too.
+        ping_interval: Seconds between keepalive pings; a peer that sends nothing for
+            a whole interval after a ping is disconnected. ``None``: no pings.
+        origin: The ``Origin`` header to send, if any.
+        headers: Extra handshake headers, as ``(name, value)`` pairs.
+        subprotocols: Subprotocols to offer.
+        connect_timeout: Seconds for TCP, TLS and the opening handshake together
+            (default 10).
+        source_address, bind_device, keepalive, nodelay, send_buffer_limit: As for TCP.
+    """
+
+    connect_timeout: float | None = 10.0
+    ssl_context: ssl.SSLContext | None = None
+    ca_file: str | None = None
+    server_hostname: str | None = None
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    ping_interval: float | None = 20.0
+    origin: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    subprotocols: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WsListenConfig(TcpListenConfig):
+    """How ``listen`` opens a WebSocket server.
+
+    Attributes:
+        ssl_context: A server-side TLS context: the listener speaks ``wss``.
+        certfile, keyfile: Or a PEM certificate chain and its key (``keyfile`` may be
+            omitted if the key is in ``certfile``): a default server context is built.
+        paths: Accept only these request paths (others get 404). ``None``: any path.
+        origins: Accept only these ``Origin`` headers (``None`` in the collection
+            accepts requests without one). ``None``: any origin.
+        max_message_size: The largest message received (1009 beyond) and sent.
+        ping_interval: As in :class:`WsConnectConfig`.
+        handshake_timeout: Seconds a client may take for TLS and the opening handshake
+            (default 10); bytes trickled meanwhile do not extend it.
+        bind_device, keepalive, nodelay, reuse_address, reuse_port, backlog,
+        send_buffer_limit: As for TCP.
+    """
+
+    handshake_timeout: float | None = 10.0
+    ssl_context: ssl.SSLContext | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    paths: Collection[str] | None = None
+    origins: Collection[str | None] | None = None
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    ping_interval: float | None = 20.0
+
+
+def _client_context(config: WsConnectConfig) -> ssl.SSLContext:
+    if config.ssl_context is not None:
+        return config.ssl_context
+    return ssl.create_default_context(cafile=config.ca_file)
+
+
+def _server_context(config: WsListenConfig) -> ssl.SSLContext | None:
+    if config.ssl_context is not None:
+        return config.ssl_context
+    if config.certfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.certfile, config.keyfile)
+    return context
+
+
+def parse_ws_address(addr: Any) -> tuple[WebSocketURI, str]:
+    """Turn what ``connect`` was given into a WebSocket URI and its text.
+
+    Raises:
+        AddressError: not a ``ws://``/``wss://`` URL nor a socket address.
+    """
+    if isinstance(addr, str) and "://" in addr:
+        try:
+            return parse_uri(addr), addr
+        except InvalidURI as exc:
+            raise AddressError(f"invalid WebSocket URL {addr!r}: {exc}") from None
+    _family, sockaddr = resolve_address(addr)[0]
+    host = str(sockaddr[0])
+    text = f"ws://{format_address((host, sockaddr[1]))}{DEFAULT_PATH}"
+    return parse_uri(text), text
+
+
+class WsRemote(Remote):
+    """One WebSocket connection, client or server side, over TCP or TLS."""
+
+    full_duplex = False  # the protocol's state (and TLS's) serves both directions
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: ClientProtocol | ServerProtocol,
+        *,
+        connecting: bool,
+        tls: ssl.SSLContext | None,
+        server_hostname: str | None = None,
+        max_message_size: int | None,
+        ping_interval: float | None,
+        accept: Callable[[ServerProtocol, Request], Response] | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self._headers = headers
+        self.socket = sock
+        self._stream: socket.socket = sock  # the TLS socket once wrapped
+        self._fd = sock.fileno()
+        self._tls = tls
+        self._server_hostname = server_hostname
+        self._phase = _TCP if connecting else (_TLS if tls is not None else _WS)
+        self.protocol = protocol
+        self._client = isinstance(protocol, ClientProtocol)
+        self._accept = accept
+        self._out = bytearray()  # handshake bytes not yet written
+        self._want = Readiness.WRITE if connecting else Readiness.READ
+        self._early: list[bytes | str] = []  # messages that came with the handshake
+        self._fragments: list[bytes] = []
+        self._fragments_text = False
+        self.max_message_size = max_message_size
+        self.heartbeat_interval = ping_interval
+        self._heard = True  # something arrived since the last heartbeat
+        self._pinged = False
+        if self._phase == _WS and self._client:
+            self._request()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    # -- the opening handshake -------------------------------------------------------
+
+    def pending(self, readiness: Readiness) -> PendingStatus:
+        if self._phase == _TCP:
+            if connect_status(self.socket) is PendingStatus.INCOMPLETE:
+                return PendingStatus.INCOMPLETE
+            if self._tls is not None:
+                self._phase = _TLS
+            else:
+                self._phase = _WS
+                self._request()
+        if self._phase == _TLS:
+            if not self._tls_handshake():
+                return PendingStatus.INCOMPLETE
+            self._phase = _WS
+            if self._client:
+                self._request()
+        return self._ws_handshake()
+
+    def pending_interest(self) -> Readiness:
+        return self._want
+
+    def _tls_handshake(self) -> bool:
+        """Advance the TLS handshake; True once done."""
+        if self._stream is self.socket:
+            assert self._tls is not None
+            self._stream = self._tls.wrap_socket(
+                self.socket,
+                server_side=not self._client,
+                do_handshake_on_connect=False,
+                server_hostname=self._server_hostname if self._client else None,
+            )
+        try:
+            self._stream.do_handshake()  # type: ignore[attr-defined]
+        except ssl.SSLWantReadError:
+            self._want = Readiness.READ
+            return False
+        except ssl.SSLWantWriteError:
+            self._want = Readiness.WRITE
+            return False
+        return True
+
+    def _request(self) -> None:
+        protocol = self.protocol
+        assert isinstance(protocol, ClientProtocol)
+        request = protocol.connect()
+        for name, value in self._headers:
+            request.headers[name] = value
+        protocol.send_request(request)
+        self._collect_handshake_output()
+
+    def _collect_handshake_output(self) -> None:
+        for chunk in self.protocol.data_to_send():
+            self._out += chunk
+
+    def _ws_handshake(self) -> PendingStatus:
+        protocol = self.protocol
+        if self._out and not self._flush_handshake():
+            return PendingStatus.INCOMPLETE
+        if protocol.state is OPEN and self._phase == _WS and not self._out:
+            return PendingStatus.READY
+        status = self._read_into_protocol()
+        events = protocol.events_received()
+        for event in events:
+            if isinstance(event, Request):  # server side: the client's request
+                assert isinstance(protocol, ServerProtocol)
+                assert self._accept is not None
+                response = self._accept(protocol, event)
+                protocol.send_response(response)
+                self._collect_handshake_output()
+            elif isinstance(event, Response):
+                pass  # client side: the protocol checked it (handshake_exc)
+            else:
+                self._on_frame(event, self._early.append)
+        if protocol.handshake_exc is not None:
+            self.failure = protocol.handshake_exc
+            self._flush_handshake()  # a server's error response, best effort
+            return PendingStatus.DISCONNECTED
+        if status is ReadStatus.DISCONNECTED:
+            self.failure = ConnectionError("the peer closed during the handshake")
+            return PendingStatus.DISCONNECTED
+        if self._out and not self._flush_handshake():
+            return PendingStatus.INCOMPLETE
+        if protocol.state is OPEN:
+            return PendingStatus.READY
+        self._want = Readiness.READ
+        return PendingStatus.INCOMPLETE
+
+    def _flush_handshake(self) -> bool:
+        """Write handshake bytes; True once all are written."""
+        while self._out:
+            written = self.write(self._out)
+            if written <= 0:
+                self._want = Readiness.WRITE
+                return False
+            del self._out[:written]
+        return True
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _read_into_protocol(self) -> ReadStatus:
+        """Feed what the OS has (all of it, for TLS) to the protocol."""
+        recv = self._stream.recv
+        tls = self._stream is not self.socket
+        for _ in range(_READS_PER_EVENT):
+            try:
+                data = recv(INPUT_BUFFER_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return ReadStatus.OK
+            except (ConnectionError, ssl.SSLError) as exc:
+                log.debug("websocket connection lost: %s", exc)
+                self.protocol.receive_eof()
+                return ReadStatus.DISCONNECTED
+            if not data:
+                self.protocol.receive_eof()
+                return ReadStatus.DISCONNECTED
+            self.protocol.receive_data(data)
+            if len(data) < INPUT_BUFFER_SIZE and not (tls and self._stream.pending()):  # type: ignore[attr-defined]
+                return ReadStatus.OK
+        if tls and self._stream.pending():  # type: ignore[attr-defined]
+            # Decrypted bytes wait in the TLS layer, where readiness cannot see them.
+            return self._read_into_protocol()
+        return ReadStatus.OK
+
+    def buffered(self) -> bool:
+        tls = self._stream is not self.socket
+        return bool(self._early) or (tls and self._stream.pending() > 0)  # type: ignore[attr-defined]
+
+    def receive(self, deliver: Callable[[bytes | str], object]) -> ReadStatus:
+        if self._early:
+            for message in self._early:
+                deliver(message)
+            self._early.clear()
+        status = self._read_into_protocol()
+        protocol = self.protocol
+        for frame in protocol.events_received():
+            self._heard = True
+            self._on_frame(frame, deliver)
+        if protocol.parser_exc is not None and not isinstance(protocol.parser_exc, EOFError):
+            close = protocol.close_sent
+            log.info(
+                "websocket protocol error, closing with %s: %s",
+                close.code if close is not None else "no close frame",
+                protocol.parser_exc,
+            )
+            return ReadStatus.DISCONNECTED
+        if protocol.state is not OPEN:
+            return ReadStatus.DISCONNECTED  # a close frame (replied to) or EOF
+        return status
+
+    def _on_frame(self, frame: Any, deliver: Callable[[bytes | str], object]) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            if frame.fin:
+                self._deliver(frame.data, opcode is Opcode.TEXT, deliver)
+            else:
+                self._fragments = [frame.data]
+                self._fragments_text = opcode is Opcode.TEXT
+        elif opcode is Opcode.CONT:
+            self._fragments.append(frame.data)
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments = []
+                self._deliver(data, self._fragments_text, deliver)
+        elif opcode is Opcode.PONG:
+            self._pinged = False
+        # PING is answered and CLOSE replied to by the protocol itself.
+
+    def _deliver(self, data: bytes, text: bool, deliver: Callable[[bytes | str], object]) -> None:
+        if not text:
+            deliver(data)
+            return
+        try:
+            deliver(data.decode())
+        except UnicodeDecodeError as exc:
+            self.protocol.fail(1007, f"invalid UTF-8 at position {exc.start}")
+            self.protocol.parser_exc = exc
+
+    def take_output(self) -> Buffer | None:
+        writes = self.protocol.data_to_send()
+        if not writes:
+            return None
+        return b"".join(writes)  # an empty one is the protocol's "half-close": closing anyway
+
+    # -- writing -----------------------------------------------------------------------
+
+    def frame(self, data: Buffer) -> Buffer:
+        protocol = self.protocol
+        if protocol.state is not OPEN:
+            return b""  # closing: the message is lost with the connection
+        protocol.send_binary(data)
+        return _joined(protocol.data_to_send())
+
+    def frame_text(self, data: bytes) -> Buffer:
+        protocol = self.protocol
+        if protocol.state is not OPEN:
+            return b""
+        protocol.send_text(data)
+        return _joined(protocol.data_to_send())
+
+    def write(self, data: Buffer) -> int:
+        try:
+            return self._stream.send(data)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return 0
+
+    def write_many(self, buffers: list[Buffer]) -> int:
+        if self._stream is self.socket:
+            try:
+                return self.socket.sendmsg(buffers)
+            except BlockingIOError:
+                return 0
+        # TLS has no vectored write: join small buffers into one record instead.
+        head = buffers[0]
+        if len(head) >= INPUT_BUFFER_SIZE:
+            return self.write(head)
+        joined = bytearray()
+        for buffer in buffers:
+            if len(joined) + len(buffer) > 4 * INPUT_BUFFER_SIZE:
+                break
+            joined += buffer
+        return self.write(joined)
+
+    def heartbeat(self) -> None:
+        if self._pinged and not self._heard:
+            raise TimeoutError(f"no answer to a ping within {self.heartbeat_interval} s")
+        self._heard = False
+        if self.protocol.state is OPEN:
+            self.protocol.send_ping(os.urandom(4))
+            self._pinged = True
+
+    def farewell(self, going_away: bool) -> bytes | None:
+        protocol = self.protocol
+        if protocol.state is not OPEN:
+            return None
+        protocol.send_close(1001 if going_away else 1000)
+        return _joined(protocol.data_to_send()) or None
+
+    def close(self) -> None:
+        self._stream.close()
+        if self._stream is not self.socket:
+            self.socket.close()
+
+
+def _joined(writes: list[bytes]) -> bytes:
+    return writes[0] if len(writes) == 1 else b"".join(writes)
+
+
+class WsLocal(TcpLocal):
+    """A WebSocket listening socket."""
+
+    def __init__(self, sock: socket.socket, config: WsListenConfig) -> None:
+        super().__init__(sock, config)
+        self._ws_config = config
+        self._tls = _server_context(config)
+        self._paths = None if config.paths is None else frozenset(config.paths)
+
+    def make_remote(self, sock: socket.socket) -> WsRemote:
+        config = self._ws_config
+        protocol = ServerProtocol(
+            origins=None if config.origins is None else [_origin(o) for o in config.origins],
+            max_size=config.max_message_size,
+            logger=_PROTOCOL_LOG,
+        )
+        return WsRemote(
+            sock,
+            protocol,
+            connecting=False,
+            tls=self._tls,
+            max_message_size=config.max_message_size,
+            ping_interval=config.ping_interval,
+            accept=self._answer,
+        )
+
+    def _answer(self, protocol: ServerProtocol, request: Request) -> Response:
+        path = request.path.partition("?")[0]
+        if self._paths is not None and path not in self._paths:
+            return protocol.reject(404, f"no WebSocket endpoint at {path}\n")
+        return protocol.accept(request)
+
+
+class WsAdapter(TcpAdapter):
+    """The adapter behind ``Transport.WS``."""
+
+    connection_oriented = True
+    packet_based = True
+    max_message_size: ClassVar[int | None] = DEFAULT_MAX_MESSAGE_SIZE
+    connect_config = WsConnectConfig
+    listen_config = WsListenConfig
+
+    def connect(self, addr: Any, config: Any) -> ConnectionInfo:
+        uri, _text = parse_ws_address(addr)
+        family, sockaddr = resolve_address((uri.host, uri.port))[0]
+        tls = _client_context(config) if uri.secure else None
+        protocol = ClientProtocol(
+            uri,
+            origin=None if config.origin is None else _origin(config.origin),
+            subprotocols=[_subprotocol(p) for p in config.subprotocols] or None,
+            max_size=config.max_message_size,
+            logger=_PROTOCOL_LOG,
+        )
+        sock, local_addr = self.start_connect(family, sockaddr, config)
+        remote = WsRemote(
+            sock,
+            protocol,
+            connecting=True,
+            tls=tls,
+            server_hostname=config.server_hostname or uri.host,
+            max_message_size=config.max_message_size,
+            ping_interval=config.ping_interval,
+            headers=config.headers,
+        )
+        return ConnectionInfo(remote, local_addr, sockaddr)
+
+    def make_local(self, sock: socket.socket, config: Any) -> WsLocal:
+        return WsLocal(sock, config)
+
+
+def _origin(value: str | None) -> Any:
+    from websockets.typing import Origin  # noqa: PLC0415
+
+    return None if value is None else Origin(value)
+
+
+def _subprotocol(value: str) -> Any:
+    from websockets.typing import Subprotocol  # noqa: PLC0415
+
+    return Subprotocol(value)
+
+
+_PROTOCOL_LOG: Final = logging.getLogger("message_io.websockets")
+"""The protocol layer's own log (quiet unless configured): the node logs what matters."""
+_PROTOCOL_LOG.setLevel(logging.WARNING)
