@@ -7,6 +7,8 @@ sockets to poke at a listener, addresses to listen on, and cleans all of it up.
 
 from __future__ import annotations
 
+import base64
+import os
 import queue
 import shutil
 import socket
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final, TypeAlias, TypeVar
 
 import pytest
+from websockets.frames import Close, Frame, Opcode
 
 import message_io
 from message_io import (
@@ -40,7 +43,7 @@ from .unix_adapter import UNIX
 TIMEOUT: Final = 10.0
 """Seconds any single wait may take before the test fails."""
 
-TRANSPORTS: Final = (Transport.TCP, Transport.FRAMED_TCP, UNIX)
+TRANSPORTS: Final = (Transport.TCP, Transport.FRAMED_TCP, Transport.WS, UNIX)
 
 E = TypeVar("E")
 T = TypeVar("T")
@@ -258,11 +261,33 @@ class Net:
             sock.bind(bind)
         sock.settimeout(TIMEOUT)
         sock.connect(addr)
+        if self.transport is Transport.WS:
+            _ws_upgrade(sock)
         return sock
 
     def wire(self, payload: bytes) -> bytes:
-        """The bytes one ``send(payload)`` puts on the wire."""
+        """The bytes one ``send(payload)`` on an accepted connection puts on the wire."""
+        if self.transport is Transport.WS:
+            return Frame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
         return frame_header(len(payload)) + payload if self.packet_based else payload
+
+    def client_wire(self, payload: bytes) -> bytes:
+        """The bytes a client sends for one message (WebSocket clients mask them)."""
+        if self.transport is Transport.WS:
+            return Frame(Opcode.BINARY, payload).serialize(mask=True, extensions=[])
+        return self.wire(payload)
+
+    def farewell_wire(self) -> bytes:
+        """What ``remove`` sends before closing an accepted connection."""
+        if self.transport is Transport.WS:
+            close = Close(1000, "").serialize()
+            return Frame(Opcode.CLOSE, close).serialize(mask=False, extensions=[])
+        return b""
+
+    @property
+    def has_handshake(self) -> bool:
+        """True if a client's handshake needs its node's loop (or ``connect_sync``)."""
+        return self.transport is Transport.WS
 
     # -- cleanup -----------------------------------------------------------------------
 
@@ -274,6 +299,24 @@ class Net:
             shutil.rmtree(self._dir, ignore_errors=True)
         if errors:
             raise errors[0]
+
+
+def _ws_upgrade(sock: socket.socket) -> None:
+    """The opening handshake of a WebSocket client, by hand on a blocking socket."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            "GET /raw HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = bytearray()
+    while not response.endswith(b"\r\n\r\n"):  # byte by byte: frames may follow
+        byte = sock.recv(1)
+        assert byte, f"EOF during the handshake after {bytes(response)!r}"
+        response += byte
+    assert response.startswith(b"HTTP/1.1 101 "), bytes(response)
 
 
 def kernel_send_capacity() -> int:
