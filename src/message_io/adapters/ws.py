@@ -169,7 +169,7 @@ def parse_ws_address(addr: Any) -> tuple[WebSocketURI, str]:
     if isinstance(addr, str) and "://" in addr:
         try:
             return parse_uri(addr), addr
-        except InvalidURI as exc:
+        except (InvalidURI, ValueError) as exc:  # urllib's own: a bad port, a bad IPv6
             raise AddressError(f"invalid WebSocket URL {addr!r}: {exc}") from None
     _family, sockaddr = resolve_address(addr)[0]
     host = str(sockaddr[0])

@@ -1,0 +1,349 @@
+"""``Transport.WS`` beyond the common behaviour suite: URLs, handshakes and their
+deadline, text frames, pings and keepalive, close codes, limits and protocol
+violations. Misbehaving peers are raw sockets that speak just enough WebSocket, with
+frames built and parsed by the ``websockets`` package."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import OPEN
+from websockets.uri import parse_uri
+
+from message_io import (
+    Accepted,
+    AddressError,
+    Connected,
+    Disconnected,
+    Message,
+    SendStatus,
+    TextMessage,
+    Transport,
+    WsConnectConfig,
+    WsListenConfig,
+)
+from message_io.adapters.ws import DEFAULT_PATH, parse_ws_address
+
+from .conftest import TIMEOUT, Net, accepted
+
+SENT = SendStatus.SENT
+
+
+@pytest.fixture
+def ws(tmp_path: Any) -> Any:
+    harness = Net(Transport.WS, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+class RawPeer:
+    """A blocking client socket after the opening handshake, whose frames are built and
+    parsed by websockets (so it can also send what a good client never would)."""
+
+    def __init__(self, net: Net, addr: Any) -> None:
+        self.sock = net.raw_connect(addr)  # does the handshake
+        self.parser = ClientProtocol(parse_uri("ws://localhost/"), state=OPEN)
+
+    def send_frame(
+        self, opcode: Opcode, data: bytes, *, mask: bool = True, fin: bool = True
+    ) -> None:
+        self.sock.sendall(Frame(opcode, data, fin).serialize(mask=mask, extensions=[]))
+
+    def next_frame(self) -> Frame:
+        """The next frame from the server (fails on EOF or timeout)."""
+        while True:
+            for event in self.parser.events_received():
+                assert isinstance(event, Frame)
+                return event
+            data = self.sock.recv(65536)
+            assert data, "EOF before a frame"
+            self.parser.receive_data(data)
+
+    def close_code(self) -> int:
+        """Read until the server's close frame; its code."""
+        while True:
+            frame = self.next_frame()
+            if frame.opcode is Opcode.CLOSE:
+                return int(Close.parse(frame.data).code)
+
+    def wait_eof(self) -> None:
+        while self.sock.recv(65536):
+            pass
+
+
+def test_urls_and_addresses() -> None:
+    uri, text = parse_ws_address("127.0.0.1:3000")
+    assert (uri.host, uri.port, uri.path, uri.secure) == ("127.0.0.1", 3000, DEFAULT_PATH, False)
+    assert text == f"ws://127.0.0.1:3000{DEFAULT_PATH}"
+    uri, _text = parse_ws_address("wss://example.com/chat?room=1")
+    assert (uri.host, uri.port, uri.resource_name, uri.secure) == (
+        "example.com",
+        443,
+        "/chat?room=1",
+        True,
+    )
+    uri, _text = parse_ws_address(("::1", 80))
+    assert uri.host == "::1"
+    for bad in ("http://example.com/", "ws://", "ws://host:notaport/", "wss://host/#frag"):
+        with pytest.raises(AddressError):
+            parse_ws_address(bad)
+    assert issubclass(AddressError, ValueError)
+
+
+def test_bad_url_raises_and_the_node_carries_on(ws: Net) -> None:
+    _server, _listener_id, addr = ws.echo_server()
+    client = ws.node("client")
+    with pytest.raises(ValueError, match="invalid WebSocket URL"):
+        client.network.connect(Transport.WS, "ws://[::1/oops")
+    endpoint = ws.connected(client, f"ws://127.0.0.1:{addr[1]}/after")
+    assert client.network.send(endpoint, b"still fine") is SENT
+    assert client.expect(Message).data == b"still fine"
+
+
+def test_socket_address_uses_the_rust_default_path(ws: Net) -> None:
+    listener = ws._keep(socket.socket())
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(TIMEOUT)
+    client = ws.node("client")
+    client.network.connect(Transport.WS, listener.getsockname())
+    peer, _addr = listener.accept()
+    ws._keep(peer)
+    peer.settimeout(TIMEOUT)
+    request = peer.recv(4096)
+    assert request.startswith(f"GET {DEFAULT_PATH} HTTP/1.1\r\n".encode()), request
+
+
+def test_text_and_binary_keep_their_kind(ws: Net) -> None:
+    server, listener_id, addr = ws.server()
+    client = ws.node("client")
+    endpoint = ws.connected(client, addr)
+    server_ep = accepted(server, listener_id)
+
+    assert client.network.send(endpoint, "héllo ✓") is SENT
+    assert client.network.send(endpoint, b"\xff\x00 binary") is SENT
+    text = server.expect(TextMessage)
+    assert (text.text, text.data) == ("héllo ✓", "héllo ✓".encode())
+    assert isinstance(text, Message)  # code that handles Message gets text too
+    binary = server.expect(Message)
+    assert not isinstance(binary, TextMessage)
+    assert binary.data == b"\xff\x00 binary"
+
+    # Echo keeping the kind, the way the docs show it.
+    for event in (text, binary):
+        data = event.text if isinstance(event, TextMessage) else event.data
+        assert server.network.send(server_ep, data) is SENT
+    assert client.expect(TextMessage).text == "héllo ✓"
+    assert not isinstance(client.expect(Message), TextMessage)
+
+
+def test_str_on_a_bytes_transport_is_a_type_error(ws: Net) -> None:
+    framed = Net(Transport.FRAMED_TCP, ws._dir)
+    try:
+        _server, _lid, addr = framed.server()
+        client = framed.node("client")
+        endpoint = framed.connected(client, addr)
+        with pytest.raises(TypeError, match="not str"):
+            client.network.send(endpoint, "text")
+    finally:
+        framed.close()
+
+
+def test_fragmented_message_from_a_raw_client(ws: Net) -> None:
+    server, listener_id, addr = ws.server()
+    raw = RawPeer(ws, addr)
+    accepted(server, listener_id)
+    raw.send_frame(Opcode.TEXT, b"frag", fin=False)
+    raw.send_frame(Opcode.PING, b"in between")  # control frames may interleave
+    raw.send_frame(Opcode.CONT, "mented ✓".encode(), fin=True)
+    assert server.expect(TextMessage).text == "fragmented ✓"
+    pong = raw.next_frame()
+    assert (pong.opcode, pong.data) == (Opcode.PONG, b"in between")
+
+
+def test_remove_sends_close_1000_and_stop_1001(ws: Net) -> None:
+    server, listener_id, addr = ws.server()
+    first = RawPeer(ws, addr)
+    first_ep = accepted(server, listener_id)
+    second = RawPeer(ws, addr)
+    accepted(server, listener_id)
+    assert server.network.remove(first_ep.resource_id)
+    assert first.close_code() == 1000
+    first.wait_eof()  # and the node does not wait for the reply
+    server.stop()
+    assert second.close_code() == 1001
+
+
+def test_peer_close_is_answered_then_disconnected(ws: Net) -> None:
+    server, listener_id, addr = ws.server()
+    raw = RawPeer(ws, addr)
+    endpoint = accepted(server, listener_id)
+    raw.send_frame(Opcode.CLOSE, Close(1000, "bye").serialize())
+    assert server.expect(Disconnected) == Disconnected(endpoint)
+    assert raw.close_code() == 1000  # the close reply
+    raw.wait_eof()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (Frame(Opcode.BINARY, b"unmasked"), 1002),  # a client must mask: sent unmasked below
+        (Frame(Opcode.TEXT, b"\xff\xfe not utf-8"), 1007),
+        (b"\xc2\x81\x00\x00\x00\x00x", 1002),  # RSV1 set, and no extension negotiated
+        (Frame(Opcode.CONT, b"nothing to continue"), 1002),
+    ],
+    ids=["unmasked", "bad-utf8", "rsv1", "stray-continuation"],
+)
+def test_protocol_violation_closes_only_that_connection(
+    ws: Net, frame: Frame | bytes, code: int
+) -> None:
+    server, listener_id, addr = ws.echo_server()
+    good = RawPeer(ws, addr)
+    good_ep = accepted(server, listener_id)
+    bad = RawPeer(ws, addr)
+    bad_ep = accepted(server, listener_id)
+    if isinstance(frame, bytes):
+        wire = frame  # what websockets refuses to build
+    else:
+        wire = frame.serialize(mask=frame.data != b"unmasked", extensions=[])
+    bad.sock.sendall(wire)
+    assert bad.close_code() == code
+    assert server.expect(Disconnected) == Disconnected(bad_ep)
+    good.send_frame(Opcode.BINARY, b"still served")
+    assert server.expect(Message).endpoint == good_ep
+    echoed = good.next_frame()
+    assert echoed.data == b"still served"
+
+
+def test_message_size_limits(ws: Net) -> None:
+    server, listener_id, addr = ws.server(config=WsListenConfig(max_message_size=1000))
+    client = ws.node("client")
+    endpoint = ws.connected(client, addr, max_message_size=1500)
+    server_ep = accepted(server, listener_id)
+    assert client.network.send(endpoint, b"x" * 1501) is SendStatus.MAX_PACKET_SIZE_EXCEEDED
+    assert server.network.send(server_ep, b"x" * 1001) is SendStatus.MAX_PACKET_SIZE_EXCEEDED
+    assert client.network.send(endpoint, b"x" * 1000) is SENT
+    assert server.expect(Message).data == b"x" * 1000
+    # Over the server's limit, under the client's: the server closes with 1009.
+    assert client.network.send(endpoint, b"y" * 1200) is SENT
+    assert server.expect(Disconnected) == Disconnected(server_ep)
+    assert client.expect(Disconnected) == Disconnected(endpoint)
+
+
+def test_handshake_deadline_is_not_extended_by_trickling(ws: Net) -> None:
+    deadline = 0.5
+    server, _listener_id, addr = ws.server(config=WsListenConfig(handshake_timeout=deadline))
+    sock = ws._keep(socket.create_connection(addr, timeout=TIMEOUT))
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 10_000
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for byte in request:
+            if stop.wait(0.02):  # paces the trickle; the test waits on EOF, not on this
+                return
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                return
+
+    started = time.monotonic()
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        assert sock.recv(4096) == b""  # the server hung up
+    finally:
+        stop.set()
+        trickler.join(TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert deadline * 0.9 <= elapsed < deadline + 5, elapsed
+    server.sync()
+    assert server.drain_events() == []  # no Accepted for it
+
+
+def test_failed_handshakes(ws: Net) -> None:
+    # A server that answers HTTP, not WebSocket: Connected(ep, False).
+    http = ws._keep(socket.socket())
+    http.bind(("127.0.0.1", 0))
+    http.listen()
+    http.settimeout(TIMEOUT)
+    client = ws.node("client")
+    endpoint, _local = client.network.connect(Transport.WS, http.getsockname())
+    peer, _addr = http.accept()
+    ws._keep(peer)
+    peer.recv(4096)
+    peer.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    assert client.expect(Connected) == Connected(endpoint, False)
+    assert client.network.is_ready(endpoint.resource_id) is None
+
+    # A server that never answers: the connect timeout gives up.
+    config = WsConnectConfig(connect_timeout=0.3)
+    silent, _local = client.network.connect(Transport.WS, http.getsockname(), config=config)
+    assert client.expect(Connected) == Connected(silent, False)
+
+    # A path the server does not serve: 404, refused on both sides.
+    server, listener_id, addr = ws.server(config=WsListenConfig(paths={"/chat"}))
+    wrong, _local = client.network.connect(Transport.WS, f"ws://127.0.0.1:{addr[1]}/other")
+    assert client.expect(Connected) == Connected(wrong, False)
+    ws.connected(client, f"ws://127.0.0.1:{addr[1]}/chat?room=1")
+    # The first event of the server: the refused client was never Accepted.
+    assert server.expect(Accepted).listener_id == listener_id
+
+
+def test_keepalive_detects_a_silent_peer(ws: Net) -> None:
+    interval = 0.2
+    server, listener_id, addr = ws.server(config=WsListenConfig(ping_interval=interval))
+    silent = RawPeer(ws, addr)  # its kernel ACKs, but it never sends a frame
+    silent_ep = accepted(server, listener_id)
+    started = time.monotonic()
+    assert server.expect(Disconnected) == Disconnected(silent_ep)
+    assert time.monotonic() - started < interval * 3 + 2
+    assert silent.next_frame().opcode is Opcode.PING  # it was pinged first
+
+
+def test_pings_keep_a_quiet_peer_alive(ws: Net) -> None:
+    interval = 0.1
+    server, listener_id, addr = ws.server(config=WsListenConfig(ping_interval=interval))
+    client = ws.node("client")  # our client answers pings: never disconnected
+    endpoint = ws.connected(client, addr, ping_interval=None)
+    server_ep = accepted(server, listener_id)
+    # Wait out several intervals by an event the server produces: its 6th ping.
+    raw_pings = RawPeer(ws, addr)
+    accepted(server, listener_id)
+    for _ in range(6):
+        frame = raw_pings.next_frame()
+        assert frame.opcode is Opcode.PING
+        raw_pings.send_frame(Opcode.PONG, bytes(frame.data))
+    assert server.network.send(server_ep, b"alive?") is SENT
+    assert client.expect(Message).data == b"alive?"
+    assert client.network.is_ready(endpoint.resource_id) is True
+    server.sync()
+    assert server.drain_events() == []
+
+
+def test_large_text_and_binary_through_wss(ws: Net, tmp_path: Any) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert_file = tmp_path / "server.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    config = WsListenConfig(certfile=str(cert_file), send_buffer_limit=32 << 20)
+    _server, _listener_id, addr = ws.echo_server(config=config)
+    client = ws.node("client")
+    url = f"wss://localhost:{addr[1]}/secure"
+    endpoint = ws.connected(client, url, ca_file=str(ca_file), send_buffer_limit=32 << 20)
+    payload = os.urandom(8 * 1024 * 1024)
+    assert client.network.send(endpoint, payload) is SENT
+    assert client.network.send(endpoint, "ü" * 100_000) is SENT
+    assert client.expect(Message).data == payload
+    assert client.expect(Message).data == "ü".encode() * 100_000  # echoed as binary
