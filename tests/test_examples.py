@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PING_PONG = [sys.executable, "-m", "examples.ping_pong"]
+MULTICAST = [sys.executable, "-m", "examples.multicast"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
 
 
@@ -28,9 +32,13 @@ def test_demo_runs_every_transport_and_exits() -> None:
     assert "demo finished: all transports ok" in result.stdout
 
 
-def test_ping_pong_client_and_server() -> None:
+@pytest.mark.parametrize(
+    ("mode", "transport", "pong"),
+    [("tcp", "FRAMED_TCP", "pong {n}"), ("stream", "TCP", "pong {n}"), ("udp", "UDP", "pong")],
+)
+def test_ping_pong_client_and_server(mode: str, transport: str, pong: str) -> None:
     server = subprocess.Popen(
-        [*PING_PONG, "server", "tcp", "0"],
+        [*PING_PONG, "server", mode, "0"],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,
@@ -39,10 +47,10 @@ def test_ping_pong_client_and_server() -> None:
     try:
         assert server.stdout is not None
         first = server.stdout.readline()
-        assert first.startswith("server running on FRAMED_TCP 0.0.0.0:"), first
+        assert first.startswith(f"server running on {transport} 0.0.0.0:"), first
         port = first.rsplit(":", 1)[1].strip()
         client = subprocess.run(
-            [*PING_PONG, "client", "tcp", f"127.0.0.1:{port}", "--count", "2"],
+            [*PING_PONG, "client", mode, f"127.0.0.1:{port}", "--count", "2"],
             cwd=ROOT,
             env=ENV,
             capture_output=True,
@@ -51,8 +59,82 @@ def test_ping_pong_client_and_server() -> None:
             check=False,
         )
         assert client.returncode == 0, client.stdout + client.stderr
-        assert "pong 1 from the server" in client.stdout
-        assert "pong 2 from the server" in client.stdout
+        pongs = [line for line in client.stdout.splitlines() if line.endswith(" from the server")]
+        assert pongs == [f"{pong.format(n=n)} from the server" for n in (1, 2)], client.stdout
     finally:
         server.terminate()
-        server.communicate(timeout=10)
+        rest, _ = server.communicate(timeout=10)
+    assert rest.count("ping from ('127.0.0.1', ") == 2, rest
+
+
+@pytest.fixture
+def loopback_namespace() -> Iterator[str]:
+    """A private network namespace with only its loopback device, up: multicast sent in it
+    cannot leave the machine. Skipped where namespaces cannot be created."""
+    name = f"mio-ex-{os.getpid()}"
+    try:
+        created = subprocess.run(
+            ["ip", "netns", "add", name], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        pytest.skip("no iproute2 (`ip`): cannot create a network namespace for multicast")
+    if created.returncode != 0:
+        pytest.skip(f"cannot create a network namespace (needs root): {created.stderr.strip()}")
+    try:
+        up = subprocess.run(
+            ["ip", "-n", name, "link", "set", "lo", "up"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert up.returncode == 0, up.stderr
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+def test_multicast_instances_hear_each_other(loopback_namespace: str) -> None:
+    # The default group and port: the namespace is private, so nothing else uses them.
+    in_namespace = ["ip", "netns", "exec", loopback_namespace]
+
+    def start(name: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*in_namespace, *MULTICAST, name, "--interface", "127.0.0.1", "--count", "1"],
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    alice = start("alice")
+    try:
+        bob = start("bob")
+        try:
+            bob_out, bob_err = bob.communicate(timeout=30)
+        finally:
+            bob.kill()
+            bob.communicate()
+        alice_out, alice_err = alice.communicate(timeout=30)
+    finally:
+        alice.kill()
+        alice.communicate()
+    assert (alice.returncode, bob.returncode) == (0, 0), alice_err + bob_err
+    # Sorted: a datagram may be handled before the connection's Connected event.
+    assert sorted(alice_out.splitlines()) == ["alice hears bob", "alice joined 239.255.0.1:3010"]
+    assert sorted(bob_out.splitlines()) == ["bob hears alice", "bob joined 239.255.0.1:3010"]
+
+
+def test_multicast_without_default_route_asks_for_an_interface(loopback_namespace: str) -> None:
+    result = subprocess.run(
+        ["ip", "netns", "exec", loopback_namespace, *MULTICAST, "alice"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "239.255.0.1:3010" in result.stderr  # the library's error names the group
+    assert "give --interface ADDRESS" in result.stderr

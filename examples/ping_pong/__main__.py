@@ -1,12 +1,20 @@
 """Ping-pong: one server, many clients, one code path for every transport.
 
-Run a server and a client (``tcp`` is framed TCP, as in the Rust example)::
+Run a server and a client; the transport is ``tcp`` (framed TCP, as in the Rust
+example), ``stream`` (raw TCP) or ``udp``::
 
     python -m examples.ping_pong server tcp 3456
     python -m examples.ping_pong client tcp 127.0.0.1:3456
 
-The client sends a ping every second; the server answers each client with a pong that
-counts that client's pings. ``--count N`` makes the client stop after N pongs.
+    python -m examples.ping_pong server udp 3456
+    python -m examples.ping_pong client udp 127.0.0.1:3456
+
+The client sends a ping every second. Over TCP the server sees clients connect and
+disconnect, and answers each one with a pong that counts that client's pings. UDP has no
+connections (no ``Accepted``, no ``Disconnected``), so the server cannot track clients
+and answers every ping with a plain ``pong`` (the Rust example's ``UnknownPong``), and
+nothing tells a UDP client that no server is there: it keeps pinging.
+``--count N`` makes the client stop after N pongs.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from message_io import (
 )
 from message_io.network.adapter import format_address
 
-TRANSPORTS = {"tcp": Transport.FRAMED_TCP, "stream": Transport.TCP}
+TRANSPORTS = {"tcp": Transport.FRAMED_TCP, "stream": Transport.TCP, "udp": Transport.UDP}
 
 
 def run_server(transport: Transport, port: int) -> None:
@@ -42,9 +50,12 @@ def run_server(transport: Transport, port: int) -> None:
                 pings[endpoint] = 0
                 print(f"client connected: {endpoint.addr} (total: {len(pings)})", flush=True)
             case Message(endpoint, b"ping"):
-                count = pings[endpoint] = pings.get(endpoint, 0) + 1
                 print(f"ping from {endpoint.addr}", flush=True)
-                handler.network.send(endpoint, f"pong {count}".encode())
+                if transport.is_connection_oriented:
+                    count = pings[endpoint] = pings.get(endpoint, 0) + 1
+                    handler.network.send(endpoint, f"pong {count}".encode())
+                else:  # UDP: no connection to count on; answer from the listener
+                    handler.network.send(endpoint, b"pong")
             case Message(endpoint, data):
                 print(f"unexpected {len(data)} bytes from {endpoint.addr}", flush=True)
             case Disconnected(endpoint):
