@@ -15,6 +15,7 @@ import pytest
 from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 from message_io import (
@@ -29,7 +30,7 @@ from message_io import (
     WsConnectConfig,
     WsListenConfig,
 )
-from message_io.adapters.ws import DEFAULT_PATH, parse_ws_address
+from message_io.adapters.ws import DEFAULT_PATH, WsRemote, frame_header, parse_ws_address
 
 from .conftest import TIMEOUT, Net, accepted
 
@@ -347,3 +348,30 @@ def test_large_text_and_binary_through_wss(ws: Net, tmp_path: Any) -> None:
     assert client.network.send(endpoint, "ü" * 100_000) is SENT
     assert client.expect(Message).data == payload
     assert client.expect(Message).data == "ü".encode() * 100_000  # echoed as binary
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70_000])
+@pytest.mark.parametrize("opcode", [Opcode.BINARY, Opcode.TEXT])
+def test_outgoing_frames_are_what_websockets_builds(size: int, opcode: Opcode) -> None:
+    """Data frames are built by the adapter (the fast path); they must be byte for byte
+    what websockets' own serializer makes: unmasked from a server, and from a client
+    the same frame once unmasked with its key."""
+    payload = bytes(range(256)) * (size // 256) + b"a" * (size % 256)
+    first = 0x80 | opcode.value
+    ours = frame_header(first, size) + payload
+    assert ours == Frame(opcode, payload).serialize(mask=False, extensions=[])
+    masked = frame_header(first, size, 0x80)
+    reference = Frame(opcode, payload).serialize(mask=True, extensions=[])
+    assert reference[: len(masked)] == masked  # same header, mask bit set
+    reader = ServerProtocol(max_size=None)  # parses what a client sends
+    reader.state = OPEN
+    reader.parser = reader.parse()
+    next(reader.parser)
+    client = WsRemote.__new__(WsRemote)  # only its masking state is needed
+    client._keys = b""
+    client._key_at = 0
+    wire = client._masked(first, payload)
+    reader.receive_data(wire)
+    (frame,) = reader.events_received()
+    assert isinstance(frame, Frame)
+    assert (frame.opcode, frame.data, frame.fin) == (opcode, payload, True)

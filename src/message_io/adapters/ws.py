@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import ssl
+import struct
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
@@ -34,6 +35,7 @@ from typing import Any, ClassVar, Final
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidURI
 from websockets.frames import Opcode
+from websockets.speedups import apply_mask
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
@@ -79,6 +81,23 @@ DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
 
 _READS_PER_EVENT: Final = 4
 _TCP, _TLS, _WS = 0, 1, 2  # handshake phases
+_BINARY: Final = 0x82  # FIN + opcode 2
+_TEXT: Final = 0x81  # FIN + opcode 1
+_MASKED: Final = 0x80
+_LENGTH_16: Final = struct.Struct("!BBH")
+_LENGTH_64: Final = struct.Struct("!BBQ")
+_KEY_BYTES: Final = 4096  # masking keys drawn from os.urandom this many bytes at a time
+
+
+def frame_header(first: int, size: int, mask_bit: int = 0) -> bytes:
+    """The header of a whole (FIN) data frame of ``size`` bytes (RFC 6455 5.2), without
+    the masking key. Outgoing frames only: parsing is left to ``websockets``, and the
+    tests check these bytes against its ``Frame.serialize``."""
+    if size < 126:
+        return bytes((first, size | mask_bit))
+    if size < 65536:
+        return _LENGTH_16.pack(first, 126 | mask_bit, size)
+    return _LENGTH_64.pack(first, 127 | mask_bit, size)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +233,8 @@ class WsRemote(Remote):
         self.heartbeat_interval = ping_interval
         self._heard = True  # something arrived since the last heartbeat
         self._pinged = False
+        self._keys = b""  # a supply of masking keys (clients mask every frame)
+        self._key_at = 0
         if self._phase == _WS and self._client:
             self._request()
 
@@ -406,19 +427,26 @@ class WsRemote(Remote):
 
     # -- writing -----------------------------------------------------------------------
 
+    # Whole data frames are built here rather than with Protocol.send_binary(), which
+    # costs 1.5 to 2.7 us per message; the bytes are the same (see the tests). Control
+    # frames (ping, pong, close) still come from the protocol.
+
     def frame(self, data: Buffer) -> Buffer:
-        protocol = self.protocol
-        if protocol.state is not OPEN:
-            return b""  # closing: the message is lost with the connection
-        protocol.send_binary(data)
-        return _joined(protocol.data_to_send())
+        return (
+            self._masked(_BINARY, data) if self._client else frame_header(_BINARY, len(data)) + data
+        )
 
     def frame_text(self, data: bytes) -> Buffer:
-        protocol = self.protocol
-        if protocol.state is not OPEN:
-            return b""
-        protocol.send_text(data)
-        return _joined(protocol.data_to_send())
+        return self._masked(_TEXT, data) if self._client else frame_header(_TEXT, len(data)) + data
+
+    def _masked(self, first: int, data: Buffer) -> bytes:
+        at = self._key_at
+        if at >= len(self._keys):
+            self._keys = os.urandom(_KEY_BYTES)  # strong entropy, as RFC 6455 asks
+            at = 0
+        key = self._keys[at : at + 4]
+        self._key_at = at + 4
+        return frame_header(first, len(data), _MASKED) + key + apply_mask(data, key)
 
     def write(self, data: Buffer) -> int:
         try:
@@ -464,6 +492,14 @@ class WsRemote(Remote):
             self.socket.close()
 
 
+class WsServerRemote(WsRemote):
+    """An accepted WebSocket connection: its frames are not masked, so a binary message
+    goes out as a header followed by the payload itself, never copied."""
+
+    def header(self, size: int) -> bytes | None:
+        return frame_header(_BINARY, size)
+
+
 def _joined(writes: list[bytes]) -> bytes:
     return writes[0] if len(writes) == 1 else b"".join(writes)
 
@@ -484,7 +520,7 @@ class WsLocal(TcpLocal):
             max_size=config.max_message_size,
             logger=_PROTOCOL_LOG,
         )
-        return WsRemote(
+        return WsServerRemote(
             sock,
             protocol,
             connecting=False,

@@ -237,9 +237,10 @@ class Remote(ABC):
     def header(self, size: int) -> bytes | None:
         """Optional fast path for framing: the bytes to put before a payload of ``size``.
 
-        If it returns bytes, the node queues ``header + data`` without calling
-        :meth:`frame`, which avoids one copy of large payloads. Return ``None`` (the
-        default) to use :meth:`frame`.
+        A transport that overrides it has every binary message queued as
+        ``header(size) + data``, without a call to :meth:`frame`, which avoids a copy of
+        large payloads. Only override it where every message is framed that way (the
+        base method is never called).
         """
         return None
 
