@@ -440,6 +440,12 @@ class UdpAdapter(Adapter):
                 raise PermissionError(
                     exc.errno, f"{exc.strerror}: a broadcast address needs broadcast=True"
                 ) from exc
+            except OSError as exc:
+                if not (_ip(sockaddr).is_multicast and config.multicast_interface is None):
+                    raise
+                raise OSError(
+                    exc.errno, f"{exc.strerror}: no route to the group; set multicast_interface"
+                ) from exc
             local_addr = sock.getsockname()
         except BaseException:
             sock.close()
