@@ -186,6 +186,8 @@ def test_join_without_a_route_says_what_to_set(udp_ns: Net) -> None:
         ListenError, match=r"cannot join multicast group .* set multicast_interface"
     ):
         node.network.listen(Transport.UDP, f"{GROUP}:0")
+    with pytest.raises(ConnectError, match=r"no route to the group; set multicast_interface"):
+        node.network.connect(Transport.UDP, f"{GROUP}:3010")
 
 
 def test_broadcast_needs_the_option(udp_ns: Net) -> None:
