@@ -28,17 +28,36 @@ def test_demo_runs_every_transport_and_exits() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FRAMED_TCP: every echo came back" in result.stdout
-    assert "TCP: every echo came back" in result.stdout
+    for name in ("TCP", "UDP", "WS", "WSS"):
+        assert f"\n{name}: every echo came back" in result.stdout, name
     assert "demo finished: all transports ok" in result.stdout
 
 
 @pytest.mark.parametrize(
     ("mode", "transport", "pong"),
-    [("tcp", "FRAMED_TCP", "pong {n}"), ("stream", "TCP", "pong {n}"), ("udp", "UDP", "pong")],
+    [
+        ("tcp", "FRAMED_TCP", "pong {n}"),
+        ("stream", "TCP", "pong {n}"),
+        ("udp", "UDP", "pong"),
+        ("ws", "WS", "pong {n}"),
+        ("wss", "WS", "pong {n}"),
+    ],
 )
-def test_ping_pong_client_and_server(mode: str, transport: str, pong: str) -> None:
+def test_ping_pong_client_and_server(mode: str, transport: str, pong: str, tmp_path: Path) -> None:
+    server_options: list[str] = []
+    client_options: list[str] = []
+    host = "127.0.0.1"
+    if mode == "wss":
+        trustme = pytest.importorskip("trustme")
+        ca = trustme.CA()
+        cert = tmp_path / "cert.pem"
+        ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(cert))
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        server_options = ["--cert", str(cert)]
+        client_options = ["--ca", str(tmp_path / "ca.pem")]
+        host = "localhost"
     server = subprocess.Popen(
-        [*PING_PONG, "server", mode, "0"],
+        [*PING_PONG, "server", mode, "0", *server_options],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,
@@ -50,7 +69,7 @@ def test_ping_pong_client_and_server(mode: str, transport: str, pong: str) -> No
         assert first.startswith(f"server running on {transport} 0.0.0.0:"), first
         port = first.rsplit(":", 1)[1].strip()
         client = subprocess.run(
-            [*PING_PONG, "client", mode, f"127.0.0.1:{port}", "--count", "2"],
+            [*PING_PONG, "client", mode, f"{host}:{port}", "--count", "2", *client_options],
             cwd=ROOT,
             env=ENV,
             capture_output=True,

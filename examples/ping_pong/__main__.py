@@ -1,13 +1,24 @@
 """Ping-pong: one server, many clients, one code path for every transport.
 
 Run a server and a client; the transport is ``tcp`` (framed TCP, as in the Rust
-example), ``stream`` (raw TCP) or ``udp``::
+example), ``stream`` (raw TCP), ``udp``, ``ws`` or ``wss`` (WebSocket, plain or TLS)::
 
     python -m examples.ping_pong server tcp 3456
     python -m examples.ping_pong client tcp 127.0.0.1:3456
 
     python -m examples.ping_pong server udp 3456
     python -m examples.ping_pong client udp 127.0.0.1:3456
+
+    python -m examples.ping_pong server ws 3456
+    python -m examples.ping_pong client ws ws://127.0.0.1:3456/   # or 127.0.0.1:3456
+
+``wss`` needs a certificate for the server and, for a self-signed one, the client must
+trust it::
+
+    openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout key.pem -out cert.pem
+    python -m examples.ping_pong server wss 3456 --cert cert.pem --key key.pem
+    python -m examples.ping_pong client wss wss://localhost:3456/ --ca cert.pem
 
 The client sends a ping every second. Over TCP the server sees clients connect and
 disconnect, and answers each one with a pong that counts that client's pings. UDP has no
@@ -32,15 +43,25 @@ from message_io import (
     Message,
     Signal,
     Transport,
+    WsConnectConfig,
+    WsListenConfig,
 )
 from message_io.network.adapter import format_address
 
-TRANSPORTS = {"tcp": Transport.FRAMED_TCP, "stream": Transport.TCP, "udp": Transport.UDP}
+TRANSPORTS = {
+    "tcp": Transport.FRAMED_TCP,
+    "stream": Transport.TCP,
+    "udp": Transport.UDP,
+    "ws": Transport.WS,
+    "wss": Transport.WS,
+}
 
 
-def run_server(transport: Transport, port: int) -> None:
+def run_server(
+    transport: Transport, port: int, config: message_io.network.adapter.ListenConfig | None
+) -> None:
     handler, listener = message_io.split()
-    _, addr = handler.network.listen(transport, f"0.0.0.0:{port}")
+    _, addr = handler.network.listen(transport, f"0.0.0.0:{port}", config=config)
     print(f"server running on {transport.name} {format_address(addr)}", flush=True)
     pings: dict[Endpoint, int] = {}
 
@@ -67,9 +88,14 @@ def run_server(transport: Transport, port: int) -> None:
     listener.for_each(on_event)
 
 
-def run_client(transport: Transport, addr: str, count: int | None) -> int:
+def run_client(
+    transport: Transport,
+    addr: str,
+    count: int | None,
+    config: message_io.network.adapter.ConnectConfig | None,
+) -> int:
     handler, listener = message_io.split(str)
-    server, local = handler.network.connect(transport, addr)
+    server, local = handler.network.connect(transport, addr, config=config)
     pongs = 0
     failed = False
 
@@ -107,16 +133,31 @@ def main(argv: list[str] | None = None) -> int:
     server = sub.add_parser("server")
     server.add_argument("transport", choices=TRANSPORTS)
     server.add_argument("port", type=int)
+    server.add_argument("--cert", help="wss: the server's PEM certificate (chain)")
+    server.add_argument("--key", help="wss: its private key, if not in the --cert file")
     client = sub.add_parser("client")
     client.add_argument("transport", choices=TRANSPORTS)
-    client.add_argument("addr", help="ip:port of the server")
+    client.add_argument("addr", help="ip:port of the server (or a ws:// / wss:// URL)")
     client.add_argument("--count", type=int, default=None, help="stop after this many pongs")
+    client.add_argument("--ca", help="wss: trust this PEM certificate (a self-signed one)")
     args = parser.parse_args(argv)
+    transport = TRANSPORTS[args.transport]
     try:
         if args.role == "server":
-            run_server(TRANSPORTS[args.transport], args.port)
+            listen_config = None
+            if args.transport == "wss":
+                if args.cert is None:
+                    parser.error("wss needs --cert (and --key if the key is separate)")
+                listen_config = WsListenConfig(certfile=args.cert, keyfile=args.key)
+            run_server(transport, args.port, listen_config)
             return 0
-        return run_client(TRANSPORTS[args.transport], args.addr, args.count)
+        connect_config = None
+        addr = args.addr
+        if args.transport == "wss":
+            connect_config = WsConnectConfig(ca_file=args.ca)
+            if "://" not in addr:
+                addr = f"wss://{addr}/"
+        return run_client(transport, addr, args.count, connect_config)
     except KeyboardInterrupt:
         return 130
 
