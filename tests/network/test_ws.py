@@ -375,3 +375,14 @@ def test_outgoing_frames_are_what_websockets_builds(size: int, opcode: Opcode) -
     (frame,) = reader.events_received()
     assert isinstance(frame, Frame)
     assert (frame.opcode, frame.data, frame.fin) == (opcode, payload, True)
+
+
+def test_subprotocols(ws: Net) -> None:
+    server, listener_id, addr = ws.server(config=WsListenConfig(subprotocols=("chat", "v2")))
+    client = ws.node("client")
+    ws.connected(client, addr, subprotocols=("v2",))
+    assert server.expect(Accepted).listener_id == listener_id
+    refused, _local = client.network.connect(
+        Transport.WS, addr, config=WsConnectConfig(subprotocols=("other",))
+    )
+    assert client.expect(Connected) == Connected(refused, False)

@@ -35,10 +35,10 @@ from typing import Any, ClassVar, Final
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidURI
 from websockets.frames import Opcode
-from websockets.speedups import apply_mask
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN
+from websockets.protocol import CONNECTING, OPEN
 from websockets.server import ServerProtocol
+from websockets.speedups import apply_mask
 from websockets.uri import WebSocketURI, parse_uri
 
 from ..errors import AddressError
@@ -145,6 +145,8 @@ class WsListenConfig(TcpListenConfig):
         paths: Accept only these request paths (others get 404). ``None``: any path.
         origins: Accept only these ``Origin`` headers (``None`` in the collection
             accepts requests without one). ``None``: any origin.
+        subprotocols: Subprotocols the server speaks, best first: the first one that a
+            client offers is chosen. A client that offers only others is refused.
         max_message_size: The largest message received (1009 beyond) and sent.
         ping_interval: As in :class:`WsConnectConfig`.
         handshake_timeout: Seconds a client may take for TLS and the opening handshake
@@ -161,6 +163,7 @@ class WsListenConfig(TcpListenConfig):
     origins: Collection[str | None] | None = None
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     ping_interval: float | None = 20.0
+    subprotocols: tuple[str, ...] = ()
 
 
 def _client_context(config: WsConnectConfig) -> ssl.SSLContext:
@@ -229,6 +232,7 @@ class WsRemote(Remote):
         self._early: list[bytes | str] = []  # messages that came with the handshake
         self._fragments: list[bytes] = []
         self._fragments_text = False
+        self._closed_early = False  # the peer's close frame (or EOF) came with the handshake
         self.max_message_size = max_message_size
         self.heartbeat_interval = ping_interval
         self._heard = True  # something arrived since the last heartbeat
@@ -319,12 +323,18 @@ class WsRemote(Remote):
             self.failure = protocol.handshake_exc
             self._flush_handshake()  # a server's error response, best effort
             return PendingStatus.DISCONNECTED
-        if status is ReadStatus.DISCONNECTED:
+        if status is ReadStatus.DISCONNECTED and protocol.state is CONNECTING:
             self.failure = ConnectionError("the peer closed during the handshake")
             return PendingStatus.DISCONNECTED
         if self._out and not self._flush_handshake():
             return PendingStatus.INCOMPLETE
         if protocol.state is OPEN:
+            return PendingStatus.READY
+        if protocol.state is not CONNECTING:
+            # Established, but a close frame (or EOF) came right behind the handshake:
+            # ready all the same; receive() then delivers what came first, answers the
+            # close and reports the disconnection.
+            self._closed_early = True
             return PendingStatus.READY
         self._want = Readiness.READ
         return PendingStatus.INCOMPLETE
@@ -366,8 +376,10 @@ class WsRemote(Remote):
         return ReadStatus.OK
 
     def buffered(self) -> bool:
+        if self._early or self._closed_early:
+            return True
         tls = self._stream is not self.socket
-        return bool(self._early) or (tls and self._stream.pending() > 0)  # type: ignore[attr-defined]
+        return tls and self._stream.pending() > 0  # type: ignore[attr-defined]
 
     def receive(self, deliver: Callable[[bytes | str], object]) -> ReadStatus:
         if self._early:
@@ -517,6 +529,7 @@ class WsLocal(TcpLocal):
         config = self._ws_config
         protocol = ServerProtocol(
             origins=None if config.origins is None else [_origin(o) for o in config.origins],
+            subprotocols=[_subprotocol(p) for p in config.subprotocols] or None,
             max_size=config.max_message_size,
             logger=_PROTOCOL_LOG,
         )
