@@ -31,11 +31,12 @@ demo: $(STAMP)
 	$(VENV)/bin/python examples/demo.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
+	$(VENV)/bin/ruff format --check src tests benchmarks examples tools
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tools/autobahn  # a separate run: its run.py would clash with benchmarks/run.py
 
 pytest: $(STAMP)
 	$(VENV)/bin/python -m pytest

@@ -244,6 +244,8 @@ class _Connection:
                 header = self.header
                 if header is not None:
                     head = header(size)
+                    if head is None:
+                        return _NOT_AVAILABLE  # the transport refuses it (closing)
                     if head:
                         tail += head
                         self.queued += len(head)
@@ -254,59 +256,57 @@ class _Connection:
                 return self._schedule()
             if not size and self.stream_header and self.header is None:
                 return _SENT  # nothing to put on a raw stream
-            if self.datagrams:
-                frame = self.frame
-                packet = frame(data) if frame is not None else bytes(data)
-                self.chunks.append(packet)
-                self.queued += len(packet)
+            header = self.header
+            if header is not None:
+                head = header(size)
+                if head is None:
+                    return _NOT_AVAILABLE  # the transport refuses it (closing)
+            elif self.frame is not None:
+                data = self.frame(data)
+                size = len(data)
+                if not size:
+                    return _NOT_AVAILABLE  # the transport refuses it (closing)
+                head = None
             else:
-                header = self.header
-                if header is not None:
-                    head = header(size)
-                elif self.frame is not None:
-                    data = self.frame(data)
-                    size = len(data)
-                    head = None
-                else:
-                    head = None
-                iteration = self.loop.iteration
-                if not self.chunks and self.direct_iter != iteration and size < _COALESCE_MAX:
-                    # Fast path, the common case of a connection that keeps up: the first
-                    # message of the iteration goes straight to the OS, nothing is queued.
-                    self.direct_iter = iteration
-                    wire = head + data if head else data
-                    try:
-                        written = self.remote.write(wire)
-                    except Exception as exc:  # noqa: BLE001 - any write failure ends it
-                        log.debug("write to %s failed: %r", self.endpoint, exc)
-                        self.loop.request_check(self, broken=True)
-                        return _SENT
-                    if written >= len(wire):
-                        return _SENT
-                    with memoryview(wire) as view:
-                        rest = self.tail = bytearray(view[written:])
-                    self.chunks.append(rest)
-                    self.queued = len(rest)
-                    self._arm_write()
+                head = None
+            iteration = self.loop.iteration
+            if not self.chunks and self.direct_iter != iteration and size < _COALESCE_MAX:
+                # Fast path, the common case of a connection that keeps up: the first
+                # message of the iteration goes straight to the OS, nothing is queued.
+                self.direct_iter = iteration
+                wire = head + data if head else data
+                try:
+                    written = self.remote.write(wire)
+                except Exception as exc:  # noqa: BLE001 - any write failure ends it
+                    log.debug("write to %s failed: %r", self.endpoint, exc)
+                    self.loop.request_check(self, broken=True)
                     return _SENT
-                if size < _COALESCE_MAX or (data.__class__ is not bytes and not _readonly(data)):
+                if written >= len(wire):
+                    return _SENT
+                with memoryview(wire) as view:
+                    rest = self.tail = bytearray(view[written:])
+                self.chunks.append(rest)
+                self.queued = len(rest)
+                self._arm_write()
+                return _SENT
+            if size < _COALESCE_MAX or (data.__class__ is not bytes and not _readonly(data)):
+                tail = self.tail
+                if tail is None:
+                    tail = self.tail = bytearray()
+                    self.chunks.append(tail)
+                if head:
+                    tail += head
+                tail += data
+            else:
+                if head:
                     tail = self.tail
                     if tail is None:
-                        tail = self.tail = bytearray()
-                        self.chunks.append(tail)
-                    if head:
+                        self.chunks.append(head)
+                    else:
                         tail += head
-                    tail += data
-                else:
-                    if head:
-                        tail = self.tail
-                        if tail is None:
-                            self.chunks.append(head)
-                        else:
-                            tail += head
-                    self.chunks.append(data)
-                    self.tail = None
-                self.queued += size + (len(head) if head else 0)
+                self.chunks.append(data)
+                self.tail = None
+            self.queued += size + (len(head) if head else 0)
             if self.write_armed:
                 return _SENT
             return self._schedule()
@@ -324,7 +324,10 @@ class _Connection:
             if self.queued >= self.limit:
                 self.want_drain = True
                 return _QUEUE_FULL
-            self.queue_wire(self.remote.frame_text(data))
+            wire = self.remote.frame_text(data)
+            if not wire:
+                return _NOT_AVAILABLE  # the transport refuses it (closing)
+            self.queue_wire(wire)
             if self.write_armed:
                 return _SENT
             return self._schedule()

@@ -444,12 +444,18 @@ class WsRemote(Remote):
     # frames (ping, pong, close) still come from the protocol.
 
     def frame(self, data: Buffer) -> Buffer:
-        return (
-            self._masked(_BINARY, data) if self._client else frame_header(_BINARY, len(data)) + data
-        )
+        if self.protocol.state is not OPEN:
+            return b""  # our close frame is out: no data frame may follow (RFC 6455 5.5.1)
+        if self._client:
+            return self._masked(_BINARY, data)
+        return frame_header(_BINARY, len(data)) + data
 
     def frame_text(self, data: bytes) -> Buffer:
-        return self._masked(_TEXT, data) if self._client else frame_header(_TEXT, len(data)) + data
+        if self.protocol.state is not OPEN:
+            return b""
+        if self._client:
+            return self._masked(_TEXT, data)
+        return frame_header(_TEXT, len(data)) + data
 
     def _masked(self, first: int, data: Buffer) -> bytes:
         at = self._key_at
@@ -509,6 +515,8 @@ class WsServerRemote(WsRemote):
     goes out as a header followed by the payload itself, never copied."""
 
     def header(self, size: int) -> bytes | None:
+        if self.protocol.state is not OPEN:
+            return None  # closing: no data frame may follow our close frame
         return frame_header(_BINARY, size)
 
 

@@ -229,8 +229,9 @@ class Remote(ABC):
         """Turn one message into the bytes to write (add a length prefix, a frame header).
 
         Called under the connection lock, in send order, from the thread that sends. The
-        result is queued until written; it may be ``data`` itself. The default returns
-        ``data`` unchanged (a raw stream).
+        result is queued until written; it may be ``data`` itself. Return an empty
+        buffer to refuse the message (the connection is closing): ``send`` then returns
+        ``RESOURCE_NOT_AVAILABLE``. The default returns ``data`` unchanged (a raw stream).
         """
         return data
 
@@ -240,7 +241,8 @@ class Remote(ABC):
         A transport that overrides it has every binary message queued as
         ``header(size) + data``, without a call to :meth:`frame`, which avoids a copy of
         large payloads. Only override it where every message is framed that way (the
-        base method is never called).
+        base method is never called). Return ``None`` to refuse the message (the
+        connection is closing): ``send`` then returns ``RESOURCE_NOT_AVAILABLE``.
         """
         return None
 
