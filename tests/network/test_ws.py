@@ -138,13 +138,16 @@ def test_text_and_binary_keep_their_kind(ws: Net) -> None:
     binary = server.expect(Message)
     assert not isinstance(binary, TextMessage)
     assert binary.data == b"\xff\x00 binary"
+    assert type(binary.data) is bytes
 
     # Echo keeping the kind, the way the docs show it.
     for event in (text, binary):
         data = event.text if isinstance(event, TextMessage) else event.data
         assert server.network.send(server_ep, data) is SENT
     assert client.expect(TextMessage).text == "héllo ✓"
-    assert not isinstance(client.expect(Message), TextMessage)
+    echoed = client.expect(Message)
+    assert not isinstance(echoed, TextMessage)
+    assert type(echoed.data) is bytes  # on the client side too (unmasked frames)
 
 
 def test_str_on_a_bytes_transport_is_a_type_error(ws: Net) -> None:

@@ -423,7 +423,8 @@ class WsRemote(Remote):
 
     def _deliver(self, data: bytes, text: bool, deliver: Callable[[bytes | str], object]) -> None:
         if not text:
-            deliver(data)
+            # websockets hands unmasked payloads over as bytearray: deliver bytes always.
+            deliver(data if data.__class__ is bytes else bytes(data))
             return
         try:
             deliver(data.decode())
@@ -432,6 +433,8 @@ class WsRemote(Remote):
             self.protocol.parser_exc = exc
 
     def take_output(self) -> Buffer | None:
+        if not self.protocol.writes:  # the common case: nothing to answer
+            return None
         writes = self.protocol.data_to_send()
         if not writes:
             return None
