@@ -935,9 +935,11 @@ class Loop(Generic[S]):
             # e.g. on Drained) are written in the next one, which must not sleep.
             return 0.0
         signals = self.signals
-        if not (self._timers or signals._timers or signals._priority or signals._normal):
+        if signals._priority or signals._normal:
+            return 0.0
+        if not (self._timers or signals._timers):
             return max_timeout
-        deadline = signals._next_deadline()
+        deadline = signals._next_deadline() if signals._timers else None
         if self._timers:
             first = self._timers[0][0]
             if deadline is None or first < deadline:
@@ -949,6 +951,8 @@ class Loop(Generic[S]):
 
     def _run_timers(self) -> None:
         now = time.monotonic()
+        if self._timers[0][0] > now:  # the common case, without the lock: none is due
+            return
         while True:
             with self._timer_lock:
                 if not self._timers or self._timers[0][0] > now:
