@@ -450,12 +450,22 @@ class _DatagramConnection(_Connection):
         max_size = self.max_size
         if max_size is not None and len(data) > max_size:
             return _TOO_BIG
+        frame = self.frame
+        if frame is None and not self.chunks and self.state == _READY:
+            # Nothing waits: no order to keep and no lock to take (each datagram is
+            # atomic; two threads' datagrams have no order between them anyway).
+            try:
+                self.remote.write(data)
+                return _SENT
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                return _refused(self.endpoint, exc) if self.state == _READY else _NOT_FOUND
         with self.lock:
             if self.state != _READY:
                 return _NOT_FOUND
-            frame = self.frame
             packet = frame(data) if frame is not None else data
-            if not self.chunks:
+            if not self.chunks and frame is not None:
                 try:
                     self.remote.write(packet)
                     return _SENT
@@ -541,8 +551,10 @@ class _Listener:
     straight to the OS, and wait in a bounded queue only when the OS pushes back."""
 
     __slots__ = (
+        "accepted",
         "chunks",
         "cond",
+        "datagrams",
         "endpoint_cache",
         "fd",
         "handshake_timeout",
@@ -551,6 +563,8 @@ class _Listener:
         "local",
         "lock",
         "loop",
+        "on_datagram",
+        "on_remote",
         "queued",
         "state",
         "waiters",
@@ -574,6 +588,11 @@ class _Listener:
         self.fd = local.fileno()
         self.state = _READY
         self.endpoint_cache: dict[Address, Endpoint] = {}
+        # What one accept() call found, through callbacks made once, not per event.
+        self.accepted: list[tuple[Remote, Address]] = []
+        self.datagrams: list[tuple[Address, bytes]] = []
+        self.on_remote = lambda remote, addr: self.accepted.append((remote, addr))
+        self.on_datagram = lambda addr, data: self.datagrams.append((addr, data))
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.waiters = 0  # threads in wait_drained()
@@ -1305,19 +1324,20 @@ class Loop(Generic[S]):
                     return
             if not flags & READ:
                 return
-        accepted: list[tuple[Remote, Address]] = []
-        datagrams: list[tuple[Address, bytes]] = []
         try:
-            listener.local.accept(
-                lambda remote, addr: accepted.append((remote, addr)),
-                lambda addr, data: datagrams.append((addr, data)),
-            )
+            listener.local.accept(listener.on_remote, listener.on_datagram)
         except OSError as exc:
             log.warning("listener %r: accept failed: %s", listener.id, _describe(exc))
             if exc.errno in _RESOURCE_ERRNOS:
                 self._pause_listener(listener)
         except Exception:
             log.exception("accept() of listener %r failed", listener.id)
+        accepted = listener.accepted
+        if accepted:
+            listener.accepted = []
+        datagrams = listener.datagrams
+        if datagrams:
+            listener.datagrams = []
         for index, (remote, addr) in enumerate(accepted):
             if listener.state != _READY or not self.running:
                 # The callback removed the listener (or stopped the node) while handling
@@ -1348,7 +1368,10 @@ class Loop(Generic[S]):
                     if len(cache) > 4096:
                         cache.clear()
                     peer = cache[addr] = Endpoint(listener.id, addr)
-                emit(Message(peer, data))
+                message = _new(Message)  # Message(peer, data), the fast way
+                _set_endpoint(message, peer)
+                _set_data(message, data)
+                emit(message)
                 if listener.state != _READY or not self.running:
                     return
 
