@@ -47,6 +47,7 @@ pytest310: $(STAMP310)
 test: lint typecheck pytest pytest310
 
 bench: $(STAMP)
+	$(VENV)/bin/python -m pip install -q -e '.[bench]'
 	$(VENV)/bin/python benchmarks/run.py
 
 clean:

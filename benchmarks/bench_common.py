@@ -52,7 +52,7 @@ HOST: Final = "127.0.0.1"
 # its malloc state, and glibc's mmap threshold, raised for good by the first free of a
 # large block, changes message_io's read costs; see docs/performance.md).
 _ctx = multiprocessing.get_context("forkserver")
-_ctx.set_forkserver_preload(["bench_latency", "bench_stream"])
+_ctx.set_forkserver_preload(["bench_latency", "bench_stream", "bench_udp"])
 
 PROFILE_DIR: Path | None = None
 """When set (``run.py --profile DIR``), each side runs under cProfile and dumps its stats
@@ -128,13 +128,13 @@ def _child(
     conn: Connection,
     args: Sequence[Any],
     *,
-    pin_cpu0: bool,
+    cpus: frozenset[int] | None,
     is_server: bool,
     profile_dir: Path | None,
 ) -> None:
     try:
-        if pin_cpu0:
-            os.sched_setaffinity(0, {0})
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
 
         def report(value: Any) -> None:
             conn.send(("port", value))
@@ -179,23 +179,31 @@ def run_pair(
     server_args: Sequence[Any] = (),
     client_args: Sequence[Any] = (),
     pin_cpu0: bool = False,
+    pin_apart: bool = False,
     timeout: float = 60.0,
 ) -> tuple[Any, Any]:
     """Run a server and a client in two processes; return ``(server_result, client_result)``.
 
     The server is called as ``server_side(report, *server_args)`` and must call
     ``report(port)`` once it listens; the client as ``client_side(port, *client_args)``.
+    ``pin_cpu0`` pins both processes to CPU 0; ``pin_apart`` pins the client to CPU 0 and
+    the server to CPU 1 (if the machine has two CPUs; else neither is pinned).
     Both sides must finish within ``timeout`` seconds; otherwise both are killed and
     :class:`BenchmarkError` is raised, as it is when either side raises or dies.
     """
     deadline = time.monotonic() + timeout
     s_parent, s_child = _ctx.Pipe()
     c_parent, c_child = _ctx.Pipe()
-    options = {"pin_cpu0": pin_cpu0, "profile_dir": PROFILE_DIR}
+    server_cpus = client_cpus = None
+    if pin_cpu0:
+        server_cpus = client_cpus = frozenset({0})
+    elif pin_apart and len(os.sched_getaffinity(0) & {0, 1}) == 2:
+        server_cpus, client_cpus = frozenset({1}), frozenset({0})
+    options = {"profile_dir": PROFILE_DIR}
     sproc = _ctx.Process(
         target=_child,
         args=(server_side, s_child, server_args),
-        kwargs={**options, "is_server": True},
+        kwargs={**options, "cpus": server_cpus, "is_server": True},
         daemon=True,
     )
     cproc: Any = None
@@ -206,7 +214,7 @@ def run_pair(
         cproc = _ctx.Process(
             target=_child,
             args=(client_side, c_child, (port, *client_args)),
-            kwargs={**options, "is_server": False},
+            kwargs={**options, "cpus": client_cpus, "is_server": False},
             daemon=True,
         )
         cproc.start()
@@ -231,3 +239,6 @@ class Case:
 
     row: Row
     measure: Callable[[], float]
+    extra_rows: tuple[Row, ...] = ()
+    """Rows that ``measure`` fills itself, one sample per call, from the same run (what
+    arrived of a UDP send, say); they follow ``row`` in the table."""

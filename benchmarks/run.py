@@ -2,9 +2,9 @@
 
 ::
 
-    python benchmarks/run.py                  # everything (about 2.5 minutes)
-    python benchmarks/run.py --quick          # fewer messages, 3 samples (about 20 s)
-    python benchmarks/run.py --only latency   # latency, throughput, bulk (repeatable)
+    python benchmarks/run.py                  # everything (about 3 minutes)
+    python benchmarks/run.py --quick          # fewer messages, 3 samples (about 30 s)
+    python benchmarks/run.py --only latency   # latency, throughput, bulk, udp, ws (repeatable)
     python benchmarks/run.py --no-write       # print only
     python benchmarks/run.py --quick --profile /tmp/prof   # cProfile stats of every side
 
@@ -32,6 +32,8 @@ from pathlib import Path
 import bench_common
 import bench_latency
 import bench_stream
+import bench_udp
+import bench_ws
 from bench_common import BenchmarkError, Case, Row
 
 import message_io
@@ -39,11 +41,16 @@ import message_io
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 
+_OWN_SECTION = {"udp"}  # benchmarks with a section (table and method) of their own
+_OWN_SECTION.update(bench_ws.SECTIONS)  # WebSocket: round trip, 100 B, bulk
+
 # name: (the variants, samples per variant in a full run; --quick takes 3 of each)
 BENCHMARKS: dict[str, tuple[Callable[[bool], list[Case]], int]] = {
     "latency": (bench_latency.cases, 5),
     "throughput": (bench_stream.throughput_cases, 5),
     "bulk": (bench_stream.bulk_cases, 7),
+    "udp": (bench_udp.cases, 5),
+    "ws": (bench_ws.cases, 5),
 }
 
 METHODS = {
@@ -93,6 +100,32 @@ the default 4 MiB `send_buffer_limit`. Plain baseline: blocking sockets, `sendal
 64 KiB chunk with `TCP_NODELAY` (as message_io; without it the tail of each write that
 does not fill a segment waits for an ACK, 1.5x slower) and `recv_into` a reused 64 KiB
 buffer (the fastest of the sizes tried, 64 KiB to 1 MiB).""",
+    "udp": """\
+**UDP round trip and send rate.** *Round trip*: as for latency, client and echo server
+pinned to CPU 0, a 1-byte datagram and its echo, {udp_warmup} times to warm up and then
+{udp_count} times timed, a sample being the mean round trip measured in the client.
+message_io: the client `connect`s (a connected UDP socket) and sends each ping from its
+callback on the previous `Message`; the server `listen`s and echoes from its callback,
+which sends from the listening socket (`sendto`). Plain baseline: blocking sockets,
+connected on both ends (the server `connect`s to the client after the first datagram),
+`send` + `recv`; *recvfrom/sendto server*: the plain server stays unconnected and answers
+with `sendto` to the address `recvfrom` gave, as a server answering any peer from one
+socket (message_io's listener among them) must. *Send rate*: a sender sends {rate_count}
+datagrams of 100 bytes one way to a receiver in another process, the sender pinned to
+CPU 0 and the receiver to CPU 1 (so neither runs on the other's CPU: steadier samples).
+UDP has no flow control: on loopback a send never waits, the kernel puts the datagram in
+the receiver's socket buffer during the sender's `send` call, and drops it if that buffer
+is full (both receivers ask for an `SO_RCVBUF` of {rcvbuf}, capped by
+`net.core.rmem_max`: {rmem_max} here). So a sample is the *sender's* rate, {rate_count}
+divided by the time from its first `send` to the return of its last, measured in the
+sender, and *arrived* is the share of them the receiver counted (each one checked to be
+100 bytes); then the sender sends an end marker, again every 10 ms until the receiver
+acknowledges it. Plain: `sock.send(data)` in a loop on a connected blocking socket; the
+receiver calls `recvfrom` in a loop. message_io: the sender `connect`s, and sends from
+the *loop thread* (1024 datagrams per turn of the loop, the next batch asked for with a
+signal) or from a *foreign thread* (a loop of `send` on the main thread while the node
+runs `for_each_async`), as for throughput; the receiver listens with
+`UdpListenConfig(receive_buffer_size=...)` and counts `Message` events in its callback.""",
 }
 
 
@@ -129,7 +162,7 @@ def _ratio(row: Row, rows: dict[str, Row]) -> tuple[float, float, float] | None:
 
 
 def _fmt(value: float, unit: str) -> str:
-    if unit == "msgs/s":
+    if unit in ("msgs/s", "datagrams/s"):
         return f"{value / 1e6:.3f}M"
     if unit == "GB/s":
         return f"{value:.2f}"
@@ -218,14 +251,34 @@ def _size(n: int) -> str:
     return f"{n // 2**30} GiB" if n % 2**30 == 0 else f"{n // 2**20} MiB"
 
 
+def _bytes(n: int) -> str:
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n:,} bytes"
+
+
+def _rmem_max() -> str:
+    try:
+        return _bytes(int(Path("/proc/sys/net/core/rmem_max").read_text()))
+    except (OSError, ValueError):
+        return "unknown"
+
+
 def _method_text(name: str, quick: bool) -> str:
     warmup, count = bench_latency.counts(quick)
     if name != "latency":
         count = bench_stream.throughput_count(quick)
+    udp_warmup, udp_count = bench_udp.latency_counts(quick)
     return METHODS[name].format(
         warmup=f"{warmup:,}",
         count=f"{count:,}",
         size=_size(bench_stream.bulk_bytes(quick)),
+        udp_warmup=f"{udp_warmup:,}",
+        udp_count=f"{udp_count:,}",
+        rate_count=f"{bench_udp.rate_count(quick):,}",
+        rcvbuf=_bytes(bench_udp.RECEIVE_BUFFER),
+        rmem_max=_rmem_max() if name == "udp" else "",
     )
 
 
@@ -240,7 +293,6 @@ def _source_digest() -> str:
 def _write_doc(
     path: Path,
     rows: list[Row],
-    lines: list[list[str]],
     args: argparse.Namespace,
     *,
     seconds: float,
@@ -264,36 +316,68 @@ def _write_doc(
         f"- **message_io:** {message_io.__version__} (commit {commit})",
         f"- **Samples per variant:** {samples}, interleaved; median, min and max shown",
         "",
-        "Each variant runs its two ends as two fresh processes talking over loopback TCP",
-        "(`127.0.0.1`), forked from a fork server that imported only the benchmark modules,",
-        "so every side starts from the state of a freshly started program. (That matters:",
-        "glibc's malloc serves blocks of 128 KiB or more with `mmap` until the first such",
-        "block is freed, which raises the threshold for good, so a process's history can",
-        "change the cost of large reads.)",
+        "Each variant runs its two ends as two fresh processes talking over loopback",
+        "(`127.0.0.1`; TCP, or UDP in the [UDP](#udp) section), forked from a fork server",
+        "that imported only the benchmark modules, so every side starts from the state of a",
+        "freshly started program. (That matters: glibc's malloc serves blocks of 128 KiB or",
+        "more with `mmap` until the first such block is freed, which raises the threshold for",
+        "good, so a process's history can change the cost of large reads.)",
         "",
         "*Ratio* is message_io's median divided by its baseline's median, both measured in",
-        "this run, in the row's unit: below 1 is faster for µs, above 1 faster for msgs/s",
-        "and GB/s. In brackets: the lowest and highest ratio of samples taken side by side",
-        "(same repeat). Absolute numbers vary from machine to machine and, on a shared",
-        "machine, from minute to minute; the ratios are what to compare.",
-        "",
-        "## Results",
-        "",
-        _markdown_table(lines),
-        "",
-        "## How each is measured",
+        "this run, in the row's unit: below 1 is faster for µs, above 1 faster for msgs/s,",
+        "datagrams/s and GB/s. In brackets: the lowest and highest ratio of samples taken",
+        "side by side (same repeat). Absolute numbers vary from machine to machine and, on a",
+        "shared machine, from minute to minute; the ratios are what to compare.",
         "",
     ]
-    for name in names:
-        parts += [_method_text(name, args.quick), ""]
-    parts += _nodelay_notes(rows)
+    # TCP benchmarks: one table, then how each is measured; UDP has a section of its own.
+    tcp_names = [name for name in names if name not in _OWN_SECTION]
+    if tcp_names:
+        parts += [
+            "## Results",
+            "",
+            _markdown_table(_table([row for row in rows if row.benchmark in tcp_names])),
+            "",
+            "## How each is measured",
+            "",
+        ]
+        for name in tcp_names:
+            parts += [_method_text(name, args.quick), ""]
+        parts += _nodelay_notes(rows)
+    if "udp" in names:
+        parts += [
+            "## UDP",
+            "",
+            "`Transport.UDP`: round trips, and how fast a sender hands 100-byte datagrams to",
+            "the OS (UDP has no flow control, so what arrives is reported beside it).",
+            "",
+            _markdown_table(_table([row for row in rows if row.benchmark == "udp"])),
+            "",
+            _method_text("udp", args.quick),
+            "",
+        ]
+    ws_names = [name for name in names if name in bench_ws.SECTIONS]
+    if ws_names:
+        parts += [
+            "## WebSocket",
+            "",
+            "`Transport.WS` against the `websockets` library (on asyncio and uvloop), and",
+            "against message_io's own FramedTcp for bulk transfers.",
+            "",
+            _markdown_table(_table([row for row in rows if row.benchmark in ws_names])),
+            "",
+        ]
+        for name in ws_names:
+            parts += [bench_ws.method_text(name, args.quick), ""]
     parts += [
         "## Correctness",
         "",
-        "Every run checks what it measured: the echo server counts the round trips, the",
-        "receivers count messages and bytes (and message sizes on `FramedTcp`), and any",
-        "difference, any exception on either side, or a run over its time limit fails the",
-        "whole benchmark (exit status 1, no report written).",
+        "Every run checks what it measured: the echo servers count the round trips, the",
+        "receivers count messages and bytes (and message sizes on `FramedTcp` and UDP), and",
+        "any difference, any exception on either side, or a run over its time limit fails",
+        "the whole benchmark (exit status 1, no report written). The one exception is a",
+        "datagram lost on the way in the UDP send rate: the kernel may drop datagrams, so",
+        "the receiver reports how many arrived, and only more than were sent fails the run.",
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -344,16 +428,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             cases = BENCHMARKS[name][0](args.quick)
-            rows += [case.row for case in cases]
+            rows += [row for case in cases for row in (case.row, *case.extra_rows)]
             for repeat in range(repeats[name]):
                 for case in cases:
                     t0 = time.monotonic()
                     sample = case.measure()
                     case.row.samples.append(sample)
+                    extra = "".join(
+                        f", {_fmt(row.samples[-1], row.unit)} {row.unit}" for row in case.extra_rows
+                    )
                     print(
                         f"[{time.monotonic() - started:6.1f}s] {name} #{repeat + 1}"
                         f" {case.row.name}: {_fmt(sample, case.row.unit)} {case.row.unit}"
-                        f" ({time.monotonic() - t0:.1f}s)",
+                        f"{extra} ({time.monotonic() - t0:.1f}s)",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -373,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     _print_table(lines)
     print(f"\n{len(rows)} variants in {seconds:.0f} s")
     if not args.no_write:
-        _write_doc(args.output, rows, lines, args, seconds=seconds, commit=commit)
+        _write_doc(args.output, rows, args, seconds=seconds, commit=commit)
         print(f"wrote {args.output}")
     return 0
 

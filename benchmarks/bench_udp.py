@@ -1,0 +1,488 @@
+"""UDP: 1-byte round trips, and the send rate of 100-byte datagrams, vs plain sockets.
+
+Round trip: both processes are pinned to CPU 0, as for the TCP latency benchmark. The
+client sends a 1-byte datagram and waits for its echo, ``warmup`` times and then
+``count`` times timed; the result is the mean time of one round trip, in µs, measured in
+the client. The server knows how many datagrams to echo and stops after the last one.
+
+* message_io: the client ``connect``s (a connected UDP socket) and sends the next ping
+  from its callback on each ``Message``; the server ``listen``s and echoes from its
+  callback, which answers from the listening socket (``sendto``).
+* plain (the baseline): blocking sockets connected on both ends, ``send`` + ``recv``; the
+  server ``connect``s to the client's address after the first datagram.
+* plain, recvfrom/sendto server: the server stays unconnected and answers with ``sendto``
+  to the address ``recvfrom`` gave, as a server answering any peer from one socket (and
+  message_io's listener) must.
+
+Send rate: a sender sends ``count`` datagrams of 100 bytes to a receiver in another
+process; the sender is pinned to CPU 0 and the receiver to CPU 1 (unpinned, the samples
+spread wider). UDP has no flow control: on loopback the sender never waits (the
+kernel puts each datagram in the receiver's socket buffer during ``send``), and the
+kernel drops what does not fit in that buffer (asked at :data:`RECEIVE_BUFFER` bytes on
+both receivers). So the result is the *sender's* rate, ``count`` divided by the time
+from its first send to the return of its last one, and the receiver's count of what
+arrived is reported beside it. After the last datagram the sender sends an end marker,
+again every :data:`_RETRY` seconds until the receiver acknowledges it (the marker itself
+may be dropped while the buffer is full).
+
+* plain: a connected blocking socket, ``send(data)`` in a loop; the receiver does
+  ``recvfrom`` in a loop (one new bytes object per datagram, as message_io delivers them).
+* message_io, loop thread: ``send`` from the callback, ``batch`` datagrams per turn of the
+  loop, the next batch asked for with a signal (or, after ``QUEUE_FULL``, by ``Drained``).
+* message_io, foreign thread: the node runs ``for_each_async``; the main thread calls
+  ``send`` in a loop, and on ``QUEUE_FULL`` waits with ``wait_drained`` and sends again.
+* message_io receivers listen with ``UdpListenConfig(receive_buffer_size=RECEIVE_BUFFER)``
+  and count ``Message`` events in the callback.
+
+Every receiver checks that each data datagram has 100 bytes; the count that arrived may
+be anything up to ``count`` (more fails the run).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Final
+
+from bench_common import HOST, BenchmarkError, Case, Report, Row, run_pair
+
+import message_io
+from message_io import (
+    Connected,
+    Drained,
+    Message,
+    SendStatus,
+    Signal,
+    Transport,
+    UdpListenConfig,
+)
+
+__all__ = [
+    "LATENCY_BASELINE",
+    "RATE_BASELINE",
+    "RECEIVE_BUFFER",
+    "cases",
+    "latency_counts",
+    "rate_count",
+]
+
+RECEIVE_BUFFER: Final = 4 * 1024 * 1024
+"""``SO_RCVBUF`` asked for by the send-rate receivers (capped by ``net.core.rmem_max``)."""
+
+_PAYLOAD: Final = b"x"
+_SIZE: Final = 100  # bytes per datagram of the send-rate benchmark
+_END: Final = b"end"  # the sender is done (its size tells it from the data)
+_ACK: Final = b"ack"  # the receiver saw _END
+_RETRY: Final = 0.01  # seconds before the sender sends _END again
+_TRIES: Final = 1000  # _END sent at most this often (10 s), then the run fails
+_RECV_SIZE: Final = 65536
+_SENT: Final = SendStatus.SENT
+_QUEUE_FULL: Final = SendStatus.QUEUE_FULL
+
+
+# -- round trip: plain sockets --------------------------------------------------------------
+
+
+def plain_echo_server(report: Report, total: int, connected: bool) -> int:
+    """Echo ``total`` datagrams. ``connected``: ``connect`` to the first peer, then ``recv``
+    + ``send``; else ``recvfrom`` + ``sendto`` (a server answering any peer)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        report(sock.getsockname()[1])
+        if connected:
+            data, addr = sock.recvfrom(_RECV_SIZE)
+            sock.connect(addr)
+            sock.send(data)
+            recv = sock.recv
+            send = sock.send
+            for _ in range(total - 1):
+                send(recv(_RECV_SIZE))
+        else:
+            recvfrom = sock.recvfrom
+            sendto = sock.sendto
+            for _ in range(total):
+                data, addr = recvfrom(_RECV_SIZE)
+                sendto(data, addr)
+    return total
+
+
+def plain_ping_client(port: int, warmup: int, count: int) -> float:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((HOST, port))
+        send = sock.send
+        recv = sock.recv
+        t0 = 0.0
+        for i in range(warmup + count):
+            if i == warmup:
+                t0 = time.perf_counter()
+            send(_PAYLOAD)
+            if recv(_RECV_SIZE) != _PAYLOAD:
+                raise BenchmarkError("wrong echo")
+        return (time.perf_counter() - t0) / count
+
+
+# -- round trip: message_io -----------------------------------------------------------------
+
+
+def mio_echo_server(report: Report, total: int) -> int:
+    handler, listener = message_io.split()
+    _, addr = handler.network.listen(Transport.UDP, f"{HOST}:0")
+    report(addr[1])
+    send = handler.network.send
+    echoes = 0
+
+    def on_event(event: message_io.NodeEvent[Any]) -> None:
+        nonlocal echoes
+        match event:
+            case Message(endpoint, data):
+                send(endpoint, data)
+                echoes += 1
+                if echoes == total:
+                    handler.stop()
+
+    listener.for_each(on_event)
+    return echoes
+
+
+def mio_ping_client(port: int, warmup: int, count: int) -> float:
+    handler, listener = message_io.split()
+    server, _ = handler.network.connect(Transport.UDP, f"{HOST}:{port}")
+    send = handler.network.send
+    total = warmup + count
+    done = 0
+    t0 = t1 = 0.0
+
+    def on_event(event: message_io.NodeEvent[Any]) -> None:
+        nonlocal done, t0, t1
+        match event:
+            case Message(_, data):
+                if data != _PAYLOAD:
+                    raise BenchmarkError(f"wrong echo: {data!r}")
+                done += 1
+                if done == warmup:
+                    t0 = time.perf_counter()
+                elif done == total:
+                    t1 = time.perf_counter()
+                    handler.stop()
+                    return
+                send(server, _PAYLOAD)
+            case Connected(_, established):
+                if not established:
+                    raise BenchmarkError("could not connect")
+                send(server, _PAYLOAD)
+
+    listener.for_each(on_event)
+    if done != total:
+        raise BenchmarkError(f"{done} round trips of {total}")
+    return (t1 - t0) / count
+
+
+# -- send rate: plain sockets ---------------------------------------------------------------
+
+
+def plain_receiver(report: Report, size: int) -> int:
+    """Count datagrams of ``size`` bytes until ``_END``; acknowledge it; return the count."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind((HOST, 0))
+        report(sock.getsockname()[1])
+        recvfrom = sock.recvfrom
+        received = 0
+        while True:
+            data, addr = recvfrom(_RECV_SIZE)
+            if len(data) == size:
+                received += 1
+            elif data == _END:
+                sock.sendto(_ACK, addr)
+                return received
+            else:
+                raise BenchmarkError(f"a datagram of {len(data)} bytes, expected {size}")
+
+
+def plain_sender(port: int, count: int, size: int) -> tuple[float, float]:
+    """``send`` ``count`` datagrams; return the time of the first send and after the last."""
+    payload = b"x" * size
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((HOST, port))
+        send = sock.send
+        t_start = time.perf_counter()
+        for _ in range(count):
+            send(payload)
+        t_end = time.perf_counter()
+        sock.settimeout(_RETRY)
+        for _ in range(_TRIES):
+            sock.send(_END)
+            try:
+                if sock.recv(_RECV_SIZE) == _ACK:
+                    break
+            except TimeoutError:
+                continue
+        else:
+            raise BenchmarkError("the receiver never acknowledged the end")
+    return t_start, t_end
+
+
+# -- send rate: message_io ------------------------------------------------------------------
+
+
+def mio_receiver(report: Report, size: int) -> int:
+    """Count ``Message`` events of ``size`` bytes until ``_END``; acknowledge it."""
+    handler, listener = message_io.split()
+    config = UdpListenConfig(receive_buffer_size=RECEIVE_BUFFER)
+    _, addr = handler.network.listen(Transport.UDP, f"{HOST}:0", config=config)
+    report(addr[1])
+    received = 0
+
+    def on_event(event: message_io.NodeEvent[Any]) -> None:
+        # The hot path of a fast consumer: one class test, one attribute (as bench_stream).
+        nonlocal received
+        if event.__class__ is Message:
+            data = event.data
+            if len(data) == size:
+                received += 1
+            elif data == _END:
+                handler.network.send(event.endpoint, _ACK)
+                handler.stop()
+            else:
+                raise BenchmarkError(f"a datagram of {len(data)} bytes, expected {size}")
+
+    listener.for_each(on_event)
+    return received
+
+
+def mio_loop_sender(port: int, count: int, size: int, batch: int) -> tuple[float, float]:
+    """Send from the loop thread, ``batch`` datagrams per turn of the loop."""
+    handler, listener = message_io.split()
+    network = handler.network
+    server, _ = network.connect(Transport.UDP, f"{HOST}:{port}")
+    send = network.send
+    signals = handler.signals
+    more = signals.send
+    payload = b"x" * size
+    sent = 0
+    tries = 0
+    t_start = t_end = 0.0
+
+    def finish() -> None:
+        """The sender is done once the node handed its last datagram to the OS."""
+        nonlocal t_end
+        if network.pending_bytes(server):
+            more("drain")  # never on loopback, where the OS takes every datagram at once
+            return
+        t_end = time.perf_counter()
+        end()
+
+    def end() -> None:
+        nonlocal tries
+        tries += 1
+        if tries > _TRIES:
+            raise BenchmarkError("the receiver never acknowledged the end")
+        send(server, _END)
+        signals.send_with_timer("end", _RETRY)
+
+    def pump() -> None:
+        nonlocal sent
+        stop = min(count, sent + batch)
+        while sent < stop:
+            status = send(server, payload)
+            if status is not _SENT:
+                if status is _QUEUE_FULL:
+                    return  # Drained(server) follows and calls pump again
+                raise BenchmarkError(f"send returned {status}")
+            sent += 1
+        if sent < count:
+            more(None)
+        else:
+            finish()
+
+    def on_event(event: message_io.NodeEvent[Any]) -> None:
+        nonlocal t_start
+        match event:
+            case Signal("end"):
+                end()
+            case Signal("drain"):
+                finish()
+            case Signal() | Drained():
+                pump()
+            case Message(_, data):
+                if data != _ACK:
+                    raise BenchmarkError(f"unexpected answer {data!r}")
+                handler.stop()
+            case Connected(_, established):
+                if not established:
+                    raise BenchmarkError("could not connect")
+                t_start = time.perf_counter()
+                pump()
+
+    listener.for_each(on_event)
+    if sent != count:
+        raise BenchmarkError(f"sent {sent} of {count}")
+    return t_start, t_end
+
+
+def mio_thread_sender(port: int, count: int, size: int) -> tuple[float, float]:
+    """Send from the main thread while the node runs on its own thread."""
+    handler, listener = message_io.split()
+    network = handler.network
+    server, _ = network.connect(Transport.UDP, f"{HOST}:{port}")
+    acked = threading.Event()
+
+    def on_event(event: message_io.NodeEvent[Any]) -> None:
+        if event.__class__ is Message:
+            if event.data != _ACK:
+                raise BenchmarkError(f"unexpected answer {event.data!r}")
+            acked.set()
+
+    send = network.send
+    payload = b"x" * size
+    with listener.for_each_async(on_event) as task:
+        t_start = time.perf_counter()
+        for _ in range(count):
+            status = send(server, payload)
+            while status is _QUEUE_FULL:
+                if not network.wait_drained(server, 30.0):
+                    raise BenchmarkError("wait_drained failed")
+                status = send(server, payload)
+            if status is not _SENT:
+                raise BenchmarkError(f"send returned {status}")
+        if not network.wait_drained(server, 30.0):  # all handed to the OS
+            raise BenchmarkError("wait_drained failed")
+        t_end = time.perf_counter()
+        for _ in range(_TRIES):
+            send(server, _END)
+            if acked.wait(_RETRY):
+                break
+        else:
+            raise BenchmarkError("the receiver never acknowledged the end")
+        handler.stop()
+        task.wait(60.0)
+    return t_start, t_end
+
+
+# -- the cases ------------------------------------------------------------------------------
+
+
+def _measure_latency(
+    server_side: Callable[..., int],
+    client_side: Callable[..., float],
+    server_args: tuple[Any, ...],
+    *,
+    warmup: int,
+    count: int,
+) -> float:
+    total = warmup + count
+    answers, seconds = run_pair(
+        server_side,
+        client_side,
+        server_args=(total, *server_args),
+        client_args=(warmup, count),
+        pin_cpu0=True,
+    )
+    if answers != total:
+        raise BenchmarkError(f"the server answered {answers} of {total}")
+    return float(seconds) * 1e6
+
+
+def _measure_rate(
+    receiver: Callable[..., int],
+    sender: Callable[..., tuple[float, float]],
+    sender_args: tuple[Any, ...],
+    *,
+    count: int,
+    arrived: Row,
+) -> float:
+    """The sender's datagrams/s; the percentage that arrived goes to ``arrived``."""
+    received, (t_start, t_end) = run_pair(
+        receiver,
+        sender,
+        server_args=(_SIZE,),
+        client_args=(count, _SIZE, *sender_args),
+        pin_apart=True,
+        timeout=60.0,
+    )
+    if not 0 <= received <= count:
+        raise BenchmarkError(f"the receiver counted {received} datagrams of {count} sent")
+    arrived.samples.append(100.0 * received / count)
+    return count / float(t_end - t_start)
+
+
+def latency_counts(quick: bool) -> tuple[int, int]:
+    """``(warmup, timed)`` round trips per sample."""
+    return (500, 5_000) if quick else (1_000, 15_000)
+
+
+def rate_count(quick: bool) -> int:
+    """Datagrams per send-rate sample."""
+    return 100_000 if quick else 500_000
+
+
+def _ratio_at_most(limit: float) -> Callable[[float, float | None], bool]:
+    return lambda _median, ratio: ratio is not None and ratio <= limit
+
+
+def _ratio_at_least(limit: float) -> Callable[[float, float | None], bool]:
+    return lambda _median, ratio: ratio is not None and ratio >= limit
+
+
+LATENCY_BASELINE: Final = "plain sockets, 1-byte round trip"
+RATE_BASELINE: Final = "plain sockets, send 100 B"
+
+
+def cases(quick: bool) -> list[Case]:
+    """Round trips (µs each), and send rates (datagrams/s of the sender) with the share
+    of the datagrams that arrived."""
+    warmup, count = latency_counts(quick)
+    unit = "µs/round trip"
+    latency = partial(_measure_latency, warmup=warmup, count=count)
+    result = [
+        Case(
+            Row("udp", LATENCY_BASELINE, unit, higher_is_better=False),
+            partial(latency, plain_echo_server, plain_ping_client, (True,)),
+        ),
+        Case(
+            Row(
+                "udp",
+                "plain sockets, 1-byte round trip, recvfrom/sendto server",
+                unit,
+                higher_is_better=False,
+                baseline=LATENCY_BASELINE,
+            ),
+            partial(latency, plain_echo_server, plain_ping_client, (False,)),
+        ),
+        Case(
+            Row(
+                "udp",
+                "message_io Udp, 1-byte round trip",
+                unit,
+                higher_is_better=False,
+                baseline=LATENCY_BASELINE,
+                target="<= 1.3x plain",
+                target_met=_ratio_at_most(1.3),
+            ),
+            partial(latency, mio_echo_server, mio_ping_client, ()),
+        ),
+    ]
+    n = rate_count(quick)
+    senders: tuple[tuple[str, Callable[..., int], Callable[..., Any], tuple[Any, ...]], ...] = (
+        (RATE_BASELINE, plain_receiver, plain_sender, ()),
+        ("message_io Udp, send 100 B, loop thread", mio_receiver, mio_loop_sender, (1024,)),
+        ("message_io Udp, send 100 B, foreign thread", mio_receiver, mio_thread_sender, ()),
+    )
+    for name, receiver, sender, sender_args in senders:
+        base = name == RATE_BASELINE
+        arrived = Row("udp", f"{name}: arrived", "% of sent", higher_is_better=True)
+        row = Row(
+            "udp",
+            name,
+            "datagrams/s",
+            higher_is_better=True,
+            baseline=None if base else RATE_BASELINE,
+            target="" if base else ">= 0.9x plain",
+            target_met=None if base else _ratio_at_least(0.9),
+        )
+        measure = partial(_measure_rate, receiver, sender, sender_args, count=n, arrived=arrived)
+        result.append(Case(row, measure, extra_rows=(arrived,)))
+    return result
