@@ -209,7 +209,7 @@ class _Connection:
         self.full_duplex = type(remote).full_duplex
         # Framing: a header function (fast, no copy of big payloads) or a frame function.
         self.header: Callable[[int], bytes | None] | None = None
-        self.frame: Callable[[Buffer], Buffer] | None = None
+        self.frame: Callable[[Buffer], Buffer | tuple[bytes, Buffer]] | None = None
         if type(remote).header is not Remote.header:
             self.header = remote.header
         elif type(remote).frame is not Remote.frame:
@@ -262,11 +262,16 @@ class _Connection:
                 if head is None:
                     return _NOT_AVAILABLE  # the transport refuses it (closing)
             elif self.frame is not None:
-                data = self.frame(data)
-                size = len(data)
-                if not size:
-                    return _NOT_AVAILABLE  # the transport refuses it (closing)
-                head = None
+                framed = self.frame(data)
+                if isinstance(framed, tuple):  # (header, body): the body is not copied
+                    head, data = framed
+                    size = len(data)
+                else:
+                    data = framed
+                    size = len(data)
+                    if not size:
+                        return _NOT_AVAILABLE  # the transport refuses it (closing)
+                    head = None
             else:
                 head = None
             iteration = self.loop.iteration
@@ -464,7 +469,10 @@ class _DatagramConnection(_Connection):
         with self.lock:
             if self.state != _READY:
                 return _NOT_FOUND
-            packet = frame(data) if frame is not None else data
+            packet: Buffer = data
+            if frame is not None:
+                framed = frame(data)
+                packet = b"".join(framed) if isinstance(framed, tuple) else framed
             if not self.chunks and frame is not None:
                 try:
                     self.remote.write(packet)

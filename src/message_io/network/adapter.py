@@ -225,11 +225,13 @@ class Remote(ABC):
             OSError or FrameError: the node disconnects this connection and logs it.
         """
 
-    def frame(self, data: Buffer) -> Buffer:
+    def frame(self, data: Buffer) -> Buffer | tuple[bytes, Buffer]:
         """Turn one message into the bytes to write (add a length prefix, a frame header).
 
         Called under the connection lock, in send order, from the thread that sends. The
-        result is queued until written; it may be ``data`` itself. Return an empty
+        result is queued until written; it may be ``data`` itself, or a ``(header, body)``
+        pair that is queued as two chunks (no copy joins them: worth it for large
+        messages whose body is new bytes anyway, such as a masked payload). Return an empty
         buffer to refuse the message (the connection is closing): ``send`` then returns
         ``RESOURCE_NOT_AVAILABLE``. The default returns ``data`` unchanged (a raw stream).
         """
