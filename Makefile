@@ -17,7 +17,7 @@ STAMP310 := $(VENV310)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[test,lint]'
+	$(VENV)/bin/python -m pip install -q -e '.[test,lint,bench]'
 	touch $@
 
 $(STAMP310): pyproject.toml
@@ -47,7 +47,6 @@ pytest310: $(STAMP310)
 test: lint typecheck pytest pytest310
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m pip install -q -e '.[bench]'
 	$(VENV)/bin/python benchmarks/run.py
 
 clean:

@@ -30,7 +30,7 @@ from typing import Any
 from bench_common import HOST, BenchmarkError, Case, Report, Row, configs, run_pair
 
 import message_io
-from message_io import Connected, Disconnected, Message, Signal, Transport
+from message_io import Connected, Disconnected, Endpoint, Message, Signal, Transport
 
 __all__ = ["cases", "counts"]
 
@@ -139,6 +139,21 @@ def mio_ping_client(
     handler, listener = message_io.split()
     connect_config, _ = configs(transport, nodelay=nodelay)
     server, _ = handler.network.connect(transport, f"{HOST}:{port}", config=connect_config)
+    return ping_rounds(handler, listener, server, warmup, count)
+
+
+def ping_rounds(
+    handler: message_io.NodeHandler[Any],
+    listener: message_io.NodeListener[Any],
+    server: Endpoint,
+    warmup: int,
+    count: int,
+    *,
+    fail: Callable[[str], Exception] = BenchmarkError,
+) -> float:
+    """Ping ``server`` with a 1-byte message once connected, each echo sending the next;
+    return seconds per round trip over ``count`` rounds after ``warmup``. Shared by the
+    UDP and WebSocket latency benchmarks; ``fail`` builds the exception to raise."""
     send = handler.network.send
     total = warmup + count
     done = 0
@@ -149,7 +164,7 @@ def mio_ping_client(
         match event:
             case Message(_, data):
                 if data != _PAYLOAD:
-                    raise BenchmarkError(f"wrong echo: {data!r}")
+                    raise fail(f"wrong echo: {data!r}")
                 done += 1
                 if done == warmup:
                     t0 = time.perf_counter()
@@ -160,14 +175,14 @@ def mio_ping_client(
                 send(server, _PAYLOAD)
             case Connected(_, established):
                 if not established:
-                    raise BenchmarkError("could not connect")
+                    raise fail("could not connect")
                 send(server, _PAYLOAD)
             case Disconnected():
-                raise BenchmarkError("the server went away")
+                raise fail("the server went away")
 
     listener.for_each(on_event)
     if done != total:
-        raise BenchmarkError(f"{done} round trips of {total}")
+        raise fail(f"{done} round trips of {total}")
     return (t1 - t0) / count
 
 

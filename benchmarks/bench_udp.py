@@ -47,6 +47,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
 
+import bench_latency
 from bench_common import HOST, BenchmarkError, Case, Report, Row, run_pair
 
 import message_io
@@ -148,36 +149,10 @@ def mio_echo_server(report: Report, total: int) -> int:
 
 
 def mio_ping_client(port: int, warmup: int, count: int) -> float:
+    """As :func:`bench_latency.mio_ping_client`, on ``Transport.UDP``."""
     handler, listener = message_io.split()
     server, _ = handler.network.connect(Transport.UDP, f"{HOST}:{port}")
-    send = handler.network.send
-    total = warmup + count
-    done = 0
-    t0 = t1 = 0.0
-
-    def on_event(event: message_io.NodeEvent[Any]) -> None:
-        nonlocal done, t0, t1
-        match event:
-            case Message(_, data):
-                if data != _PAYLOAD:
-                    raise BenchmarkError(f"wrong echo: {data!r}")
-                done += 1
-                if done == warmup:
-                    t0 = time.perf_counter()
-                elif done == total:
-                    t1 = time.perf_counter()
-                    handler.stop()
-                    return
-                send(server, _PAYLOAD)
-            case Connected(_, established):
-                if not established:
-                    raise BenchmarkError("could not connect")
-                send(server, _PAYLOAD)
-
-    listener.for_each(on_event)
-    if done != total:
-        raise BenchmarkError(f"{done} round trips of {total}")
-    return (t1 - t0) / count
+    return bench_latency.ping_rounds(handler, listener, server, warmup, count)
 
 
 # -- send rate: plain sockets ---------------------------------------------------------------

@@ -266,36 +266,8 @@ def mio_ping_client(port: int, warmup: int, count: int) -> float:
     lines = _record_log()
     handler, listener = message_io.split()
     server, _ = handler.network.connect(Transport.WS, _url(port))
-    send = handler.network.send
-    total = warmup + count
-    done = 0
-    t0 = t1 = 0.0
-
-    def on_event(event: message_io.NodeEvent[Any]) -> None:
-        nonlocal done, t0, t1
-        match event:
-            case Message(_, data):
-                if data != _PAYLOAD:
-                    raise BenchmarkError(f"wrong echo: {data!r}")
-                done += 1
-                if done == warmup:
-                    t0 = time.perf_counter()
-                elif done == total:
-                    t1 = time.perf_counter()
-                    handler.stop()
-                    return
-                send(server, _PAYLOAD)
-            case Connected(_, established):
-                if not established:
-                    raise _failed("could not connect", lines)
-                send(server, _PAYLOAD)
-            case Disconnected():
-                raise _failed("the server went away", lines)
-
-    listener.for_each(on_event)
-    if done != total:
-        raise _failed(f"{done} round trips of {total}", lines)
-    return (t1 - t0) / count
+    fail = partial(_failed, lines=lines)
+    return bench_latency.ping_rounds(handler, listener, server, warmup, count, fail=fail)
 
 
 def mio_receiver(report: Report, count: int, size: int) -> float:
