@@ -144,7 +144,6 @@ class _Connection:
     __slots__ = (
         "chunks",
         "cond",
-        "datagrams",
         "direct_iter",
         "dirty",
         "endpoint",
@@ -202,7 +201,6 @@ class _Connection:
         self.want_drain = False
         self.direct_iter = -1
         self.max_size = remote.max_message_size
-        self.datagrams = type(remote).datagrams
         # Output of the transport's own (pongs, close replies), if it ever has any.
         has_output = type(remote).take_output is not Remote.take_output
         self.output = remote.take_output if has_output else None
@@ -215,7 +213,7 @@ class _Connection:
         elif type(remote).frame is not Remote.frame:
             self.frame = remote.frame
         # Small messages can be appended to the tail buffer as header + payload.
-        self.stream_header = not self.datagrams and self.frame is None
+        self.stream_header = self.frame is None
         self.resolved = threading.Event()
         self.established = False
 
@@ -396,7 +394,7 @@ class _Connection:
         chunks = self.chunks
         remote = self.remote
         while chunks:
-            if len(chunks) > 1 and not self.datagrams:
+            if len(chunks) > 1:
                 buffers = list(itertools.islice(chunks, _IOV_MAX))
                 offered = sum(map(len, buffers))
                 written = remote.write_many(buffers)
@@ -432,20 +430,31 @@ class _Connection:
 class _DatagramConnection(_Connection):
     """A connection whose every write is one whole datagram (UDP).
 
-    Ready as soon as it exists (``send`` works at once; ``Connected`` is still emitted
-    by the loop). A datagram goes straight to the OS unless earlier ones wait in the
-    queue; the queue only fills when the OS pushes back (a full socket buffer). A
-    datagram the OS refuses (network unreachable, too large for the path...) is dropped
-    and logged: it never ends the connection.
+    One made by ``connect`` is ready as soon as it exists (``send`` works at once;
+    ``Connected`` is still emitted by the loop). A datagram goes straight to the OS
+    unless earlier ones wait in the queue; the queue only fills when the OS pushes back
+    (a full socket buffer). A datagram the OS refuses (network unreachable, too large
+    for the path...) is dropped and logged: it never ends the connection.
     """
 
     __slots__ = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.state = _READY
-        self.established = True
-        self.resolved.set()
+        if self.listener_id is None:  # an accepted one still goes through pending()
+            self.state = _READY
+            self.established = True
+            self.resolved.set()
+
+    def _write_now(self, packet: Buffer) -> SendStatus | None:
+        """Hand one datagram to the OS: its status, or None if the OS pushes back."""
+        try:
+            self.remote.write(packet)
+            return _SENT
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            return _refused(self.endpoint, exc) if self.state == _READY else _NOT_FOUND
 
     def send(self, data: Buffer | str) -> SendStatus:
         if data.__class__ is not bytes and data.__class__ is not bytearray:
@@ -459,28 +468,20 @@ class _DatagramConnection(_Connection):
         if frame is None and not self.chunks and self.state == _READY:
             # Nothing waits: no order to keep and no lock to take (each datagram is
             # atomic; two threads' datagrams have no order between them anyway).
-            try:
-                self.remote.write(data)
-                return _SENT
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                return _refused(self.endpoint, exc) if self.state == _READY else _NOT_FOUND
+            status = self._write_now(data)
+            if status is not None:
+                return status
         with self.lock:
             if self.state != _READY:
                 return _NOT_FOUND
             packet: Buffer = data
-            if frame is not None:
+            if frame is not None:  # frame() runs under the lock, in send order
                 framed = frame(data)
                 packet = b"".join(framed) if isinstance(framed, tuple) else framed
-            if not self.chunks and frame is not None:
-                try:
-                    self.remote.write(packet)
-                    return _SENT
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    return _refused(self.endpoint, exc)
+                if not self.chunks:
+                    status = self._write_now(packet)
+                    if status is not None:
+                        return status
             if self.queued + len(self.chunks) >= self.limit:
                 self.want_drain = True
                 return _QUEUE_FULL
@@ -508,6 +509,11 @@ class _DatagramConnection(_Connection):
         _notify(self)
 
 
+def connection_class(remote: Remote) -> type[_Connection]:
+    """The node's connection class for ``remote``: datagram transports have their own."""
+    return _DatagramConnection if type(remote).datagrams else _Connection
+
+
 def _refused(endpoint: Endpoint, exc: OSError) -> SendStatus:
     """The OS refused one datagram: log it, drop it, and say why in a status."""
     if exc.errno == errno.EMSGSIZE:
@@ -527,10 +533,10 @@ def _interest(readiness: Readiness) -> int:
     )
 
 
-def _notify(conn: _Connection) -> None:
+def _notify(resource: _Connection | _Listener) -> None:
     """Wake threads in wait_drained(), if any (holds the lock)."""
-    if conn.waiters:
-        conn.cond.notify_all()
+    if resource.waiters:
+        resource.cond.notify_all()
 
 
 def _discard(_data: bytes | str) -> None:
@@ -657,8 +663,7 @@ class _Listener:
                 self.queued -= len(packet)
             self.queued = 0
             self.write_armed = False
-            if self.waiters:
-                self.cond.notify_all()
+            _notify(self)
             if self.state == _READY:
                 self.loop.poller.modify(self.fd, READ)
             drained = list(self.want_drain)
@@ -737,8 +742,8 @@ class Loop(Generic[S]):
                 raise NodeStoppedError("the node is stopped")
             self.connections[conn.id] = conn
             self.resources[conn.fd] = conn
-            if isinstance(conn, _DatagramConnection):
-                # Ready already; the first poll (the socket is writable) says Connected.
+            if conn.state == _READY:
+                # Ready already (UDP); the first poll (the socket is writable) says Connected.
                 self.handlers[conn.fd] = functools.partial(self._on_datagram_start, conn)
             else:
                 self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
@@ -1355,7 +1360,7 @@ class Loop(Generic[S]):
                 return
             resource_id = self.new_id(listener.id.adapter_id, ResourceType.REMOTE)
             endpoint = Endpoint(resource_id, addr)
-            conn = _Connection(
+            conn = connection_class(remote)(
                 self, resource_id, endpoint, remote, limit=listener.limit, listener_id=listener.id
             )
             try:
@@ -1411,8 +1416,7 @@ class Loop(Generic[S]):
             listener.state = _CLOSED
             listener.chunks.clear()
             listener.queued = 0
-            if listener.waiters:
-                listener.cond.notify_all()
+            _notify(listener)
         self.poller.unregister(fd)
         self.handlers.pop(fd, None)
         self.resources.pop(fd, None)

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._loop import _READY, _Connection, _DatagramConnection, _Listener
+from .._loop import _READY, _Connection, _Listener, connection_class
 from ..errors import (
     AddressError,
     ConfigError,
@@ -114,7 +114,7 @@ class NetworkController:
             raise ConnectError(exc.errno, exc.strerror or str(exc), _addr_text(addr)) from exc
         resource_id = loop.new_id(transport.id, ResourceType.REMOTE)
         endpoint = Endpoint(resource_id, info.peer_addr)
-        kind = _DatagramConnection if type(info.remote).datagrams else _Connection
+        kind = connection_class(info.remote)
         conn = kind(loop, resource_id, endpoint, info.remote, limit=config.send_buffer_limit)
         try:
             loop.register_connection(conn)
