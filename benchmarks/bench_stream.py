@@ -39,7 +39,16 @@ from typing import Any
 from bench_common import HOST, BenchmarkError, Case, Report, Row, configs, run_pair
 
 import message_io
-from message_io import Connected, Disconnected, Drained, Message, SendStatus, Signal, Transport
+from message_io import (
+    Connected,
+    Disconnected,
+    Drained,
+    Endpoint,
+    Message,
+    SendStatus,
+    Signal,
+    Transport,
+)
 
 __all__ = [
     "bulk_bytes",
@@ -195,6 +204,22 @@ def mio_loop_sender(port: int, transport: Transport, count: int, size: int, batc
     """Send from the loop thread, ``batch`` messages per turn of the loop."""
     handler, listener = message_io.split()
     server, _ = handler.network.connect(transport, f"{HOST}:{port}")
+    return send_from_loop(handler, listener, server, count, size, batch=batch)
+
+
+def send_from_loop(
+    handler: message_io.NodeHandler[Any],
+    listener: message_io.NodeListener[Any],
+    server: Endpoint,
+    count: int,
+    size: int,
+    *,
+    batch: int,
+    fail: Callable[[str], Exception] = BenchmarkError,
+) -> float:
+    """Once connected, send ``count`` messages of ``size`` bytes from the loop thread,
+    ``batch`` per turn; return when the first was sent. Shared with the WebSocket
+    benchmark; ``fail`` builds the exception to raise."""
     send = handler.network.send
     more = handler.signals.send
     payload = b"x" * size
@@ -209,7 +234,7 @@ def mio_loop_sender(port: int, transport: Transport, count: int, size: int, batc
             if status is not _SENT:
                 if status is _QUEUE_FULL:
                     return  # Drained(server) follows and calls pump again
-                raise BenchmarkError(f"send returned {status}")
+                raise fail(f"send returned {status}")
             sent += 1
         if sent < count:
             more(None)
@@ -221,17 +246,17 @@ def mio_loop_sender(port: int, transport: Transport, count: int, size: int, batc
                 pump()
             case Connected(_, established):
                 if not established:
-                    raise BenchmarkError("could not connect")
+                    raise fail("could not connect")
                 t_start = time.perf_counter()
                 pump()
             case Disconnected():  # the receiver has everything and closed
                 handler.stop()
             case Message():
-                raise BenchmarkError("the receiver does not answer")
+                raise fail("the receiver does not answer")
 
     listener.for_each(on_event)
     if sent != count:
-        raise BenchmarkError(f"sent {sent} of {count}")
+        raise fail(f"sent {sent} of {count}")
     return t_start
 
 
@@ -240,6 +265,20 @@ def mio_thread_sender(port: int, transport: Transport, count: int, size: int) ->
     handler, listener = message_io.split()
     connect_config, _ = configs(transport)
     server, _ = handler.network.connect_sync(transport, f"{HOST}:{port}", config=connect_config)
+    return send_from_thread(handler, listener, server, count, size)
+
+
+def send_from_thread(
+    handler: message_io.NodeHandler[Any],
+    listener: message_io.NodeListener[Any],
+    server: Endpoint,
+    count: int,
+    size: int,
+    *,
+    fail: Callable[[str], Exception] = BenchmarkError,
+) -> float:
+    """Send ``count`` messages of ``size`` bytes to the connected ``server`` from this
+    thread while the node runs on its own; return when the first was sent."""
     gone = threading.Event()
 
     def on_event(event: message_io.NodeEvent[Any]) -> None:
@@ -248,7 +287,7 @@ def mio_thread_sender(port: int, transport: Transport, count: int, size: int) ->
                 gone.set()
                 handler.stop()
             case Message():
-                raise BenchmarkError("the receiver does not answer")
+                raise fail("the receiver does not answer")
 
     network = handler.network
     send = network.send
@@ -259,13 +298,13 @@ def mio_thread_sender(port: int, transport: Transport, count: int, size: int) ->
             status = send(server, payload)
             while status is _QUEUE_FULL:
                 if not network.wait_drained(server, 30.0):
-                    raise BenchmarkError("wait_drained failed")
+                    raise fail("wait_drained failed")
                 status = send(server, payload)
             if status is not _SENT:
-                raise BenchmarkError(f"send returned {status}")
+                raise fail(f"send returned {status}")
         task.wait(60.0)
     if not gone.is_set():
-        raise BenchmarkError("the receiver did not close")
+        raise fail("the receiver did not close")
     return t_start
 
 

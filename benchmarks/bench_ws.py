@@ -47,7 +47,6 @@ import asyncio
 import importlib.util
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -58,7 +57,7 @@ import bench_stream
 from bench_common import HOST, BenchmarkError, Case, Report, Row, run_pair
 
 import message_io
-from message_io import Connected, Disconnected, Drained, Message, SendStatus, Signal, Transport
+from message_io import Disconnected, Message, SendStatus, Transport
 
 __all__ = [
     "HAVE_UVLOOP",
@@ -304,81 +303,20 @@ def mio_receiver(report: Report, count: int, size: int) -> float:
 
 def mio_loop_sender(port: int, count: int, size: int, batch: int) -> float:
     """As :func:`bench_stream.mio_loop_sender`, on ``Transport.WS``."""
-    lines = _record_log()
+    fail = partial(_failed, lines=_record_log())
     handler, listener = message_io.split()
     server, _ = handler.network.connect(Transport.WS, _url(port))
-    send = handler.network.send
-    more = handler.signals.send
-    payload = b"x" * size
-    sent = 0
-    t_start = 0.0
-
-    def pump() -> None:
-        nonlocal sent
-        stop = min(count, sent + batch)
-        while sent < stop:
-            status = send(server, payload)
-            if status is not _SENT:
-                if status is _QUEUE_FULL:
-                    return  # Drained(server) follows and calls pump again
-                raise BenchmarkError(f"send returned {status}")
-            sent += 1
-        if sent < count:
-            more(None)
-
-    def on_event(event: message_io.NodeEvent[Any]) -> None:
-        nonlocal t_start
-        match event:
-            case Signal() | Drained():
-                pump()
-            case Connected(_, established):
-                if not established:
-                    raise _failed("could not connect", lines)
-                t_start = time.perf_counter()
-                pump()
-            case Disconnected():  # the receiver has everything and closed
-                handler.stop()
-            case Message():
-                raise BenchmarkError("the receiver does not answer")
-
-    listener.for_each(on_event)
-    if sent != count:
-        raise _failed(f"sent {sent} of {count}", lines)
-    return t_start
+    return bench_stream.send_from_loop(
+        handler, listener, server, count, size, batch=batch, fail=fail
+    )
 
 
 def mio_thread_sender(port: int, count: int, size: int) -> float:
     """As :func:`bench_stream.mio_thread_sender`, on ``Transport.WS``."""
-    lines = _record_log()
+    fail = partial(_failed, lines=_record_log())
     handler, listener = message_io.split()
     server, _ = handler.network.connect_sync(Transport.WS, _url(port))
-    gone = threading.Event()
-
-    def on_event(event: message_io.NodeEvent[Any]) -> None:
-        match event:
-            case Disconnected():  # the receiver has everything and closed
-                gone.set()
-                handler.stop()
-            case Message():
-                raise BenchmarkError("the receiver does not answer")
-
-    network = handler.network
-    send = network.send
-    payload = b"x" * size
-    with listener.for_each_async(on_event) as task:
-        t_start = time.perf_counter()
-        for _ in range(count):
-            status = send(server, payload)
-            while status is _QUEUE_FULL:
-                if not network.wait_drained(server, 30.0):
-                    raise BenchmarkError("wait_drained failed")
-                status = send(server, payload)
-            if status is not _SENT:
-                raise BenchmarkError(f"send returned {status}")
-        task.wait(60.0)
-    if not gone.is_set():
-        raise _failed("the receiver did not close", lines)
-    return t_start
+    return bench_stream.send_from_thread(handler, listener, server, count, size, fail=fail)
 
 
 # -- measuring -------------------------------------------------------------------------------
