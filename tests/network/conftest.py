@@ -8,6 +8,7 @@ sockets to poke at a listener, addresses to listen on, and cleans all of it up.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import queue
 import shutil
@@ -405,50 +406,52 @@ class Worker:
             raise self._error
 
 
+@contextlib.contextmanager
+def harness(transport: Transport, tmp_path: Path) -> Iterator[Net]:
+    """A :class:`Net` for ``transport``, closed (nodes stopped, sockets closed) on exit."""
+    net = Net(transport, tmp_path)
+    try:
+        yield net
+    finally:
+        net.close()
+
+
 @pytest.fixture(params=TRANSPORTS, ids=lambda t: str(t.name))
 def net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Net]:
-    harness = Net(request.param, tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
+    with harness(request.param, tmp_path) as each:
+        yield each
 
 
 @pytest.fixture
 def framed(tmp_path: Path) -> Iterator[Net]:
     """The harness for ``FRAMED_TCP`` only."""
-    harness = Net(Transport.FRAMED_TCP, tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
+    with harness(Transport.FRAMED_TCP, tmp_path) as net:
+        yield net
 
 
 @pytest.fixture
 def unix_net(tmp_path: Path) -> Iterator[Net]:
     """The harness for the test ``UNIX`` transport only (its remotes are instrumented)."""
-    harness = Net(UNIX, tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
+    with harness(UNIX, tmp_path) as net:
+        yield net
 
 
 @pytest.fixture(params=[Transport.TCP, Transport.FRAMED_TCP], ids=lambda t: str(t.name))
 def ip_net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Net]:
     """The harness for the two IP transports."""
-    harness = Net(request.param, tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
+    with harness(request.param, tmp_path) as net:
+        yield net
 
 
 @pytest.fixture
 def udp(tmp_path: Path) -> Iterator[Net]:
     """The harness for ``UDP``."""
-    harness = Net(Transport.UDP, tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
+    with harness(Transport.UDP, tmp_path) as net:
+        yield net
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Net]:
+    """The harness for ``WS``."""
+    with harness(Transport.WS, tmp_path) as net:
+        yield net

@@ -17,7 +17,7 @@ import pytest
 from message_io import Drained, Endpoint, Message, SendStatus
 from message_io.network.adapter import ConnectConfig, ListenConfig
 
-from .conftest import TIMEOUT, Net, Worker
+from .conftest import TIMEOUT, Net, Worker, harness
 from .unix_dgram_adapter import UNIX_DGRAM
 
 SENT = SendStatus.SENT
@@ -28,11 +28,8 @@ SIZE = 1000
 
 @pytest.fixture
 def dgram(tmp_path: Path) -> Iterator[Net]:
-    harness = Net(UNIX_DGRAM, tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
+    with harness(UNIX_DGRAM, tmp_path) as net:
+        yield net
 
 
 def raw_dgram(net: Net, path: str) -> socket.socket:

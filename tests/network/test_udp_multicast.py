@@ -33,7 +33,7 @@ from message_io import (
 from message_io.adapters.udp import UdpAdapter, UdpLocal
 
 from ..netns import Namespace, network_namespace
-from .conftest import Net
+from .conftest import Net, harness
 
 SENT = SendStatus.SENT
 GROUP = "239.255.0.1"
@@ -55,12 +55,8 @@ def ns() -> Iterator[Namespace]:
 
 @pytest.fixture
 def udp_ns(ns: Namespace, tmp_path: Path) -> Iterator[Net]:
-    harness = Net(Transport.UDP, tmp_path)
-    try:
-        with ns.entered():
-            yield harness
-    finally:
-        harness.close()
+    with harness(Transport.UDP, tmp_path) as net, ns.entered():
+        yield net
 
 
 def port_of(addr: Any) -> int:

@@ -37,15 +37,6 @@ from .conftest import TIMEOUT, Net, accepted
 SENT = SendStatus.SENT
 
 
-@pytest.fixture
-def ws(tmp_path: Any) -> Any:
-    harness = Net(Transport.WS, tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
-
-
 class RawPeer:
     """A blocking client socket after the opening handshake, whose frames are built and
     parsed by websockets (so it can also send what a good client never would)."""
@@ -150,16 +141,12 @@ def test_text_and_binary_keep_their_kind(ws: Net) -> None:
     assert type(echoed.data) is bytes  # on the client side too (unmasked frames)
 
 
-def test_str_on_a_bytes_transport_is_a_type_error(ws: Net) -> None:
-    framed = Net(Transport.FRAMED_TCP, ws._dir)
-    try:
-        _server, _lid, addr = framed.server()
-        client = framed.node("client")
-        endpoint = framed.connected(client, addr)
-        with pytest.raises(TypeError, match="not str"):
-            client.network.send(endpoint, "text")
-    finally:
-        framed.close()
+def test_str_on_a_bytes_transport_is_a_type_error(framed: Net) -> None:
+    _server, _lid, addr = framed.server()
+    client = framed.node("client")
+    endpoint = framed.connected(client, addr)
+    with pytest.raises(TypeError, match="not str"):
+        client.network.send(endpoint, "text")
 
 
 def test_fragmented_message_from_a_raw_client(ws: Net) -> None:

@@ -74,15 +74,6 @@ PEER_TIMEOUT: Final = 3 * TIMEOUT
 T = TypeVar("T")
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Net]:
-    harness = Net(Transport.WS, tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
-
-
 def localhost() -> str:
     """The address ``localhost`` means to our client (its first resolution), so that a
     server bound there is the one a ``wss://localhost`` URL reaches."""
