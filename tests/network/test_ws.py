@@ -73,17 +73,17 @@ class RawPeer:
 
 
 def test_urls_and_addresses() -> None:
-    uri, text = parse_ws_address("127.0.0.1:3000")
+    uri = parse_ws_address("127.0.0.1:3000")
     assert (uri.host, uri.port, uri.path, uri.secure) == ("127.0.0.1", 3000, DEFAULT_PATH, False)
-    assert text == f"ws://127.0.0.1:3000{DEFAULT_PATH}"
-    uri, _text = parse_ws_address("wss://example.com/chat?room=1")
+    assert uri.resource_name == DEFAULT_PATH
+    uri = parse_ws_address("wss://example.com/chat?room=1")
     assert (uri.host, uri.port, uri.resource_name, uri.secure) == (
         "example.com",
         443,
         "/chat?room=1",
         True,
     )
-    uri, _text = parse_ws_address(("::1", 80))
+    uri = parse_ws_address(("::1", 80))
     assert uri.host == "::1"
     for bad in ("http://example.com/", "ws://", "ws://host:notaport/", "wss://host/#frag"):
         with pytest.raises(AddressError):

@@ -39,6 +39,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import CONNECTING, OPEN
 from websockets.server import ServerProtocol
 from websockets.speedups import apply_mask
+from websockets.typing import Origin, Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
 
 from ..errors import AddressError
@@ -183,21 +184,20 @@ def _server_context(config: WsListenConfig) -> ssl.SSLContext | None:
     return context
 
 
-def parse_ws_address(addr: Any) -> tuple[WebSocketURI, str]:
-    """Turn what ``connect`` was given into a WebSocket URI and its text.
+def parse_ws_address(addr: Any) -> WebSocketURI:
+    """Turn what ``connect`` was given into a WebSocket URI.
 
     Raises:
         AddressError: not a ``ws://``/``wss://`` URL nor a socket address.
     """
     if isinstance(addr, str) and "://" in addr:
         try:
-            return parse_uri(addr), addr
+            return parse_uri(addr)
         except (InvalidURI, ValueError) as exc:  # urllib's own: a bad port, a bad IPv6
             raise AddressError(f"invalid WebSocket URL {addr!r}: {exc}") from None
     _family, sockaddr = resolve_address(addr)[0]
     host = str(sockaddr[0])
-    text = f"ws://{format_address((host, sockaddr[1]))}{DEFAULT_PATH}"
-    return parse_uri(text), text
+    return parse_uri(f"ws://{format_address((host, sockaddr[1]))}{DEFAULT_PATH}")
 
 
 class WsRemote(Remote):
@@ -514,7 +514,7 @@ class WsRemote(Remote):
         if protocol.state is not OPEN:
             return None
         protocol.send_close(1001 if going_away else 1000)
-        return _joined(protocol.data_to_send()) or None
+        return b"".join(protocol.data_to_send()) or None
 
     def close(self) -> None:
         self._stream.close()
@@ -532,8 +532,8 @@ class WsServerRemote(WsRemote):
         return frame_header(_BINARY, size)
 
 
-def _joined(writes: list[bytes]) -> bytes:
-    return writes[0] if len(writes) == 1 else b"".join(writes)
+def _origin(value: str | None) -> Origin | None:
+    return None if value is None else Origin(value)
 
 
 class WsLocal(TcpLocal):
@@ -549,7 +549,7 @@ class WsLocal(TcpLocal):
         config = self._ws_config
         protocol = ServerProtocol(
             origins=None if config.origins is None else [_origin(o) for o in config.origins],
-            subprotocols=[_subprotocol(p) for p in config.subprotocols] or None,
+            subprotocols=[Subprotocol(p) for p in config.subprotocols] or None,
             max_size=config.max_message_size,
             logger=_PROTOCOL_LOG,
         )
@@ -580,13 +580,13 @@ class WsAdapter(TcpAdapter):
     listen_config = WsListenConfig
 
     def connect(self, addr: Any, config: Any) -> ConnectionInfo:
-        uri, _text = parse_ws_address(addr)
+        uri = parse_ws_address(addr)
         family, sockaddr = resolve_address((uri.host, uri.port))[0]
         tls = _client_context(config) if uri.secure else None
         protocol = ClientProtocol(
             uri,
-            origin=None if config.origin is None else _origin(config.origin),
-            subprotocols=[_subprotocol(p) for p in config.subprotocols] or None,
+            origin=_origin(config.origin),
+            subprotocols=[Subprotocol(p) for p in config.subprotocols] or None,
             max_size=config.max_message_size,
             logger=_PROTOCOL_LOG,
         )
@@ -605,18 +605,6 @@ class WsAdapter(TcpAdapter):
 
     def make_local(self, sock: socket.socket, config: Any) -> WsLocal:
         return WsLocal(sock, config)
-
-
-def _origin(value: str | None) -> Any:
-    from websockets.typing import Origin  # noqa: PLC0415
-
-    return None if value is None else Origin(value)
-
-
-def _subprotocol(value: str) -> Any:
-    from websockets.typing import Subprotocol  # noqa: PLC0415
-
-    return Subprotocol(value)
 
 
 _PROTOCOL_LOG: Final = logging.getLogger("message_io.websockets")
