@@ -56,6 +56,7 @@ from ..network.adapter import (
     resolve_address,
 )
 from ..network.endpoint import Address
+from .tcp import _bind_device
 
 __all__ = [
     "MAX_INTERNET_PAYLOAD_LEN",
@@ -210,10 +211,7 @@ def _apply_options(sock: socket.socket, family: int, options: _UdpOptions) -> No
     if options.receive_buffer_size is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, options.receive_buffer_size)
     if options.bind_device is not None:
-        option = getattr(socket, "SO_BINDTODEVICE", None)
-        if option is None:
-            raise OSError(errno.EOPNOTSUPP, "binding to a device is not supported here")
-        sock.setsockopt(socket.SOL_SOCKET, option, options.bind_device.encode() + b"\0")
+        _bind_device(sock, options.bind_device)
     v6 = family == socket.AF_INET6
     if options.multicast_interface is not None:
         if v6:
@@ -564,10 +562,9 @@ class UdpAdapter(Adapter):
                 f"no interface has the address {sockaddr[0]} (receive_broadcasts)",
             )
         name, broadcast = networks[address]
-        option = getattr(socket, "SO_BINDTODEVICE", None)
-        if option is None or _IP_PKTINFO is None:
+        if _IP_PKTINFO is None:
             raise OSError(errno.EOPNOTSUPP, "receive_broadcasts is not supported on this OS")
-        sock.setsockopt(socket.SOL_SOCKET, option, name.encode() + b"\0")
+        _bind_device(sock, name)
         sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
         sock.bind(("0.0.0.0", sockaddr[1]))
         return frozenset({address, broadcast, b"\xff\xff\xff\xff"})
