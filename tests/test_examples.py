@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from .netns import network_namespace
+
 ROOT = Path(__file__).resolve().parent.parent
 PING_PONG = [sys.executable, "-m", "examples.ping_pong"]
 MULTICAST = [sys.executable, "-m", "examples.multicast"]
@@ -90,26 +92,8 @@ def test_ping_pong_client_and_server(mode: str, transport: str, pong: str, tmp_p
 def loopback_namespace() -> Iterator[str]:
     """A private network namespace with only its loopback device, up: multicast sent in it
     cannot leave the machine. Skipped where namespaces cannot be created."""
-    name = f"mio-ex-{os.getpid()}"
-    try:
-        created = subprocess.run(
-            ["ip", "netns", "add", name], capture_output=True, text=True, check=False
-        )
-    except FileNotFoundError:
-        pytest.skip("no iproute2 (`ip`): cannot create a network namespace for multicast")
-    if created.returncode != 0:
-        pytest.skip(f"cannot create a network namespace (needs root): {created.stderr.strip()}")
-    try:
-        up = subprocess.run(
-            ["ip", "-n", name, "link", "set", "lo", "up"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert up.returncode == 0, up.stderr
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+    with network_namespace("mio-ex") as namespace:
+        yield namespace.name
 
 
 def test_multicast_instances_hear_each_other(loopback_namespace: str) -> None:
