@@ -1120,7 +1120,9 @@ class Loop(Generic[S]):
             emit = self.emit
             endpoint = conn.endpoint
             for data in batch:
-                if isinstance(data, str):  # a text message (WebSocket text frame)
+                # A text message (WebSocket text frame). A class test, not isinstance():
+                # a third of the cost, on the path of every binary message.
+                if data.__class__ is str:
                     emit(TextMessage(endpoint, data.encode(), data))
                 else:
                     # Message(endpoint, data), without the frozen dataclass's __init__:
