@@ -98,6 +98,10 @@ class FramedTcpRemote(TcpRemote):
         self._frames: list[bytes] = []
         self._large = False  # the peer sends large frames: read them header, then payload
 
+    def incomplete(self) -> int:
+        """Bytes of the frame being received (header and payload so far)."""
+        return self._decoder.buffered
+
     # The varint header; a static method so the send path makes one call, not two.
     header = staticmethod(frame_header)
 

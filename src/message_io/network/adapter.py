@@ -308,6 +308,20 @@ class Remote(ABC):
         ready. Default: False."""
         return False
 
+    def incomplete(self) -> int:
+        """Bytes of an incoming message that has begun and not ended: a frame whose header
+        announced more than has arrived, the fragments of an unfinished message, a header
+        cut short. 0 between messages (the default: a raw stream has no messages).
+
+        Called on the loop thread after each :meth:`receive` that read something, so keep
+        it cheap (a field or two). The node uses it to bound incomplete messages in time
+        (``message_timeout``, ``min_message_rate``) and, across all connections, in memory
+        (the node's ``max_incomplete_bytes``): a peer that stalls or trickles inside a
+        message is disconnected, and past the node-wide cap the connections holding the
+        most are not read until memory is freed.
+        """
+        return 0
+
     def heartbeat(self) -> None:
         """Called under the lock every :attr:`heartbeat_interval` seconds once ready: send
         a keepalive (collected with :meth:`take_output`) or check the peer's liveness.
