@@ -215,7 +215,7 @@ def test_exception_in_for_each_callback_stops_closes_and_reraises(node: Node) ->
     with socket.create_connection(host_port(addr), timeout=WAIT) as peer:
         handler.signals.send("not-delivered")  # would come after the Accepted event
         with watchdog(handler) as fired, pytest.raises(Boom, match="from the callback"):
-            listener.for_each(on_event)
+            listener.for_each(on_event, on_error="stop")
         assert not fired.is_set()
         assert [type(event) for event in calls] == [Accepted]
         assert not handler.is_running()
@@ -234,7 +234,7 @@ def test_exception_in_for_each_async_callback_is_reraised_by_wait(node: Node) ->
             raise Boom("async boom")
 
     with socket.create_connection(host_port(addr), timeout=WAIT) as peer:
-        task = listener.for_each_async(on_event)
+        task = listener.for_each_async(on_event, on_error="stop")
         with stopped_on_exit(handler, task):
             with pytest.raises(Boom, match="async boom"):
                 task.wait(WAIT)
@@ -250,7 +250,10 @@ def test_exception_in_callback_raised_from_context_manager_exit(node: Node) -> N
     def on_event(event: NodeEvent[Any]) -> None:
         raise Boom(repr(event))
 
-    with pytest.raises(Boom, match="Signal"), listener.for_each_async(on_event) as task:
+    with (
+        pytest.raises(Boom, match="Signal"),
+        listener.for_each_async(on_event, on_error="stop") as task,
+    ):
         handler.signals.send("x")
         task.thread.join(WAIT)
     assert not task.thread.is_alive()

@@ -46,8 +46,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
+from ._throttle import LogThrottle
 from .errors import FrameError, NodeStoppedError
 from .events import _EMPTY, EventSender
 from .network._poll import READ, WRITE, Poller, Waker
@@ -70,7 +72,7 @@ from .network.net_event import (
     TextMessage,
 )
 
-__all__ = ["Loop", "Signal"]
+__all__ = ["Limits", "Loop", "Signal"]
 
 log = logging.getLogger("message_io")
 
@@ -90,6 +92,13 @@ _FLUSH_NOW: Final = 256 * 1024
 _IOV_MAX: Final = 64
 # How long a removed connection may take to write what was queued before it is closed.
 CLOSE_LINGER: Final = 5.0
+DEFAULT_MAX_INCOMPLETE_BYTES: Final = 64 * 1024 * 1024
+"""Default node-wide cap on the bytes held in unfinished incoming messages (64 MiB)."""
+# Past the cap, a connection left holding more than this after a read is paused. A client
+# of small whole messages holds less (a read ends at most inside one of its messages).
+_PAUSE_FLOOR: Final = 16 * 1024
+# Cancelled timers tolerated in the heap before it may be compacted.
+_COMPACT_MIN: Final = 256
 # Signals delivered per iteration before the network is polled again.
 _SIGNALS_PER_ITERATION: Final = 1024
 
@@ -142,8 +151,10 @@ class _Connection:
     """The node's side of one connection: state, lock and send queue around a Remote."""
 
     __slots__ = (
+        "beat_timer",
         "chunks",
         "cond",
+        "deadline_timer",
         "direct_iter",
         "dirty",
         "endpoint",
@@ -152,13 +163,22 @@ class _Connection:
         "frame",
         "full_duplex",
         "header",
+        "held",
         "id",
+        "idle_timeout",
+        "incomplete",
+        "last_read",
         "limit",
         "listener_id",
         "lock",
         "loop",
         "max_size",
+        "message_timeout",
+        "min_rate",
         "output",
+        "partial_since",
+        "paused",
+        "progress_at",
         "queued",
         "read_closed",
         "remote",
@@ -168,6 +188,8 @@ class _Connection:
         "tail",
         "waiters",
         "want_drain",
+        "watch_at",
+        "watch_timer",
         "write_armed",
     )
 
@@ -180,6 +202,7 @@ class _Connection:
         *,
         limit: int,
         listener_id: ResourceId | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.loop = loop
         self.id = resource_id
@@ -187,6 +210,23 @@ class _Connection:
         self.remote = remote
         self.listener_id = listener_id
         self.limit = limit
+        limits = limits or _NO_LIMITS
+        self.message_timeout = limits.message_timeout
+        self.min_rate = limits.min_message_rate
+        self.idle_timeout = limits.idle_timeout
+        # Incomplete incoming messages (see Loop._account): only for transports that
+        # have messages (Remote.incomplete overridden) and a limit in time.
+        has_messages = type(remote).incomplete is not Remote.incomplete
+        self.incomplete = remote.incomplete if has_messages else None
+        self.held = 0  # bytes of an unfinished incoming message, after the last read
+        self.partial_since = 0.0  # when that message began (0: none)
+        self.progress_at = 0.0  # when it last grew
+        self.last_read = 0.0  # when bytes last arrived (kept only with idle_timeout)
+        self.paused = False  # not read: the node's cap on incomplete messages is reached
+        self.deadline_timer: _Timer | None = None  # connect / handshake deadline
+        self.beat_timer: _Timer | None = None  # the transport's heartbeat
+        self.watch_timer: _Timer | None = None  # message_timeout / idle_timeout check
+        self.watch_at = 0.0
         self.fd = remote.fileno()
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
@@ -367,7 +407,7 @@ class _Connection:
         if not self.write_armed:
             self.write_armed = True
             try:
-                self.loop.poller.modify(self.fd, READ | WRITE)
+                self.loop.poller.modify(self.fd, WRITE if self.paused else READ | WRITE)
             except OSError:
                 self.loop.request_check(self)
 
@@ -509,6 +549,27 @@ class _DatagramConnection(_Connection):
         _notify(self)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The time limits on one connection's input (from its connect or listen config)."""
+
+    message_timeout: float | None = None
+    min_message_rate: float | None = None
+    idle_timeout: float | None = None
+
+    @classmethod
+    def of(cls, config: object) -> Limits:
+        """The limits a connect or listen config sets."""
+        return cls(
+            getattr(config, "message_timeout", None),
+            getattr(config, "min_message_rate", None),
+            getattr(config, "idle_timeout", None),
+        )
+
+
+_NO_LIMITS: Final = Limits()
+
+
 def connection_class(remote: Remote) -> type[_Connection]:
     """The node's connection class for ``remote``: datagram transports have their own."""
     return _DatagramConnection if type(remote).datagrams else _Connection
@@ -570,10 +631,13 @@ class _Listener:
         "cond",
         "datagrams",
         "endpoint_cache",
+        "exhausted_since",
+        "failures",
         "fd",
         "handshake_timeout",
         "id",
         "limit",
+        "limits",
         "local",
         "lock",
         "loop",
@@ -592,10 +656,15 @@ class _Listener:
         resource_id: ResourceId,
         local: Local,
         limit: int,
+        *,
         handshake_timeout: float | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.loop = loop
         self.handshake_timeout = handshake_timeout
+        self.limits = limits or _NO_LIMITS
+        self.exhausted_since = 0.0  # accept() short of fds/memory since then (0: not)
+        self.failures = 0  # accept() failures in this episode
         self.id = resource_id
         self.local = local
         self.limit = limit
@@ -676,14 +745,19 @@ class _Timer:
 
     def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
         self.deadline = deadline
-        self.callback = callback
+        self.callback: Callable[[], None] | None = callback
         self.cancelled = False
 
 
 class Loop(Generic[S]):
     """The engine behind NodeHandler, NetworkController and NodeListener."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES) -> None:
+        self.max_incomplete_bytes = max_incomplete_bytes
+        self.incomplete_bytes = 0  # held in unfinished incoming messages, all connections
+        self.paused: list[_Connection] = []  # not read until incomplete_bytes falls
+        self._pause_logged = False
+        self.peer_log = LogThrottle(log, "peer disconnection lines", schedule=self.add_timer)
         self.poller = Poller()
         self.waker = Waker()
         self.signals: EventSender[S] = EventSender(self.wake)
@@ -706,6 +780,7 @@ class Loop(Generic[S]):
         self._timers: list[tuple[float, int, _Timer]] = []
         self._timer_seq = itertools.count()
         self._timer_lock = threading.Lock()
+        self._cancelled = 0  # cancelled timers still in the heap
         self._counters: dict[tuple[int, ResourceType], itertools.count[int]] = {}
 
     # -- any thread --------------------------------------------------------------------
@@ -728,13 +803,35 @@ class Loop(Generic[S]):
 
     def add_timer(self, delay: float, callback: Callable[[], None]) -> _Timer:
         """Run ``callback`` on the loop thread after ``delay`` seconds (internal use)."""
-        timer = _Timer(time.monotonic() + delay, callback)
+        return self.add_timer_at(time.monotonic() + delay, callback)
+
+    def add_timer_at(self, deadline: float, callback: Callable[[], None]) -> _Timer:
+        """Run ``callback`` on the loop thread at ``deadline`` (``time.monotonic()``)."""
+        timer = _Timer(deadline, callback)
         with self._timer_lock:
             earliest = not self._timers or timer.deadline < self._timers[0][0]
             heapq.heappush(self._timers, (timer.deadline, next(self._timer_seq), timer))
         if earliest:
             self.wake()
         return timer
+
+    def cancel_timer(self, timer: _Timer | None) -> None:
+        """Cancel ``timer`` and release its callback (and all it refers to) at once.
+
+        The heap entry stays until its deadline, or until cancelled entries make up half
+        of the heap: then the heap is rebuilt without them, so a churn of connections
+        (each with its heartbeat and deadlines) never leaves memory behind.
+        """
+        if timer is None or timer.cancelled:
+            return
+        timer.cancelled = True
+        timer.callback = None
+        with self._timer_lock:
+            self._cancelled += 1
+            if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._timers):
+                self._timers = [entry for entry in self._timers if not entry[2].cancelled]
+                heapq.heapify(self._timers)
+                self._cancelled = 0
 
     def register_connection(self, conn: _Connection) -> None:
         with self.registry_lock:
@@ -990,8 +1087,14 @@ class Loop(Generic[S]):
                 if not self._timers or self._timers[0][0] > now:
                     return
                 _deadline, _seq, timer = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                timer.callback()
+                if timer.cancelled:
+                    self._cancelled -= 1
+                    continue
+            callback = timer.callback
+            timer.cancelled = True  # done: a late cancel_timer() is a no-op
+            timer.callback = None
+            if callback is not None:
+                callback()
                 if not self.running:
                     return
 
@@ -1111,11 +1214,19 @@ class Loop(Generic[S]):
                     if conn.output is not None:
                         self._take_output(conn)
         except (OSError, FrameError) as exc:
-            log.info("disconnecting %s: %s", conn.endpoint, _describe(exc))
+            self.peer_log.log(logging.INFO, "disconnecting %s: %s", conn.endpoint, _describe(exc))
             status = ReadStatus.DISCONNECTED
         except Exception:
             log.exception("receive() of %s failed; disconnecting it", conn.endpoint)
             status = ReadStatus.DISCONNECTED
+        if conn.idle_timeout is not None:
+            conn.last_read = time.monotonic()
+        incomplete = conn.incomplete
+        if incomplete is not None and status is ReadStatus.OK:
+            # Once per read, not per message: what is left of an unfinished message.
+            held = incomplete()
+            if held or conn.held:
+                self._account(conn, held, bool(batch))
         if batch:
             emit = self.emit
             endpoint = conn.endpoint
@@ -1148,9 +1259,14 @@ class Loop(Generic[S]):
             conn.queue_wire(wire)
 
     def _heartbeat(self, conn: _Connection, interval: float) -> None:
-        """Call the transport's heartbeat every ``interval`` seconds while ready."""
+        """Call the transport's heartbeat every ``interval`` seconds while ready.
+
+        The timer is the connection's ``beat_timer``: cancelled when it closes, so a
+        closed connection is freed at once, not when its next beat would have come.
+        """
 
         def beat() -> None:
+            conn.beat_timer = None
             if conn.state != _READY or not self.running:
                 return
             broken: BaseException | None = None
@@ -1162,12 +1278,161 @@ class Loop(Generic[S]):
                 except Exception as exc:  # noqa: BLE001 - any failure ends this connection
                     broken = exc
             if broken is not None:
-                log.info("disconnecting %s: %s", conn.endpoint, _describe(broken))
+                self.peer_log.log(
+                    logging.INFO, "disconnecting %s: %s", conn.endpoint, _describe(broken)
+                )
                 self._lost(conn)
-            else:
-                self.add_timer(interval, beat)
+            elif conn.state == _READY:
+                conn.beat_timer = self.add_timer(interval, beat)
 
-        self.add_timer(interval, beat)
+        conn.beat_timer = self.add_timer(interval, beat)
+
+    # -- incomplete messages and idle connections -----------------------------------
+
+    # Theory of operation
+    # -------------------
+    # After each read, a connection whose transport has messages says how many bytes of
+    # an unfinished one it holds (Remote.incomplete). The node keeps, per connection,
+    # when that message began and when it last grew, and node-wide the sum held.
+    #
+    # * Time: a watch timer per connection (one at a time, rescheduled lazily when it
+    #   fires) disconnects a peer whose message made no progress for message_timeout
+    #   seconds, or whose message, older than message_timeout, arrives on average
+    #   slower than min_message_rate bytes/s (a trickle cannot keep it alive; as
+    #   Kestrel's MinRequestBodyDataRate). The same timer enforces idle_timeout.
+    # * Memory: past max_incomplete_bytes, a connection that reads and is left holding
+    #   more than _PAUSE_FLOOR bytes is paused (not read: TCP's flow control pushes back
+    #   on its peer) until the sum falls under 3/4 of the cap. A client of small whole
+    #   messages never holds that much, so it is served throughout. Paused time is not
+    #   counted against a connection's progress.
+
+    def _account(self, conn: _Connection, held: int, completed: bool) -> None:
+        """Record what ``conn`` holds after a read (``completed``: it ended messages)."""
+        self.incomplete_bytes += held - conn.held
+        previous = conn.held
+        conn.held = held
+        if (
+            held < previous
+            and self.paused
+            and self.incomplete_bytes <= self.max_incomplete_bytes * 3 // 4
+        ):
+            self._resume_paused()
+        if not held:
+            conn.partial_since = 0.0
+            return
+        now = time.monotonic()
+        if completed or not previous:
+            conn.partial_since = now  # a new message began in this read
+        conn.progress_at = now
+        timeout = conn.message_timeout
+        if timeout is not None and (conn.watch_timer is None or conn.watch_at > now + timeout):
+            self._watch(conn, now + timeout)
+        if (
+            self.incomplete_bytes > self.max_incomplete_bytes
+            and held > _PAUSE_FLOOR
+            and not conn.paused
+        ):
+            self._pause(conn)
+
+    def _watch(self, conn: _Connection, deadline: float) -> None:
+        """(Re)arm ``conn``'s watch timer for ``deadline``."""
+        self.cancel_timer(conn.watch_timer)
+        conn.watch_at = deadline
+        conn.watch_timer = self.add_timer_at(deadline, lambda: self._check_watch(conn))
+
+    def start_watch(self, conn: _Connection) -> None:
+        """A connection became ready: start its idle_timeout clock, if it has one."""
+        if conn.idle_timeout is not None:
+            conn.last_read = time.monotonic()
+            self._watch(conn, conn.last_read + conn.idle_timeout)
+
+    def _check_watch(self, conn: _Connection) -> None:
+        """The watch timer fired: disconnect ``conn`` if a limit passed, else re-arm."""
+        conn.watch_timer = None
+        if conn.state != _READY or not self.running:
+            return
+        now = time.monotonic()
+        deadline = None
+        reason = None
+        idle = conn.idle_timeout
+        if idle is not None:
+            if conn.paused:
+                conn.last_read = max(conn.last_read, now - idle / 2)
+            if now - conn.last_read >= idle:
+                reason = f"nothing received for {idle:g} s (idle_timeout)"
+            deadline = conn.last_read + idle
+        timeout = conn.message_timeout
+        if reason is None and conn.held and timeout is not None:
+            if conn.paused:  # our doing, not the peer's: no progress is expected
+                conn.progress_at = now
+            if now - conn.progress_at >= timeout:
+                reason = (
+                    f"a message stalled for {timeout:g} s with {conn.held} bytes received "
+                    "(message_timeout)"
+                )
+            stall_at = conn.progress_at + timeout
+            rate = conn.min_rate
+            if reason is None and rate is not None and not conn.paused:
+                age = now - conn.partial_since
+                if age >= timeout and conn.held < rate * age:
+                    reason = (
+                        f"a message arrived at {conn.held / age:.0f} B/s for {age:.0f} s, "
+                        f"below min_message_rate={rate:g} B/s"
+                    )
+                stall_at = min(stall_at, conn.partial_since + max(timeout, conn.held / rate) + 1e-3)
+            deadline = stall_at if deadline is None else min(deadline, stall_at)
+        if reason is not None:
+            self.peer_log.log(logging.INFO, "disconnecting %s: %s", conn.endpoint, reason)
+            self._lost(conn)
+        elif deadline is not None:
+            self._watch(conn, max(deadline, now + 1e-3))
+
+    def _pause(self, conn: _Connection) -> None:
+        """Stop reading ``conn`` until the node's incomplete bytes fall under the cap."""
+        with conn.lock:
+            if conn.fd < 0 or conn.state != _READY:
+                return
+            conn.paused = True
+            self.poller.modify(conn.fd, WRITE if conn.write_armed else 0)
+        self.paused.append(conn)
+        if not self._pause_logged:
+            self._pause_logged = True
+            log.warning(
+                "incomplete messages hold %d bytes, over max_incomplete_bytes=%d: "
+                "pausing the connections holding the most (%s first)",
+                self.incomplete_bytes,
+                self.max_incomplete_bytes,
+                conn.endpoint,
+            )
+
+    def _released(self, conn: _Connection) -> None:
+        """``conn`` closed: give back what it held; resume paused ones if under the cap."""
+        if conn.held:
+            self.incomplete_bytes -= conn.held
+            conn.held = 0
+        if conn.paused:
+            conn.paused = False
+            with contextlib.suppress(ValueError):
+                self.paused.remove(conn)
+        if self.paused and self.incomplete_bytes <= self.max_incomplete_bytes * 3 // 4:
+            self._resume_paused()
+
+    def _resume_paused(self) -> None:
+        paused, self.paused = self.paused, []
+        now = time.monotonic()
+        for conn in paused:
+            with conn.lock:
+                if not conn.paused or conn.fd < 0:
+                    continue
+                conn.paused = False
+                conn.progress_at = now
+                self.poller.modify(conn.fd, READ | WRITE if conn.write_armed else READ)
+        log.info(
+            "incomplete messages hold %d bytes again: reading %d paused connections",
+            self.incomplete_bytes,
+            len(paused),
+        )
+        self._pause_logged = False
 
     def _on_writable(self, conn: _Connection) -> None:
         broken = False
@@ -1185,7 +1450,7 @@ class Loop(Generic[S]):
                 broken = True
             if not broken and not conn.chunks:
                 conn.write_armed = False
-                self.poller.modify(conn.fd, READ)
+                self.poller.modify(conn.fd, 0 if conn.paused else READ)
                 conn.direct_iter = -1
                 drained = conn.want_drain
                 conn.want_drain = False
@@ -1217,13 +1482,16 @@ class Loop(Generic[S]):
                 self.poller.modify(conn.fd, READ)
                 self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
             conn.resolved.set()
+            self.cancel_timer(conn.deadline_timer)
+            conn.deadline_timer = None
+            remote = conn.remote
+            if remote.heartbeat_interval is not None:
+                self._heartbeat(conn, remote.heartbeat_interval)
+            self.start_watch(conn)
             if conn.listener_id is None:
                 self.emit(Connected(conn.endpoint, True))
             else:
                 self.emit(Accepted(conn.endpoint, conn.listener_id))
-            remote = conn.remote
-            if remote.heartbeat_interval is not None:
-                self._heartbeat(conn, remote.heartbeat_interval)
             if conn.state == _READY and self.running and remote.buffered():
                 self._on_readable(conn)
             return
@@ -1251,7 +1519,12 @@ class Loop(Generic[S]):
             log.debug("connection to %s failed: %s", conn.endpoint, _describe(failure))
             self.emit(Connected(conn.endpoint, False))
         else:
-            log.info("dropped %s before it was ready: %s", conn.endpoint, _describe(failure))
+            self.peer_log.log(
+                logging.INFO,
+                "dropped %s before it was ready: %s",
+                conn.endpoint,
+                _describe(failure),
+            )
 
     def _lost(self, conn: _Connection) -> None:
         """The peer went away (or the connection broke): remove it, say Disconnected."""
@@ -1281,7 +1554,8 @@ class Loop(Generic[S]):
             self.poller.modify(conn.fd, WRITE if conn.read_closed else READ | WRITE)
         except OSError:
             pass
-        self.add_timer(CLOSE_LINGER, lambda: self._close_connection(conn))
+        self.cancel_timer(conn.deadline_timer)
+        conn.deadline_timer = self.add_timer(CLOSE_LINGER, lambda: self._close_connection(conn))
 
     def _on_closing(self, conn: _Connection, flags: int) -> None:
         done = False
@@ -1318,6 +1592,11 @@ class Loop(Generic[S]):
             conn.tail = None
             conn.queued = 0
             _notify(conn)
+        # Free everything at once: its timers hold it (and its protocol state) alive.
+        for timer in (conn.deadline_timer, conn.beat_timer, conn.watch_timer):
+            self.cancel_timer(timer)
+        conn.deadline_timer = conn.beat_timer = conn.watch_timer = None
+        self._released(conn)
         self.poller.unregister(fd)
         self.handlers.pop(fd, None)
         self.resources.pop(fd, None)
@@ -1342,11 +1621,25 @@ class Loop(Generic[S]):
         try:
             listener.local.accept(listener.on_remote, listener.on_datagram)
         except OSError as exc:
-            log.warning("listener %r: accept failed: %s", listener.id, _describe(exc))
             if exc.errno in _RESOURCE_ERRNOS:
-                self._pause_listener(listener)
+                self._exhausted(listener, exc)
+            else:
+                self.peer_log.log(
+                    logging.WARNING, "listener %r: accept failed: %s", listener.id, _describe(exc)
+                )
         except Exception:
             log.exception("accept() of listener %r failed", listener.id)
+        else:
+            if listener.exhausted_since:
+                log.warning(
+                    "listener %r: accepting again after %.1f s short of resources "
+                    "(%d failed attempts)",
+                    listener.id,
+                    time.monotonic() - listener.exhausted_since,
+                    listener.failures,
+                )
+                listener.exhausted_since = 0.0
+                listener.failures = 0
         accepted = listener.accepted
         if accepted:
             listener.accepted = []
@@ -1363,7 +1656,13 @@ class Loop(Generic[S]):
             resource_id = self.new_id(listener.id.adapter_id, ResourceType.REMOTE)
             endpoint = Endpoint(resource_id, addr)
             conn = connection_class(remote)(
-                self, resource_id, endpoint, remote, limit=listener.limit, listener_id=listener.id
+                self,
+                resource_id,
+                endpoint,
+                remote,
+                limit=listener.limit,
+                listener_id=listener.id,
+                limits=listener.limits,
             )
             try:
                 self.register_connection(conn)
@@ -1392,7 +1691,23 @@ class Loop(Generic[S]):
 
     def _handshake_deadline(self, conn: _Connection, timeout: float) -> None:
         reason = TimeoutError(f"handshake not done within {timeout} s")
-        self.add_timer(timeout, lambda: self.fail_pending(conn, reason))
+        conn.deadline_timer = self.add_timer(timeout, lambda: self.fail_pending(conn, reason))
+
+    def _exhausted(self, listener: _Listener, exc: OSError) -> None:
+        """accept() is short of fds or memory: one line per episode, then pause."""
+        listener.failures += 1
+        if not listener.exhausted_since:
+            listener.exhausted_since = time.monotonic()
+            log.warning(
+                "listener %r: accept failed: %s; pausing accepts for %g s at a time until it "
+                "recovers (no more lines until then)",
+                listener.id,
+                _describe(exc),
+                _ACCEPT_PAUSE,
+            )
+        else:
+            log.debug("listener %r: accept failed again: %s", listener.id, _describe(exc))
+        self._pause_listener(listener)
 
     def _pause_listener(self, listener: _Listener) -> None:
         """Out of file descriptors or memory: stop accepting for a moment.
@@ -1484,6 +1799,7 @@ class Loop(Generic[S]):
             self._close_connection(resource)
         with self._timer_lock:
             self._timers.clear()
+            self._cancelled = 0
         self.poller.close()
         self.waker.close()
 

@@ -20,15 +20,26 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
-from ._loop import Loop, Signal
+from ._loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop, Signal
+from ._throttle import LogThrottle
 from .errors import ListenerUsedError, LoopThreadError
 from .events import _EMPTY, EventSender
 from .network.controller import NetworkController
 from .network.net_event import NetEvent
 
-__all__ = ["NodeEvent", "NodeHandler", "NodeListener", "NodeTask", "Signal", "split"]
+__all__ = [
+    "DEFAULT_MAX_INCOMPLETE_BYTES",
+    "ErrorHandler",
+    "NodeEvent",
+    "NodeHandler",
+    "NodeListener",
+    "NodeTask",
+    "OnError",
+    "Signal",
+    "split",
+]
 
 log = logging.getLogger("message_io")
 
@@ -36,6 +47,51 @@ S = TypeVar("S")
 
 NodeEvent = NetEvent | Signal[S]
 """What the callback receives: a network event or a ``Signal``."""
+
+ErrorHandler = Callable[[Any, Exception], object]
+"""``handler(event, exc)``: called on the loop thread when the callback raised ``exc``
+while handling ``event``. If it raises in turn, the node stops with that exception."""
+
+OnError = Literal["log", "stop"] | ErrorHandler
+"""What the loop does when the callback raises an ``Exception``; see
+:meth:`NodeListener.for_each`."""
+
+
+def _guarded(
+    callback: Callable[[Any], object], on_error: OnError, throttle: LogThrottle
+) -> Callable[[Any], object]:
+    """``callback``, with exceptions handled by ``on_error`` instead of stopping the loop."""
+    if on_error == "stop":
+        return callback
+    if on_error == "log":
+
+        def report(event: Any, exc: Exception) -> None:
+            throttle.log(
+                logging.ERROR,
+                "the event callback raised on %r; the node goes on with the next event",
+                event,
+                exc_info=exc,
+            )
+
+        handle: ErrorHandler = report
+    elif callable(on_error):
+        handle = on_error
+    else:
+        raise ValueError(f"on_error must be 'log', 'stop' or a callable, not {on_error!r}")
+
+    def guarded(event: Any) -> None:
+        try:
+            callback(event)
+        except Exception as exc:  # noqa: BLE001 - the policy decides
+            handle(event, exc)
+
+    return guarded
+
+
+def _stopped_by(exc: BaseException) -> None:
+    """Log, at once, the exception that stops a node (it may never be retrieved)."""
+    if isinstance(exc, Exception):
+        log.error("the node stopped: the event callback raised", exc_info=exc)
 
 
 class NodeHandler(Generic[S]):
@@ -148,36 +204,76 @@ class NodeListener(Generic[S]):
         self._loop = loop
         self._used = False
 
-    def for_each(self, callback: Callable[[NodeEvent[S]], object]) -> None:
+    def for_each(
+        self, callback: Callable[[NodeEvent[S]], object], *, on_error: OnError = "log"
+    ) -> None:
         """Run the loop in this thread, calling ``callback(event)`` for every event, until
         ``handler.stop()``.
 
         The callback runs on this thread, one event at a time; it may use the handler
         freely (send, connect, remove, signals, stop). On return every resource is closed.
 
+        Args:
+            callback: Called with every event.
+            on_error: What an ``Exception`` raised by the callback does:
+
+                * ``"log"`` (default): it is logged at ERROR with its traceback (at most
+                  10 such lines a second, then a count), and the next event is delivered.
+                  A bug triggered by one peer's message must not take every other peer
+                  down: asyncio's loop, Twisted, Tornado and websockets' servers do the
+                  same.
+                * ``"stop"``: the node stops and the exception is raised from
+                  ``for_each`` (or ``NodeTask.wait()``), the Rust crate's behaviour; best
+                  while developing and in tests.
+                * a callable ``on_error(event, exc)``: your own policy, e.g. log and
+                  ``handler.network.remove(event.endpoint.resource_id)`` to drop the peer
+                  that caused it; if it raises, the node stops with that exception.
+
+                ``KeyboardInterrupt``, ``SystemExit`` and other ``BaseException``
+                subclasses always stop the node. A node that stops because of an exception logs it
+                at ERROR with the traceback at once.
+
         Raises:
-            BaseException: whatever the callback raised; the node is stopped and closed
-                first. Ctrl+C (``KeyboardInterrupt``) likewise stops and closes it.
+            BaseException: what stopped the node: the callback's exception with
+                ``on_error="stop"``, or Ctrl+C (``KeyboardInterrupt``); the node is
+                stopped and closed first.
             ListenerUsedError: the listener is already running.
+            ValueError: ``on_error`` is not one of the above.
         """
-        self._claim()
         loop = self._loop
+        guarded = _guarded(callback, on_error, loop.peer_log)
+        self._claim()
         with loop.drive_lock:
-            loop.run(callback)
+            try:
+                loop.run(guarded)
+            except BaseException as exc:
+                _stopped_by(exc)
+                raise
 
     def for_each_async(
-        self, callback: Callable[[NodeEvent[S]], object], *, name: str = "message-io-node"
+        self,
+        callback: Callable[[NodeEvent[S]], object],
+        *,
+        on_error: OnError = "log",
+        name: str = "message-io-node",
     ) -> NodeTask:
         """Run the loop in a new background thread named ``name``; return at once.
 
+        Args:
+            callback, on_error: As for :meth:`for_each`.
+            name: The thread's name.
+
         Returns:
-            A :class:`NodeTask` to wait for the node (and get the callback's exception).
+            A :class:`NodeTask` to wait for the node (and get the exception that stopped
+            it, which is also logged at ERROR at once, whether or not anyone waits).
 
         Raises:
             ListenerUsedError: the listener is already running.
+            ValueError: ``on_error`` is not valid.
         """
-        self._claim()
         loop = self._loop
+        guarded = _guarded(callback, on_error, loop.peer_log)
+        self._claim()
         started = threading.Event()
         task: NodeTask
 
@@ -185,9 +281,9 @@ class NodeListener(Generic[S]):
             with loop.drive_lock:
                 started.set()
                 try:
-                    loop.run(callback)
+                    loop.run(guarded)
                 except BaseException as exc:  # noqa: BLE001 - handed to wait()
-                    log.debug("the node stopped because the callback raised %r", exc)
+                    _stopped_by(exc)
                     task._error = exc
 
         thread = threading.Thread(target=run, name=name, daemon=True)
@@ -240,22 +336,47 @@ class NodeListener(Generic[S]):
 
 
 @overload
-def split() -> tuple[NodeHandler[Any], NodeListener[Any]]: ...
+def split(
+    *, max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES
+) -> tuple[NodeHandler[Any], NodeListener[Any]]: ...
 @overload
-def split(signal_type: type[S]) -> tuple[NodeHandler[S], NodeListener[S]]: ...
+def split(
+    signal_type: type[S], *, max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES
+) -> tuple[NodeHandler[S], NodeListener[S]]: ...
 
 
-def split(signal_type: type[Any] | None = None) -> tuple[NodeHandler[Any], NodeListener[Any]]:
+def split(
+    signal_type: type[Any] | None = None,
+    *,
+    max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
+) -> tuple[NodeHandler[Any], NodeListener[Any]]:
     """Create a node: a handler to act, and a listener to receive events.
 
     Args:
         signal_type: Only for type checkers: ``split(str)`` types the node's signals as
             ``str``, so ``handler.signals.send(1)`` is flagged and ``Signal.value`` is a
             ``str``. Not checked at run time.
+        max_incomplete_bytes: The most memory, in bytes, that unfinished incoming
+            messages may hold across all connections of the node (default 64 MiB).
+            Past it, connections left holding more than 16 KiB of an unfinished message
+            are not read (TCP's flow control slows their peers) until the total falls
+            under three quarters of the cap; clients of small messages are served
+            throughout. Each connection's ``message_timeout`` still applies.
+
+    Raises:
+        ValueError: ``max_incomplete_bytes`` is not a positive int.
 
     Returns:
         ``(handler, listener)``. Nothing runs yet: connections and listeners made now are
         served once the listener's loop starts, and their events are not lost.
     """
-    loop: Loop[Any] = Loop()
+    if (
+        not isinstance(max_incomplete_bytes, int)
+        or isinstance(max_incomplete_bytes, bool)
+        or max_incomplete_bytes < 1
+    ):
+        raise ValueError(
+            f"max_incomplete_bytes must be a positive int, not {max_incomplete_bytes!r}"
+        )
+    loop: Loop[Any] = Loop(max_incomplete_bytes=max_incomplete_bytes)
     return NodeHandler(loop), NodeListener(loop)

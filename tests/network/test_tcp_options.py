@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import socket
 from typing import Any
 
@@ -64,13 +65,52 @@ def test_keepalive_and_nodelay_are_set_on_connect() -> None:
         handler.stop()
 
 
-def test_nodelay_is_on_by_default_and_keepalive_off() -> None:
+def _keepalive_of(sock: socket.socket) -> tuple[int, int, int, int]:
+    return (
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+    )
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_KEEPIDLE"), reason="no TCP_KEEPIDLE here")
+@pytest.mark.parametrize("transport", [Transport.TCP, Transport.FRAMED_TCP, Transport.WS])
+def test_nodelay_and_keepalive_are_on_by_default(transport: Transport) -> None:
+    """Dead peers are noticed with default settings: Go's 15 s idle, 15 s, 9 probes."""
+    server, server_listener = message_io.split()
+    client, _client_listener = message_io.split()
+    try:
+        _, addr = server.network.listen(transport, "127.0.0.1:0")
+        accepted: queue.Queue[message_io.Accepted] = queue.Queue()
+
+        def on_event(event: object) -> None:
+            if isinstance(event, message_io.Accepted):
+                accepted.put(event)
+
+        with server_listener.for_each_async(on_event, on_error="stop"):
+            endpoint, _ = client.network.connect_sync(transport, addr, timeout=TIMEOUT)
+            sock = _socket_of(client, endpoint.resource_id)
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert _keepalive_of(sock) == (1, 15, 15, 9)
+            event = accepted.get(timeout=TIMEOUT)
+            peer = _socket_of(server, event.endpoint.resource_id)
+            assert _keepalive_of(peer) == (1, 15, 15, 9)
+    finally:
+        server.stop()
+        client.stop()
+
+
+def test_keepalive_none_turns_it_off() -> None:
     handler, _listener = message_io.split()
     try:
-        _, addr = handler.network.listen(Transport.TCP, "127.0.0.1:0")
-        endpoint, _ = handler.network.connect_sync(Transport.TCP, addr, timeout=TIMEOUT)
+        _, addr = handler.network.listen(
+            Transport.TCP, "127.0.0.1:0", config=TcpListenConfig(keepalive=None)
+        )
+        endpoint, _ = handler.network.connect_sync(
+            Transport.TCP, addr, config=TcpConnectConfig(keepalive=None), timeout=TIMEOUT
+        )
         sock = _socket_of(handler, endpoint.resource_id)
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
     finally:
         handler.stop()

@@ -20,7 +20,6 @@ from .tcp import (
     INPUT_BUFFER_SIZE,
     TcpAdapter,
     TcpConnectConfig,
-    TcpKeepalive,
     TcpListenConfig,
     TcpLocal,
     TcpRemote,
@@ -89,10 +88,9 @@ class FramedTcpRemote(TcpRemote):
         sock: socket.socket,
         *,
         connecting: bool,
-        keepalive: TcpKeepalive | None,
         max_message_size: int,
     ) -> None:
-        super().__init__(sock, connecting=connecting, keepalive=keepalive, read_size=_READ_SIZE)
+        super().__init__(sock, connecting=connecting, read_size=_READ_SIZE)
         self.max_message_size = max_message_size
         self._decoder = FrameDecoder(max_message_size)
         self._frames: list[bytes] = []
@@ -171,7 +169,6 @@ class FramedTcpLocal(TcpLocal):
         return FramedTcpRemote(
             sock,
             connecting=False,
-            keepalive=config.keepalive,
             max_message_size=config.max_message_size,
         )
 
@@ -188,7 +185,6 @@ class FramedTcpAdapter(TcpAdapter):
         return FramedTcpRemote(
             sock,
             connecting=True,
-            keepalive=config.keepalive,
             max_message_size=config.max_message_size,
         )
 

@@ -32,6 +32,7 @@ from ..network.adapter import (
 from ..network.endpoint import Address
 
 __all__ = [
+    "DEFAULT_KEEPALIVE",
     "INPUT_BUFFER_SIZE",
     "LISTENER_BACKLOG",
     "TcpAdapter",
@@ -59,6 +60,11 @@ _IN_PROGRESS: Final = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN}
 class TcpKeepalive:
     """TCP keepalive probes: detect a peer that vanished without closing.
 
+    On by default for TCP, FramedTcp and WebSocket connections with
+    :data:`DEFAULT_KEEPALIVE` (Go's net package defaults: 15 s idle, 15 s between probes,
+    9 probes), so a peer that vanished (no FIN, no RST) is noticed within about 2.5
+    minutes of silence. Pass ``keepalive=None`` in a config to turn it off.
+
     Attributes:
         time: Idle seconds before the first probe (``TCP_KEEPIDLE``).
         interval: Seconds between probes (``TCP_KEEPINTVL``).
@@ -83,6 +89,10 @@ class TcpKeepalive:
                 sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(value)))
 
 
+DEFAULT_KEEPALIVE: Final = TcpKeepalive(time=15, interval=15, retries=9)
+"""The keepalive every TCP-based connection has unless its config says otherwise."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TcpConnectConfig(ConnectConfig):
     """How ``connect`` opens a TCP connection.
@@ -91,7 +101,8 @@ class TcpConnectConfig(ConnectConfig):
         source_address: Bind to this local ``(host, port)`` / ``"host:port"`` first.
         bind_device: Bind to this network interface (``SO_BINDTODEVICE``; Linux, and
             usually needs privileges).
-        keepalive: Enable TCP keepalive with these settings.
+        keepalive: TCP keepalive settings (default :data:`DEFAULT_KEEPALIVE`); ``None``
+            turns keepalive off.
         nodelay: Disable Nagle's algorithm (``TCP_NODELAY``). On by default: the node
             already coalesces small messages itself, so Nagle only adds delay (see
             ``docs/performance.md`` for the measurement).
@@ -100,7 +111,7 @@ class TcpConnectConfig(ConnectConfig):
 
     source_address: Any = None
     bind_device: str | None = None
-    keepalive: TcpKeepalive | None = None
+    keepalive: TcpKeepalive | None = DEFAULT_KEEPALIVE
     nodelay: bool = True
 
 
@@ -110,7 +121,8 @@ class TcpListenConfig(ListenConfig):
 
     Attributes:
         bind_device: Bind to this network interface (``SO_BINDTODEVICE``, Linux).
-        keepalive: Enable TCP keepalive on every accepted connection.
+        keepalive: TCP keepalive on every accepted connection (default
+            :data:`DEFAULT_KEEPALIVE`; ``None``: off).
         nodelay: ``TCP_NODELAY`` on every accepted connection (default on).
         reuse_address: ``SO_REUSEADDR`` (default on, so a restarted server can bind at
             once).
@@ -120,7 +132,7 @@ class TcpListenConfig(ListenConfig):
     """
 
     bind_device: str | None = None
-    keepalive: TcpKeepalive | None = None
+    keepalive: TcpKeepalive | None = DEFAULT_KEEPALIVE
     nodelay: bool = True
     reuse_address: bool = True
     reuse_port: bool = False
@@ -139,6 +151,14 @@ def _nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:  # not every stream socket is TCP (e.g. a test's Unix socket)
         pass
+
+
+def _keepalive(sock: socket.socket, keepalive: TcpKeepalive) -> None:
+    """Enable keepalive on a new socket (the options hold from before connect())."""
+    try:
+        keepalive.apply(sock)
+    except OSError as exc:  # not every stream socket is TCP (a test's Unix socket)
+        log.debug("could not enable TCP keepalive: %s", exc)
 
 
 def connect_status(sock: socket.socket) -> PendingStatus:
@@ -167,13 +187,11 @@ class TcpRemote(Remote):
         sock: socket.socket,
         *,
         connecting: bool,
-        keepalive: TcpKeepalive | None = None,
         read_size: int = INPUT_BUFFER_SIZE,
     ) -> None:
         self.socket = sock
         self._fd = sock.fileno()
         self._connecting = connecting
-        self._keepalive = keepalive
         self._read_size = read_size
         self._recv = sock.recv
         self._send = sock.send
@@ -198,11 +216,6 @@ class TcpRemote(Remote):
                 self.failure = exc
                 return PendingStatus.DISCONNECTED
             self._connecting = False
-        if self._keepalive is not None:
-            try:
-                self._keepalive.apply(sock)
-            except OSError as exc:
-                log.warning("could not enable TCP keepalive: %s", exc)
         return PendingStatus.READY
 
     def pending_interest(self) -> Readiness:
@@ -255,7 +268,7 @@ class TcpLocal(Local):
 
     def make_remote(self, sock: socket.socket) -> Remote:
         """Wrap an accepted socket; transports over TCP override it."""
-        return TcpRemote(sock, connecting=False, keepalive=self._config.keepalive)
+        return TcpRemote(sock, connecting=False)
 
     def accept(
         self,
@@ -272,6 +285,8 @@ class TcpLocal(Local):
             sock.setblocking(False)
             if self._config.nodelay:
                 _nodelay(sock)
+            if self._config.keepalive is not None:
+                _keepalive(sock, self._config.keepalive)
             accept_remote(self.make_remote(sock), addr)
 
     def close(self) -> None:
@@ -289,7 +304,7 @@ class TcpAdapter(Adapter):
 
     def make_remote(self, sock: socket.socket, config: Any) -> TcpRemote:
         """Wrap a connecting socket; framed transports override it."""
-        return TcpRemote(sock, connecting=True, keepalive=config.keepalive)
+        return TcpRemote(sock, connecting=True)
 
     def make_local(self, sock: socket.socket, config: Any) -> TcpLocal:
         """Wrap a listening socket; framed transports override it."""
@@ -310,6 +325,8 @@ class TcpAdapter(Adapter):
             sock.setblocking(False)
             if config.nodelay:
                 _nodelay(sock)
+            if config.keepalive is not None:
+                _keepalive(sock, config.keepalive)
             if config.bind_device is not None:
                 _bind_device(sock, config.bind_device)
             if config.source_address is not None:

@@ -49,6 +49,8 @@ from ..errors import AddressError
 from .endpoint import Address
 
 __all__ = [
+    "DEFAULT_MESSAGE_TIMEOUT",
+    "DEFAULT_MIN_MESSAGE_RATE",
     "DEFAULT_SEND_BUFFER_LIMIT",
     "Adapter",
     "Buffer",
@@ -71,6 +73,23 @@ Buffer = bytes | bytearray | memoryview
 
 DEFAULT_SEND_BUFFER_LIMIT = 4 * 1024 * 1024
 """Default cap, in bytes, of the data queued for one connection and not yet written."""
+
+DEFAULT_MESSAGE_TIMEOUT = 30.0
+"""Default ``message_timeout``: seconds a message may go without progress (30 s, as
+libzmq's handshake interval and well under nginx's 60 s ``client_body_timeout``)."""
+
+DEFAULT_MIN_MESSAGE_RATE = 240.0
+"""Default ``min_message_rate``, in bytes per second: Kestrel's ``MinRequestBodyDataRate``."""
+
+
+def _check_limits(config: ConnectConfig | ListenConfig) -> None:
+    for name in ("message_timeout", "idle_timeout"):
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be > 0 or None, not {value!r}")
+    rate = config.min_message_rate
+    if rate is not None and not rate > 0:
+        raise ValueError(f"min_message_rate must be > 0 or None, not {rate!r}")
 
 
 class SendStatus(enum.Enum):
@@ -128,16 +147,30 @@ class ConnectConfig:
         send_buffer_limit: Bytes that may wait in this connection's send queue; past it
             ``send`` returns ``SendStatus.QUEUE_FULL``. A message is always accepted
             into an empty queue, whatever its size.
+        message_timeout: Seconds an incoming message that has begun may go without a new
+            byte before the peer is disconnected (``Disconnected``). ``None``: no limit
+            (and no ``min_message_rate`` either). Only for transports with messages
+            (FramedTcp, WebSocket, adapters that implement ``Remote.incomplete``).
+        min_message_rate: Bytes per second an incoming message must average once it is
+            older than ``message_timeout``; a slower one (a peer trickling a byte now and
+            then) is disconnected. ``None``: no minimum rate.
+        idle_timeout: Seconds without receiving anything before the peer is
+            disconnected. ``None`` (default): no limit; TCP keepalive or the transport's
+            pings still notice dead peers.
     """
 
     connect_timeout: float | None = None
     send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT
+    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT
+    min_message_rate: float | None = DEFAULT_MIN_MESSAGE_RATE
+    idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.connect_timeout is not None and not self.connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0, not {self.connect_timeout!r}")
         if self.send_buffer_limit < 1:
             raise ValueError(f"send_buffer_limit must be >= 1, not {self.send_buffer_limit!r}")
+        _check_limits(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,16 +182,22 @@ class ListenConfig:
         handshake_timeout: Seconds an accepted connection may take to become ready
             (its handshake) before it is dropped; ``None``: no limit. Bytes trickled by
             the peer do not extend it.
+        message_timeout, min_message_rate, idle_timeout: As in :class:`ConnectConfig`,
+            for each accepted connection.
     """
 
     send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT
     handshake_timeout: float | None = None
+    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT
+    min_message_rate: float | None = DEFAULT_MIN_MESSAGE_RATE
+    idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.send_buffer_limit < 1:
             raise ValueError(f"send_buffer_limit must be >= 1, not {self.send_buffer_limit!r}")
         if self.handshake_timeout is not None and not self.handshake_timeout > 0:
             raise ValueError(f"handshake_timeout must be > 0, not {self.handshake_timeout!r}")
+        _check_limits(self)
 
 
 class Remote(ABC):

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._loop import _READY, _Connection, _Listener, connection_class
+from .._loop import _READY, Limits, _Connection, _Listener, connection_class
 from ..errors import (
     AddressError,
     ConfigError,
@@ -115,16 +115,24 @@ class NetworkController:
         resource_id = loop.new_id(transport.id, ResourceType.REMOTE)
         endpoint = Endpoint(resource_id, info.peer_addr)
         kind = connection_class(info.remote)
-        conn = kind(loop, resource_id, endpoint, info.remote, limit=config.send_buffer_limit)
-        try:
-            loop.register_connection(conn)
-        except BaseException:
-            info.remote.close()
-            raise
+        conn = kind(
+            loop,
+            resource_id,
+            endpoint,
+            info.remote,
+            limit=config.send_buffer_limit,
+            limits=Limits.of(config),
+        )
         if config.connect_timeout is not None:
             timeout = config.connect_timeout
             reason = TimeoutError(f"connect timed out after {timeout} s")
-            loop.add_timer(timeout, lambda: loop.fail_pending(conn, reason))
+            conn.deadline_timer = loop.add_timer(timeout, lambda: loop.fail_pending(conn, reason))
+        try:
+            loop.register_connection(conn)
+        except BaseException:
+            loop.cancel_timer(conn.deadline_timer)
+            info.remote.close()
+            raise
         log.debug("connecting to %s as %r", _addr_text(addr), resource_id)
         return conn, info.local_addr
 
@@ -225,7 +233,12 @@ class NetworkController:
             raise ListenError(exc.errno, exc.strerror or str(exc), _addr_text(addr)) from exc
         resource_id = loop.new_id(transport.id, ResourceType.LOCAL)
         listener = _Listener(
-            loop, resource_id, info.local, config.send_buffer_limit, config.handshake_timeout
+            loop,
+            resource_id,
+            info.local,
+            config.send_buffer_limit,
+            handshake_timeout=config.handshake_timeout,
+            limits=Limits.of(config),
         )
         try:
             loop.register_listener(listener)
