@@ -756,7 +756,6 @@ class Loop(Generic[S]):
         self.max_incomplete_bytes = max_incomplete_bytes
         self.incomplete_bytes = 0  # held in unfinished incoming messages, all connections
         self.paused: list[_Connection] = []  # not read until incomplete_bytes falls
-        self._pause_logged = False
         self.peer_log = LogThrottle(log, "peer disconnection lines", schedule=self.add_timer)
         self.poller = Poller()
         self.waker = Waker()
@@ -1200,6 +1199,8 @@ class Loop(Generic[S]):
             self._on_readable(conn)
 
     def _on_readable(self, conn: _Connection) -> None:
+        if conn.paused:  # paused earlier in this iteration, after the poll said readable
+            return
         batch: list[bytes | str] = []  # str: a text message
         remote = conn.remote
         try:
@@ -1303,8 +1304,9 @@ class Loop(Generic[S]):
     # * Memory: past max_incomplete_bytes, a connection that reads and is left holding
     #   more than _PAUSE_FLOOR bytes is paused (not read: TCP's flow control pushes back
     #   on its peer) until the sum falls under 3/4 of the cap. A client of small whole
-    #   messages never holds that much, so it is served throughout. Paused time is not
-    #   counted against a connection's progress.
+    #   messages never holds that much, so it is served throughout. A paused connection's
+    #   message_timeout clock runs: the stalled holders go after one message_timeout,
+    #   which frees their memory and lets the others be read again.
 
     def _account(self, conn: _Connection, held: int, completed: bool) -> None:
         """Record what ``conn`` holds after a read (``completed``: it ended messages)."""
@@ -1327,12 +1329,11 @@ class Loop(Generic[S]):
         timeout = conn.message_timeout
         if timeout is not None and (conn.watch_timer is None or conn.watch_at > now + timeout):
             self._watch(conn, now + timeout)
-        if (
-            self.incomplete_bytes > self.max_incomplete_bytes
-            and held > _PAUSE_FLOOR
-            and not conn.paused
-        ):
-            self._pause(conn)
+        if self.incomplete_bytes > self.max_incomplete_bytes and held > _PAUSE_FLOOR:
+            if not self.paused:
+                self._pause_holders()  # the cap was just crossed
+            elif not conn.paused:
+                self._pause(conn)
 
     def _watch(self, conn: _Connection, deadline: float) -> None:
         """(Re)arm ``conn``'s watch timer for ``deadline``."""
@@ -1347,7 +1348,14 @@ class Loop(Generic[S]):
             self._watch(conn, conn.last_read + conn.idle_timeout)
 
     def _check_watch(self, conn: _Connection) -> None:
-        """The watch timer fired: disconnect ``conn`` if a limit passed, else re-arm."""
+        """The watch timer fired: disconnect ``conn`` if a limit passed, else re-arm.
+
+        A paused connection is judged like the others: its clock runs while it is not
+        read, so the stalled peers that hold the node over its cap are gone after one
+        ``message_timeout``, and their memory with them; the rest are read again then.
+        (A peer cannot be told apart, while not read, from one that stalled.) Only the
+        rate rule waits until it is read again.
+        """
         conn.watch_timer = None
         if conn.state != _READY or not self.running:
             return
@@ -1355,16 +1363,12 @@ class Loop(Generic[S]):
         deadline = None
         reason = None
         idle = conn.idle_timeout
+        timeout = conn.message_timeout
         if idle is not None:
-            if conn.paused:
-                conn.last_read = max(conn.last_read, now - idle / 2)
             if now - conn.last_read >= idle:
                 reason = f"nothing received for {idle:g} s (idle_timeout)"
             deadline = conn.last_read + idle
-        timeout = conn.message_timeout
         if reason is None and conn.held and timeout is not None:
-            if conn.paused:  # our doing, not the peer's: no progress is expected
-                conn.progress_at = now
             if now - conn.progress_at >= timeout:
                 reason = (
                     f"a message stalled for {timeout:g} s with {conn.held} bytes received "
@@ -1376,16 +1380,41 @@ class Loop(Generic[S]):
                 age = now - conn.partial_since
                 if age >= timeout and conn.held < rate * age:
                     reason = (
-                        f"a message arrived at {conn.held / age:.0f} B/s for {age:.0f} s, "
+                        f"a message arrived at {conn.held / age:.0f} B/s for {age:.1f} s, "
                         f"below min_message_rate={rate:g} B/s"
                     )
-                stall_at = min(stall_at, conn.partial_since + max(timeout, conn.held / rate) + 1e-3)
+                rate_at = conn.partial_since + max(timeout, conn.held / rate) + 1e-3
+                stall_at = min(stall_at, rate_at)
             deadline = stall_at if deadline is None else min(deadline, stall_at)
         if reason is not None:
             self.peer_log.log(logging.INFO, "disconnecting %s: %s", conn.endpoint, reason)
             self._lost(conn)
         elif deadline is not None:
             self._watch(conn, max(deadline, now + 1e-3))
+
+    def _unpause(self, conn: _Connection, now: float) -> None:
+        with conn.lock:
+            if not conn.paused or conn.fd < 0:
+                return
+            conn.paused = False
+            # The rate is measured again from now: it was not read meanwhile.
+            conn.partial_since = now
+            self.poller.modify(conn.fd, READ | WRITE if conn.write_armed else READ)
+
+    def _pause_holders(self) -> None:
+        """The cap was crossed: pause every connection holding more than the floor."""
+        log.warning(
+            "incomplete messages hold %d bytes, over max_incomplete_bytes=%d: not reading "
+            "the connections that hold more than %d bytes of one until it falls to %d",
+            self.incomplete_bytes,
+            self.max_incomplete_bytes,
+            _PAUSE_FLOOR,
+            self.max_incomplete_bytes * 3 // 4,
+        )
+        with self.registry_lock:
+            holders = [conn for conn in self.connections.values() if conn.held > _PAUSE_FLOOR]
+        for conn in holders:
+            self._pause(conn)
 
     def _pause(self, conn: _Connection) -> None:
         """Stop reading ``conn`` until the node's incomplete bytes fall under the cap."""
@@ -1395,15 +1424,7 @@ class Loop(Generic[S]):
             conn.paused = True
             self.poller.modify(conn.fd, WRITE if conn.write_armed else 0)
         self.paused.append(conn)
-        if not self._pause_logged:
-            self._pause_logged = True
-            log.warning(
-                "incomplete messages hold %d bytes, over max_incomplete_bytes=%d: "
-                "pausing the connections holding the most (%s first)",
-                self.incomplete_bytes,
-                self.max_incomplete_bytes,
-                conn.endpoint,
-            )
+        log.debug("not reading %s: it holds %d bytes of a message", conn.endpoint, conn.held)
 
     def _released(self, conn: _Connection) -> None:
         """``conn`` closed: give back what it held; resume paused ones if under the cap."""
@@ -1421,18 +1442,12 @@ class Loop(Generic[S]):
         paused, self.paused = self.paused, []
         now = time.monotonic()
         for conn in paused:
-            with conn.lock:
-                if not conn.paused or conn.fd < 0:
-                    continue
-                conn.paused = False
-                conn.progress_at = now
-                self.poller.modify(conn.fd, READ | WRITE if conn.write_armed else READ)
-        log.info(
-            "incomplete messages hold %d bytes again: reading %d paused connections",
+            self._unpause(conn, now)
+        log.warning(
+            "incomplete messages hold %d bytes now: reading the %d paused connections again",
             self.incomplete_bytes,
             len(paused),
         )
-        self._pause_logged = False
 
     def _on_writable(self, conn: _Connection) -> None:
         broken = False

@@ -96,7 +96,9 @@ class Node:
     def start(self) -> None:
         """Run the loop in a background thread."""
         assert self.task is None, "started twice"
-        self.task = self.listener.for_each_async(self._on_event, name=f"node-{self.name}")
+        self.task = self.listener.for_each_async(
+            self._on_event, on_error="stop", name=f"node-{self.name}"
+        )
 
     def stop(self) -> None:
         """Stop the node and join its thread; re-raises what the callback raised."""
