@@ -2,9 +2,10 @@
 
 ::
 
-    python benchmarks/run.py                  # everything (about 3 minutes)
-    python benchmarks/run.py --quick          # fewer messages, 3 samples (about 30 s)
-    python benchmarks/run.py --only latency   # latency, throughput, bulk, udp, ws (repeatable)
+    python benchmarks/run.py                  # everything (about 3 minutes, and churn)
+    python benchmarks/run.py --quick          # fewer messages, 3 samples (about 30 s, and churn)
+    python benchmarks/run.py --only latency   # or throughput, bulk, udp, ws, churn (repeatable)
+    python benchmarks/run.py --only churn     # 50,000 connections per transport (1-2 minutes)
     python benchmarks/run.py --no-write       # print only
     python benchmarks/run.py --quick --profile /tmp/prof   # cProfile stats of every side
 
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import bench_churn
 import bench_common
 import bench_latency
 import bench_stream
@@ -41,7 +43,7 @@ import message_io
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 
-_OWN_SECTION = {"udp"}  # benchmarks with a section (table and method) of their own
+_OWN_SECTION = {"udp", bench_churn.NAME}  # benchmarks with a section of their own
 _OWN_SECTION.update(bench_ws.SECTIONS)  # WebSocket: round trip, 100 B, bulk
 
 # name: (the variants, samples per variant in a full run; --quick takes 3 of each)
@@ -51,6 +53,8 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], list[Case]], int]] = {
     "bulk": (bench_stream.bulk_cases, 7),
     "udp": (bench_udp.cases, 5),
     "ws": (bench_ws.cases, 5),
+    # one long run per transport: it measures what is left after 50,000 connections
+    bench_churn.NAME: (bench_churn.cases, 1),
 }
 
 METHODS = {
@@ -166,6 +170,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value / 1e6:.3f}M"
     if unit == "GB/s":
         return f"{value:.2f}"
+    if unit in ("fds", "remotes"):
+        return f"{value:,.0f}"
     return f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
 
 
@@ -369,13 +375,26 @@ def _write_doc(
         ]
         for name in ws_names:
             parts += [bench_ws.method_text(name, args.quick), ""]
+    if bench_churn.NAME in names:
+        parts += [
+            "## Connection churn",
+            "",
+            "What a closed connection leaves behind in the server: memory, file descriptors",
+            "and `Remote` objects after tens of thousands of short connections.",
+            "",
+            _markdown_table(_table([row for row in rows if row.benchmark == bench_churn.NAME])),
+            "",
+            bench_churn.method_text(args.quick),
+            "",
+        ]
     parts += [
         "## Correctness",
         "",
         "Every run checks what it measured: the echo servers count the round trips, the",
         "receivers count messages and bytes (and message sizes on `FramedTcp` and UDP), and",
         "any difference, any exception on either side, or a run over its time limit fails",
-        "the whole benchmark (exit status 1, no report written). The one exception is a",
+        "the whole benchmark (exit status 1, no report written); the churn server counts",
+        "the connections it accepted, echoed and saw close. The one exception is a",
         "datagram lost on the way in the UDP send rate: the kernel may drop datagrams, so",
         "the receiver reports how many arrived, and only more than were sent fails the run.",
         "",
