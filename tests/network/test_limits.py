@@ -42,7 +42,7 @@ class Server:
         self.listener_id, addr = self.handler.network.listen(
             Transport.FRAMED_TCP, LOCAL, config=config
         )
-        self.addr: tuple[str, int] = (addr[0], addr[1])
+        self.addr: tuple[str, int] = (str(addr[0]), int(addr[1]))
         self.peak = 0  # the most incomplete_bytes ever seen after a read
         self.holding = threading.Event()  # set once a read left an unfinished message
         loop = self.handler._loop
