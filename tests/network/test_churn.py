@@ -106,7 +106,7 @@ def _timers(node: Node) -> str:
     """The loop's pending timers, by callback (to tell what holds a connection)."""
     try:
         names = collections.Counter(
-            entry[-1].callback.__qualname__
+            getattr(entry[-1].callback, "__qualname__", "?")
             for entry in node.handler._loop._timers
             if not entry[-1].cancelled
         )
