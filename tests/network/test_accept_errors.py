@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import errno
+import logging
 import queue
 import socket
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 import message_io
 from message_io import NodeEvent, Signal, Transport
@@ -71,3 +74,55 @@ def test_accept_out_of_descriptors_pauses_the_listener() -> None:
     # A level-triggered loop that kept retrying would have called accept() thousands of
     # times in 50 ms; pausing leaves one call (two if this machine ran very late).
     assert 1 <= calls_during_pause <= 2
+
+
+class _RecoveringLocal(_ExhaustedLocal):
+    """Fails with EMFILE ``failures`` times, then accepts (nothing: the stub has no peers)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def accept(
+        self,
+        accept_remote: Callable[[Remote, Address], object],
+        deliver: Callable[[Address, bytes], object],
+    ) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise OSError(errno.EMFILE, "Too many open files")
+        self.sock.recv(16)  # recovered; nothing more to accept
+
+
+class _RecoveringAdapter(_ExhaustedAdapter):
+    def listen(self, addr: Any, config: Any) -> ListeningInfo:
+        local = _RecoveringLocal(failures=5)
+        self.locals.append(local)
+        return ListeningInfo(local, "stub")
+
+
+_RECOVERING = _RecoveringAdapter()
+RECOVERING: Transport = getattr(Transport, "RECOVERING", None) or message_io.register_transport(
+    "RECOVERING", _RECOVERING
+)
+
+
+def test_an_exhaustion_episode_logs_one_line_and_one_on_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Five failed accepts in a row (0.1 s pauses between them) are one WARNING line when
+    the shortage starts and one when accepting works again, not one per attempt."""
+    handler, listener = message_io.split()
+    handler.network.listen(RECOVERING, "anything")
+    local = _RECOVERING.locals[-1]
+    events: queue.Queue[NodeEvent[Any]] = queue.Queue()
+    caplog.set_level(logging.DEBUG, logger="message_io")
+    handler.signals.send_with_timer("after recovery", 1.0)  # 5 pauses of 0.1 s, then more
+    with listener.for_each_async(events.put):
+        assert events.get(timeout=TIMEOUT) == Signal("after recovery")
+    assert local.calls >= 6  # it recovered within the 1.0 s (resumed after each pause)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "Too many open files" in warnings[0]
+    assert "accepting again" in warnings[1]
+    assert "(5 failed attempts)" in warnings[1]

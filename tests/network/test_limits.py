@@ -7,6 +7,7 @@ every wait here is on an event with a deadline, never a sleep.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import socket
 import threading
@@ -317,3 +318,40 @@ def test_time_limits_are_validated(field: str, value: float) -> None:
         FramedTcpListenConfig(**options)
     with pytest.raises(ValueError, match=field):
         message_io.FramedTcpConnectConfig(**options)
+
+
+# -- logs ---------------------------------------------------------------------------------
+
+
+def test_a_flood_of_bad_peers_logs_ten_lines_and_a_summary() -> None:
+    """50 peers sending an invalid varint: each is disconnected, but the log gets at most
+    10 lines a second and then one "N more ... suppressed" line."""
+    records: list[logging.LogRecord] = []
+    summary = threading.Event()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            if "suppressed" in record.getMessage():
+                summary.set()
+
+    logger = logging.getLogger("message_io")
+    collect = Collect(logging.INFO)
+    previous = logger.level
+    logger.addHandler(collect)
+    logger.setLevel(logging.INFO)
+    try:
+        with server(FramedTcpListenConfig()) as node:
+            for _ in range(50):
+                with socket.create_connection(node.addr, timeout=TIMEOUT) as peer:
+                    peer.sendall(b"\xff" * 11)  # a varint longer than 10 bytes
+                    assert_closed_by_server(peer)
+            assert summary.wait(TIMEOUT)
+    finally:
+        logger.removeHandler(collect)
+        logger.setLevel(previous)
+    lines = [r.getMessage() for r in records if "disconnecting" in r.getMessage()]
+    summaries = [r.getMessage() for r in records if "suppressed" in r.getMessage()]
+    assert 1 <= len(lines) <= 20  # 10 a second (the 50 may straddle a second)
+    suppressed = sum(int(line.split()[0]) for line in summaries)
+    assert len(lines) + suppressed == 50

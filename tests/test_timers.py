@@ -1,0 +1,56 @@
+"""The loop's internal timers: cancelled ones release what they hold and do not pile up."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from message_io._loop import Loop
+
+
+class Held:
+    """Stands for a connection that a timer's callback refers to."""
+
+    def fire(self) -> None:
+        raise AssertionError("a cancelled timer fired")
+
+
+def test_a_cancelled_timer_releases_its_callback_at_once() -> None:
+    loop: Loop[object] = Loop()
+    try:
+        held = Held()
+        ref = weakref.ref(held)
+        timer = loop.add_timer(3600, held.fire)
+        del held
+        loop.cancel_timer(timer)
+        gc.collect()
+        assert ref() is None
+    finally:
+        loop.shutdown()
+
+
+def test_cancelled_timers_are_compacted_out_of_the_heap() -> None:
+    loop: Loop[object] = Loop()
+    try:
+        keep = loop.add_timer(3600, lambda: None)
+        for _ in range(10_000):
+            loop.cancel_timer(loop.add_timer(3600, Held().fire))
+        assert len(loop._timers) <= 600  # not 10,001: rebuilt as cancelled ones pile up
+        assert any(entry[2] is keep for entry in loop._timers)
+        loop.cancel_timer(keep)
+        loop.cancel_timer(keep)  # twice is harmless
+    finally:
+        loop.shutdown()
+
+
+def test_due_timers_run_and_cancelled_ones_do_not() -> None:
+    loop: Loop[object] = Loop()
+    ran: list[str] = []
+    try:
+        loop.add_timer(0, lambda: ran.append("due"))
+        loop.cancel_timer(loop.add_timer(0, lambda: ran.append("cancelled")))
+        loop._run_timers()
+        assert ran == ["due"]
+        assert loop._timers == []
+    finally:
+        loop.shutdown()
