@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover - elsewhere, read until "would block"
     termios = None  # type: ignore[assignment]
     _ioctl = None  # type: ignore[assignment]
 
+from .._throttle import LogThrottle
 from ..errors import AddressError
 from ..network.adapter import (
     Adapter,
@@ -70,6 +71,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("message_io")
+# A peer can send oversize datagrams as fast as it likes: its lines are rate-limited.
+_oversize_log: Final = LogThrottle(log, "oversize datagram lines")
 
 MAX_LOCAL_PAYLOAD_LEN: Final = 65535 - 20 - 8
 """The largest UDP payload over IPv4 (65507 bytes): 64 KiB minus the IP and UDP headers."""
@@ -280,7 +283,9 @@ class UdpRemote(Remote):
                 log.debug("udp %s: %s", format_address(self.socket.getpeername()), exc)
                 continue
             if len(data) > _RECV_SIZE:
-                log.warning("udp: dropped a datagram larger than %d bytes", _RECV_SIZE)
+                _oversize_log.log(
+                    logging.WARNING, "udp: dropped a datagram larger than %d bytes", _RECV_SIZE
+                )
                 continue
             deliver(data)
             if first and not _waiting(self._fd, self._pending):
@@ -342,7 +347,9 @@ class UdpLocal(Local):
                 log.debug("udp listener: %s", exc)
                 continue
             if len(data) > _RECV_SIZE:
-                log.warning("udp: dropped a datagram larger than %d bytes", _RECV_SIZE)
+                _oversize_log.log(
+                    logging.WARNING, "udp: dropped a datagram larger than %d bytes", _RECV_SIZE
+                )
                 continue
             deliver(addr, data)
             if first and not _waiting(self._fd, self._pending):
