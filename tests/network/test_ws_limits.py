@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
 
 from message_io import (
     Connected,
@@ -300,3 +302,53 @@ def test_incomplete_is_nonzero_inside_a_message_of_empty_fragments(served: Serve
     served.send(fragments([b""], opcode=Opcode.CONT))
     assert served.messages == [b""]
     assert served.remote.incomplete() == 0
+
+
+def _client_remote() -> tuple[WsRemote, socket.socket]:
+    """A client-side WsRemote on one end of a socket pair, after the opening handshake
+    (answered by websockets on the other end, which is returned)."""
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    peer.settimeout(TIMEOUT)
+    protocol = ClientProtocol(parse_uri("ws://localhost/"), max_size=None)
+    remote = WsRemote(
+        ours, protocol, connecting=False, tls=None, max_message_size=None, ping_interval=None
+    )
+    assert remote.pending(Readiness.WRITE) is PendingStatus.INCOMPLETE  # request written
+    server = ServerProtocol()
+    while not (events := server.events_received()):
+        server.receive_data(peer.recv(65536))
+    assert isinstance(events[0], Request)
+    server.send_response(server.accept(events[0]))
+    peer.sendall(b"".join(server.data_to_send()))
+    while remote.pending(Readiness.READ) is not PendingStatus.READY:
+        assert select.select([ours], [], [], TIMEOUT)[0], "no handshake response"
+    return remote, peer
+
+
+def _bad_text() -> bytes:
+    return Frame(Opcode.TEXT, b"\xff" * 65532).serialize(mask=False, extensions=[])
+
+
+def _one_fragment_too_many() -> bytes:
+    parts = [b"x"] * DEFAULT_MAX_FRAGMENTS + [b"y" * 53244]
+    return fragments(parts, mask=False, fin=False)
+
+
+@pytest.mark.parametrize("wire", [_bad_text, _one_fragment_too_many], ids=["1007", "1009"])
+def test_failing_a_client_connection_that_the_peer_closed_already(wire: Any) -> None:
+    """The frame that fails the connection ends the 64 KiB the read asked for, and the
+    server's EOF is right behind it: read in the same receive(), which returns
+    DISCONNECTED (the protocol's parser saw the EOF first and closed it)."""
+    remote, peer = _client_remote()
+    try:
+        data = wire()
+        assert len(data) == 65536
+        peer.sendall(data)
+        peer.shutdown(socket.SHUT_WR)
+        delivered: list[bytes | str] = []
+        assert remote.receive(delivered.append) is ReadStatus.DISCONNECTED
+        assert delivered == []
+    finally:
+        remote.close()
+        peer.close()

@@ -492,8 +492,13 @@ class WsRemote(Remote):
     def _fail(self, code: int, reason: str, exc: Exception) -> bool:
         """Fail the connection (RFC 6455 7.1.7): the protocol sends the close frame and
         discards what follows; ``receive`` logs ``exc`` and reports the disconnection."""
-        self.protocol.fail(code, reason)
-        self.protocol.parser_exc = exc
+        protocol = self.protocol
+        # Its parser runs ahead of these frames: if what came after them (an error, a
+        # close frame, EOF) ended the connection already, that stands. (Failing a client
+        # protocol again after EOF would trip an assertion in websockets.)
+        if protocol.state is OPEN:
+            protocol.fail(code, reason)
+            protocol.parser_exc = exc
         self._fragments = bytearray()
         self._fragment_count = 0
         return True
