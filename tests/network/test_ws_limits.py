@@ -16,13 +16,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets import exceptions
 from websockets.client import ClientProtocol
+from websockets.exceptions import SecurityError
 from websockets.frames import Close, Frame, Opcode
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
+import message_io.adapters.ws as ws_module
 from message_io import (
+    Accepted,
     Connected,
     Disconnected,
     Message,
@@ -352,3 +356,95 @@ def test_failing_a_client_connection_that_the_peer_closed_already(wire: Any) -> 
     finally:
         remote.close()
         peer.close()
+
+
+# -- handshake requests over the size limits -------------------------------------------
+
+
+def _upgrade_headers() -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        "Host: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    ).encode()
+
+
+_HEADERS = _upgrade_headers().count(b"\r\n")
+
+OVERSIZED = {
+    "9000-byte-request-line": (
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + _upgrade_headers() + b"\r\n",
+        414,
+    ),
+    "129-headers": (
+        b"GET / HTTP/1.1\r\n"
+        + _upgrade_headers()
+        + b"".join(b"X-Filler-%d: v\r\n" % i for i in range(129 - _HEADERS))
+        + b"\r\n",
+        431,
+    ),
+    "9000-byte-header-line": (
+        b"GET / HTTP/1.1\r\n" + _upgrade_headers() + b"X-Long: " + b"b" * 9000 + b"\r\n\r\n",
+        431,
+    ),
+}
+
+
+def _refused(ws: Net, addr: Any, request: bytes) -> bytes:
+    """What the server answers ``request`` with, up to the EOF that follows."""
+    sock = ws._keep(socket.create_connection(addr, timeout=TIMEOUT))
+    sock.sendall(request)
+    answer = bytearray()
+    while data := sock.recv(65536):
+        answer += data
+    return bytes(answer)
+
+
+def _check_refusals(ws: Net) -> None:
+    server, listener_id, addr = ws.server()
+    good = RawPeer(ws, addr)
+    good_ep = accepted(server, listener_id)
+    for name, (request, status) in OVERSIZED.items():
+        answer = _refused(ws, addr, request)
+        assert answer.startswith(b"HTTP/1.1 %d " % status), (name, answer[:100])
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"\r\nConnection: close\r\n" in head + b"\r\n"
+        assert body.startswith(b"Failed to open a WebSocket connection")
+        check_still_served(server, good, good_ep)
+    # None of them was accepted (else an Accepted would have come before a Message);
+    # a new client is.
+    client = ws.node("client")
+    endpoint = ws.connected(client, addr)
+    assert server.expect(Accepted).listener_id == listener_id
+    assert client.network.send(endpoint, b"a new one") is SENT
+    assert server.expect(Message).data == b"a new one"
+
+
+def test_oversized_requests_get_414_and_431(ws: Net) -> None:
+    _check_refusals(ws)
+
+
+class _FlagsOnly(ServerProtocol):
+    """A ServerProtocol as the older websockets releases have it (16.1 still does): a
+    request over the size limits sets ``handshake_exc`` (an ``InvalidMessage`` caused by
+    a ``SecurityError``) and gets no answer; the adapter must answer by itself."""
+
+    def send_response(self, response: Response) -> None:
+        exc = self.handshake_exc
+        if response.status_code in (414, 431) and isinstance(exc, SecurityError):
+            # (InvalidMessage is looked up here: 14.0 warns that it is deprecated.)
+            wrapped = exceptions.InvalidMessage("did not receive a valid HTTP request")
+            wrapped.__cause__ = SecurityError("line too long")  # it did not tell which
+            self.handshake_exc = wrapped
+            self.send_eof()
+            self.parser = self.discard()
+            next(self.parser)
+            return
+        super().send_response(response)
+
+
+def test_oversized_requests_with_a_protocol_that_only_flags_them(
+    ws: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ws_module, "ServerProtocol", _FlagsOnly)
+    _check_refusals(ws)

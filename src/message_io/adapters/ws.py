@@ -19,6 +19,8 @@ module, non-blocking. Both run inside the node's own poll loop: no asyncio.
   peer that sends nothing back for a whole interval. ``remove`` sends a close frame
   (1000), ``stop`` too (1001); neither waits for the reply. A protocol violation closes
   that connection with the right close code (1002, 1007, 1009...) and ``Disconnected``.
+* A message may come in ``max_fragments`` frames (4096 by default; 1009 beyond). A
+  request over websockets' handshake limits gets ``414`` or ``431``, then the close.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidURI
+from websockets.exceptions import InvalidURI, SecurityError
 from websockets.frames import Opcode
-from websockets.http11 import Request, Response
+from websockets.http11 import MAX_LINE_LENGTH, Request, Response
 from websockets.protocol import CONNECTING, OPEN
 from websockets.server import ServerProtocol
 from websockets.speedups import apply_mask
@@ -257,6 +259,12 @@ class WsRemote(Remote):
         self._client = isinstance(protocol, ClientProtocol)
         self._accept = accept
         self._out = bytearray()  # handshake bytes not yet written
+        # What is read goes to the protocol; during a server's handshake, through a note
+        # of whether the request line ended within the line limit (see _refusal).
+        self._feed: Callable[[bytes], None] = (
+            protocol.receive_data if accept is None else self._feed_request
+        )
+        self._request_seen = 0  # bytes before the request's first LF; -1 once one came
         self._want = Readiness.WRITE if connecting else Readiness.READ
         self._early: list[bytes | str] = []  # messages that came with the handshake
         # The message being received in fragments: their payloads so far, in one buffer
@@ -353,9 +361,14 @@ class WsRemote(Remote):
                 pass  # client side: the protocol checked it (handshake_exc)
             elif self._on_frame(event, self._early.append):
                 break  # the connection was failed: nothing after that frame counts
+        if protocol.state is not CONNECTING:
+            self._feed = protocol.receive_data  # the request is over: no more notes
         if protocol.handshake_exc is not None:
             self.failure = protocol.handshake_exc
-            self._flush_handshake()  # a server's error response, best effort
+            self._collect_handshake_output()  # a server's error response (414, 431...)
+            if not self._out and not self._client:
+                self._out += self._refusal(protocol.handshake_exc)
+            self._flush_handshake()  # best effort: the connection closes anyway
             return PendingStatus.DISCONNECTED
         if status is ReadStatus.DISCONNECTED and protocol.state is CONNECTING:
             self.failure = ConnectionError("the peer closed during the handshake")
@@ -373,6 +386,27 @@ class WsRemote(Remote):
         self._want = Readiness.READ
         return PendingStatus.INCOMPLETE
 
+    def _feed_request(self, data: bytes) -> None:
+        """Feed the request to the protocol, noting where its first line ended."""
+        seen = self._request_seen
+        if 0 <= seen < MAX_LINE_LENGTH:
+            found = data.find(b"\n", 0, MAX_LINE_LENGTH - seen) >= 0
+            self._request_seen = -1 if found else seen + len(data)
+        self.protocol.receive_data(data)
+
+    def _refusal(self, exc: Exception) -> bytes:
+        """The answer of websockets' servers to a request over its size limits, for the
+        older releases whose protocol only flags it (a SecurityError, as is in 14.0, as
+        an InvalidMessage's cause in 16.1): 414 for an over-long request line, 431 for too
+        many or too long header lines. Newer ones (17.4) answer by themselves."""
+        cause = exc if isinstance(exc, SecurityError) else exc.__cause__
+        if not isinstance(cause, SecurityError):
+            return b""  # a malformed request: no answer, as websockets gives none
+        assert isinstance(self.protocol, ServerProtocol)
+        status = 431 if self._request_seen < 0 else 414  # did the request line end?
+        text = f"Failed to open a WebSocket connection: {cause}.\n"
+        return self.protocol.reject(status, text).serialize()
+
     def _flush_handshake(self) -> bool:
         """Write handshake bytes; True once all are written."""
         while self._out:
@@ -388,6 +422,7 @@ class WsRemote(Remote):
     def _read_into_protocol(self) -> ReadStatus:
         """Feed what the OS has (all of it, for TLS) to the protocol."""
         recv = self._stream.recv
+        feed = self._feed
         tls = self._stream is not self.socket
         for _ in range(_READS_PER_EVENT):
             try:
@@ -401,7 +436,7 @@ class WsRemote(Remote):
             if not data:
                 self.protocol.receive_eof()
                 return ReadStatus.DISCONNECTED
-            self.protocol.receive_data(data)
+            feed(data)
             if len(data) < INPUT_BUFFER_SIZE and not (tls and self._stream.pending()):  # type: ignore[attr-defined]
                 return ReadStatus.OK
         if tls and self._stream.pending():  # type: ignore[attr-defined]
