@@ -19,6 +19,8 @@ module, non-blocking. Both run inside the node's own poll loop: no asyncio.
   peer that sends nothing back for a whole interval. ``remove`` sends a close frame
   (1000), ``stop`` too (1001); neither waits for the reply. A protocol violation closes
   that connection with the right close code (1002, 1007, 1009...) and ``Disconnected``.
+* A message may come in ``max_fragments`` frames (4096 by default; 1009 beyond). A
+  request over websockets' handshake limits gets ``414`` or ``431``, then the close.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidURI
+from websockets.exceptions import InvalidURI, SecurityError
 from websockets.frames import Opcode
-from websockets.http11 import Request, Response
+from websockets.http11 import MAX_LINE_LENGTH, Request, Response
 from websockets.protocol import CONNECTING, OPEN
 from websockets.server import ServerProtocol
 from websockets.speedups import apply_mask
@@ -63,6 +65,7 @@ from .tcp import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_FRAGMENTS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_PATH",
     "WsAdapter",
@@ -79,6 +82,9 @@ DEFAULT_PATH: Final = "/message-io-default"
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
 """The default largest message, sent or received (the same as ``FRAMED_TCP``)."""
+
+DEFAULT_MAX_FRAGMENTS: Final = 4096
+"""The default most frames one received message may come in."""
 
 _READS_PER_EVENT: Final = 4
 _TCP, _TLS, _WS = 0, 1, 2  # handshake phases
@@ -115,6 +121,9 @@ class WsConnectConfig(TcpConnectConfig):
             default: the URL's host.
         max_message_size: The largest message received; bigger ones close the
             connection with 1009. ``send`` refuses bigger ones too.
+        max_fragments: The most frames (fragments) a received message may come in,
+            empty ones included; one more closes the connection with 1009. ``None``:
+            no limit.
         ping_interval: Seconds between keepalive pings; a peer that sends nothing for
             a whole interval after a ping is disconnected. ``None``: no pings.
         origin: The ``Origin`` header to send, if any.
@@ -130,10 +139,15 @@ class WsConnectConfig(TcpConnectConfig):
     ca_file: str | None = None
     server_hostname: str | None = None
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    max_fragments: int | None = DEFAULT_MAX_FRAGMENTS
     ping_interval: float | None = 20.0
     origin: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     subprotocols: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_fragments(self.max_fragments)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +164,8 @@ class WsListenConfig(TcpListenConfig):
         subprotocols: Subprotocols the server speaks, best first: the first one that a
             client offers is chosen. A client that offers only others is refused.
         max_message_size: The largest message received (1009 beyond) and sent.
+        max_fragments: As in :class:`WsConnectConfig`: fragments per received message,
+            empty ones included (1009 beyond); ``None``: no limit.
         ping_interval: As in :class:`WsConnectConfig`.
         handshake_timeout: Seconds a client may take for TLS and the opening handshake
             (default 10); bytes trickled meanwhile do not extend it.
@@ -164,8 +180,20 @@ class WsListenConfig(TcpListenConfig):
     paths: Collection[str] | None = None
     origins: Collection[str | None] | None = None
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    max_fragments: int | None = DEFAULT_MAX_FRAGMENTS
     ping_interval: float | None = 20.0
     subprotocols: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_fragments(self.max_fragments)
+
+
+def _check_fragments(value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_fragments must be an int >= 1 or None, not {value!r}")
 
 
 def _client_context(config: WsConnectConfig) -> ssl.SSLContext:
@@ -215,6 +243,7 @@ class WsRemote(Remote):
         server_hostname: str | None = None,
         max_message_size: int | None,
         ping_interval: float | None,
+        max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
         accept: Callable[[ServerProtocol, Request], Response] | None = None,
         headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
@@ -226,13 +255,25 @@ class WsRemote(Remote):
         self._server_hostname = server_hostname
         self._phase = _TCP if connecting else (_TLS if tls is not None else _WS)
         self.protocol = protocol
+        self._reader = protocol.reader  # its buffer: what a frame cut short left
         self._client = isinstance(protocol, ClientProtocol)
         self._accept = accept
         self._out = bytearray()  # handshake bytes not yet written
+        # What is read goes to the protocol; during a server's handshake, through a note
+        # of whether the request line ended within the line limit (see _refusal).
+        self._feed: Callable[[bytes], None] = (
+            protocol.receive_data if accept is None else self._feed_request
+        )
+        self._request_seen = 0  # bytes before the request's first LF; -1 once one came
         self._want = Readiness.WRITE if connecting else Readiness.READ
         self._early: list[bytes | str] = []  # messages that came with the handshake
-        self._fragments: list[bytes] = []
+        # The message being received in fragments: their payloads so far, in one buffer
+        # (a list of a million 1-byte bytes objects would hold 40 times the payload),
+        # how many frames it came in (0: none under way), and its kind.
+        self._fragments = bytearray()
+        self._fragment_count = 0
         self._fragments_text = False
+        self.max_fragments = max_fragments
         self._closed_early = False  # the peer's close frame (or EOF) came with the handshake
         self.max_message_size = max_message_size
         self.heartbeat_interval = ping_interval
@@ -318,11 +359,16 @@ class WsRemote(Remote):
                 self._collect_handshake_output()
             elif isinstance(event, Response):
                 pass  # client side: the protocol checked it (handshake_exc)
-            else:
-                self._on_frame(event, self._early.append)
+            elif self._on_frame(event, self._early.append):
+                break  # the connection was failed: nothing after that frame counts
+        if protocol.state is not CONNECTING:
+            self._feed = protocol.receive_data  # the request is over: no more notes
         if protocol.handshake_exc is not None:
             self.failure = protocol.handshake_exc
-            self._flush_handshake()  # a server's error response, best effort
+            self._collect_handshake_output()  # a server's error response (414, 431...)
+            if not self._out and not self._client:
+                self._out += self._refusal(protocol.handshake_exc)
+            self._flush_handshake()  # best effort: the connection closes anyway
             return PendingStatus.DISCONNECTED
         if status is ReadStatus.DISCONNECTED and protocol.state is CONNECTING:
             self.failure = ConnectionError("the peer closed during the handshake")
@@ -340,6 +386,27 @@ class WsRemote(Remote):
         self._want = Readiness.READ
         return PendingStatus.INCOMPLETE
 
+    def _feed_request(self, data: bytes) -> None:
+        """Feed the request to the protocol, noting where its first line ended."""
+        seen = self._request_seen
+        if 0 <= seen < MAX_LINE_LENGTH:
+            found = data.find(b"\n", 0, MAX_LINE_LENGTH - seen) >= 0
+            self._request_seen = -1 if found else seen + len(data)
+        self.protocol.receive_data(data)
+
+    def _refusal(self, exc: Exception) -> bytes:
+        """The answer of websockets' servers to a request over its size limits, for the
+        older releases whose protocol only flags it (a SecurityError, as is in 14.0, as
+        an InvalidMessage's cause in 16.1): 414 for an over-long request line, 431 for too
+        many or too long header lines. Newer ones (17.4) answer by themselves."""
+        cause = exc if isinstance(exc, SecurityError) else exc.__cause__
+        if not isinstance(cause, SecurityError):
+            return b""  # a malformed request: no answer, as websockets gives none
+        assert isinstance(self.protocol, ServerProtocol)
+        status = 431 if self._request_seen < 0 else 414  # did the request line end?
+        text = f"Failed to open a WebSocket connection: {cause}.\n"
+        return self.protocol.reject(status, text).serialize()
+
     def _flush_handshake(self) -> bool:
         """Write handshake bytes; True once all are written."""
         while self._out:
@@ -355,6 +422,7 @@ class WsRemote(Remote):
     def _read_into_protocol(self) -> ReadStatus:
         """Feed what the OS has (all of it, for TLS) to the protocol."""
         recv = self._stream.recv
+        feed = self._feed
         tls = self._stream is not self.socket
         for _ in range(_READS_PER_EVENT):
             try:
@@ -368,13 +436,19 @@ class WsRemote(Remote):
             if not data:
                 self.protocol.receive_eof()
                 return ReadStatus.DISCONNECTED
-            self.protocol.receive_data(data)
+            feed(data)
             if len(data) < INPUT_BUFFER_SIZE and not (tls and self._stream.pending()):  # type: ignore[attr-defined]
                 return ReadStatus.OK
         if tls and self._stream.pending():  # type: ignore[attr-defined]
             # Decrypted bytes wait in the TLS layer, where readiness cannot see them.
             return self._read_into_protocol()
         return ReadStatus.OK
+
+    def incomplete(self) -> int:
+        """Bytes of the frame being received (what the protocol's reader holds of it) and
+        of the fragments of an unfinished message, plus one while such a message is under
+        way (so that one begun with empty fragments does not read as none)."""
+        return len(self._reader.buffer) + len(self._fragments) + (self._fragment_count > 0)
 
     def buffered(self) -> bool:
         if self._early or self._closed_early:
@@ -391,7 +465,8 @@ class WsRemote(Remote):
         protocol = self.protocol
         for frame in protocol.events_received():
             self._heard = True
-            self._on_frame(frame, deliver)
+            if self._on_frame(frame, deliver):
+                break  # the connection was failed: no later frame is processed (RFC 7.1.7)
         if protocol.parser_exc is not None and not isinstance(protocol.parser_exc, EOFError):
             close = protocol.close_sent
             log.info(
@@ -404,34 +479,64 @@ class WsRemote(Remote):
             return ReadStatus.DISCONNECTED  # a close frame (replied to) or EOF
         return status
 
-    def _on_frame(self, frame: Any, deliver: Callable[[bytes | str], object]) -> None:
+    def _on_frame(self, frame: Any, deliver: Callable[[bytes | str], object]) -> bool:
+        """Handle one received frame; True if it failed the connection."""
         opcode = frame.opcode
         if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
             if frame.fin:
-                self._deliver(frame.data, opcode is Opcode.TEXT, deliver)
-            else:
-                self._fragments = [frame.data]
-                self._fragments_text = opcode is Opcode.TEXT
+                return self._deliver(frame.data, opcode is Opcode.TEXT, deliver)
+            # The protocol refuses a data frame inside a fragmented message: none is.
+            self._fragments += frame.data
+            self._fragment_count = 1
+            self._fragments_text = opcode is Opcode.TEXT
         elif opcode is Opcode.CONT:
-            self._fragments.append(frame.data)
-            if frame.fin:
-                data = b"".join(self._fragments)
-                self._fragments = []
-                self._deliver(data, self._fragments_text, deliver)
+            count = self._fragment_count + 1
+            limit = self.max_fragments
+            if limit is not None and count > limit:
+                # websockets bounds the bytes of a message, not its frames: empty ones
+                # would cost nothing there, and each costs a frame's work here.
+                reason = f"a message in more than {limit} fragments"
+                return self._fail(1009, reason, ValueError(reason))
+            self._fragments += frame.data
+            if not frame.fin:
+                self._fragment_count = count
+                return False
+            data = self._fragments
+            self._fragments = bytearray()
+            self._fragment_count = 0
+            return self._deliver(data, self._fragments_text, deliver)
         elif opcode is Opcode.PONG:
             self._pinged = False
         # PING is answered and CLOSE replied to by the protocol itself.
+        return False
 
-    def _deliver(self, data: bytes, text: bool, deliver: Callable[[bytes | str], object]) -> None:
+    def _deliver(
+        self, data: bytes | bytearray, text: bool, deliver: Callable[[bytes | str], object]
+    ) -> bool:
+        """Deliver one whole message; True if it failed the connection (bad UTF-8)."""
         if not text:
             # websockets hands unmasked payloads over as bytearray: deliver bytes always.
             deliver(data if data.__class__ is bytes else bytes(data))
-            return
+            return False
         try:
             deliver(data.decode())
         except UnicodeDecodeError as exc:
-            self.protocol.fail(1007, f"invalid UTF-8 at position {exc.start}")
-            self.protocol.parser_exc = exc
+            return self._fail(1007, f"invalid UTF-8 at position {exc.start}", exc)
+        return False
+
+    def _fail(self, code: int, reason: str, exc: Exception) -> bool:
+        """Fail the connection (RFC 6455 7.1.7): the protocol sends the close frame and
+        discards what follows; ``receive`` logs ``exc`` and reports the disconnection."""
+        protocol = self.protocol
+        # Its parser runs ahead of these frames: if what came after them (an error, a
+        # close frame, EOF) ended the connection already, that stands. (Failing a client
+        # protocol again after EOF would trip an assertion in websockets.)
+        if protocol.state is OPEN:
+            protocol.fail(code, reason)
+            protocol.parser_exc = exc
+        self._fragments = bytearray()
+        self._fragment_count = 0
+        return True
 
     def take_output(self) -> Buffer | None:
         if not self.protocol.writes:  # the common case: nothing to answer
@@ -560,6 +665,7 @@ class WsLocal(TcpLocal):
             tls=self._tls,
             max_message_size=config.max_message_size,
             ping_interval=config.ping_interval,
+            max_fragments=config.max_fragments,
             accept=self._answer,
         )
 
@@ -599,6 +705,7 @@ class WsAdapter(TcpAdapter):
             server_hostname=config.server_hostname or uri.host,
             max_message_size=config.max_message_size,
             ping_interval=config.ping_interval,
+            max_fragments=config.max_fragments,
             headers=config.headers,
         )
         return ConnectionInfo(remote, local_addr, sockaddr)
