@@ -44,6 +44,9 @@ from message_io import (
 log = logging.getLogger("autobahn.client")
 
 MAX_MESSAGE_SIZE = 2**25
+# Cases 9.3.* and 9.4.* send one message in up to 65,536 fragments (64 KiB in 1-byte
+# pieces): more than the default cap of 4096 fragments per message, so raised here.
+MAX_FRAGMENTS = 65537
 """Autobahn 9.1.6 sends 16 MiB; websockets' compliance client allows 32 MiB too."""
 
 SEND_BUFFER_LIMIT = 64 * 1024 * 1024
@@ -68,6 +71,7 @@ def run(base: str, agent: str, *, wait: float, timeout: float, cases: list[int] 
     handler, listener = message_io.split()
     config = WsConnectConfig(
         max_message_size=MAX_MESSAGE_SIZE,
+        max_fragments=MAX_FRAGMENTS,
         send_buffer_limit=SEND_BUFFER_LIMIT,
         connect_timeout=5.0,
     )
