@@ -44,6 +44,7 @@ from websockets.speedups import apply_mask
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
 
+from .._throttle import LogThrottle
 from ..errors import AddressError
 from ..network.adapter import (
     Buffer,
@@ -469,7 +470,8 @@ class WsRemote(Remote):
                 break  # the connection was failed: no later frame is processed (RFC 7.1.7)
         if protocol.parser_exc is not None and not isinstance(protocol.parser_exc, EOFError):
             close = protocol.close_sent
-            log.info(
+            _protocol_errors.log(
+                logging.INFO,
                 "websocket protocol error, closing with %s: %s",
                 close.code if close is not None else "no close frame",
                 protocol.parser_exc,
@@ -713,6 +715,9 @@ class WsAdapter(TcpAdapter):
     def make_local(self, sock: socket.socket, config: Any) -> WsLocal:
         return WsLocal(sock, config)
 
+
+# A peer can make protocol errors as fast as it can connect: their lines are rate-limited.
+_protocol_errors: Final = LogThrottle(log, "websocket protocol error lines")
 
 _PROTOCOL_LOG: Final = logging.getLogger("message_io.websockets")
 """The protocol layer's own log (quiet unless configured): the node logs what matters."""
