@@ -646,3 +646,23 @@ def test_connect_sync_keeps_the_os_error_when_the_loop_fails_first(unix_net: Net
     assert failed.is_set(), "the race was not forced"
     assert not isinstance(info.value, message_io.ConnectTimeout)
     assert info.value.errno == errno.ENOENT, f"the OS error was lost: {info.value!r}"
+
+
+def test_a_peer_stalling_inside_a_message_is_disconnected(net: Net) -> None:
+    """message_timeout, on every transport with messages (the test Unix transport comes
+    through the adapter API: its Remote.incomplete() is all it takes)."""
+    if not net.packet_based:
+        pytest.skip("a raw byte stream has no messages, so nothing is ever incomplete")
+    config = net.listen_config(message_timeout=0.3, min_message_rate=None)
+    server, _listener_id, addr = net.server(config=config)
+    stalled = net.raw_connect(addr)
+    accepted = server.expect(Accepted)
+    healthy = net.raw_connect(addr)
+    other = server.expect(Accepted)
+    wire = net.client_wire(b"m" * 1000)
+    stalled.sendall(wire[:-10])  # all but the last 10 bytes, then silence
+    gone = server.wait_for(Disconnected)
+    assert gone.endpoint == accepted.endpoint
+    healthy.sendall(net.client_wire(b"whole"))
+    message = server.wait_for(Message)
+    assert (message.endpoint, message.data) == (other.endpoint, b"whole")

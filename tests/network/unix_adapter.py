@@ -163,6 +163,10 @@ class UnixRemote(Remote):
     def header(self, size: int) -> bytes:
         return frame_header(size)
 
+    def incomplete(self) -> int:
+        """Bytes of the frame being received: the node's message limits then apply."""
+        return self._decoder.buffered
+
     def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
         if self.eof.is_set():
             self.receives_after_eof += 1
