@@ -111,7 +111,7 @@ def serve(addr: str, *, tls: bool) -> None:
         certfile, keyfile = _self_signed(Path(tmp)) if tls else (None, None)
         config = WsListenConfig(
             max_message_size=MAX_MESSAGE_SIZE,
-        max_fragments=MAX_FRAGMENTS,
+            max_fragments=MAX_FRAGMENTS,
             send_buffer_limit=SEND_BUFFER_LIMIT,
             certfile=certfile,
             keyfile=keyfile,
