@@ -196,12 +196,12 @@ def test_idle_timeout_cuts_a_silent_peer_and_bytes_keep_it() -> None:
     config = FramedTcpListenConfig(idle_timeout=0.4)
     stop = threading.Event()
     with server(config) as node:
+        started = time.monotonic()  # before the server accepts: its clock starts later
         silent, silent_accepted = connect(node)
         chatty, _ = connect(node)
         thread = threading.Thread(
             target=_trickle, args=(chatty, [encode_frame(b"hi")] * 200, 0.05, stop)
         )
-        started = time.monotonic()
         thread.start()
         try:
             gone = node.next(Disconnected)
@@ -224,12 +224,12 @@ def test_idle_timeout_on_a_client_connection() -> None:
         addr = raw_server.getsockname()
         config = message_io.FramedTcpConnectConfig(idle_timeout=0.3)
         with listener.for_each_async(events.put, on_error="stop"):
+            started = time.monotonic()  # the clock starts once connected, after this
             endpoint, _ = handler.network.connect_sync(
                 Transport.FRAMED_TCP, addr, config=config, timeout=TIMEOUT
             )
             peer, _ = raw_server.accept()
             with peer:
-                started = time.monotonic()
                 while True:
                     event = events.get(timeout=TIMEOUT)
                     if isinstance(event, Disconnected):
