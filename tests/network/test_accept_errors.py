@@ -126,3 +126,79 @@ def test_an_exhaustion_episode_logs_one_line_and_one_on_recovery(
     assert "Too many open files" in warnings[0]
     assert "accepting again" in warnings[1]
     assert "(5 failed attempts)" in warnings[1]
+
+
+_EXHAUSTIBLE_SERVER = r"""
+import logging, os, resource, sys, threading, time
+import message_io
+from message_io import Accepted, Signal, Transport
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
+LIMIT = 64
+resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+handler, listener = message_io.split()
+_, addr = handler.network.listen(Transport.FRAMED_TCP, "127.0.0.1:0")
+
+def on_event(event):
+    if isinstance(event, Signal):  # inside the loop: every fd it needs is open
+        free = LIMIT - (len(os.listdir("/proc/self/fd")) - 1)  # listdir holds one
+        print("ready", addr[1], free, flush=True)
+    elif isinstance(event, Accepted):
+        print("accepted", time.monotonic(), flush=True)
+
+def stop_at_eof():
+    sys.stdin.read()
+    handler.stop()
+
+threading.Thread(target=stop_at_eof, daemon=True).start()
+handler.signals.send("ready")
+listener.for_each(on_event)
+"""
+
+
+def test_real_fd_exhaustion_logs_once_and_recovers_fast() -> None:
+    """A server limited to 64 fds, sent 5 connections more than it has fds for: one
+    WARNING when accept() runs out, one when it works again, and the waiting
+    connections are accepted within 1.5 s of fds being freed."""
+    import subprocess
+    import sys
+    import time
+
+    clients: list[socket.socket] = []
+    with subprocess.Popen(
+        [sys.executable, "-c", _EXHAUSTIBLE_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        assert child.stdin is not None
+        try:
+            ready = child.stdout.readline().split()
+            assert ready[0] == "ready", ready
+            port, free = int(ready[1]), int(ready[2])
+            assert free > 10
+            clients.extend(  # the last 5 wait in the backlog
+                socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                for _ in range(free + 5)
+            )
+            for _ in range(free):
+                assert child.stdout.readline().startswith("accepted")
+            warning = child.stderr.readline()  # blocks until the server runs out
+            assert "Too many open files" in warning, warning
+            freed_at = time.monotonic()
+            for sock in clients[:10]:  # accepted first (the backlog is FIFO): 10 fds
+                sock.close()
+            accepted_at = [float(child.stdout.readline().split()[1]) for _ in range(5)]
+            assert max(accepted_at) - freed_at < 1.5
+            child.stdin.close()
+            assert child.wait(TIMEOUT) == 0
+            rest = child.stderr.read()
+        finally:
+            for sock in clients:
+                sock.close()
+            if child.poll() is None:
+                child.kill()
+    lines = [line for line in rest.splitlines() if line.startswith("WARNING")]
+    assert len(lines) == 1 and "accepting again" in lines[0], lines
