@@ -1264,29 +1264,30 @@ class Loop(Generic[S]):
 
         The timer is the connection's ``beat_timer``: cancelled when it closes, so a
         closed connection is freed at once, not when its next beat would have come.
+        (A partial, not a closure that re-arms itself: that would be a reference cycle
+        holding the connection until the garbage collector runs.)
         """
+        conn.beat_timer = self.add_timer(interval, functools.partial(self._beat, conn, interval))
 
-        def beat() -> None:
-            conn.beat_timer = None
-            if conn.state != _READY or not self.running:
-                return
-            broken: BaseException | None = None
-            with conn.lock:
-                try:
-                    conn.remote.heartbeat()
-                    if conn.output is not None:
-                        self._take_output(conn)
-                except Exception as exc:  # noqa: BLE001 - any failure ends this connection
-                    broken = exc
-            if broken is not None:
-                self.peer_log.log(
-                    logging.INFO, "disconnecting %s: %s", conn.endpoint, _describe(broken)
-                )
-                self._lost(conn)
-            elif conn.state == _READY:
-                conn.beat_timer = self.add_timer(interval, beat)
-
-        conn.beat_timer = self.add_timer(interval, beat)
+    def _beat(self, conn: _Connection, interval: float) -> None:
+        conn.beat_timer = None
+        if conn.state != _READY or not self.running:
+            return
+        broken: BaseException | None = None
+        with conn.lock:
+            try:
+                conn.remote.heartbeat()
+                if conn.output is not None:
+                    self._take_output(conn)
+            except Exception as exc:  # noqa: BLE001 - any failure ends this connection
+                broken = exc
+        if broken is not None:
+            self.peer_log.log(
+                logging.INFO, "disconnecting %s: %s", conn.endpoint, _describe(broken)
+            )
+            self._lost(conn)
+        elif conn.state == _READY:
+            self._heartbeat(conn, interval)
 
     # -- incomplete messages and idle connections -----------------------------------
 
