@@ -11,6 +11,7 @@ how the node drives a connection, and its addresses (paths) can be any ``os.Path
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import os
 import random
@@ -666,3 +667,16 @@ def test_a_peer_stalling_inside_a_message_is_disconnected(net: Net) -> None:
     healthy.sendall(net.client_wire(b"whole"))
     message = server.wait_for(Message)
     assert (message.endpoint, message.data) == (other.endpoint, b"whole")
+
+
+def test_idle_timeout_disconnects_a_silent_peer(net: Net) -> None:
+    config = net.listen_config(idle_timeout=0.3)
+    server, _listener_id, addr = net.server(config=config)
+    silent = net.raw_connect(addr)
+    accepted = server.expect(Accepted)
+    gone = server.wait_for(Disconnected)
+    assert gone.endpoint == accepted.endpoint
+    silent.settimeout(TIMEOUT)
+    with contextlib.suppress(ConnectionResetError):
+        while silent.recv(65536):  # a WS close frame may come first, then EOF
+            pass
