@@ -8,13 +8,16 @@ import math
 import ssl
 import typing
 from collections.abc import Callable, Collection, Mapping
+from datetime import timedelta
 from typing import Any, Literal
 
 import pytest
 
 from message_io import (
+    EventSender,
     FramedTcpConnectConfig,
     FramedTcpListenConfig,
+    NodeStoppedError,
     TcpConnectConfig,
     TcpKeepalive,
     TcpListenConfig,
@@ -331,3 +334,60 @@ def test_check_fields_works_on_any_dataclass() -> None:
     check_fields(_Limits(burst=3))
     with pytest.raises(TypeError, match=r"_Limits\.burst must be int, not str"):
         check_fields(_Limits(burst="3"))  # type: ignore[arg-type]
+
+
+# -- timers and signals ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delay", ["1", b"1", None, True, False, [1], 1j])
+def test_a_timer_delay_that_is_not_a_number_is_a_type_error(delay: Any) -> None:
+    signals: EventSender[str] = EventSender(lambda: None)
+    with pytest.raises(TypeError) as info:
+        signals.send_with_timer("x", delay)
+    assert str(info.value) == (
+        "send_with_timer() delay must be a number of seconds or a timedelta, "
+        f"not {type(delay).__name__}"
+    )
+    assert signals.pending() == 0
+
+
+@pytest.mark.parametrize("delay", [-1, -0.001, math.nan, math.inf, timedelta(seconds=-1)])
+def test_a_timer_delay_out_of_range_is_a_value_error(delay: Any) -> None:
+    signals: EventSender[str] = EventSender(lambda: None)
+    with pytest.raises(ValueError, match=r"send_with_timer\(\) delay must be a finite number"):
+        signals.send_with_timer("x", delay)
+    assert signals.pending() == 0
+
+
+@pytest.mark.parametrize("delay", [0, 1, 0.5, timedelta(milliseconds=1)])
+def test_a_timer_delay_in_seconds_or_timedelta_is_accepted(delay: float | timedelta) -> None:
+    signals: EventSender[str] = EventSender(lambda: None)
+    signals.send_with_timer("x", delay)
+    assert signals.pending() == 1
+
+
+def test_a_closed_event_sender_refuses_every_signal() -> None:
+    wakes: list[None] = []
+    signals: EventSender[str] = EventSender(lambda: wakes.append(None))
+    signals.send("queued before")
+    assert not signals.closed
+    signals.close()
+    signals.close()  # idempotent
+    assert signals.closed
+    sends: list[Callable[[], object]] = [
+        lambda: signals.send("x"),
+        lambda: signals.send_with_priority("x"),
+        lambda: signals.send_with_timer("x", 0.1),
+    ]
+    for send in sends:
+        with pytest.raises(NodeStoppedError, match="the node is stopped"):
+            send()
+    assert signals.pending() == 1  # what was queued stays counted; nothing was added
+    assert len(wakes) == 1  # only the send before close() woke the loop
+
+
+def test_a_closed_event_sender_still_checks_the_delay_first() -> None:
+    signals: EventSender[str] = EventSender(lambda: None)
+    signals.close()
+    with pytest.raises(TypeError):
+        signals.send_with_timer("x", "1")  # type: ignore[arg-type]
