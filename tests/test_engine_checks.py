@@ -1,4 +1,4 @@
-"""Checks whose last line lives in the engine (``_loop.py``).
+"""Checks whose last line lives in the engine (``_loop.py``, ``network/controller.py``).
 
 Each test is marked ``xfail(strict=True)`` until that line is in: then it passes, the
 strict marker makes the run fail, and the marker is to be removed.
@@ -10,13 +10,19 @@ from typing import Any
 
 import pytest
 
-from message_io import NodeStoppedError
+from message_io import NodeStoppedError, Transport
 
 from .helpers import Node
+
+LOCAL = "127.0.0.1:0"
 
 _LOOP_CLOSES_SIGNALS = pytest.mark.xfail(
     strict=True,
     reason="needs Loop.stop() and Loop.shutdown() to call self.signals.close()",
+)
+_SEND_CHECKS_ENDPOINT = pytest.mark.xfail(
+    strict=True,
+    reason="needs NetworkController.send() to turn AttributeError into TypeError",
 )
 
 
@@ -59,3 +65,24 @@ def test_a_signal_sent_after_the_callback_raised_raises(node: Node) -> None:
         listener.for_each(on_event)
     with pytest.raises(NodeStoppedError):
         handler.signals.send("late")
+
+
+@_SEND_CHECKS_ENDPOINT
+def test_send_to_the_tuple_connect_returns_is_a_type_error_naming_the_argument(
+    node: Node,
+) -> None:
+    handler, _listener = node
+    _listener_id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+    pair = handler.network.connect(Transport.FRAMED_TCP, addr)  # (endpoint, local_addr)
+    with pytest.raises(TypeError) as info:
+        handler.network.send(pair, b"x")  # type: ignore[arg-type]
+    assert str(info.value) == "send() endpoint must be an Endpoint, not tuple"
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@_SEND_CHECKS_ENDPOINT
+@pytest.mark.parametrize("endpoint", [None, "127.0.0.1:80", 3])
+def test_send_to_something_not_an_endpoint_is_a_type_error(node: Node, endpoint: Any) -> None:
+    handler, _listener = node
+    with pytest.raises(TypeError, match=r"send\(\) endpoint must be an Endpoint"):
+        handler.network.send(endpoint, b"x")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import socket
 import ssl
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -14,6 +15,7 @@ from typing import Any, Literal
 import pytest
 
 from message_io import (
+    AddressError,
     EventSender,
     FramedTcpConnectConfig,
     FramedTcpListenConfig,
@@ -21,12 +23,24 @@ from message_io import (
     TcpConnectConfig,
     TcpKeepalive,
     TcpListenConfig,
+    Transport,
     UdpConnectConfig,
     UdpListenConfig,
     WsConnectConfig,
     WsListenConfig,
+    register_transport,
 )
-from message_io.network.adapter import ConnectConfig, ListenConfig, check_fields
+from message_io.network.adapter import (
+    Adapter,
+    ConnectConfig,
+    ConnectionInfo,
+    ListenConfig,
+    ListeningInfo,
+    check_fields,
+    resolve_address,
+)
+
+from .helpers import Node
 
 # -- configs: types ----------------------------------------------------------------------
 
@@ -391,3 +405,69 @@ def test_a_closed_event_sender_still_checks_the_delay_first() -> None:
     signals.close()
     with pytest.raises(TypeError):
         signals.send_with_timer("x", "1")  # type: ignore[arg-type]
+
+
+# -- addresses ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("addr", [":80", "[]:80", ("", 80), ("", 80, 0, 0), "  :80"])
+def test_an_address_without_a_host_is_an_error_for_connecting(addr: Any) -> None:
+    with pytest.raises(AddressError, match="no host to connect to") as info:
+        resolve_address(addr)
+    assert repr(addr) in str(info.value)
+    with pytest.raises(AddressError, match="no host to connect to"):
+        resolve_address(addr, type_=socket.SOCK_DGRAM)
+
+
+@pytest.mark.parametrize("addr", [":0", ("", 0)])
+def test_an_address_without_a_host_means_every_interface_for_listening(addr: Any) -> None:
+    resolved = resolve_address(addr, passive=True)
+    wildcards = {str(sockaddr[0]) for _family, sockaddr in resolved}
+    assert wildcards <= {"0.0.0.0", "::"}, resolved
+    assert wildcards
+
+
+def test_connect_to_an_address_without_a_host_raises_and_listen_binds_every_interface(
+    node: Node,
+) -> None:
+    handler, _listener = node
+    for transport in (Transport.TCP, Transport.FRAMED_TCP, Transport.UDP):
+        with pytest.raises(AddressError, match="no host to connect to"):
+            handler.network.connect(transport, ":80")
+        _listener_id, local = handler.network.listen(transport, ":0")
+        assert local[0] in ("0.0.0.0", "::"), local
+    with pytest.raises(AddressError):
+        handler.network.connect(Transport.WS, ":80")
+
+
+# -- wrong argument types to public calls ------------------------------------------------
+
+
+class _NoAdapter(Adapter):
+    def connect(self, addr: Any, config: Any) -> ConnectionInfo:
+        raise NotImplementedError
+
+    def listen(self, addr: Any, config: Any) -> ListeningInfo:
+        raise NotImplementedError
+
+
+def test_register_transport_names_the_argument_of_the_wrong_type() -> None:
+    before = list(Transport.all())
+    with pytest.raises(TypeError) as info:
+        register_transport(b"BYTES_NAME", _NoAdapter())  # type: ignore[arg-type]
+    assert str(info.value) == "register_transport() name must be a str, not bytes"
+    with pytest.raises(TypeError) as info:
+        register_transport("VALIDATION_STR_ID", _NoAdapter(), id="70")  # type: ignore[arg-type]
+    assert str(info.value) == "register_transport() id must be an int, not str"
+    with pytest.raises(TypeError, match="id must be an int, not bool"):
+        register_transport("VALIDATION_BOOL_ID", _NoAdapter(), id=True)
+    assert list(Transport.all()) == before
+
+
+@pytest.mark.parametrize("transport_id", ["1", 1.0, None, True])
+def test_transport_from_id_names_the_argument_of_the_wrong_type(transport_id: Any) -> None:
+    with pytest.raises(TypeError) as info:
+        Transport.from_id(transport_id)
+    assert str(info.value) == (
+        f"Transport.from_id() transport_id must be an int, not {type(transport_id).__name__}"
+    )

@@ -728,12 +728,19 @@ def resolve_address(
 
     Accepts ``"ip:port"``, ``"[ipv6]:port"``, ``"host:port"``, a ``(host, port)`` tuple and
     a 4-tuple IPv6 socket address. Host names are resolved with ``getaddrinfo`` in the
-    calling thread. ``passive`` resolves for binding (an empty host means every
-    interface).
+    calling thread.
+
+    The host may be empty (``":3042"``, ``("", 3042)``) only with ``passive=True``, which
+    resolves for binding: there an empty host means every interface, the wildcard
+    addresses that ``getaddrinfo`` gives with ``AI_PASSIVE`` (``0.0.0.0`` and ``::``, in
+    its order; the built-in transports bind the first, ``0.0.0.0`` on Linux). To connect
+    or send (``passive=False``) a host is required: an empty one is an error rather than
+    a guess at the loopback address.
 
     Raises:
-        AddressError: the address cannot be parsed, the port is out of range, or the
-            name does not resolve. The message names the address.
+        AddressError: the address cannot be parsed, the port is out of range, the host
+            is empty and ``passive`` is False, or the name does not resolve. The message
+            names the address.
     """
     if isinstance(addr, str):
         host, port = _split_host_port(addr)
@@ -745,6 +752,11 @@ def resolve_address(
         raise AddressError(f"invalid address {addr!r}: expected 'host:port' or (host, port)")
     if not 0 <= port <= 65535:
         raise AddressError(f"invalid address {addr!r}: port out of range 0-65535")
+    if not host and not passive:
+        raise AddressError(
+            f"invalid address {addr!r}: no host to connect to (an empty host means "
+            "every interface only when listening)"
+        )
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0]) if host else None
     except ValueError:

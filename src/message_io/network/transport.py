@@ -78,8 +78,12 @@ class Transport:
         """The transport registered under ``transport_id``.
 
         Raises:
+            TypeError: ``transport_id`` is not an ``int``.
             ValueError: no transport has that id.
         """
+        if not isinstance(transport_id, int) or isinstance(transport_id, bool):
+            kind = type(transport_id).__name__
+            raise TypeError(f"Transport.from_id() transport_id must be an int, not {kind}")
         try:
             return cls._registry[transport_id]
         except KeyError:
@@ -112,10 +116,16 @@ def register_transport(name: str, adapter: Adapter, *, id: int | None = None) ->
 
     Raises:
         TransportRegistryError: the name or the id is already taken.
-        TypeError: ``adapter`` is not an :class:`Adapter`.
+        TypeError: ``name`` is not a ``str``, ``adapter`` not an :class:`Adapter`, or
+            ``id`` not an ``int``.
+        ValueError: ``name`` is not an identifier, or ``id`` is out of range.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"register_transport() name must be a str, not {type(name).__name__}")
     if not isinstance(adapter, Adapter):
         raise TypeError(f"adapter must be an Adapter, not {type(adapter).__name__}")
+    if id is not None and (not isinstance(id, int) or isinstance(id, bool)):
+        raise TypeError(f"register_transport() id must be an int, not {type(id).__name__}")
     if not name.isidentifier():
         raise ValueError(f"transport name must be an identifier, not {name!r}")
     with Transport._lock:
