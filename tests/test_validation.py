@@ -4,10 +4,12 @@ signals of a stopped node, addresses without a host."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import socket
 import ssl
 import typing
+import weakref
 from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from typing import Any, Literal
@@ -30,6 +32,7 @@ from message_io import (
     WsListenConfig,
     register_transport,
 )
+from message_io.network import adapter as adapter_module
 from message_io.network.adapter import (
     Adapter,
     ConnectConfig,
@@ -471,3 +474,26 @@ def test_transport_from_id_names_the_argument_of_the_wrong_type(transport_id: An
     assert str(info.value) == (
         f"Transport.from_id() transport_id must be an int, not {type(transport_id).__name__}"
     )
+
+
+def test_a_wrong_default_is_reported_when_it_is_used() -> None:
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class WrongDefault(ListenConfig):
+        retry_interval: float = "soon"  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match=r"WrongDefault\.retry_interval must be float, not str"):
+        WrongDefault()
+    assert WrongDefault(retry_interval=1.0).retry_interval == 1.0
+
+
+def test_the_checks_of_a_class_are_freed_with_it() -> None:
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Temporary(ConnectConfig):
+        pass
+
+    Temporary()
+    assert Temporary in adapter_module._FIELD_CHECKS
+    alive = weakref.ref(Temporary)
+    del Temporary
+    gc.collect()
+    assert alive() is None  # the cache does not keep the class alive

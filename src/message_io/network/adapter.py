@@ -45,10 +45,11 @@ import socket
 import sys
 import types
 import typing
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NamedTuple, NoReturn
 
 from ..errors import AddressError
 from .endpoint import Address
@@ -294,19 +295,59 @@ def _annotations(cls: type) -> dict[str, Any]:
     return hints
 
 
-def _compile_fields(cls: type) -> tuple[tuple[str, _Spec], ...]:
-    hints = _annotations(cls)
-    return tuple(
-        (field.name, _spec(hints[field.name]))
-        for field in dataclasses.fields(cls)
-        if field.name in hints
-    )
-
-
-_FIELD_SPECS: dict[type, tuple[tuple[str, _Spec], ...]] = {}
+_NO_DEFAULT: Any = object()
 
 _POSITIVE_SUFFIXES = ("_timeout", "_interval")
 _COUNT_SUFFIXES = ("_size", "_limit")
+
+
+class _FieldCheck(NamedTuple):
+    name: str
+    where: str  # "ClassName.field", for messages
+    spec: _Spec
+    positive: bool  # a number that must be > 0 (by its name)
+    non_negative: bool  # a number that must be >= 0 (by its name)
+    default: Any  # a default known to pass (skipped when the value *is* it), or _NO_DEFAULT
+
+
+def _check_value(check: _FieldCheck, value: Any) -> None:
+    check.spec.check(value, check.where)
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if check.positive and not value > 0:
+        raise ValueError(f"{check.where} must be > 0, not {value!r}")
+    if check.non_negative and not value >= 0:
+        raise ValueError(f"{check.where} must be >= 0, not {value!r}")
+
+
+def _compile_fields(cls: type) -> tuple[_FieldCheck, ...]:
+    hints = _annotations(cls)
+    checks = []
+    for field in dataclasses.fields(cls):
+        if field.name not in hints:
+            continue
+        check = _FieldCheck(
+            field.name,
+            f"{cls.__name__}.{field.name}",
+            _spec(hints[field.name]),
+            field.name.endswith(_POSITIVE_SUFFIXES),
+            field.name.endswith(_COUNT_SUFFIXES),
+            _NO_DEFAULT,
+        )
+        if field.default is not dataclasses.MISSING:
+            try:
+                _check_value(check, field.default)
+            except (TypeError, ValueError):
+                pass  # a wrong default is reported when a config is built with it
+            else:
+                check = check._replace(default=field.default)
+        checks.append(check)
+    return tuple(checks)
+
+
+_FIELD_CHECKS: weakref.WeakKeyDictionary[type, tuple[_FieldCheck, ...]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def check_fields(config: Any) -> None:
@@ -316,7 +357,8 @@ def check_fields(config: Any) -> None:
     so a transport's config is checked without code of its own; call it from the
     ``__post_init__`` of other option dataclasses (such as
     :class:`~message_io.adapters.tcp.TcpKeepalive`). Annotations are resolved once per
-    class (``typing.get_type_hints``) and the result cached.
+    class (``typing.get_type_hints``) and the result cached; a field left at its default
+    costs nothing (the default is checked once, with the class).
 
     Understood: ``int`` (not ``bool``), ``float`` (an ``int`` too, not ``bool``),
     ``bool``, ``str`` and any other class (``isinstance``, e.g. ``ssl.SSLContext`` or a
@@ -337,18 +379,13 @@ def check_fields(config: Any) -> None:
             ``"WsConnectConfig.ping_interval must be > 0, not -1"``.
     """
     cls = type(config)
-    specs = _FIELD_SPECS.get(cls)
-    if specs is None:
-        specs = _FIELD_SPECS[cls] = _compile_fields(cls)
-    for name, spec in specs:
-        value = getattr(config, name)
-        spec.check(value, f"{cls.__name__}.{name}")
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if name.endswith(_POSITIVE_SUFFIXES) and not value > 0:
-            raise ValueError(f"{cls.__name__}.{name} must be > 0, not {value!r}")
-        if name.endswith(_COUNT_SUFFIXES) and not value >= 0:
-            raise ValueError(f"{cls.__name__}.{name} must be >= 0, not {value!r}")
+    checks = _FIELD_CHECKS.get(cls)
+    if checks is None:
+        checks = _FIELD_CHECKS[cls] = _compile_fields(cls)
+    for check in checks:
+        value = getattr(config, check.name)
+        if value is not check.default:  # a default was checked once, with the class
+            _check_value(check, value)
 
 
 def _field(config: object, name: str) -> str:
