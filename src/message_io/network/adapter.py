@@ -127,9 +127,9 @@ class Readiness(enum.Flag):
 
 # -- config checks ------------------------------------------------------------------------
 #
-# Each config class is compiled once into a tuple of (field name, check) pairs, from its
-# resolved annotations; building a config then runs the checks, which only look at the
-# values (no annotation is parsed again).
+# Each config class is compiled once, from its resolved annotations, into one _FieldCheck
+# per field (a _Spec for the type, the range its name implies, a default known to pass);
+# building a config then runs the checks, which only look at the values.
 
 
 class _Spec:
