@@ -6,6 +6,10 @@ three clients, sends each a few messages, checks the echoes, and disconnects. It
 what happens and exits by itself (status 0 if every echo came back).
 
     make demo          # or: python examples/demo.py
+
+``python examples/demo.py`` is written for the checkout's root; from any other directory
+give the path of this file (``python path/to/examples/demo.py``), once message-io is
+installed (``pip install -e .``). It writes nothing but a temporary folder.
 """
 
 from __future__ import annotations

@@ -1,8 +1,15 @@
-"""The runnable examples work as the README says."""
+"""The runnable examples work as the README and their docstrings say, from any directory.
+
+Every example runs here from a temporary directory, with the library importable (as
+after ``pip install -e .``) and nothing else of the checkout: Python is given the
+example's path, as the documentation says.
+"""
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,15 +20,77 @@ import pytest
 from .netns import network_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
-PING_PONG = [sys.executable, "-m", "examples.ping_pong"]
-MULTICAST = [sys.executable, "-m", "examples.multicast"]
+EXAMPLES = ROOT / "examples"
+DEMO = [sys.executable, str(EXAMPLES / "demo.py")]
+PING_PONG = [sys.executable, str(EXAMPLES / "ping_pong")]
+MULTICAST = [sys.executable, str(EXAMPLES / "multicast")]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
 
+_COMMAND = re.compile(r"python3? +(?:-m +)?[\w./-]*examples[\w./-]*")
 
-def test_demo_runs_every_transport_and_exits() -> None:
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """Every ``python ... examples...`` command in the README and the examples' docstrings,
+    as ``(where, command)``."""
+    texts = {"README.md": (ROOT / "README.md").read_text()}
+    for path in sorted(EXAMPLES.rglob("*.py")):
+        docstring = ast.get_docstring(ast.parse(path.read_text()))
+        if docstring:
+            texts[str(path.relative_to(ROOT))] = docstring
+    return [
+        (where, " ".join(match.group(0).split()))
+        for where, text in texts.items()
+        for match in _COMMAND.finditer(text)
+    ]
+
+
+def test_the_documented_commands_give_python_the_example_s_path() -> None:
+    commands = _documented_commands()
+    assert len(commands) >= 10, commands
+    for where, command in commands:
+        # "python examples/ping_pong": the same from any directory, with the path changed;
+        # "python -m examples.ping_pong" needs the checkout's root as working directory.
+        assert " -m " not in command, (where, command)
+        target = command.split()[1]
+        if target.startswith("path/to/"):
+            target = target.removeprefix("path/to/")
+        path = ROOT / target
+        assert path.is_file() or (path / "__main__.py").is_file(), (where, command)
+
+
+@pytest.mark.parametrize("example", ["ping_pong", "multicast"])
+def test_an_example_runs_from_another_directory(example: str, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "examples/demo.py"],
+        [sys.executable, str(EXAMPLES / example), "--help"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith(f"usage: {example} "), result.stdout
+
+
+def test_an_example_still_runs_as_a_module_from_the_checkout_root() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.ping_pong", "--help"],
         cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("usage: ping_pong "), result.stdout
+
+
+def test_demo_runs_every_transport_and_exits(tmp_path: Path) -> None:
+    result = subprocess.run(
+        DEMO,
+        cwd=tmp_path,
         env=ENV,
         capture_output=True,
         text=True,
@@ -60,7 +129,7 @@ def test_ping_pong_client_and_server(mode: str, transport: str, pong: str, tmp_p
         host = "localhost"
     server = subprocess.Popen(
         [*PING_PONG, "server", mode, "0", *server_options],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=ENV,
         stdout=subprocess.PIPE,
         text=True,
@@ -72,7 +141,7 @@ def test_ping_pong_client_and_server(mode: str, transport: str, pong: str, tmp_p
         port = first.rsplit(":", 1)[1].strip()
         client = subprocess.run(
             [*PING_PONG, "client", mode, f"{host}:{port}", "--count", "2", *client_options],
-            cwd=ROOT,
+            cwd=tmp_path,
             env=ENV,
             capture_output=True,
             text=True,
@@ -96,14 +165,14 @@ def loopback_namespace() -> Iterator[str]:
         yield namespace.name
 
 
-def test_multicast_instances_hear_each_other(loopback_namespace: str) -> None:
+def test_multicast_instances_hear_each_other(loopback_namespace: str, tmp_path: Path) -> None:
     # The default group and port: the namespace is private, so nothing else uses them.
     in_namespace = ["ip", "netns", "exec", loopback_namespace]
 
     def start(name: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [*in_namespace, *MULTICAST, name, "--interface", "127.0.0.1", "--count", "1"],
-            cwd=ROOT,
+            cwd=tmp_path,
             env=ENV,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -128,10 +197,12 @@ def test_multicast_instances_hear_each_other(loopback_namespace: str) -> None:
     assert sorted(bob_out.splitlines()) == ["bob hears alice", "bob joined 239.255.0.1:3010"]
 
 
-def test_multicast_without_default_route_asks_for_an_interface(loopback_namespace: str) -> None:
+def test_multicast_without_default_route_asks_for_an_interface(
+    loopback_namespace: str, tmp_path: Path
+) -> None:
     result = subprocess.run(
         ["ip", "netns", "exec", loopback_namespace, *MULTICAST, "alice"],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=ENV,
         capture_output=True,
         text=True,

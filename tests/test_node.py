@@ -323,7 +323,8 @@ def test_after_stop_connect_and_listen_raise_node_stopped(node: Node) -> None:
         handler.network.connect(Transport.FRAMED_TCP, "127.0.0.1:9")
     with pytest.raises(NodeStoppedError):
         handler.network.connect_sync(Transport.TCP, "127.0.0.1:9", timeout=1)
-    handler.signals.send("ignored")  # does not raise
+    with pytest.raises(NodeStoppedError):
+        handler.signals.send("ignored")  # it would never be delivered
 
 
 def test_stop_while_running_async_then_calls_raise(node: Node) -> None:

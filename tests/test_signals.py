@@ -396,7 +396,8 @@ def test_stop_from_the_callback_ends_for_each_and_drops_later_signals(node: Node
     assert not fired.is_set()
     assert seen == [1, 2]
     assert not handler.is_running()
-    handler.signals.send(5)  # harmless after stop; nobody will receive it
+    with pytest.raises(message_io.NodeStoppedError):
+        handler.signals.send(5)  # nobody would ever receive it
     assert seen == [1, 2]
 
 

@@ -1,9 +1,12 @@
 """Multicast discovery: every instance hears the names of the others, with no server.
 
-Run it in two terminals (the group defaults to 239.255.0.1:3010)::
+Run it in two terminals (the group defaults to 239.255.0.1:3010), giving Python the path
+of this folder: here from the checkout's root, from anywhere else with the path changed
+(``python path/to/examples/multicast alice``), once message-io is installed
+(``pip install -e .``)::
 
-    python -m examples.multicast alice
-    python -m examples.multicast bob              # alice hears bob, bob hears alice
+    python examples/multicast alice
+    python examples/multicast bob              # alice hears bob, bob hears alice
 
 Each instance connects (UDP) to the multicast group and listens on it, which joins it,
 with address and port reuse so that every instance on one host receives; on

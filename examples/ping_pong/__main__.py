@@ -1,24 +1,28 @@
 """Ping-pong: one server, many clients, one code path for every transport.
 
 Run a server and a client; the transport is ``tcp`` (framed TCP, as in the Rust
-example), ``stream`` (raw TCP), ``udp``, ``ws`` or ``wss`` (WebSocket, plain or TLS)::
+example), ``stream`` (raw TCP), ``udp``, ``ws`` or ``wss`` (WebSocket, plain or TLS).
+Give Python the path of this folder; the commands below are run from the checkout's
+root, and work from any other directory with the path changed
+(``python path/to/examples/ping_pong ...``), once message-io is installed
+(``pip install -e .``)::
 
-    python -m examples.ping_pong server tcp 3456
-    python -m examples.ping_pong client tcp 127.0.0.1:3456
+    python examples/ping_pong server tcp 3456
+    python examples/ping_pong client tcp 127.0.0.1:3456
 
-    python -m examples.ping_pong server udp 3456
-    python -m examples.ping_pong client udp 127.0.0.1:3456
+    python examples/ping_pong server udp 3456
+    python examples/ping_pong client udp 127.0.0.1:3456
 
-    python -m examples.ping_pong server ws 3456
-    python -m examples.ping_pong client ws ws://127.0.0.1:3456/   # or 127.0.0.1:3456
+    python examples/ping_pong server ws 3456
+    python examples/ping_pong client ws ws://127.0.0.1:3456/   # or 127.0.0.1:3456
 
 ``wss`` needs a certificate for the server and, for a self-signed one, the client must
 trust it::
 
     openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj /CN=localhost \
         -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout key.pem -out cert.pem
-    python -m examples.ping_pong server wss 3456 --cert cert.pem --key key.pem
-    python -m examples.ping_pong client wss wss://localhost:3456/ --ca cert.pem
+    python examples/ping_pong server wss 3456 --cert cert.pem --key key.pem
+    python examples/ping_pong client wss wss://localhost:3456/ --ca cert.pem
 
 The client sends a ping every second. Over TCP the server sees clients connect and
 disconnect, and answers each one with a pong that counts that client's pings. UDP has no

@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import adapters as _adapters  # registers the built-in transports
 from .adapters import (
     FramedTcpConnectConfig,
@@ -27,8 +29,6 @@ from .adapters import (
     TcpListenConfig,
     UdpConnectConfig,
     UdpListenConfig,
-    WsConnectConfig,
-    WsListenConfig,
 )
 from .errors import (
     AddressError,
@@ -64,6 +64,9 @@ from .network import (
     register_transport,
 )
 from .node import NodeEvent, NodeHandler, NodeListener, NodeTask, Signal, split
+
+if TYPE_CHECKING:
+    from .adapters.ws import WsConnectConfig, WsListenConfig
 
 del _adapters
 
@@ -116,3 +119,26 @@ __all__ = [
     "register_transport",
     "split",
 ]
+
+# The WebSocket configs are imported on first use, with the WebSocket module (which
+# needs ``websockets`` and ``ssl``): ``import message_io`` does not load that code.
+_LAZY = frozenset({"WsConnectConfig", "WsListenConfig"})
+
+
+def __getattr__(name: str) -> Any:
+    """``WsConnectConfig`` and ``WsListenConfig``, imported on first use.
+
+    Raises:
+        AttributeError: no such name in :mod:`message_io`.
+    """
+    if name in _LAZY:
+        from . import adapters  # noqa: PLC0415 - already imported; its __getattr__ loads ws
+
+        value = getattr(adapters, name)
+        globals()[name] = value  # later lookups do not come here
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

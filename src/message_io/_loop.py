@@ -909,6 +909,7 @@ class Loop(Generic[S]):
     def stop(self) -> None:
         """Make the driver return and close everything; terminal."""
         self.running = False
+        self.signals.close()
         if self.driver == _get_ident():
             return
         if self.drive_lock.acquire(blocking=False):
@@ -1790,6 +1791,7 @@ class Loop(Generic[S]):
                 return
             self.shut = True
             self.running = False
+            self.signals.close()
             self.connections.clear()
             self.listeners.clear()
             resources = list(self.resources.values())

@@ -14,6 +14,10 @@ never leaks memory.
 Deadlines use :func:`time.monotonic`; the poll timeout is rounded up, so a timer is never
 delivered early. Another thread that adds work wakes the loop only when the loop could be
 sleeping past it: the first signal into empty queues, or a timer earlier than every other.
+
+Once the node stops, its loop calls :meth:`EventSender.close`: from then on a signal
+could never be delivered, so sending one raises :class:`~message_io.NodeStoppedError`
+instead of vanishing.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Generic, NewType, TypeVar
 
+from .errors import NodeStoppedError
+
 __all__ = ["EventSender", "TimerId"]
 
 S = TypeVar("S")
@@ -37,25 +43,56 @@ TimerId = NewType("TimerId", int)
 _EMPTY = object()
 
 
+def _stopped() -> NodeStoppedError:
+    return NodeStoppedError("the node is stopped: a signal sent now would never be delivered")
+
+
 class EventSender(Generic[S]):
     """Sends signals to the node's own callback: ``handler.signals``.
 
     Every method is thread-safe, never blocks, and may be called from the callback.
     Signals reach the callback as ``Signal(value)`` events on the loop thread.
+
+    Once the node is stopped (``handler.stop()``, or the loop ended because the callback
+    raised) nothing can be delivered any more: :meth:`send`, :meth:`send_with_priority`
+    and :meth:`send_with_timer` raise :class:`~message_io.NodeStoppedError` rather than
+    drop the signal silently.
     """
 
     def __init__(self, wake: Callable[[], None]) -> None:
+        """``wake`` interrupts the loop's poll; it is called when new work may be due."""
         self._wake = wake
         self._lock = threading.Lock()
+        self._closed = False
         self._priority: deque[S] = deque()
         self._normal: deque[S] = deque()
         self._timers: list[tuple[float, int]] = []
         self._timer_values: dict[int, S] = {}
         self._ids = itertools.count(1)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (the node is stopped)."""
+        return self._closed
+
+    def close(self) -> None:
+        """Refuse every signal from now on; called by the node's loop when it stops.
+
+        Signals already queued stay queued (:meth:`pending` still counts them) but are
+        never delivered. Idempotent, and takes no lock, so that a ``stop()`` from a
+        signal handler cannot deadlock with a ``send`` it interrupted.
+        """
+        self._closed = True
+
     def send(self, signal: S) -> None:
-        """Queue ``signal`` after every signal already queued (FIFO)."""
+        """Queue ``signal`` after every signal already queued (FIFO).
+
+        Raises:
+            NodeStoppedError: the node is stopped; the signal could never be delivered.
+        """
         with self._lock:
+            if self._closed:
+                raise _stopped()
             was_empty = not self._normal and not self._priority
             self._normal.append(signal)
         if was_empty:
@@ -63,8 +100,14 @@ class EventSender(Generic[S]):
 
     def send_with_priority(self, signal: S) -> None:
         """Queue ``signal`` before every normal signal and every due timer, after the
-        priority signals already queued."""
+        priority signals already queued.
+
+        Raises:
+            NodeStoppedError: the node is stopped; the signal could never be delivered.
+        """
         with self._lock:
+            if self._closed:
+                raise _stopped()
             was_empty = not self._normal and not self._priority
             self._priority.append(signal)
         if was_empty:
@@ -75,19 +118,33 @@ class EventSender(Generic[S]):
 
         Args:
             signal: The value delivered as ``Signal(signal)``.
-            delay: Seconds (an ``int`` or ``float``) or a :class:`datetime.timedelta`.
+            delay: Seconds (an ``int`` or ``float``, not a ``bool``) or a
+                :class:`datetime.timedelta`.
 
         Returns:
             A :data:`TimerId` for :meth:`cancel_timer`.
 
         Raises:
-            ValueError: ``delay`` is negative or not a finite number.
+            TypeError: ``delay`` is neither a number nor a ``timedelta`` (a ``str``, a
+                ``bool``, ``None``...).
+            ValueError: ``delay`` is negative, NaN or infinite.
+            NodeStoppedError: the node is stopped; the signal could never be delivered.
         """
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        if isinstance(delay, timedelta):
+            seconds = delay.total_seconds()
+        elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
+            seconds = float(delay)
+        else:
+            raise TypeError(
+                "send_with_timer() delay must be a number of seconds or a timedelta, "
+                f"not {type(delay).__name__}"
+            )
         if not 0 <= seconds < float("inf"):
-            raise ValueError(f"timer delay must be a finite number >= 0, not {delay!r}")
+            raise ValueError(f"send_with_timer() delay must be a finite number >= 0, not {delay!r}")
         deadline = time.monotonic() + seconds
         with self._lock:
+            if self._closed:
+                raise _stopped()
             timer_id = next(self._ids)
             earliest = not self._timers or deadline < self._timers[0][0]
             heapq.heappush(self._timers, (deadline, timer_id))

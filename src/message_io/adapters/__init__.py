@@ -1,8 +1,18 @@
-"""The built-in transports, one module each, registered as ``Transport.<NAME>``."""
+"""The built-in transports, one module each, registered as ``Transport.<NAME>``.
+
+``Transport.WS`` is registered here too, but its module (:mod:`.ws`, which imports
+``websockets`` and ``ssl``) is imported only when it is first used: a ``connect`` or
+``listen`` on it, its ``adapter`` or another property that asks the adapter, or the
+name ``WsConnectConfig`` / ``WsListenConfig`` looked up in this package or in
+:mod:`message_io`. A program that never uses WebSocket never loads that code.
+"""
 
 from __future__ import annotations
 
-from ..network.transport import Transport, register_transport
+from typing import TYPE_CHECKING, Any
+
+from ..network.adapter import Adapter
+from ..network.transport import Transport, _register_lazy, register_transport
 from .framed_tcp import FramedTcpAdapter, FramedTcpConnectConfig, FramedTcpListenConfig
 from .tcp import TcpAdapter, TcpConnectConfig, TcpKeepalive, TcpListenConfig
 from .udp import (
@@ -13,7 +23,9 @@ from .udp import (
     UdpConnectConfig,
     UdpListenConfig,
 )
-from .ws import WsAdapter, WsConnectConfig, WsListenConfig
+
+if TYPE_CHECKING:
+    from .ws import WsConnectConfig, WsListenConfig
 
 __all__ = [
     "MAX_INTERNET_PAYLOAD_LEN",
@@ -30,8 +42,36 @@ __all__ = [
     "WsListenConfig",
 ]
 
+_LAZY_WS = frozenset({"WsConnectConfig", "WsListenConfig"})
+
+
+def _ws_adapter() -> Adapter:
+    from .ws import WsAdapter  # noqa: PLC0415 - imported on first use, see the docstring
+
+    return WsAdapter()
+
+
+def __getattr__(name: str) -> Any:
+    """``WsConnectConfig`` and ``WsListenConfig``, imported from :mod:`.ws` on first use.
+
+    Raises:
+        AttributeError: no such name in this package.
+    """
+    if name in _LAZY_WS:
+        from . import ws  # noqa: PLC0415 - imported on first use, see the docstring
+
+        value = getattr(ws, name)
+        globals()[name] = value  # later lookups do not come here
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY_WS)
+
+
 # Ids 0, 1, 2 and 3 as in the Rust crate.
 Transport.TCP = register_transport("TCP", TcpAdapter(), id=0)
 Transport.FRAMED_TCP = register_transport("FRAMED_TCP", FramedTcpAdapter(), id=1)
 Transport.UDP = register_transport("UDP", UdpAdapter(), id=2)
-Transport.WS = register_transport("WS", WsAdapter(), id=3)
+Transport.WS = _register_lazy("WS", _ws_adapter, id=3)

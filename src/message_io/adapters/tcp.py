@@ -27,6 +27,7 @@ from ..network.adapter import (
     Readiness,
     ReadStatus,
     Remote,
+    check_fields,
     resolve_address,
 )
 from ..network.endpoint import Address
@@ -70,11 +71,25 @@ class TcpKeepalive:
         interval: Seconds between probes (``TCP_KEEPINTVL``).
         retries: Unanswered probes before the connection is dropped (``TCP_KEEPCNT``).
     Fields left ``None`` keep the OS default; options the OS lacks are skipped.
+
+    Raises:
+        TypeError: a field is not a number (``retries``: not an ``int``).
+        ValueError: ``time`` or ``interval`` is not a finite number > 0, or ``retries``
+            is < 1.
     """
 
     time: float | None = None
     interval: float | None = None
     retries: int | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        for name in ("time", "interval"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < float("inf"):
+                raise ValueError(f"TcpKeepalive.{name} must be a finite number > 0, not {value!r}")
+        if self.retries is not None and self.retries < 1:
+            raise ValueError(f"TcpKeepalive.retries must be >= 1, not {self.retries!r}")
 
     def apply(self, sock: socket.socket) -> None:
         """Enable keepalive on ``sock`` with these settings."""

@@ -265,9 +265,16 @@ class NetworkController:
             :meth:`wait_drained`, then send again).
 
         Raises:
-            TypeError: ``data`` is a ``str`` and the transport carries bytes only.
+            TypeError: ``endpoint`` is not an :class:`Endpoint` (e.g. the pair that
+                ``connect`` returns), or ``data`` is a ``str`` and the transport carries
+                bytes only.
         """
-        conn = self._connections.get(endpoint._resource_id)  # the slot: no property call
+        try:
+            conn = self._connections.get(endpoint._resource_id)  # the slot: no property call
+        except AttributeError:
+            raise TypeError(
+                f"send() endpoint must be an Endpoint, not {type(endpoint).__name__}"
+            ) from None
         if conn is not None:
             return conn.send(data)
         listener = self._loop.listeners.get(endpoint._resource_id)

@@ -1,0 +1,70 @@
+"""Misuse after stop() and of send()'s arguments: clear errors, nothing vanishes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from message_io import NodeStoppedError, Transport
+
+from .helpers import Node
+
+LOCAL = "127.0.0.1:0"
+
+
+@pytest.mark.parametrize("method", ["send", "send_with_priority", "send_with_timer"])
+def test_a_signal_sent_after_stop_raises_node_stopped_error(node: Node, method: str) -> None:
+    handler, _listener = node
+    handler.stop()
+    args: tuple[Any, ...] = ("late", 0.1) if method == "send_with_timer" else ("late",)
+    with pytest.raises(NodeStoppedError):
+        getattr(handler.signals, method)(*args)
+
+
+def test_a_signal_sent_from_the_callback_after_stop_raises(node: Node) -> None:
+    handler, listener = node
+    raised: list[BaseException] = []
+
+    def on_event(event: object) -> None:
+        handler.stop()
+        try:
+            handler.signals.send("after stop")
+        except NodeStoppedError as exc:
+            raised.append(exc)
+
+    handler.signals.send("first")
+    listener.for_each(on_event)
+    assert len(raised) == 1
+
+
+def test_a_signal_sent_after_the_callback_raised_raises(node: Node) -> None:
+    handler, listener = node
+
+    def on_event(event: object) -> None:
+        raise RuntimeError("boom")
+
+    handler.signals.send("first")
+    with pytest.raises(RuntimeError, match="boom"):
+        listener.for_each(on_event, on_error="stop")
+    with pytest.raises(NodeStoppedError):
+        handler.signals.send("late")
+
+
+def test_send_to_the_tuple_connect_returns_is_a_type_error_naming_the_argument(
+    node: Node,
+) -> None:
+    handler, _listener = node
+    _listener_id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+    pair = handler.network.connect(Transport.FRAMED_TCP, addr)  # (endpoint, local_addr)
+    with pytest.raises(TypeError) as info:
+        handler.network.send(pair, b"x")  # type: ignore[arg-type]
+    assert str(info.value) == "send() endpoint must be an Endpoint, not tuple"
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize("endpoint", [None, "127.0.0.1:80", 3])
+def test_send_to_something_not_an_endpoint_is_a_type_error(node: Node, endpoint: Any) -> None:
+    handler, _listener = node
+    with pytest.raises(TypeError, match=r"send\(\) endpoint must be an Endpoint"):
+        handler.network.send(endpoint, b"x")
