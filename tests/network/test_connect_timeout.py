@@ -102,3 +102,34 @@ def test_connect_sync_times_out_while_the_loop_runs() -> None:
         remote = _ADAPTER.remotes[-1]
         handler.signals.send("sync")  # one more loop turn handles the close request
     assert remote.closed
+
+
+@pytest.mark.parametrize("transport", [Transport.TCP, Transport.FRAMED_TCP, Transport.WS])
+def test_tcp_based_connects_time_out_after_10_s_by_default(transport: Transport) -> None:
+    """The kernel retries an unanswered SYN for minutes: 10 s is the default bound."""
+    assert transport.adapter.connect_config().connect_timeout == 10.0
+
+
+def test_a_dropped_syn_gives_up_at_the_connect_timeout() -> None:
+    """A listener whose accept queue is full drops new SYNs (Linux): the connect hangs
+    until connect_timeout, then Connected(endpoint, False)."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
+        addr = full.getsockname()
+        fillers = []
+        try:
+            # Fill the accept queue (backlog 0 admits one, sometimes two, connections).
+            for _ in range(4):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(addr)
+                fillers.append(sock)
+            handler, listener = message_io.split()
+            events: queue.Queue[NodeEvent[Any]] = queue.Queue()
+            config = message_io.FramedTcpConnectConfig(connect_timeout=0.3)
+            with listener.for_each_async(events.put, on_error="stop"):
+                endpoint, _ = handler.network.connect(Transport.FRAMED_TCP, addr, config=config)
+                event = events.get(timeout=TIMEOUT)
+            assert event == Connected(endpoint, False)
+        finally:
+            for sock in fillers:
+                sock.close()

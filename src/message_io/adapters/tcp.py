@@ -33,6 +33,7 @@ from ..network.adapter import (
 from ..network.endpoint import Address
 
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_KEEPALIVE",
     "INPUT_BUFFER_SIZE",
     "LISTENER_BACKLOG",
@@ -104,6 +105,9 @@ class TcpKeepalive:
                 sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(value)))
 
 
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+"""Seconds a TCP-based connect may take by default (websockets' ``open_timeout``)."""
+
 DEFAULT_KEEPALIVE: Final = TcpKeepalive(time=15, interval=15, retries=9)
 """The keepalive every TCP-based connection has unless its config says otherwise."""
 
@@ -121,9 +125,13 @@ class TcpConnectConfig(ConnectConfig):
         nodelay: Disable Nagle's algorithm (``TCP_NODELAY``). On by default: the node
             already coalesces small messages itself, so Nagle only adds delay (see
             ``docs/performance.md`` for the measurement).
-        connect_timeout, send_buffer_limit: See :class:`ConnectConfig`.
+        connect_timeout: Seconds before giving up with ``Connected(endpoint, False)``
+            (default 10, as WebSocket's; the kernel alone retries a SYN for minutes);
+            ``None`` leaves it to the OS.
+        send_buffer_limit: See :class:`ConnectConfig`.
     """
 
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
     source_address: Any = None
     bind_device: str | None = None
     keepalive: TcpKeepalive | None = DEFAULT_KEEPALIVE
