@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from ._throttle import LogThrottle
-from .errors import FrameError, NodeStoppedError
+from .errors import FrameError, NodeStoppedError, connect_error
 from .events import _EMPTY, EventSender
 from .network._poll import READ, WRITE, Poller, Waker
 from .network.adapter import (
@@ -61,6 +61,7 @@ from .network.adapter import (
     ReadStatus,
     Remote,
     SendStatus,
+    format_address,
 )
 from .network.endpoint import Address, Endpoint, ResourceId, ResourceType
 from .network.net_event import (
@@ -1534,7 +1535,8 @@ class Loop(Generic[S]):
         failure = conn.remote.failure
         if conn.listener_id is None:
             log.debug("connection to %s failed: %s", conn.endpoint, _describe(failure))
-            self.emit(Connected(conn.endpoint, False))
+            error = connect_error(failure, format_address(conn.endpoint.addr))
+            self.emit(Connected(conn.endpoint, False, error))
         else:
             self.peer_log.log(
                 logging.INFO,

@@ -98,6 +98,19 @@ class ConnectTimeout(ConnectError, TimeoutError):
     """
 
 
+def connect_error(failure: BaseException | None, addr: str) -> ConnectError:
+    """The :class:`ConnectError` (``ConnectTimeout`` for a timeout) that tells why a
+    connection to ``addr`` failed, from the transport's ``failure`` (chained as its
+    ``__cause__``)."""
+    errno = failure.errno if isinstance(failure, OSError) else None
+    reason = failure.strerror if isinstance(failure, OSError) else None
+    reason = reason or str(failure or "") or (type(failure).__name__ if failure else "failed")
+    kind = ConnectTimeout if isinstance(failure, TimeoutError) else ConnectError
+    error = kind(errno, reason, addr)
+    error.__cause__ = failure
+    return error
+
+
 class NodeStoppedError(MessageIOError, RuntimeError):
     """The node has been stopped; stopping is final, create a new node with ``split()``."""
 

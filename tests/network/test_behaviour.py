@@ -364,7 +364,16 @@ def test_connect_refused(net: Net, loop_running: bool) -> None:
     first = client.expect(Connected)
     assert not first.established
     assert first.endpoint != endpoint
-    assert client.expect(Connected) == Connected(endpoint, False)
+    failed = client.expect(Connected)
+    assert failed == Connected(endpoint, False)
+    # The event says why, as connect_sync's exception does.
+    match failed:
+        case Connected(_, False, message_io.ConnectError() as error):
+            assert not isinstance(error, message_io.ConnectTimeout)
+            assert error.errno in (errno.ECONNREFUSED, errno.ENOENT)
+            assert error.__cause__ is not None
+        case _:
+            raise AssertionError(f"no error in {failed!r}")
     assert client.network.is_ready(endpoint.resource_id) is None
     assert client.network.is_ready(first.endpoint.resource_id) is None
     assert client.network.send(endpoint, b"x") is SendStatus.RESOURCE_NOT_FOUND

@@ -130,6 +130,9 @@ def test_a_dropped_syn_gives_up_at_the_connect_timeout() -> None:
                 endpoint, _ = handler.network.connect(Transport.FRAMED_TCP, addr, config=config)
                 event = events.get(timeout=TIMEOUT)
             assert event == Connected(endpoint, False)
+            assert isinstance(event, Connected)
+            assert isinstance(event.error, message_io.ConnectTimeout)
+            assert "timed out after 0.3 s" in str(event.error)
         finally:
             for sock in fillers:
                 sock.close()

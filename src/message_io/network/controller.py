@@ -15,6 +15,7 @@ from ..errors import (
     ListenError,
     LoopThreadError,
     NodeStoppedError,
+    connect_error,
 )
 from .adapter import Buffer, ConnectConfig, ListenConfig, SendStatus, format_address
 from .endpoint import Address, Endpoint, ResourceId, ResourceType
@@ -196,10 +197,7 @@ class NetworkController:
         failure = conn.remote.failure
         if not loop.running:
             raise NodeStoppedError("the node was stopped while connecting")
-        errno = failure.errno if isinstance(failure, OSError) else None
-        reason = failure.strerror if isinstance(failure, OSError) else None
-        reason = reason or str(failure or "failed")
-        raise ConnectError(errno, reason, _addr_text(addr)) from failure
+        raise connect_error(failure, _addr_text(addr))
 
     def listen(
         self, transport: Transport, addr: Any, *, config: ListenConfig | None = None

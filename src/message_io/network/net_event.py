@@ -15,8 +15,9 @@ Their reprs show sizes, never payloads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ..errors import ConnectError
 from .endpoint import Endpoint, ResourceId
 
 __all__ = [
@@ -34,11 +35,17 @@ __all__ = [
 class Connected:
     """The outcome of a ``connect``: ``established`` is False if it failed.
 
-    After a failure the resource is already gone (``is_ready`` returns None).
+    After a failure the resource is already gone (``is_ready`` returns None) and
+    ``error`` says why: a :class:`~message_io.errors.ConnectError` (a
+    ``ConnectTimeout`` when ``connect_timeout`` passed) with the OS's ``errno`` when it
+    gave one, the address, and the transport's own exception as ``__cause__``. It is
+    ``None`` on success. ``match`` patterns name two fields, as in the Rust crate:
+    ``case Connected(endpoint, established)``; ``error`` is not compared.
     """
 
     endpoint: Endpoint
     established: bool
+    error: ConnectError | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
