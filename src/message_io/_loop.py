@@ -873,10 +873,12 @@ class Loop(Generic[S]):
                     if farewell:
                         conn.queue_wire(farewell)
                 _notify(conn)
+            log.debug("removing %s (%d bytes still queued)", conn.endpoint, conn.queued)
             conn.resolved.set()
             self._request(conn, False)
             return True
         if listener is not None:
+            log.debug("removing listener %r", resource_id)
             listener.state = _CLOSED
             self._request(listener, False)
             return True
@@ -909,6 +911,8 @@ class Loop(Generic[S]):
 
     def stop(self) -> None:
         """Make the driver return and close everything; terminal."""
+        if self.running:
+            log.debug("stopping the node")
         self.running = False
         self.signals.close()
         if self.driver == _get_ident():
@@ -1507,8 +1511,10 @@ class Loop(Generic[S]):
                 self._heartbeat(conn, remote.heartbeat_interval)
             self.start_watch(conn)
             if conn.listener_id is None:
+                log.debug("connected to %s", conn.endpoint)
                 self.emit(Connected(conn.endpoint, True))
             else:
+                log.debug("accepted %s on listener %r", conn.endpoint, conn.listener_id)
                 self.emit(Accepted(conn.endpoint, conn.listener_id))
             if conn.state == _READY and self.running and remote.buffered():
                 self._on_readable(conn)
@@ -1559,6 +1565,7 @@ class Loop(Generic[S]):
             _notify(conn)
         self._close_connection(conn)
         if state == _READY:
+            log.debug("%s disconnected", conn.endpoint)
             self.emit(Disconnected(conn.endpoint))
 
     def _linger(self, conn: _Connection) -> None:
