@@ -64,6 +64,7 @@ EXPECTED_ALL = [
     "Disconnected",
     "Drained",
     "Endpoint",
+    "EndpointStatistics",
     "EventSender",
     "FrameError",
     "FrameTooLarge",

@@ -58,3 +58,42 @@ def test_readme_echo_server_and_client() -> None:
             if process is not None:
                 process.terminate()
                 process.communicate(timeout=10)
+
+
+def test_readme_echo_server_loses_nothing_to_a_slow_reader() -> None:
+    """100 echoes of 256 KiB (25 MiB, six times the send queue's limit) to a client that
+    sends them all before reading any: every echo comes back, whole and in order."""
+    import threading
+
+    from message_io.codec.framing import FrameDecoder, encode_frame
+
+    server_code = _python_blocks()[0]
+    port = str(_free_port())
+    server_code = server_code.replace("0.0.0.0:3042", f"127.0.0.1:{port}")
+    server_code = server_code.replace(
+        "listener.for_each(on_event)", "print('ready', flush=True)\nlistener.for_each(on_event)"
+    )
+    payloads = [bytes([index]) * (256 * 1024) for index in range(100)]
+    with subprocess.Popen(
+        [sys.executable, "-c", server_code], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True
+    ) as server:
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline() == "ready\n"
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=30) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                sender = threading.Thread(
+                    target=lambda: sock.sendall(b"".join(map(encode_frame, payloads)))
+                )
+                sender.start()  # blocks while the server holds back (it stops reading)
+                decoder = FrameDecoder(1 << 20)
+                echoes: list[bytes] = []
+                while len(echoes) < len(payloads):
+                    data = sock.recv(16 * 1024)  # a slow reader: small reads
+                    assert data, f"EOF after {len(echoes)} echoes"
+                    decoder.feed(data, echoes)
+                sender.join(30)
+            assert echoes == payloads
+        finally:
+            server.terminate()
+            server.communicate(timeout=10)

@@ -182,13 +182,17 @@ class _Connection:
         "progress_at",
         "queued",
         "read_closed",
+        "reading",
+        "refused",
         "remote",
         "resolved",
         "state",
         "stream_header",
         "tail",
+        "user_paused",
         "waiters",
         "want_drain",
+        "warned",
         "watch_at",
         "watch_timer",
         "write_armed",
@@ -224,6 +228,10 @@ class _Connection:
         self.progress_at = 0.0  # when it last grew
         self.last_read = 0.0  # when bytes last arrived (kept only with idle_timeout)
         self.paused = False  # not read: the node's cap on incomplete messages is reached
+        self.user_paused = False  # not read: pause_reading() (end-to-end flow control)
+        self.reading = True  # neither pause holds: the fd is polled for reading
+        self.refused = 0  # sends refused with QUEUE_FULL (statistics)
+        self.warned = False  # the QUEUE_FULL of this backpressure episode was logged
         self.deadline_timer: _Timer | None = None  # connect / handshake deadline
         self.beat_timer: _Timer | None = None  # the transport's heartbeat
         self.watch_timer: _Timer | None = None  # message_timeout / idle_timeout check
@@ -274,8 +282,7 @@ class _Connection:
             if state != _READY:
                 return _NOT_AVAILABLE if state == _PENDING else _NOT_FOUND
             if self.queued >= self.limit:
-                self.want_drain = True
-                return _QUEUE_FULL
+                return self._refuse()
             tail = self.tail
             if tail is not None and self.stream_header and size < _COALESCE_MAX:
                 # Fast path of a burst: small messages appended to the open tail buffer,
@@ -366,8 +373,7 @@ class _Connection:
             if self.state != _READY:
                 return _NOT_AVAILABLE if self.state == _PENDING else _NOT_FOUND
             if self.queued >= self.limit:
-                self.want_drain = True
-                return _QUEUE_FULL
+                return self._refuse()
             wire = self.remote.frame_text(data)
             if not wire:
                 return _NOT_AVAILABLE  # the transport refuses it (closing)
@@ -375,6 +381,22 @@ class _Connection:
             if self.write_armed:
                 return _SENT
             return self._schedule()
+
+    def _refuse(self) -> SendStatus:
+        """Backpressure: say QUEUE_FULL, count it, log it once per episode. Holds the lock."""
+        self.want_drain = True
+        self.refused += 1
+        if not self.warned:
+            self.warned = True
+            log.warning(
+                "send to %s refused: %d bytes wait for the peer (send_buffer_limit=%d); "
+                "the message was not queued: send it again after Drained, or use "
+                "send_wait() or pause_reading() (logged once until it drains)",
+                self.endpoint,
+                self.queued,
+                self.limit,
+            )
+        return _QUEUE_FULL
 
     def queue_wire(self, wire: Buffer) -> None:
         """Queue bytes ready for the wire after everything queued. Holds the lock."""
@@ -408,7 +430,7 @@ class _Connection:
         if not self.write_armed:
             self.write_armed = True
             try:
-                self.loop.poller.modify(self.fd, WRITE if self.paused else READ | WRITE)
+                self.loop.poller.modify(self.fd, READ | WRITE if self.reading else WRITE)
             except OSError:
                 self.loop.request_check(self)
 
@@ -599,6 +621,15 @@ def _notify(resource: _Connection | _Listener) -> None:
     """Wake threads in wait_drained(), if any (holds the lock)."""
     if resource.waiters:
         resource.cond.notify_all()
+
+
+def _update_reading(conn: _Connection) -> None:
+    """Poll ``conn`` for reading unless a pause holds it. Holds the lock."""
+    reading = not (conn.paused or conn.user_paused)
+    if reading is not conn.reading and conn.fd >= 0:
+        conn.reading = reading
+        interest = READ if reading else 0
+        conn.loop.poller.modify(conn.fd, interest | WRITE if conn.write_armed else interest)
 
 
 def _discard(_data: bytes | str) -> None:
@@ -884,6 +915,21 @@ class Loop(Generic[S]):
             return True
         return False
 
+    def pause_reading(self, resource_id: ResourceId, paused: bool) -> bool:
+        """Stop (or resume) reading a connection; False if there is no such connection."""
+        conn = self.connections.get(resource_id)
+        if conn is None:
+            return False
+        with conn.lock:
+            if conn.state not in (_READY, _PENDING):
+                return False
+            conn.user_paused = paused
+            _update_reading(conn)
+            if not paused:
+                # Its message and idle clocks restart: it was not read meanwhile.
+                conn.progress_at = conn.last_read = time.monotonic()
+        return True
+
     def request_check(self, conn: _Connection, broken: bool = False) -> None:
         """Ask the loop to look at ``conn`` (its write side failed).
 
@@ -1134,6 +1180,7 @@ class Loop(Generic[S]):
                 drained = not broken and not conn.chunks and conn.want_drain
                 if drained:
                     conn.want_drain = False
+                    conn.warned = False
             if not self.running:
                 return
             if broken:
@@ -1205,7 +1252,7 @@ class Loop(Generic[S]):
             self._on_readable(conn)
 
     def _on_readable(self, conn: _Connection) -> None:
-        if conn.paused:  # paused earlier in this iteration, after the poll said readable
+        if not conn.reading:  # paused earlier in this iteration, after the poll said readable
             return
         batch: list[bytes | str] = []  # str: a text message
         remote = conn.remote
@@ -1367,6 +1414,8 @@ class Loop(Generic[S]):
         if conn.state != _READY or not self.running:
             return
         now = time.monotonic()
+        if conn.user_paused:  # the application holds it: its peer is not to blame
+            conn.progress_at = conn.last_read = now
         deadline = None
         reason = None
         idle = conn.idle_timeout
@@ -1406,7 +1455,7 @@ class Loop(Generic[S]):
             conn.paused = False
             # The rate is measured again from now: it was not read meanwhile.
             conn.partial_since = now
-            self.poller.modify(conn.fd, READ | WRITE if conn.write_armed else READ)
+            _update_reading(conn)
 
     def _pause_holders(self) -> None:
         """The cap was crossed: pause every connection holding more than the floor."""
@@ -1429,7 +1478,7 @@ class Loop(Generic[S]):
             if conn.fd < 0 or conn.state != _READY:
                 return
             conn.paused = True
-            self.poller.modify(conn.fd, WRITE if conn.write_armed else 0)
+            _update_reading(conn)
         self.paused.append(conn)
         log.debug("not reading %s: it holds %d bytes of a message", conn.endpoint, conn.held)
 
@@ -1472,10 +1521,11 @@ class Loop(Generic[S]):
                 broken = True
             if not broken and not conn.chunks:
                 conn.write_armed = False
-                self.poller.modify(conn.fd, 0 if conn.paused else READ)
+                self.poller.modify(conn.fd, READ if conn.reading else 0)
                 conn.direct_iter = -1
                 drained = conn.want_drain
                 conn.want_drain = False
+                conn.warned = False
         if broken:
             self._lost(conn)
         elif drained:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import contextlib
 import errno
+import logging
 import os
 import random
 import socket
@@ -689,3 +690,89 @@ def test_idle_timeout_disconnects_a_silent_peer(net: Net) -> None:
     with contextlib.suppress(ConnectionResetError):
         while silent.recv(65536):  # a WS close frame may come first, then EOF
             pass
+
+
+def _fill_queue(net: Net, server: Any, endpoint: Endpoint) -> list[bytes]:
+    """Send 64 KiB messages until QUEUE_FULL; return what was accepted."""
+    sent: list[bytes] = []
+    for k in range(4096):
+        payload = k.to_bytes(4, "big") * (16 * 1024)
+        if server.network.send(endpoint, payload) is QUEUE_FULL:
+            return sent
+        sent.append(payload)
+    raise AssertionError("the send queue never filled up")
+
+
+def test_backpressure_is_logged_once_per_episode_and_counted(
+    net: Net, caplog: pytest.LogCaptureFixture
+) -> None:
+    limit = 256 * 1024
+    server, listener_id, addr = net.server(config=net.listen_config(send_buffer_limit=limit))
+    raw = net.raw_connect(addr, rcvbuf=16 * 1024)
+    endpoint = accepted(server, listener_id)
+    with caplog.at_level(logging.WARNING, logger="message_io"):
+        sent = _fill_queue(net, server, endpoint)
+        for _ in range(9):  # nine more refusals in the same episode: no more lines
+            assert server.network.send(endpoint, b"x" * 1024) is QUEUE_FULL
+        stats = server.network.statistics(endpoint)
+        assert stats is not None and stats.refused_sends == 10 and stats.reading
+        assert stats.queued_bytes >= limit
+        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(lines) == 1 and str(endpoint) in lines[0]
+        expected = b"".join(net.wire(p) for p in sent)
+        assert_same_bytes(recv_exactly(raw, len(expected)), expected)
+        assert server.expect(Drained) == Drained(endpoint)
+        _fill_queue(net, server, endpoint)  # a new episode: one more line
+        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(lines) == 2
+
+
+def test_send_wait_waits_out_backpressure_instead_of_dropping(net: Net) -> None:
+    limit = 128 * 1024
+    server, listener_id, addr = net.server(config=net.listen_config(send_buffer_limit=limit))
+    raw = net.raw_connect(addr, rcvbuf=16 * 1024)
+    endpoint = accepted(server, listener_id)
+    payloads = [k.to_bytes(4, "big") * (16 * 1024) for k in range(64)]  # 4 MiB in all
+    statuses: list[SendStatus] = []
+    sender = threading.Thread(
+        target=lambda: statuses.extend(server.network.send_wait(endpoint, p) for p in payloads)
+    )
+    sender.start()
+    expected = b"".join(net.wire(p) for p in payloads)
+    assert_same_bytes(recv_exactly(raw, len(expected)), expected)  # read slowly, all there
+    sender.join(TIMEOUT)
+    assert statuses == [SENT] * len(payloads)
+    with pytest.raises(message_io.LoopThreadError):
+        server.run_on_loop(lambda: server.network.send_wait(endpoint, b"x"))
+
+
+def test_send_wait_times_out_with_queue_full(net: Net) -> None:
+    server, listener_id, addr = net.server(config=net.listen_config(send_buffer_limit=64 * 1024))
+    net.raw_connect(addr, rcvbuf=16 * 1024)  # reads nothing
+    endpoint = accepted(server, listener_id)
+    # Fill the queue until the kernel's buffers are full too and it cannot drain.
+    for _ in range(1000):
+        _fill_queue(net, server, endpoint)
+        if not server.network.wait_drained(endpoint, 0.1):
+            break
+    else:
+        raise AssertionError("the queue always drained")
+    assert server.network.send_wait(endpoint, b"late", timeout=0.2) is QUEUE_FULL
+
+
+def test_pause_reading_holds_a_peer_back_and_resume_delivers(net: Net) -> None:
+    server, listener_id, addr = net.server()
+    raw = net.raw_connect(addr)
+    endpoint = accepted(server, listener_id)
+    assert server.network.pause_reading(endpoint) is True
+    stats = server.network.statistics(endpoint)
+    assert stats is not None and not stats.reading
+    raw.sendall(net.client_wire(b"held"))
+    server.sync()  # two loop turns: a readable peer would have been read by now
+    assert not any(isinstance(e, Message) for e in server.drain_events())
+    assert server.network.resume_reading(endpoint) is True
+    message = server.wait_for(Message)
+    assert message.endpoint == endpoint
+    assert message.data == b"held" or b"held".startswith(message.data)  # TCP: a stream
+    unknown = Endpoint.from_listener(listener_id, ("127.0.0.1", 9))
+    assert server.network.pause_reading(unknown) is False

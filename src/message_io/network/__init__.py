@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .adapter import SendStatus
-from .controller import NetworkController
+from .controller import EndpointStatistics, NetworkController
 from .endpoint import Address, Endpoint, ResourceId, ResourceType
 from .net_event import (
     Accepted,
@@ -23,6 +23,7 @@ __all__ = [
     "Disconnected",
     "Drained",
     "Endpoint",
+    "EndpointStatistics",
     "Message",
     "NetEvent",
     "NetworkController",

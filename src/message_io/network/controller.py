@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._loop import _READY, Limits, _Connection, _Listener, connection_class
@@ -24,7 +25,7 @@ from .transport import Transport
 if TYPE_CHECKING:
     from .._loop import Loop
 
-__all__ = ["NetworkController"]
+__all__ = ["EndpointStatistics", "NetworkController"]
 
 log = logging.getLogger("message_io")
 
@@ -282,6 +283,78 @@ class NetworkController:
             return listener.send_to(endpoint, data)
         return SendStatus.RESOURCE_NOT_FOUND
 
+    def send_wait(
+        self, endpoint: Endpoint, data: Buffer | str, timeout: float | None = None
+    ) -> SendStatus:
+        """Send one message, waiting out backpressure instead of refusing it.
+
+        For threads other than the loop's (a producer, a file sender): while the
+        connection's queue is full, wait until the loop has written it out, then send.
+        The loop must be running to write the queue.
+
+        Returns:
+            As :meth:`send`, except that ``QUEUE_FULL`` only comes back if ``timeout``
+            seconds passed with the queue still full (nothing was sent then).
+
+        Raises:
+            LoopThreadError: called from the loop thread, where waiting would
+                deadlock; use :meth:`send`, ``Drained`` and :meth:`pause_reading` there.
+            TypeError: as for :meth:`send`.
+        """
+        loop = self._loop
+        if loop.on_loop_thread():
+            raise LoopThreadError(
+                "send_wait() called from the event loop thread would deadlock; "
+                "use send() and the Drained event"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            conn = self._connections.get(endpoint.resource_id)
+            if conn is not None and conn.queued >= conn.limit:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return SendStatus.QUEUE_FULL
+                _wait_empty(conn, remaining)
+            status = self.send(endpoint, data)
+            if status is not SendStatus.QUEUE_FULL:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                return status
+
+    def pause_reading(self, endpoint: Endpoint) -> bool:
+        """Stop reading from ``endpoint`` until :meth:`resume_reading`: end-to-end flow
+        control, as asyncio's ``Transport.pause_reading``.
+
+        The kernel then stops accepting its bytes and TCP slows the peer down, so what a
+        peer makes you send (echoes, relayed data) can wait for room instead of piling
+        up. Messages already read are still delivered. While paused, its
+        ``message_timeout`` and ``idle_timeout`` clocks stop. Any thread.
+
+        Returns:
+            False if ``endpoint`` is not a connection of this node (UDP listener peers
+            have none to pause).
+        """
+        return self._loop.pause_reading(endpoint.resource_id, True)
+
+    def resume_reading(self, endpoint: Endpoint) -> bool:
+        """Read from ``endpoint`` again after :meth:`pause_reading`. Any thread.
+
+        Returns:
+            False if ``endpoint`` is not a connection of this node.
+        """
+        return self._loop.pause_reading(endpoint.resource_id, False)
+
+    def statistics(self, endpoint: Endpoint) -> EndpointStatistics | None:
+        """A snapshot of ``endpoint``'s send queue, or None if it is not a connection."""
+        conn = self._connections.get(endpoint.resource_id)
+        if conn is None:
+            return None
+        return EndpointStatistics(
+            queued_bytes=conn.queued,
+            refused_sends=conn.refused,
+            reading=bool(conn.reading),
+        )
+
     def remove(self, resource_id: ResourceId) -> bool:
         """Close a connection (kick a client) or a listener.
 
@@ -335,6 +408,23 @@ class NetworkController:
             if resource is None:
                 return False
         return _wait_empty(resource, timeout)
+
+
+@dataclass(frozen=True)
+class EndpointStatistics:
+    """What :meth:`NetworkController.statistics` reports about one connection.
+
+    Attributes:
+        queued_bytes: Bytes queued and not yet handed to the OS.
+        refused_sends: Sends refused with ``QUEUE_FULL`` since the connection opened
+            (the first of each backpressure episode is also logged as a WARNING).
+        reading: False while the node does not read it (``pause_reading``, or the
+            node-wide cap on unfinished messages).
+    """
+
+    queued_bytes: int
+    refused_sends: int
+    reading: bool
 
 
 def _wait_empty(resource: _Connection | _Listener, timeout: float | None) -> bool:
