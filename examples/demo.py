@@ -27,6 +27,7 @@ from message_io import (
     Drained,
     Endpoint,
     Message,
+    SendStatus,
     Signal,
     Transport,
     WsConnectConfig,
@@ -69,7 +70,9 @@ def echo_server(transport: Transport, config: Any = None) -> tuple[message_io.No
             case Accepted(endpoint, _):
                 say(f"  server: client {endpoint.addr[1]} connected")
             case Message(endpoint, data):
-                handler.network.send(endpoint, data)
+                status = handler.network.send(endpoint, data)
+                if status is not SendStatus.SENT:  # a client too slow to read its echoes
+                    say(f"  server: echo to {endpoint.addr[1]} not sent: {status.name}")
             case Disconnected(endpoint):
                 say(f"  server: client {endpoint.addr[1]} disconnected")
             case Connected() | Drained() | Signal():
@@ -97,7 +100,10 @@ def run_clients(transport: Transport, addr: str, config: Any = None) -> bool:
                     handler.stop()
                     return
                 for text in MESSAGES:
-                    handler.network.send(endpoint, text.encode())
+                    status = handler.network.send(endpoint, text.encode())
+                    if status is not SendStatus.SENT:
+                        say(f"  client: could not send: {status.name}")
+                        ok = False
             case Message(endpoint, data):
                 received[endpoint].append(data)
                 echoed = b"".join(received[endpoint])

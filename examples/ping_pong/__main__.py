@@ -45,6 +45,7 @@ from message_io import (
     Drained,
     Endpoint,
     Message,
+    SendStatus,
     Signal,
     Transport,
     WsConnectConfig,
@@ -78,9 +79,11 @@ def run_server(
                 print(f"ping from {endpoint.addr}", flush=True)
                 if transport.is_connection_oriented:
                     count = pings[endpoint] = pings.get(endpoint, 0) + 1
-                    handler.network.send(endpoint, f"pong {count}".encode())
+                    status = handler.network.send(endpoint, f"pong {count}".encode())
                 else:  # UDP: no connection to count on; answer from the listener
-                    handler.network.send(endpoint, b"pong")
+                    status = handler.network.send(endpoint, b"pong")
+                if status is not SendStatus.SENT:  # e.g. QUEUE_FULL: it reads no pongs
+                    print(f"pong to {endpoint.addr} not sent: {status.name}", flush=True)
             case Message(endpoint, data):
                 print(f"unexpected {len(data)} bytes from {endpoint.addr}", flush=True)
             case Disconnected(endpoint):
@@ -114,7 +117,9 @@ def run_client(
                 failed = True
                 handler.stop()
             case Signal("greet"):
-                handler.network.send(server, b"ping")
+                status = handler.network.send(server, b"ping")
+                if status is not SendStatus.SENT:  # QUEUE_FULL: the server reads nothing
+                    print(f"ping not sent: {status.name}", flush=True)
                 handler.signals.send_with_timer("greet", 1.0)
             case Message(_, data):
                 pongs += 1
