@@ -180,6 +180,7 @@ class _Connection:
         "partial_since",
         "paused",
         "progress_at",
+        "published",
         "queued",
         "read_closed",
         "reading",
@@ -229,6 +230,7 @@ class _Connection:
         self.last_read = 0.0  # when bytes last arrived (kept only with idle_timeout)
         self.paused = False  # not read: the node's cap on incomplete messages is reached
         self.user_paused = False  # not read: pause_reading() (end-to-end flow control)
+        self.published = True  # its creator holds its endpoint (see register_connection)
         self.reading = True  # neither pause holds: the fd is polled for reading
         self.refused = 0  # sends refused with QUEUE_FULL (statistics)
         self.warned = False  # the QUEUE_FULL of this backpressure episode was logged
@@ -629,7 +631,8 @@ def _update_reading(conn: _Connection) -> None:
     if reading is not conn.reading and conn.fd >= 0:
         conn.reading = reading
         interest = READ if reading else 0
-        conn.loop.poller.modify(conn.fd, interest | WRITE if conn.write_armed else interest)
+        with contextlib.suppress(OSError):  # not registered yet: registration applies it
+            conn.loop.poller.modify(conn.fd, interest | WRITE if conn.write_armed else interest)
 
 
 def _discard(_data: bytes | str) -> None:
@@ -808,6 +811,7 @@ class Loop(Generic[S]):
         self.backlog: deque[Any] = deque()
         self.emit: Callable[[Any], object] = self.backlog.append
         self._requests: deque[tuple[_Connection | _Listener, bool]] = deque()
+        self._registrations: deque[_Connection] = deque()  # fds the driver is to poll
         self._timers: list[tuple[float, int, _Timer]] = []
         self._timer_seq = itertools.count()
         self._timer_lock = threading.Lock()
@@ -864,7 +868,14 @@ class Loop(Generic[S]):
                 heapq.heapify(self._timers)
                 self._cancelled = 0
 
-    def register_connection(self, conn: _Connection) -> None:
+    def register_connection(self, conn: _Connection, *, publish_later: bool = False) -> None:
+        """Add ``conn`` to the node and poll it.
+
+        With ``publish_later`` (``connect()`` from a thread other than the loop's), the
+        driver polls it only once ``conn.published`` is set, which ``connect()`` does as
+        the last thing before it returns: no event about the endpoint can reach the
+        callback before its creator holds it.
+        """
         with self.registry_lock:
             if not self.running:
                 raise NodeStoppedError("the node is stopped")
@@ -875,7 +886,13 @@ class Loop(Generic[S]):
                 self.handlers[conn.fd] = functools.partial(self._on_datagram_start, conn)
             else:
                 self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
-            self.poller.register(conn.fd, READ | WRITE)
+            driver = self.driver
+            if not publish_later or driver is None or driver == _get_ident():
+                self.poller.register(conn.fd, READ | WRITE)
+                return
+            conn.published = False
+            self._registrations.append(conn)
+        self.waker.wake()
 
     def register_listener(self, listener: _Listener) -> None:
         with self.registry_lock:
@@ -1085,6 +1102,8 @@ class Loop(Generic[S]):
 
     def iterate(self, max_timeout: float | None) -> None:
         """One turn of the loop (see the theory of operation)."""
+        if self._registrations:
+            self._register_published()
         timeout = self._poll_timeout(max_timeout)
         ready = self._poll(timeout)
         self.iteration += 1
@@ -1110,7 +1129,7 @@ class Loop(Generic[S]):
                 self._flush_dirty()
 
     def _poll_timeout(self, max_timeout: float | None) -> float | None:
-        if self._requests or self.dirty:
+        if self._requests or self.dirty or self._registrations:
             # Sends made by callbacks late in the last iteration (after its final flush,
             # e.g. on Drained) are written in the next one, which must not sleep.
             return 0.0
@@ -1191,6 +1210,22 @@ class Loop(Generic[S]):
     def _on_wake(self, _flags: int) -> None:
         self.waker.drain()
         self._handle_requests()
+
+    def _register_published(self) -> None:
+        """Poll the connections whose creators now hold their endpoints (see
+        ``register_connection``); the others wait (the poll does not sleep meanwhile:
+        their creators are about to return)."""
+        waiting: deque[_Connection] = deque()
+        registrations = self._registrations
+        while registrations:
+            conn = registrations.popleft()
+            if not conn.published:
+                waiting.append(conn)
+                continue
+            with conn.lock:
+                if conn.fd >= 0:  # not closed meanwhile
+                    self.poller.register(conn.fd, READ | WRITE if conn.reading else WRITE)
+        registrations.extend(waiting)
 
     def _handle_requests(self) -> None:
         requests = self._requests

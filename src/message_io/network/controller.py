@@ -90,7 +90,9 @@ class NetworkController:
             ``Connected(endpoint, True)`` once it is established (after the handshake, if
             the transport has one), or ``Connected(endpoint, False)`` if it fails or its
             ``connect_timeout`` passes. Until then ``send`` returns
-            ``RESOURCE_NOT_AVAILABLE``.
+            ``RESOURCE_NOT_AVAILABLE``. No event about the endpoint reaches the
+            callback before this call has returned it, whatever the thread, so the
+            caller may record it (``state[endpoint] = ...``) before any event.
 
         Raises:
             AddressError: ``addr`` cannot be parsed or resolved.
@@ -98,11 +100,18 @@ class NetworkController:
             ConnectError: the OS refused to start the connection (e.g. no route).
             NodeStoppedError: the node has been stopped.
         """
-        conn, local_addr = self._connect(transport, addr, config)
-        return conn.endpoint, local_addr
+        conn, local_addr = self._connect(transport, addr, config, publish_later=True)
+        result = conn.endpoint, local_addr
+        conn.published = True  # the last step: now the loop may poll it (and tell of it)
+        return result
 
     def _connect(
-        self, transport: Transport, addr: Any, config: ConnectConfig | None
+        self,
+        transport: Transport,
+        addr: Any,
+        config: ConnectConfig | None,
+        *,
+        publish_later: bool = False,
     ) -> tuple[_Connection, Address]:
         """Open the connection; the work behind connect() and connect_sync()."""
         loop = self._loop
@@ -130,7 +139,7 @@ class NetworkController:
             reason = TimeoutError(f"connect timed out after {timeout} s")
             conn.deadline_timer = loop.add_timer(timeout, lambda: loop.fail_pending(conn, reason))
         try:
-            loop.register_connection(conn)
+            loop.register_connection(conn, publish_later=publish_later)
         except BaseException:
             loop.cancel_timer(conn.deadline_timer)
             info.remote.close()

@@ -1,0 +1,49 @@
+"""No event about an endpoint reaches the callback before the call that made it returned.
+
+The tutorial's pattern, ``endpoint, _ = connect(...); state[endpoint] = ...`` on one
+thread and ``state[event.endpoint]`` in the callback, must never miss.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import message_io
+from message_io import Connected, NodeEvent, Transport
+
+TIMEOUT = 30.0
+
+
+@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.UDP])
+def test_connect_from_a_foreign_thread_never_reports_early(transport: Transport) -> None:
+    server, server_listener = message_io.split()
+    client, client_listener = message_io.split()
+    _, addr = server.network.listen(transport, "127.0.0.1:0")
+    known: set[message_io.Endpoint] = set()
+    early: list[NodeEvent[Any]] = []
+    connected = 0
+    all_done = threading.Event()
+    count = 1000
+
+    def on_client_event(event: NodeEvent[Any]) -> None:
+        nonlocal connected
+        if isinstance(event, Connected):
+            if event.endpoint not in known:  # the creator does not hold it yet
+                early.append(event)
+            connected += 1
+            client.network.remove(event.endpoint.resource_id)
+            if connected == count:
+                all_done.set()
+
+    with (
+        server_listener.for_each_async(lambda _event: None, on_error="stop"),
+        client_listener.for_each_async(on_client_event, on_error="stop"),
+    ):
+        for _ in range(count):
+            endpoint, _local = client.network.connect(transport, addr)
+            known.add(endpoint)
+        assert all_done.wait(TIMEOUT), f"{connected} of {count} connects resolved"
+    assert early == []
