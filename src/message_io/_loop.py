@@ -434,7 +434,8 @@ class _Connection:
             try:
                 self.loop.poller.modify(self.fd, READ | WRITE if self.reading else WRITE)
             except OSError:
-                self.loop.request_check(self)
+                if self.published:  # else its registration will poll it for writing
+                    self.loop.request_check(self)
 
     def _flush_or_arm(self) -> None:
         """Write what the OS takes now; arm write interest for the rest. Holds the lock."""
@@ -1229,7 +1230,8 @@ class Loop(Generic[S]):
 
     def _handle_requests(self) -> None:
         requests = self._requests
-        while requests:
+        # Those queued now: one that queues another (a failed re-arm) waits its turn.
+        for _ in range(len(requests)):
             resource, broken = requests.popleft()
             self._handle_request(resource, broken)
 
