@@ -66,10 +66,36 @@ _TOKENS: Final = [
     b"\xff" * 10,
     b"\x80" * 10,
 ]
-token_soups = st.lists(st.one_of(st.sampled_from(_TOKENS), st.binary(max_size=6)), max_size=40).map(
-    b"".join
-)
-any_bytes = st.one_of(st.binary(max_size=400), token_soups)
+
+
+def _boundary_headers(limit: int) -> st.SearchStrategy[bytes]:
+    """Headers announcing sizes right around ``limit`` (its last legal size and the first
+    illegal ones) and at the top of the range, minimal or padded."""
+    sizes = st.sampled_from([max(0, limit - 1), limit, limit + 1, limit + 2, (1 << 64) - 1])
+    return st.builds(_header, sizes, st.sampled_from([0, 0, 0, 2, 5, 10]))
+
+
+def _header(size: int, pad: int) -> bytes:
+    """The varint of ``size``, padded to ``pad`` bytes where that fits in 10."""
+    groups = []
+    while True:
+        groups.append(size & 0x7F)
+        size >>= 7
+        if not size:
+            break
+    groups += [0] * max(0, min(pad, 10) - len(groups))
+    return bytes(g | 0x80 for g in groups[:-1]) + bytes((groups[-1],))
+
+
+@st.composite
+def limited_bytes(draw: st.DrawFn) -> tuple[int, bytes]:
+    """A limit, and arbitrary bytes or a soup of header-like tokens (some made for that
+    limit) and short runs of arbitrary bytes."""
+    limit = draw(limits)
+    if draw(st.integers(0, 2)) == 0:
+        return limit, draw(st.binary(max_size=400))
+    pieces = st.one_of(st.sampled_from(_TOKENS), st.binary(max_size=6), _boundary_headers(limit))
+    return limit, b"".join(draw(st.lists(pieces, max_size=40)))
 
 
 @dataclass(frozen=True)
@@ -99,9 +125,12 @@ def streams(draw: st.DrawFn, big: bool = False) -> Stream:
     for payload in messages:
         pad = draw(st.one_of(st.just(0), st.integers(min_value=0, max_value=10)))
         frames.append(padded_frame(payload, pad) if pad else encode_frame(payload))
-    data = b"".join(frames)
     ops = draw(st.one_of(st.just([]), mutations()))
-    return Stream(limit, messages, apply_mutations(data, ops), not ops)
+    bad = draw(st.one_of(st.just(b""), _boundary_headers(limit)))
+    if bad:  # a header right at or past the limit, between two frames
+        frames.insert(draw(st.integers(0, len(frames))), bad + b"tail")
+    data = b"".join(frames)
+    return Stream(limit, messages, apply_mutations(data, ops), not ops and not bad)
 
 
 @dataclass
@@ -168,8 +197,9 @@ def check_decoder(data: bytes, limit: int, points: list[int], kind: str) -> Outc
     return whole
 
 
-@fuzz_target(short=150, data=any_bytes, limit=limits, points=cuts(), kind=buffer_kinds)
-def test_decoder_arbitrary_bytes(data: bytes, limit: int, points: list[int], kind: str) -> None:
+@fuzz_target(short=150, case=limited_bytes(), points=cuts(), kind=buffer_kinds)
+def test_decoder_arbitrary_bytes(case: tuple[int, bytes], points: list[int], kind: str) -> None:
+    limit, data = case
     check_decoder(data, limit, points, kind)
 
 
@@ -192,11 +222,16 @@ class Wire:
 
     def __init__(self, limit: int, direct: bool) -> None:
         self.peer, theirs = socket.socketpair()
-        theirs.setblocking(False)
-        self.peer.setblocking(False)
-        self.remote = FramedTcpRemote(
-            theirs, connecting=False, keepalive=None, max_message_size=limit
-        )
+        try:
+            theirs.setblocking(False)
+            self.peer.setblocking(False)
+            self.remote = FramedTcpRemote(
+                theirs, connecting=False, keepalive=None, max_message_size=limit
+            )
+        except BaseException:
+            self.peer.close()
+            theirs.close()
+            raise
         self.out: list[bytes] = []
         # The node hands receive() list.append, which takes the decoder's direct path;
         # any other callable takes the other one.
@@ -237,7 +272,8 @@ class Wire:
 @fuzz_target(
     short=80,
     stream=st.one_of(
-        streams(big=True), st.builds(Stream, limits, st.just([]), any_bytes, st.just(False))
+        streams(big=True),
+        limited_bytes().map(lambda case: Stream(case[0], [], case[1], valid=False)),
     ),
     points=cuts(12),
     direct=st.booleans(),
