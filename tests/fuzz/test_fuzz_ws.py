@@ -488,3 +488,17 @@ def test_a_close_or_an_error_that_comes_with_the_handshake_ends_the_connection()
             assert conn.out.ended, f"still open after {bad!r} came with the handshake"
         finally:
             conn.close()
+
+
+def test_a_request_for_a_path_not_served_is_refused() -> None:
+    """A request for a path outside ``paths`` gets its 404 and must end the handshake
+    with DISCONNECTED, as every other refusal does; it must not wait for the peer, and
+    never turn READY (an ``Accepted``) when the peer then closes."""
+    conn = server_conn(ServerOptions(1000, ("/fuzz",), None, ()))
+    try:
+        conn.send(_valid_request("/elsewhere"))
+        assert conn.out.ended == "pending", conn.out
+    finally:
+        conn.close()
+    outcome = run(server_conn(ServerOptions(1000, ("/fuzz",), None, ())), [_valid_request("/")])
+    assert not outcome.ready, outcome

@@ -285,13 +285,16 @@ def _header_block(draw: st.DrawFn, headers: list[tuple[str, str]]) -> list[tuple
 
 @dataclass(frozen=True)
 class Handshake:
-    """Handshake bytes, mutated once :data:`ACCEPT` is replaced by the real value."""
+    """Handshake bytes: ``template`` mutated, then :data:`ACCEPT` (if the mutations left
+    it whole) replaced by the real value. In that order, a connection's random key
+    never changes what the mutations do, so every run of an input sees the same bytes
+    but for the accept value."""
 
     template: bytes
     ops: list[Mutation]
 
     def render(self, accept: str = "") -> bytes:
-        return apply_mutations(self.template.replace(ACCEPT, accept.encode()), self.ops)
+        return apply_mutations(self.template, self.ops).replace(ACCEPT, accept.encode())
 
 
 def _encode(start: str, headers: list[tuple[str, str]], tail: bytes) -> bytes:
