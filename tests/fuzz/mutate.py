@@ -17,6 +17,7 @@ __all__ = [
     "cuts",
     "mutations",
     "pattern",
+    "short_repr",
 ]
 
 Mutation: TypeAlias = tuple[str, int, int, bytes]
@@ -102,3 +103,11 @@ def chunk_ends(pieces: Sequence[bytes]) -> list[int]:
         total += len(piece)
         ends.append(total)
     return ends
+
+
+def short_repr(data: bytes) -> str:
+    """``repr(data)``, or its length and ends when long: reports of failing inputs stay
+    readable (reproduce them from the blob or the database, not from the text)."""
+    if len(data) <= 1000:
+        return repr(data)
+    return f"<{len(data)} bytes: {data[:400]!r} ... {data[-100:]!r}>"

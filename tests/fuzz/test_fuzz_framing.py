@@ -36,7 +36,7 @@ from message_io.network.adapter import ReadStatus
 
 from .campaign import fuzz_target
 from .framing_model import Model, model, padded_frame
-from .mutate import apply_mutations, chunk_ends, cut, cuts, mutations, pattern
+from .mutate import apply_mutations, chunk_ends, cut, cuts, mutations, pattern, short_repr
 
 TIMEOUT: Final = 5.0
 
@@ -107,6 +107,16 @@ class Stream:
     data: bytes
     valid: bool
     """True if ``data`` is the messages encoded (not mutated, not arbitrary)."""
+
+    def __repr__(self) -> str:
+        sizes = [len(m) for m in self.messages]
+        return (
+            f"Stream(limit={self.limit}, message sizes={sizes}, "
+            f"data={short_repr(self.data)}, valid={self.valid})"
+        )
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # Hypothesis's reports
+        printer.text(repr(self))
 
 
 @st.composite

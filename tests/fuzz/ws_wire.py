@@ -11,11 +11,11 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Final
+from typing import Any, Final
 
 from hypothesis import strategies as st
 
-from .mutate import Mutation, apply_mutations, mutations, pattern
+from .mutate import Mutation, apply_mutations, mutations, pattern, short_repr
 
 __all__ = [
     "ACCEPT",
@@ -103,6 +103,19 @@ class WsStream:
     @property
     def data(self) -> bytes:
         return b"".join(self.frames)
+
+    def __repr__(self) -> str:
+        frames = ", ".join(map(short_repr, self.frames))
+        messages = repr(self.messages)
+        if len(messages) > 2000:
+            messages = f"<{len(self.messages)} messages>"
+        return (
+            f"WsStream(max_size={self.max_size!r}, frames=[{frames}], messages={messages}, "
+            f"closes={self.closes!r}, valid={self.valid!r})"
+        )
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # Hypothesis's reports
+        printer.text(repr(self))
 
 
 def _size_cap(max_size: int | None) -> int:
@@ -295,6 +308,12 @@ class Handshake:
 
     def render(self, accept: str = "") -> bytes:
         return apply_mutations(self.template, self.ops).replace(ACCEPT, accept.encode())
+
+    def __repr__(self) -> str:
+        return f"Handshake(template={short_repr(self.template)}, ops={self.ops!r})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # Hypothesis's reports
+        printer.text(repr(self))
 
 
 def _encode(start: str, headers: list[tuple[str, str]], tail: bytes) -> bytes:
