@@ -12,7 +12,7 @@ VENV310 := .venv310
 STAMP := $(VENV)/.installed
 STAMP310 := $(VENV310)/.installed
 
-.PHONY: demo test lint typecheck pytest pytest310 bench clean
+.PHONY: demo test lint typecheck pytest pytest310 bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ test: lint typecheck pytest pytest310
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py
+
+# A long fuzz campaign of tests/fuzz: FUZZ_SECONDS (default 300) split among the targets,
+# FUZZ_EXAMPLES (if set) caps each; failing inputs are kept in .hypothesis/fuzz.
+fuzz: $(STAMP)
+	MESSAGE_IO_FUZZ_SECONDS=$(or $(FUZZ_SECONDS),300) MESSAGE_IO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	$(VENV)/bin/python -m pytest tests/fuzz -q -p no:cacheprovider \
+	-o timeout=$$(( $(or $(FUZZ_SECONDS),300) + 600 ))
 
 clean:
 	rm -rf $(VENV) $(VENV310) .mypy_cache .ruff_cache .pytest_cache .hypothesis
