@@ -235,9 +235,7 @@ class Wire:
         try:
             theirs.setblocking(False)
             self.peer.setblocking(False)
-            self.remote = FramedTcpRemote(
-                theirs, connecting=False, keepalive=None, max_message_size=limit
-            )
+            self.remote = FramedTcpRemote(theirs, connecting=False, max_message_size=limit)
         except BaseException:
             self.peer.close()
             theirs.close()

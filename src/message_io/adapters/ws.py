@@ -266,6 +266,9 @@ class WsRemote(Remote):
             protocol.receive_data if accept is None else self._feed_request
         )
         self._request_seen = 0  # bytes before the request's first LF; -1 once one came
+        self._tail = b""  # the last bytes of the request so far (to find its end)
+        self._after: bytearray | None = None  # bytes behind the request, held
+        self._held_input = False  # parsed by the protocol, not yet by receive()
         self._want = Readiness.WRITE if connecting else Readiness.READ
         self._early: list[bytes | str] = []  # messages that came with the handshake
         # The message being received in fragments: their payloads so far, in one buffer
@@ -358,6 +361,18 @@ class WsRemote(Remote):
                 response = self._accept(protocol, event)
                 protocol.send_response(response)
                 self._collect_handshake_output()
+                after, self._after = self._after, None
+                if after and response.status_code == 101:
+                    # What came behind the request, parsed now that the connection is
+                    # open, exactly as if it had come in a later read.
+                    protocol.receive_data(bytes(after))
+                    self._held_input = True
+                if response.status_code != 101:  # refused (404...): answered, then closed
+                    self.failure = ConnectionRefusedError(
+                        f"refused with {response.status_code} {response.reason_phrase}"
+                    )
+                    self._flush_handshake()  # best effort: the connection closes anyway
+                    return PendingStatus.DISCONNECTED
             elif isinstance(event, Response):
                 pass  # client side: the protocol checked it (handshake_exc)
             elif self._on_frame(event, self._early.append):
@@ -388,12 +403,29 @@ class WsRemote(Remote):
         return PendingStatus.INCOMPLETE
 
     def _feed_request(self, data: bytes) -> None:
-        """Feed the request to the protocol, noting where its first line ended."""
+        """Feed the request to the protocol, noting where its first line ended.
+
+        Only the request goes in: bytes behind its blank line wait in ``_after`` until
+        the server has answered, then are parsed as frames of the open connection
+        (websockets would parse them while still connecting). So a close frame or a
+        protocol error has the same effect whether it comes with the request or later.
+        """
+        if self._after is not None:  # the request is complete: hold the rest
+            self._after += data
+            return
         seen = self._request_seen
         if 0 <= seen < MAX_LINE_LENGTH:
             found = data.find(b"\n", 0, MAX_LINE_LENGTH - seen) >= 0
             self._request_seen = -1 if found else seen + len(data)
-        self.protocol.receive_data(data)
+        tail = self._tail
+        end = (tail + data).find(b"\r\n\r\n")
+        if end < 0:
+            self._tail = (tail + data[-3:])[-3:]
+            self.protocol.receive_data(data)
+            return
+        cut = end + 4 - len(tail)
+        self._after = bytearray(data[cut:])
+        self.protocol.receive_data(data[:cut])
 
     def _refusal(self, exc: Exception) -> bytes:
         """The answer of websockets' servers to a request over its size limits, for the
@@ -452,12 +484,13 @@ class WsRemote(Remote):
         return len(self._reader.buffer) + len(self._fragments) + (self._fragment_count > 0)
 
     def buffered(self) -> bool:
-        if self._early or self._closed_early:
+        if self._early or self._closed_early or self._held_input:
             return True
         tls = self._stream is not self.socket
         return tls and self._stream.pending() > 0  # type: ignore[attr-defined]
 
     def receive(self, deliver: Callable[[bytes | str], object]) -> ReadStatus:
+        self._held_input = False
         if self._early:
             for message in self._early:
                 deliver(message)
