@@ -68,3 +68,11 @@ def test_send_to_something_not_an_endpoint_is_a_type_error(node: Node, endpoint:
     handler, _listener = node
     with pytest.raises(TypeError, match=r"send\(\) endpoint must be an Endpoint"):
         handler.network.send(endpoint, b"x")
+
+
+def test_a_transport_given_as_a_string_is_a_type_error_naming_it(node: Node) -> None:
+    handler, _listener = node
+    with pytest.raises(TypeError, match="transport must be a Transport"):
+        handler.network.connect("FRAMED_TCP", "127.0.0.1:9")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="transport must be a Transport"):
+        handler.network.listen("TCP", LOCAL)  # type: ignore[arg-type]

@@ -39,6 +39,20 @@ def _addr_text(addr: Any) -> str:
 _C = TypeVar("_C", ConnectConfig, ListenConfig)
 
 
+def _adapter_of(transport: Transport) -> Any:
+    """``transport``'s adapter.
+
+    Raises:
+        TypeError: ``transport`` is not a :class:`Transport` (e.g. the string "TCP").
+    """
+    if not isinstance(transport, Transport):
+        raise TypeError(
+            f"transport must be a Transport (e.g. Transport.FRAMED_TCP), "
+            f"not {type(transport).__name__}"
+        )
+    return transport.adapter
+
+
 def _checked(loop: Loop[Any], transport: Transport, config: _C | None, kind: type[_C]) -> _C:
     """The config to use: the default of ``kind``, or ``config`` if it is one.
 
@@ -115,7 +129,7 @@ class NetworkController:
     ) -> tuple[_Connection, Address]:
         """Open the connection; the work behind connect() and connect_sync()."""
         loop = self._loop
-        adapter = transport.adapter
+        adapter = _adapter_of(transport)
         config = _checked(loop, transport, config, adapter.connect_config)
         try:
             info = adapter.connect(addr, config)
@@ -231,7 +245,7 @@ class NetworkController:
             NodeStoppedError: the node has been stopped.
         """
         loop = self._loop
-        adapter = transport.adapter
+        adapter = _adapter_of(transport)
         config = _checked(loop, transport, config, adapter.listen_config)
         try:
             info = adapter.listen(addr, config)
