@@ -9,6 +9,7 @@ bounded (``QUEUE_FULL``), and ``Drained`` must follow once it is written.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -108,3 +109,25 @@ def test_refused_datagram_is_dropped_and_the_listener_stays(dgram: Net) -> None:
     assert event.endpoint.resource_id == listener_id
     assert server.network.send(event.endpoint, b"pong") is SENT
     assert peer.recv(100) == b"pong"
+
+
+def test_send_wait_on_a_packet_listener_waits_for_its_queue(dgram: Net) -> None:
+    """A listener's queue is full: send_wait waits for it to drain (no spinning on
+    QUEUE_FULL), then sends; with the peer never reading it times out with QUEUE_FULL."""
+    server = dgram.node("server")
+    listener_id, _addr = server.network.listen(
+        UNIX_DGRAM, str(dgram._dir / "server.sock"), config=ListenConfig(send_buffer_limit=LIMIT)
+    )
+    path = str(dgram._dir / "peer.sock")
+    peer = raw_dgram(dgram, path)
+    endpoint = Endpoint.from_listener(listener_id, path)
+    sent = fill(lambda data: server.network.send(endpoint, data))
+    cpu = time.thread_time()
+    assert server.network.send_wait(endpoint, b"late", timeout=0.2) is QUEUE_FULL
+    assert time.thread_time() - cpu < 0.1  # it waited; a retry loop burns the 0.2 s
+    result: list[SendStatus] = []
+    sender = Worker(lambda: result.append(server.network.send_wait(endpoint, b"after")), "sender")
+    received = [peer.recv(SIZE * 2) for _ in range(len(sent) + 1)]
+    sender.join()
+    assert result == [SENT]
+    assert received == [*sent, b"after"]

@@ -331,17 +331,20 @@ class NetworkController:
                 "use send() and the Drained event"
             )
         deadline = None if timeout is None else time.monotonic() + timeout
+        status: SendStatus | None = None
         while True:
-            conn = self._connections.get(endpoint.resource_id)
-            if conn is not None and conn.queued >= conn.limit:
+            # Wait before sending while the queue is full (a send would be refused), and
+            # after any refusal (a packet listener's queue counts datagrams too).
+            resource = self._resource(endpoint)
+            if resource is not None and (
+                status is SendStatus.QUEUE_FULL or resource.queued >= resource.limit
+            ):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return SendStatus.QUEUE_FULL
-                _wait_empty(conn, remaining)
+                _wait_empty(resource, remaining)
             status = self.send(endpoint, data)
             if status is not SendStatus.QUEUE_FULL:
-                return status
-            if deadline is not None and time.monotonic() >= deadline:
                 return status
 
     def pause_reading(self, endpoint: Endpoint) -> bool:
@@ -399,12 +402,17 @@ class NetworkController:
             return bool(conn.established)
         return True if resource_id in loop.listeners else None
 
-    def pending_bytes(self, endpoint: Endpoint) -> int:
-        """Bytes queued for ``endpoint`` and not yet handed to the OS (0 if unknown)."""
+    def _resource(self, endpoint: Endpoint) -> _Connection | _Listener | None:
+        """The queue ``endpoint``'s sends go to: its connection, or a packet listener."""
         loop = self._loop
         resource: _Connection | _Listener | None = loop.connections.get(endpoint.resource_id)
         if resource is None:
-            resource = loop.listeners.get(endpoint.resource_id)  # a packet listener's queue
+            resource = loop.listeners.get(endpoint.resource_id)
+        return resource
+
+    def pending_bytes(self, endpoint: Endpoint) -> int:
+        """Bytes queued for ``endpoint`` and not yet handed to the OS (0 if unknown)."""
+        resource = self._resource(endpoint)
         return resource.queued if resource is not None else 0
 
     def wait_drained(self, endpoint: Endpoint, timeout: float | None = None) -> bool:
@@ -425,11 +433,9 @@ class NetworkController:
                 "wait_drained() called from the event loop thread would deadlock; "
                 "wait for the Drained event instead"
             )
-        resource: _Connection | _Listener | None = loop.connections.get(endpoint.resource_id)
+        resource = self._resource(endpoint)
         if resource is None:
-            resource = loop.listeners.get(endpoint.resource_id)  # a packet listener's queue
-            if resource is None:
-                return False
+            return False
         return _wait_empty(resource, timeout)
 
 
