@@ -792,7 +792,9 @@ class Loop(Generic[S]):
         self.max_incomplete_bytes = max_incomplete_bytes
         self.incomplete_bytes = 0  # held in unfinished incoming messages, all connections
         self.paused: list[_Connection] = []  # not read until incomplete_bytes falls
-        self.peer_log = LogThrottle(log, "peer disconnection lines", schedule=self.add_timer)
+        # Lines a peer can cause, one budget for all: disconnections with their reason,
+        # peers dropped during their handshake, accept errors, callback exceptions.
+        self.peer_log = LogThrottle(log, "per-peer lines", schedule=self.add_timer)
         self.poller = Poller()
         self.waker = Waker()
         self.signals: EventSender[S] = EventSender(self.wake)
