@@ -55,6 +55,8 @@ from .events import _EMPTY, EventSender
 from .network._poll import READ, WRITE, Poller, Waker
 from .network.adapter import (
     Buffer,
+    ConnectConfig,
+    ListenConfig,
     Local,
     PendingStatus,
     Readiness,
@@ -432,7 +434,7 @@ class _Connection:
         if not self.write_armed:
             self.write_armed = True
             try:
-                self.loop.poller.modify(self.fd, READ | WRITE if self.reading else WRITE)
+                self.loop.poller.modify(self.fd, _poll_interest(self))
             except OSError:
                 if self.published:  # else its registration will poll it for writing
                     self.loop.request_check(self)
@@ -584,13 +586,9 @@ class Limits:
     idle_timeout: float | None = None
 
     @classmethod
-    def of(cls, config: object) -> Limits:
+    def of(cls, config: ConnectConfig | ListenConfig) -> Limits:
         """The limits a connect or listen config sets."""
-        return cls(
-            getattr(config, "message_timeout", None),
-            getattr(config, "min_message_rate", None),
-            getattr(config, "idle_timeout", None),
-        )
+        return cls(config.message_timeout, config.min_message_rate, config.idle_timeout)
 
 
 _NO_LIMITS: Final = Limits()
@@ -626,14 +624,18 @@ def _notify(resource: _Connection | _Listener) -> None:
         resource.cond.notify_all()
 
 
+def _poll_interest(conn: _Connection) -> int:
+    """What to poll ``conn`` for: reading unless paused, writing while armed."""
+    return (READ if conn.reading else 0) | (WRITE if conn.write_armed else 0)
+
+
 def _update_reading(conn: _Connection) -> None:
     """Poll ``conn`` for reading unless a pause holds it. Holds the lock."""
     reading = not (conn.paused or conn.user_paused)
     if reading is not conn.reading and conn.fd >= 0:
         conn.reading = reading
-        interest = READ if reading else 0
         with contextlib.suppress(OSError):  # not registered yet: registration applies it
-            conn.loop.poller.modify(conn.fd, interest | WRITE if conn.write_armed else interest)
+            conn.loop.poller.modify(conn.fd, _poll_interest(conn))
 
 
 def _discard(_data: bytes | str) -> None:
@@ -1406,12 +1408,8 @@ class Loop(Generic[S]):
         self.incomplete_bytes += held - conn.held
         previous = conn.held
         conn.held = held
-        if (
-            held < previous
-            and self.paused
-            and self.incomplete_bytes <= self.max_incomplete_bytes * 3 // 4
-        ):
-            self._resume_paused()
+        if held < previous:
+            self._resume_if_under()
         if not held:
             conn.partial_since = 0.0
             return
@@ -1530,6 +1528,10 @@ class Loop(Generic[S]):
             conn.paused = False
             with contextlib.suppress(ValueError):
                 self.paused.remove(conn)
+        self._resume_if_under()
+
+    def _resume_if_under(self) -> None:
+        """Read the paused connections again once the total is under 3/4 of the cap."""
         if self.paused and self.incomplete_bytes <= self.max_incomplete_bytes * 3 // 4:
             self._resume_paused()
 
@@ -1560,7 +1562,7 @@ class Loop(Generic[S]):
                 broken = True
             if not broken and not conn.chunks:
                 conn.write_armed = False
-                self.poller.modify(conn.fd, READ if conn.reading else 0)
+                self.poller.modify(conn.fd, _poll_interest(conn))
                 conn.direct_iter = -1
                 drained = conn.want_drain
                 conn.want_drain = False
