@@ -190,10 +190,9 @@ class WsListenConfig(TcpListenConfig):
         _check_fragments(self.max_fragments)
 
 
-def _check_fragments(value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def _check_fragments(value: int | None) -> None:
+    """The range of ``max_fragments`` (its type is checked with every field's)."""
+    if value is not None and value < 1:
         raise ValueError(f"max_fragments must be an int >= 1 or None, not {value!r}")
 
 
