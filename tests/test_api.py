@@ -83,6 +83,7 @@ EXPECTED_ALL = [
     "NodeListener",
     "NodeStoppedError",
     "NodeTask",
+    "PeerResourceId",
     "ResourceId",
     "ResourceType",
     "SendStatus",

@@ -76,3 +76,11 @@ def test_a_transport_given_as_a_string_is_a_type_error_naming_it(node: Node) -> 
         handler.network.connect("FRAMED_TCP", "127.0.0.1:9")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="transport must be a Transport"):
         handler.network.listen("TCP", LOCAL)  # type: ignore[arg-type]
+
+
+def test_remove_names_a_wrong_argument(node: Node) -> None:
+    handler, _listener = node
+    with pytest.raises(TypeError, match=r"remove\(\) takes a ResourceId or an Endpoint, not str"):
+        handler.network.remove("[1.R.0]")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not tuple"):
+        handler.network.remove((1, 2))  # type: ignore[arg-type]

@@ -748,6 +748,23 @@ class _Listener:
                     pass
             return _SENT
 
+    def forget(self, addr: Address) -> int:
+        """Drop the datagrams queued to ``addr`` (any thread); return how many."""
+        with self.lock:
+            kept: deque[tuple[Endpoint, bytes]] = deque()
+            dropped = 0
+            for endpoint, packet in self.chunks:
+                if endpoint.addr == addr:
+                    dropped += 1
+                    self.queued -= len(packet)
+                else:
+                    kept.append((endpoint, packet))
+            self.chunks = kept
+            self.want_drain = {ep for ep in self.want_drain if ep.addr != addr}
+            if not kept:
+                _notify(self)
+            return dropped
+
     def flush(self) -> list[Endpoint]:
         """Write queued datagrams until done or the OS pushes back (loop thread).
 
@@ -936,6 +953,23 @@ class Loop(Generic[S]):
             self._request(listener, False)
             return True
         return False
+
+    def forget_peer(self, listener_id: ResourceId, addr: Address) -> bool:
+        """Forget one peer of a packet listener: drop the datagrams queued to it.
+
+        False if there is no such listener. The listener stays open.
+        """
+        listener = self.listeners.get(listener_id)
+        if listener is None:
+            return False
+        dropped = listener.forget(addr)
+        log.debug(
+            "forgetting peer %s of listener %r (%d queued datagrams dropped)",
+            format_address(addr),
+            listener_id,
+            dropped,
+        )
+        return True
 
     def pause_reading(self, resource_id: ResourceId, paused: bool) -> bool:
         """Stop (or resume) reading a connection; False if there is no such connection."""

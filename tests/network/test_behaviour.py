@@ -304,15 +304,17 @@ def test_peer_that_stops_reading(net: Net) -> None:
 # -- removing, disconnecting, failing ------------------------------------------------------
 
 
-def test_remove(net: Net) -> None:
+@pytest.mark.parametrize("by", ["resource_id", "endpoint"])
+def test_remove(net: Net, by: str) -> None:
     server, listener_id, addr = net.server()
     client = net.node("client")
     endpoint = net.connected(client, addr)
     server_ep = accepted(server, listener_id)
+    target = server_ep.resource_id if by == "resource_id" else server_ep
 
     # Kicking a client: it sees Disconnected; the server sees nothing.
-    assert server.network.remove(server_ep.resource_id) is True
-    assert server.network.remove(server_ep.resource_id) is False
+    assert server.network.remove(target) is True
+    assert server.network.remove(target) is False
     assert server.network.is_ready(server_ep.resource_id) is None
     assert client.expect(Disconnected) == Disconnected(endpoint)
     assert client.network.is_ready(endpoint.resource_id) is None

@@ -8,6 +8,7 @@ bounded (``QUEUE_FULL``), and ``Drained`` must follow once it is written.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -131,3 +132,37 @@ def test_send_wait_on_a_packet_listener_waits_for_its_queue(dgram: Net) -> None:
     sender.join()
     assert result == [SENT]
     assert received == [*sent, b"after"]
+
+
+def test_removing_a_peer_drops_only_its_queued_datagrams(dgram: Net) -> None:
+    """remove(endpoint.resource_id) on a packet listener's peer forgets that peer: its
+    queued datagrams are dropped, another peer's are still written, in order, and the
+    listener stays open."""
+    server = dgram.node("server")
+    listener_id, addr = server.network.listen(
+        UNIX_DGRAM, str(dgram._dir / "server.sock"), config=ListenConfig(send_buffer_limit=LIMIT)
+    )
+    kicked_path = str(dgram._dir / "kicked.sock")
+    kicked_peer = raw_dgram(dgram, kicked_path)
+    other_peer = raw_dgram(dgram, str(dgram._dir / "other.sock"))
+    kicked = Endpoint.from_listener(listener_id, kicked_path)
+    other = Endpoint.from_listener(listener_id, str(dgram._dir / "other.sock"))
+
+    sent = fill(lambda data: server.network.send(kicked, data))
+    assert server.network.pending_bytes(kicked) > 0
+
+    assert server.network.remove(kicked.resource_id) is True
+    assert server.network.pending_bytes(kicked) == 0  # the queued ones are gone
+    assert server.network.is_ready(listener_id) is True
+    assert server.network.send(other, b"still here") is SENT
+    assert other_peer.recv(100) == b"still here"
+    other_peer.sendto(b"ping", addr)
+    assert server.expect(Message).data == b"ping"
+    # The kicked peer gets what the OS had taken before it pushed back, never the rest.
+    kicked_peer.setblocking(False)
+    received: list[bytes] = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            received.append(kicked_peer.recv(SIZE * 2))
+    assert 0 < len(received) < len(sent)
+    assert received == sent[: len(received)]

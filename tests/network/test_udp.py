@@ -6,6 +6,7 @@ both families, the socket options of the configs."""
 from __future__ import annotations
 
 import functools
+import pickle
 import select
 import socket
 import threading
@@ -19,6 +20,9 @@ from message_io import (
     Endpoint,
     Message,
     NodeEvent,
+    PeerResourceId,
+    ResourceId,
+    ResourceType,
     SendStatus,
     Transport,
     UdpConnectConfig,
@@ -236,6 +240,43 @@ def test_remove_gives_no_event(udp: Net) -> None:
     assert client.network.remove(endpoint.resource_id) is False
     client.sync()
     assert client.drain_events() == []
+
+
+def test_removing_a_peer_never_closes_the_listener(udp: Net) -> None:
+    """A listener's peers share its resource id: remove() of a peer's endpoint, or of
+    ``endpoint.resource_id`` (the recipe to kick a client), forgets that peer only;
+    the id listen() returned closes the listener."""
+    server, listener_id, addr = udp.server()
+    alice, bob = raw_udp(udp), raw_udp(udp)
+    alice.sendto(b"hi", addr)
+    from_alice = server.expect(Message).endpoint
+    assert from_alice.resource_id == listener_id  # the same id, as in the Rust crate
+    assert isinstance(from_alice.resource_id, PeerResourceId)
+    assert from_alice.resource_id.peer_addr == alice.getsockname()
+
+    assert server.network.remove(from_alice.resource_id) is True
+    assert server.network.remove(from_alice) is True
+    assert server.network.is_ready(listener_id) is True
+    bob.sendto(b"still open", addr)
+    event = server.expect(Message)
+    assert event.data == b"still open"
+    assert server.network.send(event.endpoint, b"yes") is SENT
+    assert bob.recv(100) == b"yes"
+
+    assert server.network.remove(listener_id) is True  # the listener's own id
+    assert server.network.is_ready(listener_id) is None
+    assert server.network.send(event.endpoint, b"late") is SendStatus.RESOURCE_NOT_FOUND
+    assert server.network.remove(from_alice) is False  # no such listener any more
+
+
+def test_peer_resource_id_is_the_listener_id() -> None:
+    listener_id = ResourceId._make(Transport.UDP.id, ResourceType.LOCAL, 3)
+    peer_id = Endpoint(listener_id, ("127.0.0.1", 9)).resource_id
+    assert peer_id == listener_id and hash(peer_id) == hash(listener_id)
+    assert repr(peer_id) == repr(listener_id)
+    assert pickle.loads(pickle.dumps(peer_id)).peer_addr == ("127.0.0.1", 9)
+    remote_id = ResourceId._make(Transport.UDP.id, ResourceType.REMOTE, 3)
+    assert type(Endpoint(remote_id, ("127.0.0.1", 9)).resource_id) is ResourceId
 
 
 def test_connect_sync_and_before_the_loop(udp: Net) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .adapter import SendStatus
 from .controller import EndpointStatistics, NetworkController
-from .endpoint import Address, Endpoint, ResourceId, ResourceType
+from .endpoint import Address, Endpoint, PeerResourceId, ResourceId, ResourceType
 from .net_event import (
     Accepted,
     Connected,
@@ -27,6 +27,7 @@ __all__ = [
     "Message",
     "NetEvent",
     "NetworkController",
+    "PeerResourceId",
     "ResourceId",
     "ResourceType",
     "SendStatus",

@@ -19,7 +19,7 @@ from ..errors import (
     connect_error,
 )
 from .adapter import Buffer, ConnectConfig, ListenConfig, SendStatus, format_address
-from .endpoint import Address, Endpoint, ResourceId, ResourceType
+from .endpoint import Address, Endpoint, PeerResourceId, ResourceId, ResourceType
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -381,17 +381,45 @@ class NetworkController:
             reading=bool(conn.reading),
         )
 
-    def remove(self, resource_id: ResourceId) -> bool:
-        """Close a connection (kick a client) or a listener.
+    def remove(self, target: ResourceId | Endpoint) -> bool:
+        """Close a connection (kick a client) or a listener, or forget a packet peer.
 
-        It leaves the node at once: ``send`` returns ``RESOURCE_NOT_FOUND`` and no further
-        event mentions it (no ``Disconnected`` either). Bytes already queued for a
-        connection are still written, for up to a few seconds, before it closes.
+        ``target`` is a resource id or an endpoint:
+
+        - a connection's id or endpoint (every ``connect``, every ``Accepted`` client):
+          it leaves the node at once: ``send`` returns ``RESOURCE_NOT_FOUND`` and no
+          further event mentions it (no ``Disconnected`` either). Bytes already queued
+          are still written, for up to a few seconds, before it closes.
+        - a listener's id, as ``listen`` returned it: the listener closes (connections
+          it accepted stay).
+        - a packet listener's peer (UDP: ``Message(endpoint, ...)`` from a listener), as
+          ``endpoint`` or ``endpoint.resource_id``: UDP has no connection to close, so the
+          peer is forgotten: datagrams still queued to it are dropped, and the listener
+          stays open for every other peer. Its next datagram arrives as a ``Message``, as
+          a new client's would. So ``remove(endpoint.resource_id)`` kicks a client on
+          every transport and never closes a listener by accident.
+
+        Any thread.
 
         Returns:
             False if no such resource exists (never did, or already gone).
+
+        Raises:
+            TypeError: ``target`` is neither a :class:`ResourceId` nor an
+                :class:`Endpoint`.
         """
-        return self._loop.remove(resource_id)
+        if isinstance(target, Endpoint):
+            resource_id = target._resource_id
+            if resource_id.is_local:
+                return self._loop.forget_peer(resource_id, target.addr)
+            return self._loop.remove(resource_id)
+        if isinstance(target, PeerResourceId):
+            return self._loop.forget_peer(target, target.peer_addr)
+        if not isinstance(target, ResourceId):
+            raise TypeError(
+                f"remove() takes a ResourceId or an Endpoint, not {type(target).__name__}"
+            )
+        return self._loop.remove(target)
 
     def is_ready(self, resource_id: ResourceId) -> bool | None:
         """True once a connection is established (listeners are always ready), False while

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any, Final
 
-__all__ = ["Address", "Endpoint", "ResourceId", "ResourceType"]
+__all__ = ["Address", "Endpoint", "PeerResourceId", "ResourceId", "ResourceType"]
 
 Address = tuple[Any, ...] | str
 """A transport address: ``(host, port)`` / ``(host, port, flowinfo, scope_id)`` for IP
@@ -72,6 +72,27 @@ class ResourceId(int):
     __str__ = __repr__
 
 
+class PeerResourceId(ResourceId):
+    """The resource id of one peer of a packet listener (a UDP listener's sender).
+
+    Such peers have no resource of their own: the id is the listener's (equal to it,
+    with the same hash), but it remembers the peer's address, so that
+    ``remove(endpoint.resource_id)`` (the recipe to kick a client on every transport)
+    forgets that one peer instead of closing the listener for all of them. The
+    listener itself is removed with the id ``listen()`` returned.
+    """
+
+    peer_addr: Address
+
+    def __new__(cls, listener_id: int, peer_addr: Address) -> PeerResourceId:
+        self = super().__new__(cls, listener_id)
+        self.peer_addr = peer_addr
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PeerResourceId, (int(self), self.peer_addr))
+
+
 class Endpoint:
     """A peer you can send to: a resource id plus the peer's address.
 
@@ -106,8 +127,13 @@ class Endpoint:
 
     @property
     def resource_id(self) -> ResourceId:
-        """The id of the connection, or of the listener for packet transports."""
-        return self._resource_id
+        """The id of the connection; for a packet listener's peer, the listener's id as
+        a :class:`PeerResourceId` (equal to it), with which ``remove`` forgets this peer
+        and leaves the listener open."""
+        resource_id = self._resource_id
+        if int(resource_id) & _LOCAL_BIT:
+            return PeerResourceId(resource_id, self._addr)
+        return resource_id
 
     @property
     def addr(self) -> Address:
