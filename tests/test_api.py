@@ -290,7 +290,7 @@ def test_resource_ids_are_never_reused_within_a_node(node: Node) -> None:
         listener_id, _local = handler.network.listen(Transport.TCP, LOCAL)
         assert handler.network.remove(listener_id)
         assert not handler.network.remove(listener_id)
-        endpoint, _local = handler.network.connect(Transport.TCP, addr)
+        endpoint, _ = handler.network.connect(Transport.TCP, addr)
         assert handler.network.remove(endpoint.resource_id)
         seen += [listener_id, endpoint.resource_id]
     assert len(set(seen)) == len(seen)

@@ -110,7 +110,9 @@ def run_client(
         nonlocal pongs, failed
         match event:
             case Connected(_, True):
-                print(f"connected to {addr} from {format_address(local)}", flush=True)
+                # A host name is resolved after connect() returned: no local address then.
+                origin = f" from {format_address(local)}" if local is not None else ""
+                print(f"connected to {addr}{origin}", flush=True)
                 handler.signals.send("greet")
             case Connected(_, False):
                 print(f"cannot connect to {addr}", flush=True)

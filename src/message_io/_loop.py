@@ -56,6 +56,7 @@ from .network._poll import READ, WRITE, Poller, Waker
 from .network.adapter import (
     Buffer,
     ConnectConfig,
+    ConnectionInfo,
     ListenConfig,
     Local,
     PendingStatus,
@@ -65,6 +66,7 @@ from .network.adapter import (
     SendStatus,
     format_address,
 )
+from .network.dial import Dial
 from .network.endpoint import Address, Endpoint, ResourceId, ResourceType
 from .network.net_event import (
     Accepted,
@@ -74,6 +76,7 @@ from .network.net_event import (
     Message,
     TextMessage,
 )
+from .network.resolver import Resolver
 
 __all__ = ["Limits", "Loop", "Signal"]
 
@@ -173,6 +176,7 @@ class _Connection:
         "last_read",
         "limit",
         "listener_id",
+        "local_addr",
         "lock",
         "loop",
         "max_size",
@@ -181,6 +185,7 @@ class _Connection:
         "output",
         "partial_since",
         "paused",
+        "peer_addr",
         "progress_at",
         "published",
         "queued",
@@ -215,17 +220,14 @@ class _Connection:
         self.loop = loop
         self.id = resource_id
         self.endpoint = endpoint
-        self.remote = remote
         self.listener_id = listener_id
+        self.local_addr: Address | None = None  # known once a socket exists
+        self.peer_addr: Address = endpoint.addr  # the address connected to
         self.limit = limit
         limits = limits or _NO_LIMITS
         self.message_timeout = limits.message_timeout
         self.min_rate = limits.min_message_rate
         self.idle_timeout = limits.idle_timeout
-        # Incomplete incoming messages (see Loop._account): only for transports that
-        # have messages (Remote.incomplete overridden) and a limit in time.
-        has_messages = type(remote).incomplete is not Remote.incomplete
-        self.incomplete = remote.incomplete if has_messages else None
         self.held = 0  # bytes of an unfinished incoming message, after the last read
         self.partial_since = 0.0  # when that message began (0: none)
         self.progress_at = 0.0  # when it last grew
@@ -240,7 +242,6 @@ class _Connection:
         self.beat_timer: _Timer | None = None  # the transport's heartbeat
         self.watch_timer: _Timer | None = None  # message_timeout / idle_timeout check
         self.watch_at = 0.0
-        self.fd = remote.fileno()
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.state = _PENDING
@@ -253,22 +254,35 @@ class _Connection:
         self.write_armed = False
         self.want_drain = False
         self.direct_iter = -1
+        self.resolved = threading.Event()
+        self.established = False
+        self.bind(remote)
+
+    def bind(self, remote: Remote) -> None:
+        """Take ``remote`` as this connection's transport: its descriptor and what the
+        hot paths need of it. Called once by ``__init__``, and once more when a
+        connection to a host name adopts the attempt that won (under the lock)."""
+        self.remote = remote
+        self.fd = remote.fileno()
+        cls = type(remote)
+        # Incomplete incoming messages (see Loop._account): only for transports that
+        # have messages (Remote.incomplete overridden) and a limit in time.
+        has_messages = cls.incomplete is not Remote.incomplete
+        self.incomplete = remote.incomplete if has_messages else None
         self.max_size = remote.max_message_size
         # Output of the transport's own (pongs, close replies), if it ever has any.
-        has_output = type(remote).take_output is not Remote.take_output
+        has_output = cls.take_output is not Remote.take_output
         self.output = remote.take_output if has_output else None
-        self.full_duplex = type(remote).full_duplex
+        self.full_duplex = cls.full_duplex
         # Framing: a header function (fast, no copy of big payloads) or a frame function.
         self.header: Callable[[int], bytes | None] | None = None
         self.frame: Callable[[Buffer], Buffer | tuple[bytes, Buffer]] | None = None
-        if type(remote).header is not Remote.header:
+        if cls.header is not Remote.header:
             self.header = remote.header
-        elif type(remote).frame is not Remote.frame:
+        elif cls.frame is not Remote.frame:
             self.frame = remote.frame
         # Small messages can be appended to the tail buffer as header + payload.
         self.stream_header = self.frame is None
-        self.resolved = threading.Event()
-        self.established = False
 
     # -- sending (any thread) --------------------------------------------------------
 
@@ -807,8 +821,14 @@ class _Timer:
 class Loop(Generic[S]):
     """The engine behind NodeHandler, NetworkController and NodeListener."""
 
-    def __init__(self, *, max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
+        resolver: Resolver = socket.getaddrinfo,
+    ) -> None:
         self.max_incomplete_bytes = max_incomplete_bytes
+        self.resolver = resolver  # host names of connect(), on a resolver thread
         self.incomplete_bytes = 0  # held in unfinished incoming messages, all connections
         self.paused: list[_Connection] = []  # not read until incomplete_bytes falls
         # Lines a peer can cause, one budget for all: disconnections with their reason,
@@ -916,6 +936,48 @@ class Loop(Generic[S]):
             self._registrations.append(conn)
         self.waker.wake()
 
+    def register_dial(self, conn: _Connection) -> None:
+        """Add ``conn``, a connection to a host name (its remote a :class:`Dial`), to
+        the node. Nothing is polled yet: its creator calls ``dial.start()`` once it
+        holds the endpoint, and the attempts are polled through :meth:`watch`."""
+        with self.registry_lock:
+            if not self.running:
+                raise NodeStoppedError("the node is stopped")
+            self.connections[conn.id] = conn
+
+    def watch(self, fd: int, interest: Readiness, handler: Callable[[Readiness], None]) -> None:
+        """Poll ``fd`` (one attempt of a dial) and call ``handler`` when it is ready."""
+        self.handlers[fd] = lambda flags: handler(_readiness(flags))
+        self.poller.register(fd, _interest(interest))
+
+    def unwatch(self, fd: int) -> None:
+        """Stop polling ``fd`` (an attempt that lost, or failed)."""
+        if self.handlers.pop(fd, None) is not None and not self.shut:
+            with contextlib.suppress(OSError, ValueError):
+                self.poller.unregister(fd)
+
+    def dial_won(self, conn: _Connection, info: ConnectionInfo, status: PendingStatus) -> None:
+        """A dial's attempt connected: it becomes ``conn``'s remote (loop thread).
+
+        Its descriptor is already polled (:meth:`watch`); it gets the connection's
+        handler, and the connection goes on from where the attempt's ``pending`` left
+        it: ready (``Connected``) or in its handshake.
+        """
+        remote = info.remote
+        with conn.lock:
+            if conn.state != _PENDING:  # cannot happen: closing the dial closes attempts
+                self.unwatch(remote.fileno())
+                remote.close()
+                return
+            conn.__class__ = connection_class(remote)  # same slots: only methods change
+            conn.bind(remote)
+            conn.peer_addr = info.peer_addr
+            conn.local_addr = info.local_addr
+            with self.registry_lock:
+                self.resources[conn.fd] = conn
+                self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
+        self._after_pending(conn, status)
+
     def register_listener(self, listener: _Listener) -> None:
         with self.registry_lock:
             if not self.running:
@@ -943,6 +1005,8 @@ class Loop(Generic[S]):
                     if farewell:
                         conn.queue_wire(farewell)
                 _notify(conn)
+            if isinstance(conn.remote, Dial):
+                conn.remote.cancel()  # its resolver job, if not yet run, is skipped
             log.debug("removing %s (%d bytes still queued)", conn.endpoint, conn.queued)
             conn.resolved.set()
             self._request(conn, False)
@@ -1616,6 +1680,10 @@ class Loop(Generic[S]):
             log.exception("pending() of %s failed", conn.endpoint)
             conn.remote.failure = exc
             status = PendingStatus.DISCONNECTED
+        self._after_pending(conn, status)
+
+    def _after_pending(self, conn: _Connection, status: PendingStatus) -> None:
+        """Act on what ``pending()`` said: wait more, announce the connection, or fail."""
         if status is PendingStatus.INCOMPLETE:
             if conn.fd >= 0:
                 self.poller.modify(conn.fd, _interest(conn.remote.pending_interest()))
@@ -1733,6 +1801,16 @@ class Loop(Generic[S]):
             self._close_connection(conn)
 
     def _close_connection(self, conn: _Connection) -> None:
+        remote = conn.remote
+        if isinstance(remote, Dial):  # still dialing: no descriptor of its own
+            with conn.lock:
+                conn.state = _CLOSED
+                _notify(conn)
+            remote.close()
+            self.cancel_timer(conn.deadline_timer)
+            conn.deadline_timer = None
+            conn.resolved.set()
+            return
         with conn.lock:
             if conn.fd < 0:
                 return
@@ -1901,7 +1979,18 @@ class Loop(Generic[S]):
         Used by ``connect_sync`` before any loop runs; the ``Connected`` event it produces
         goes to the backlog and is delivered when the loop starts.
         """
-        if conn.state != _PENDING or conn.fd < 0:
+        if conn.state != _PENDING:
+            return
+        if isinstance(conn.remote, Dial):
+            # Its name resolves on another thread and its attempts are polled by the
+            # node's poller: run the whole loop for a while (events go to the backlog).
+            self.driver = _get_ident()
+            try:
+                self.iterate(timeout)
+            finally:
+                self.driver = None
+            return
+        if conn.fd < 0:
             return
         poll = select.poll()
         poll.register(conn.fd, select.POLLIN | select.POLLOUT)
@@ -1926,9 +2015,12 @@ class Loop(Generic[S]):
             self.shut = True
             self.running = False
             self.signals.close()
+            dialing = [c for c in self.connections.values() if isinstance(c.remote, Dial)]
             self.connections.clear()
             self.listeners.clear()
             resources = list(self.resources.values())
+        for conn in dialing:
+            self._close_connection(conn)
         self._requests.clear()
         for resource in resources:
             if isinstance(resource, _Listener):

@@ -18,6 +18,7 @@ made earlier are polled when it starts, and their events delivered then.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Literal, TypeVar, overload
@@ -28,6 +29,7 @@ from .errors import ListenerUsedError, LoopThreadError
 from .events import _EMPTY, EventSender
 from .network.controller import NetworkController
 from .network.net_event import NetEvent
+from .network.resolver import Resolver
 
 __all__ = [
     "DEFAULT_MAX_INCOMPLETE_BYTES",
@@ -337,11 +339,16 @@ class NodeListener(Generic[S]):
 
 @overload
 def split(
-    *, max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES
+    *,
+    max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
+    resolver: Resolver | None = None,
 ) -> tuple[NodeHandler[Any], NodeListener[Any]]: ...
 @overload
 def split(
-    signal_type: type[S], *, max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES
+    signal_type: type[S],
+    *,
+    max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
+    resolver: Resolver | None = None,
 ) -> tuple[NodeHandler[S], NodeListener[S]]: ...
 
 
@@ -349,6 +356,7 @@ def split(
     signal_type: type[Any] | None = None,
     *,
     max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
+    resolver: Resolver | None = None,
 ) -> tuple[NodeHandler[Any], NodeListener[Any]]:
     """Create a node: a handler to act, and a listener to receive events.
 
@@ -362,9 +370,15 @@ def split(
             are not read (TCP's flow control slows their peers) until the total falls
             under three quarters of the cap; clients of small messages are served
             throughout. Each connection's ``message_timeout`` still applies.
+        resolver: What resolves the host names given to ``connect``: a function with
+            the signature and results of :func:`socket.getaddrinfo` (the default),
+            called as ``resolver(host, port, 0, socket_type)`` on one of the node's
+            resolver threads, never on the loop thread. It may block; its exceptions
+            (``socket.gaierror``) become ``Connected(endpoint, False, error)``.
 
     Raises:
         ValueError: ``max_incomplete_bytes`` is not a positive int.
+        TypeError: ``resolver`` is not callable.
 
     Returns:
         ``(handler, listener)``. Nothing runs yet: connections and listeners made now are
@@ -378,5 +392,9 @@ def split(
         raise ValueError(
             f"max_incomplete_bytes must be a positive int, not {max_incomplete_bytes!r}"
         )
-    loop: Loop[Any] = Loop(max_incomplete_bytes=max_incomplete_bytes)
+    if resolver is not None and not callable(resolver):
+        raise TypeError(f"resolver must be callable like socket.getaddrinfo, not {resolver!r}")
+    loop: Loop[Any] = Loop(
+        max_incomplete_bytes=max_incomplete_bytes, resolver=resolver or socket.getaddrinfo
+    )
     return NodeHandler(loop), NodeListener(loop)

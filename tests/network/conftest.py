@@ -66,11 +66,11 @@ class _Call:
 class Node:
     """A node whose events land in :attr:`events`, with helpers to wait for them."""
 
-    def __init__(self, name: str, hook: Hook | None) -> None:
+    def __init__(self, name: str, hook: Hook | None, **split_options: Any) -> None:
         self.name = name
         handler: NodeHandler[Any]
         listener: NodeListener[Any]
-        handler, listener = message_io.split()
+        handler, listener = message_io.split(**split_options)
         self.handler = handler
         self.listener = listener
         self.events: queue.Queue[NodeEvent[Any]] = queue.Queue()
@@ -203,9 +203,12 @@ class Net:
 
     # -- nodes ---------------------------------------------------------------------------
 
-    def node(self, name: str, hook: Hook | None = None, *, start: bool = True) -> Node:
-        """A new node, stopped at teardown; started unless ``start=False``."""
-        node = Node(name, hook)
+    def node(
+        self, name: str, hook: Hook | None = None, *, start: bool = True, **split_options: Any
+    ) -> Node:
+        """A new node (``split(**split_options)``), stopped at teardown; started unless
+        ``start=False``."""
+        node = Node(name, hook, **split_options)
         self.nodes.append(node)
         if start:
             node.start()

@@ -567,7 +567,7 @@ def test_data_received_before_the_loop_is_kept(net: Net) -> None:
     if net.has_handshake:  # the handshake needs the client to run: connect_sync drives it
         endpoint, _local = client.network.connect_sync(net.transport, addr)
     else:
-        endpoint, _local = client.network.connect(net.transport, addr)
+        endpoint, _ = client.network.connect(net.transport, addr)
     server_ep = accepted(server, listener_id)
     server.sync()  # the greeting is written before the client's loop ever runs
 

@@ -6,6 +6,7 @@ thread and ``state[event.endpoint]`` in the callback, must never miss.
 
 from __future__ import annotations
 
+import socket
 import threading
 from typing import Any
 
@@ -17,11 +18,22 @@ from message_io import Connected, NodeEvent, Transport
 TIMEOUT = 30.0
 
 
+def _loopback(host: str, port: int, family: int = 0, kind: int = 0, *_rest: Any) -> list[Any]:
+    """A resolver that answers every name at once with the loopback address."""
+    return [(socket.AF_INET, kind, 0, "", ("127.0.0.1", port))]
+
+
+@pytest.mark.parametrize("by_name", [False, True], ids=["address", "name"])
 @pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.UDP])
-def test_connect_from_a_foreign_thread_never_reports_early(transport: Transport) -> None:
+def test_connect_from_a_foreign_thread_never_reports_early(
+    transport: Transport, by_name: bool
+) -> None:
     server, server_listener = message_io.split()
-    client, client_listener = message_io.split()
+    client, client_listener = message_io.split(resolver=_loopback)
     _, addr = server.network.listen(transport, "127.0.0.1:0")
+    assert isinstance(addr, tuple)
+    if by_name:  # resolved on a resolver thread, which answers at once
+        addr = ("peer.test", addr[1])
     known: set[message_io.Endpoint] = set()
     early: list[NodeEvent[Any]] = []
     connected = 0

@@ -102,7 +102,7 @@ def test_two_listeners_on_one_host_both_receive(udp_ns: Net, ns: Namespace) -> N
     endpoint, sender_local = sender.network.connect(
         Transport.UDP, (GROUP, port), config=UdpConnectConfig(multicast_interface=LO)
     )
-    assert sender_local[0] == LO
+    assert sender_local is not None and sender_local[0] == LO
     assert sender.network.send(endpoint, b"hello group") is SENT
     for node, listener_id in ((first, first_id), (second, second_id)):
         event = node.expect(Message)

@@ -20,6 +20,7 @@ from ..network.adapter import (
     Buffer,
     ConnectConfig,
     ConnectionInfo,
+    HostName,
     ListenConfig,
     ListeningInfo,
     Local,
@@ -28,12 +29,14 @@ from ..network.adapter import (
     ReadStatus,
     Remote,
     check_fields,
+    host_name,
     resolve_address,
 )
 from ..network.endpoint import Address
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_HAPPY_EYEBALLS_DELAY",
     "DEFAULT_KEEPALIVE",
     "INPUT_BUFFER_SIZE",
     "LISTENER_BACKLOG",
@@ -109,6 +112,10 @@ DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 """Seconds a TCP-based connect may take by default (websockets' ``open_timeout``)."""
 
 DEFAULT_KEEPALIVE: Final = TcpKeepalive(time=15, interval=15, retries=9)
+
+DEFAULT_HAPPY_EYEBALLS_DELAY: Final = 0.25
+"""Seconds before the next address of a host name is tried in parallel: RFC 8305's
+recommended "Connection Attempt Delay" (trio's default too)."""
 """The keepalive every TCP-based connection has unless its config says otherwise."""
 
 
@@ -127,15 +134,36 @@ class TcpConnectConfig(ConnectConfig):
             ``docs/performance.md`` for the measurement).
         connect_timeout: Seconds before giving up with ``Connected(endpoint, False)``
             (default 10, as WebSocket's; the kernel alone retries a SYN for minutes);
-            ``None`` leaves it to the OS.
+            ``None`` leaves it to the OS. It covers the name lookup and every address
+            tried.
+        happy_eyeballs_delay: For a host name with several addresses: seconds to wait
+            for an attempt before starting the next address in parallel (Happy
+            Eyeballs, RFC 8305; default 0.25, as trio's, asyncio's
+            ``happy_eyeballs_delay``). The first to connect wins, the others are
+            closed; a failed attempt starts the next one at once. ``None``: one address
+            at a time, the next only once the last has failed.
         send_buffer_limit: See :class:`ConnectConfig`.
+
+    Raises:
+        ValueError: ``happy_eyeballs_delay`` is negative, NaN or infinite (and the
+            checks of :class:`ConnectConfig`).
     """
 
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
+    happy_eyeballs_delay: float | None = DEFAULT_HAPPY_EYEBALLS_DELAY
     source_address: Any = None
     bind_device: str | None = None
     keepalive: TcpKeepalive | None = DEFAULT_KEEPALIVE
     nodelay: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        delay = self.happy_eyeballs_delay
+        if delay is not None and not 0 <= delay < float("inf"):
+            raise ValueError(
+                f"{type(self).__name__}.happy_eyeballs_delay must be a finite number >= 0 "
+                f"or None, not {delay!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -333,8 +361,16 @@ class TcpAdapter(Adapter):
         """Wrap a listening socket; framed transports override it."""
         return TcpLocal(sock, config)
 
+    def lookup(self, addr: Any, config: Any) -> HostName | None:
+        return host_name(addr, attempt_delay=config.happy_eyeballs_delay)
+
     def connect(self, addr: Any, config: Any) -> ConnectionInfo:
         family, sockaddr = resolve_address(addr)[0]
+        return self.connect_to(addr, config, family, sockaddr)
+
+    def connect_to(
+        self, addr: Any, config: Any, family: socket.AddressFamily, sockaddr: tuple[Any, ...]
+    ) -> ConnectionInfo:
         sock, local_addr = self.start_connect(family, sockaddr, config)
         return ConnectionInfo(self.make_remote(sock, config), local_addr, sockaddr)
 

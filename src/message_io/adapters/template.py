@@ -135,7 +135,12 @@ class MyAdapter(Adapter):
     def connect(self, addr: Any, config: Any) -> ConnectionInfo:
         """Parse ``addr``, start a NON-BLOCKING connect, return at once:
         ``ConnectionInfo(MyRemote(sock), local_addr, peer_addr)``. Raise AddressError for
-        a bad address, OSError if the OS refuses to start."""
+        a bad address, OSError if the OS refuses to start.
+
+        Never resolve a host name here (it would block the caller, maybe the loop): if
+        ``addr`` can hold one, also implement ``lookup`` (return
+        ``host_name(addr)``) and ``connect_to(addr, config, family, sockaddr)``; the
+        node then resolves names off the loop and races their addresses."""
         raise NotImplementedError
 
     def listen(self, addr: Any, config: Any) -> ListeningInfo:

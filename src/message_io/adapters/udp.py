@@ -47,6 +47,7 @@ from ..network.adapter import (
     Buffer,
     ConnectConfig,
     ConnectionInfo,
+    HostName,
     ListenConfig,
     ListeningInfo,
     Local,
@@ -54,6 +55,7 @@ from ..network.adapter import (
     Remote,
     SendStatus,
     format_address,
+    host_name,
     resolve_address,
 )
 from ..network.endpoint import Address
@@ -447,8 +449,17 @@ class UdpAdapter(Adapter):
     connect_config = UdpConnectConfig
     listen_config = UdpListenConfig
 
+    def lookup(self, addr: Any, config: Any) -> HostName | None:
+        # No race: a UDP socket "connects" at once, so the first address always wins.
+        return host_name(addr, socket_type=socket.SOCK_DGRAM)
+
     def connect(self, addr: Any, config: Any) -> ConnectionInfo:
         family, sockaddr = resolve_address(addr, type_=socket.SOCK_DGRAM)[0]
+        return self.connect_to(addr, config, family, sockaddr)
+
+    def connect_to(
+        self, addr: Any, config: Any, family: socket.AddressFamily, sockaddr: tuple[Any, ...]
+    ) -> ConnectionInfo:
         source = None
         if config.source_address is not None:
             candidates = resolve_address(

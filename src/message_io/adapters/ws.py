@@ -49,11 +49,14 @@ from ..errors import AddressError
 from ..network.adapter import (
     Buffer,
     ConnectionInfo,
+    HostName,
     PendingStatus,
     Readiness,
     ReadStatus,
     Remote,
     format_address,
+    host_name,
+    parse_host_port,
     resolve_address,
 )
 from .tcp import (
@@ -223,9 +226,8 @@ def parse_ws_address(addr: Any) -> WebSocketURI:
             return parse_uri(addr)
         except (InvalidURI, ValueError) as exc:  # urllib's own: a bad port, a bad IPv6
             raise AddressError(f"invalid WebSocket URL {addr!r}: {exc}") from None
-    _family, sockaddr = resolve_address(addr)[0]
-    host = str(sockaddr[0])
-    return parse_uri(f"ws://{format_address((host, sockaddr[1]))}{DEFAULT_PATH}")
+    host, port = parse_host_port(addr)
+    return parse_uri(f"ws://{format_address((host, port))}{DEFAULT_PATH}")
 
 
 class WsRemote(Remote):
@@ -719,9 +721,19 @@ class WsAdapter(TcpAdapter):
     connect_config = WsConnectConfig
     listen_config = WsListenConfig
 
+    def lookup(self, addr: Any, config: Any) -> HostName | None:
+        uri = parse_ws_address(addr)
+        return host_name((uri.host, uri.port), attempt_delay=config.happy_eyeballs_delay)
+
     def connect(self, addr: Any, config: Any) -> ConnectionInfo:
         uri = parse_ws_address(addr)
         family, sockaddr = resolve_address((uri.host, uri.port))[0]
+        return self.connect_to(addr, config, family, sockaddr)
+
+    def connect_to(
+        self, addr: Any, config: Any, family: socket.AddressFamily, sockaddr: tuple[Any, ...]
+    ) -> ConnectionInfo:
+        uri = parse_ws_address(addr)
         tls = _client_context(config) if uri.secure else None
         protocol = ClientProtocol(
             uri,

@@ -22,6 +22,10 @@ What the node does for you, so an adapter need not:
   bytes per connection; the loop writes them with :meth:`Remote.write` when the resource
   is writable, coalescing many small messages into few system calls. The queue is
   bounded (``send_buffer_limit``) and reports backpressure to the user.
+* Host names. An adapter whose addresses hold a host name says so in
+  :meth:`Adapter.lookup` (parse only, no resolving); the node then resolves the name on
+  a resolver thread, never on the loop or in the caller's thread, and races the
+  addresses it gets (Happy Eyeballs, RFC 8305) through :meth:`Adapter.connect_to`.
 * Thread safety. ``frame`` and ``write`` are called under the connection's lock, so
   two threads never interleave bytes. If the transport cannot read and write at the same
   time from two threads (a TLS session, for example), set ``full_duplex = False`` and
@@ -62,6 +66,7 @@ __all__ = [
     "Buffer",
     "ConnectConfig",
     "ConnectionInfo",
+    "HostName",
     "ListenConfig",
     "ListeningInfo",
     "Local",
@@ -72,6 +77,8 @@ __all__ = [
     "SendStatus",
     "check_fields",
     "format_address",
+    "host_name",
+    "parse_host_port",
     "resolve_address",
 ]
 
@@ -737,6 +744,26 @@ class ListeningInfo:
     local_addr: Address
 
 
+@dataclass(frozen=True)
+class HostName:
+    """A host name that ``connect`` must resolve before it can start: what
+    :meth:`Adapter.lookup` returns for an address that names a host.
+
+    Attributes:
+        host: The name, as ``getaddrinfo`` takes it (``"example.com"``, ``"localhost"``).
+        port: The port to connect to.
+        socket_type: What to ask the resolver for (``SOCK_STREAM`` or ``SOCK_DGRAM``).
+        attempt_delay: Seconds to wait for an attempt before starting the next address
+            in parallel (RFC 8305's "Connection Attempt Delay"; 0.25 recommended);
+            ``None`` tries one address at a time, the next one when the last fails.
+    """
+
+    host: str
+    port: int
+    socket_type: socket.SocketKind = socket.SOCK_STREAM
+    attempt_delay: float | None = None
+
+
 class Adapter(ABC):
     """A transport: a factory of connections and listeners, plus facts about itself.
 
@@ -768,6 +795,42 @@ class Adapter(ABC):
             OSError: the OS refused to start the connection.
         """
 
+    def lookup(self, addr: Any, config: Any) -> HostName | None:
+        """The host name ``addr`` holds, if ``connect`` must resolve one first.
+
+        Called by ``connect`` in the caller's thread: parse ``addr``, never resolve it
+        (:func:`host_name` does this for ``"host:port"`` and ``(host, port)``). For a
+        :class:`HostName`, the node resolves it on a resolver thread and calls
+        :meth:`connect_to` on the loop thread with the addresses found, several at a
+        time if they are slow to answer (Happy Eyeballs), keeping the first that
+        connects; :meth:`connect` is then not called. Return None (the default) for an
+        address that needs no name lookup (an IP address, a path): :meth:`connect` is
+        called at once, in the caller's thread.
+
+        Raises:
+            AddressError: ``addr`` cannot be parsed.
+        """
+        return None
+
+    def connect_to(
+        self, addr: Any, config: Any, family: socket.AddressFamily, sockaddr: tuple[Any, ...]
+    ) -> ConnectionInfo:
+        """Start a non-blocking connection to ``addr`` at ``sockaddr``, one of the
+        addresses its host name (from :meth:`lookup`) resolved to.
+
+        Called on the loop thread, for each address the node tries. The node polls the
+        new remote and calls :meth:`Remote.pending` when it is first ready: a
+        ``DISCONNECTED`` there loses this address (the next one is tried), anything
+        else wins the race (the other attempts are closed) and the connection goes on
+        as one from :meth:`connect` would. So the remote's descriptor must not be ready
+        before its connection is made or has failed (true of a non-blocking
+        ``connect()``). Only needed by adapters that return a :class:`HostName`.
+
+        Raises:
+            OSError: the OS refused to start this attempt (the next address is tried).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no connect_to()")
+
     @abstractmethod
     def listen(self, addr: Any, config: Any) -> ListeningInfo:
         """Bind and listen on ``addr``; return the listener and its real local address.
@@ -795,6 +858,63 @@ def _split_host_port(addr: str) -> tuple[str, int]:
     return host, port_number
 
 
+def host_name(
+    addr: Any,
+    *,
+    socket_type: socket.SocketKind = socket.SOCK_STREAM,
+    attempt_delay: float | None = None,
+) -> HostName | None:
+    """The :class:`HostName` in an IP address that names a host, or None for an IP literal.
+
+    Parses what :func:`resolve_address` accepts, without resolving anything: the
+    helper behind :meth:`Adapter.lookup` for IP transports.
+
+    Raises:
+        AddressError: the address cannot be parsed, its port is out of range, or its
+            host is empty.
+    """
+    host, port = parse_host_port(addr)
+    if _literal(host) is not None:
+        return None
+    return HostName(host, port, socket_type, attempt_delay)
+
+
+def parse_host_port(addr: Any, *, passive: bool = False) -> tuple[str, int]:
+    """``(host, port)`` from ``"host:port"``, ``"[ipv6]:port"`` or a ``(host, port)`` tuple
+    (a 4-tuple IPv6 socket address too), without resolving anything.
+
+    Raises:
+        AddressError: the address cannot be parsed, its port is out of range, or its
+            host is empty and ``passive`` (binding) is False.
+    """
+    if isinstance(addr, str):
+        host, port = _split_host_port(addr)
+    elif isinstance(addr, tuple) and len(addr) in (2, 4) and isinstance(addr[0], str):
+        host, port = addr[0], addr[1]
+        if not isinstance(port, int) or isinstance(port, bool):
+            raise AddressError(f"invalid port in address {addr!r}")
+    else:
+        raise AddressError(f"invalid address {addr!r}: expected 'host:port' or (host, port)")
+    if not 0 <= port <= 65535:
+        raise AddressError(f"invalid address {addr!r}: port out of range 0-65535")
+    if not host and not passive:
+        raise AddressError(
+            f"invalid address {addr!r}: no host to connect to (an empty host means "
+            "every interface only when listening)"
+        )
+    return host, port
+
+
+def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``host`` spells (without a ``%scope``), or None for a name."""
+    if not host or "%" in host:
+        return None
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 def resolve_address(
     addr: Any, *, type_: socket.SocketKind = socket.SOCK_STREAM, passive: bool = False
 ) -> list[tuple[socket.AddressFamily, tuple[Any, ...]]]:
@@ -816,26 +936,9 @@ def resolve_address(
             is empty and ``passive`` is False, or the name does not resolve. The message
             names the address.
     """
-    if isinstance(addr, str):
-        host, port = _split_host_port(addr)
-    elif isinstance(addr, tuple) and len(addr) in (2, 4) and isinstance(addr[0], str):
-        host, port = addr[0], addr[1]
-        if not isinstance(port, int) or isinstance(port, bool):
-            raise AddressError(f"invalid port in address {addr!r}")
-    else:
-        raise AddressError(f"invalid address {addr!r}: expected 'host:port' or (host, port)")
-    if not 0 <= port <= 65535:
-        raise AddressError(f"invalid address {addr!r}: port out of range 0-65535")
-    if not host and not passive:
-        raise AddressError(
-            f"invalid address {addr!r}: no host to connect to (an empty host means "
-            "every interface only when listening)"
-        )
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0]) if host else None
-    except ValueError:
-        ip = None
-    if ip is not None and "%" not in host:
+    host, port = parse_host_port(addr, passive=passive)
+    ip = _literal(host)
+    if ip is not None:
         # A literal: no resolver round trip, and no surprise from /etc/hosts.
         if ip.version == 4:
             return [(socket.AF_INET, (host, port))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -18,7 +19,17 @@ from ..errors import (
     NodeStoppedError,
     connect_error,
 )
-from .adapter import Buffer, ConnectConfig, ListenConfig, SendStatus, format_address
+from .adapter import (
+    Adapter,
+    Buffer,
+    ConnectConfig,
+    ConnectionInfo,
+    HostName,
+    ListenConfig,
+    SendStatus,
+    format_address,
+)
+from .dial import Dial
 from .endpoint import Address, Endpoint, PeerResourceId, ResourceId, ResourceType
 from .transport import Transport
 
@@ -85,31 +96,39 @@ class NetworkController:
 
     def connect(
         self, transport: Transport, addr: Any, *, config: ConnectConfig | None = None
-    ) -> tuple[Endpoint, Address]:
-        """Start connecting to ``addr``, without waiting.
+    ) -> tuple[Endpoint, Address | None]:
+        """Start connecting to ``addr``, without waiting (not even for a name lookup).
 
         Args:
             transport: The transport, e.g. ``Transport.FRAMED_TCP``.
-            addr: ``"ip:port"``, ``"[ipv6]:port"``, ``"host:port"`` (resolved now, in the
-                calling thread) or a ``(host, port)`` tuple; transports may accept more
-                (URLs for WebSocket, paths for Unix sockets).
+            addr: ``"ip:port"``, ``"[ipv6]:port"``, ``"host:port"`` or a ``(host, port)``
+                tuple; transports may accept more (URLs for WebSocket, paths for Unix
+                sockets). A host name is resolved on a resolver thread (the node's
+                ``resolver``), never in the calling thread nor on the loop, and its
+                addresses are tried as Happy Eyeballs does (RFC 8305: IPv6 and IPv4
+                interleaved, the next one started when the last has not connected within
+                ``happy_eyeballs_delay``, or has failed); the first to connect wins.
             config: The transport's connect config (e.g. ``TcpConnectConfig``); defaults
                 when omitted.
 
         Returns:
             ``(endpoint, local_addr)``: the endpoint to send to, and the local address the
-            connection is bound to.
+            connection is bound to. For a host name the socket does not exist yet:
+            ``local_addr`` is ``None`` and ``endpoint.addr`` is ``(name, port)``, as
+            given (:meth:`connect_sync` returns the local address once connected).
 
         Events:
             ``Connected(endpoint, True)`` once it is established (after the handshake, if
-            the transport has one), or ``Connected(endpoint, False)`` if it fails or its
-            ``connect_timeout`` passes. Until then ``send`` returns
-            ``RESOURCE_NOT_AVAILABLE``. No event about the endpoint reaches the
-            callback before this call has returned it, whatever the thread, so the
-            caller may record it (``state[endpoint] = ...``) before any event.
+            the transport has one), or ``Connected(endpoint, False, error)`` if it fails
+            (the name does not resolve, every address refused...) or its
+            ``connect_timeout`` passes, which covers the name lookup too. Until then
+            ``send`` returns ``RESOURCE_NOT_AVAILABLE``. No event about the endpoint
+            reaches the callback before this call has returned it, whatever the thread,
+            so the caller may record it (``state[endpoint] = ...``) before any event.
 
         Raises:
-            AddressError: ``addr`` cannot be parsed or resolved.
+            AddressError: ``addr`` cannot be parsed (a name that does not resolve is a
+                ``Connected(endpoint, False, error)`` event instead).
             ConfigError: ``config`` is not the transport's connect config.
             ConnectError: the OS refused to start the connection (e.g. no route).
             NodeStoppedError: the node has been stopped.
@@ -117,6 +136,8 @@ class NetworkController:
         conn, local_addr = self._connect(transport, addr, config, publish_later=True)
         result = conn.endpoint, local_addr
         conn.published = True  # the last step: now the loop may poll it (and tell of it)
+        if isinstance(conn.remote, Dial):
+            conn.remote.start()
         return result
 
     def _connect(
@@ -126,11 +147,14 @@ class NetworkController:
         config: ConnectConfig | None,
         *,
         publish_later: bool = False,
-    ) -> tuple[_Connection, Address]:
+    ) -> tuple[_Connection, Address | None]:
         """Open the connection; the work behind connect() and connect_sync()."""
         loop = self._loop
         adapter = _adapter_of(transport)
         config = _checked(loop, transport, config, adapter.connect_config)
+        name = adapter.lookup(addr, config)
+        if name is not None:
+            return self._dial(transport, adapter, addr, config, name), None
         try:
             info = adapter.connect(addr, config)
         except (AddressError, ConnectError):
@@ -148,10 +172,8 @@ class NetworkController:
             limit=config.send_buffer_limit,
             limits=Limits.of(config),
         )
-        if config.connect_timeout is not None:
-            timeout = config.connect_timeout
-            reason = TimeoutError(f"connect timed out after {timeout} s")
-            conn.deadline_timer = loop.add_timer(timeout, lambda: loop.fail_pending(conn, reason))
+        conn.local_addr = info.local_addr
+        _set_deadline(conn, config)
         try:
             loop.register_connection(conn, publish_later=publish_later)
         except BaseException:
@@ -160,6 +182,44 @@ class NetworkController:
             raise
         log.debug("connecting to %s as %r", _addr_text(addr), resource_id)
         return conn, info.local_addr
+
+    def _dial(
+        self,
+        transport: Transport,
+        adapter: Adapter,
+        addr: Any,
+        config: ConnectConfig,
+        name: HostName,
+    ) -> _Connection:
+        """A connection to a host name: a :class:`Dial` resolves it and races its
+        addresses; the caller starts it (``conn.remote.start()``) once it holds the
+        endpoint, so no event about it can come first."""
+        loop = self._loop
+        resource_id = loop.new_id(transport.id, ResourceType.REMOTE)
+        endpoint = Endpoint(resource_id, (name.host, name.port))
+
+        def connect_to(family: Any, sockaddr: tuple[Any, ...]) -> ConnectionInfo:
+            return adapter.connect_to(addr, config, family, sockaddr)
+
+        dial = Dial(name, connect_to, loop, resolver=loop.resolver)
+        conn = _Connection(
+            loop,
+            resource_id,
+            endpoint,
+            dial,
+            limit=config.send_buffer_limit,
+            limits=Limits.of(config),
+        )
+        dial.won = functools.partial(loop.dial_won, conn)
+        dial.failed = functools.partial(loop.fail_pending, conn)
+        _set_deadline(conn, config)
+        try:
+            loop.register_dial(conn)
+        except BaseException:
+            loop.cancel_timer(conn.deadline_timer)
+            raise
+        log.debug("connecting to %s as %r (resolving)", _addr_text(addr), resource_id)
+        return conn
 
     def connect_sync(
         self,
@@ -195,7 +255,9 @@ class NetworkController:
                 "connect_sync() called from the event loop thread would deadlock; "
                 "use connect() and wait for the Connected event"
             )
-        conn, local_addr = self._connect(transport, addr, config)
+        conn, _local_addr = self._connect(transport, addr, config)
+        if isinstance(conn.remote, Dial):
+            conn.remote.start()
         endpoint = conn.endpoint
         deadline = None if timeout is None else time.monotonic() + timeout
         while not conn.resolved.is_set():
@@ -217,7 +279,8 @@ class NetworkController:
                 # matters if that loop stops driving (a pull-API caller between calls).
                 conn.resolved.wait(0.05 if remaining is None else min(remaining, 0.05))
         if conn.established and loop.running:
-            return endpoint, local_addr
+            assert conn.local_addr is not None  # set with the socket that connected
+            return endpoint, conn.local_addr
         failure = conn.remote.failure
         if not loop.running:
             raise NodeStoppedError("the node was stopped while connecting")
@@ -482,6 +545,15 @@ class EndpointStatistics:
     queued_bytes: int
     refused_sends: int
     reading: bool
+
+
+def _set_deadline(conn: _Connection, config: ConnectConfig) -> None:
+    """Give up on ``conn`` after ``config.connect_timeout``, if it has one."""
+    if config.connect_timeout is not None:
+        loop = conn.loop
+        timeout = config.connect_timeout
+        reason = TimeoutError(f"connect timed out after {timeout} s")
+        conn.deadline_timer = loop.add_timer(timeout, lambda: loop.fail_pending(conn, reason))
 
 
 def _wait_empty(resource: _Connection | _Listener, timeout: float | None) -> bool:
