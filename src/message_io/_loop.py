@@ -695,6 +695,7 @@ class _Listener:
         "loop",
         "on_datagram",
         "on_remote",
+        "published",
         "queued",
         "state",
         "waiters",
@@ -721,6 +722,7 @@ class _Listener:
         self.local = local
         self.limit = limit
         self.fd = local.fileno()
+        self.published = True  # its creator holds its id (see Loop.register_listener)
         self.state = _READY
         self.endpoint_cache: dict[Address, Endpoint] = {}
         # What one accept() call found, through callbacks made once, not per event.
@@ -853,7 +855,8 @@ class Loop(Generic[S]):
         self.backlog: deque[Any] = deque()
         self.emit: Callable[[Any], object] = self.backlog.append
         self._requests: deque[tuple[_Connection | _Listener, bool]] = deque()
-        self._registrations: deque[_Connection] = deque()  # fds the driver is to poll
+        # Resources the driver is to poll once their creators hold their ids.
+        self._registrations: deque[_Connection | _Listener] = deque()
         self._timers: list[tuple[float, int, _Timer]] = []
         self._timer_seq = itertools.count()
         self._timer_lock = threading.Lock()
@@ -978,14 +981,23 @@ class Loop(Generic[S]):
                 self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
         self._after_pending(conn, status)
 
-    def register_listener(self, listener: _Listener) -> None:
+    def register_listener(self, listener: _Listener, *, publish_later: bool = False) -> None:
+        """Add ``listener`` to the node and poll it; with ``publish_later``, only once
+        ``listener.published`` is set (as :meth:`register_connection`), so that no
+        ``Accepted`` or ``Message`` names its id before ``listen()`` has returned it."""
         with self.registry_lock:
             if not self.running:
                 raise NodeStoppedError("the node is stopped")
             self.listeners[listener.id] = listener
             self.resources[listener.fd] = listener
             self.handlers[listener.fd] = functools.partial(self._on_listener, listener)
-            self.poller.register(listener.fd, READ)
+            driver = self.driver
+            if not publish_later or driver is None or driver == _get_ident():
+                self.poller.register(listener.fd, READ)
+                return
+            listener.published = False
+            self._registrations.append(listener)
+        self.waker.wake()
 
     def remove(self, resource_id: ResourceId) -> bool:
         """Take a resource out of the node; the loop closes it. False if unknown."""
@@ -1318,16 +1330,22 @@ class Loop(Generic[S]):
         """Poll the connections whose creators now hold their endpoints (see
         ``register_connection``); the others wait (the poll does not sleep meanwhile:
         their creators are about to return)."""
-        waiting: deque[_Connection] = deque()
+        waiting: deque[_Connection | _Listener] = deque()
         registrations = self._registrations
         while registrations:
-            conn = registrations.popleft()
-            if not conn.published:
-                waiting.append(conn)
+            resource = registrations.popleft()
+            if not resource.published:
+                waiting.append(resource)
                 continue
-            with conn.lock:
-                if conn.fd >= 0:  # not closed meanwhile
-                    self.poller.register(conn.fd, READ | WRITE if conn.reading else WRITE)
+            with resource.lock:
+                if resource.fd < 0:  # closed meanwhile
+                    continue
+                if isinstance(resource, _Listener):
+                    self.poller.register(
+                        resource.fd, READ | WRITE if resource.write_armed else READ
+                    )
+                else:
+                    self.poller.register(resource.fd, READ | WRITE if resource.reading else WRITE)
         registrations.extend(waiting)
 
     def _handle_requests(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import message_io
-from message_io import Connected, NodeEvent, Transport
+from message_io import Accepted, Connected, Message, NodeEvent, Transport
 
 TIMEOUT = 30.0
 
@@ -58,4 +58,56 @@ def test_connect_from_a_foreign_thread_never_reports_early(
             endpoint, _local = client.network.connect(transport, addr)
             known.add(endpoint)
         assert all_done.wait(TIMEOUT), f"{connected} of {count} connects resolved"
+    assert early == []
+
+
+@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.UDP], ids=str)
+def test_listen_from_a_foreign_thread_never_reports_early(transport: Transport) -> None:
+    """Peers already knock at the port when listen() binds it: no Accepted or Message
+    may name the listener before listen() has returned its id."""
+    node, node_listener = message_io.split()
+    known: set[message_io.ResourceId] = set()
+    early: list[NodeEvent[Any]] = []
+    heard = threading.Semaphore(0)
+    stop = threading.Event()
+    rounds = 200
+
+    def on_event(event: NodeEvent[Any]) -> None:
+        if isinstance(event, Accepted | Message):
+            listener_id = event.listener_id if isinstance(event, Accepted) else None
+            if listener_id is None:
+                listener_id = event.endpoint.resource_id
+            if listener_id not in known:
+                early.append(event)
+            heard.release()
+
+    def knock(port: int) -> None:
+        """Connect (or send a datagram) to ``port`` over and over until told to stop."""
+        kind = socket.SOCK_DGRAM if transport is Transport.UDP else socket.SOCK_STREAM
+        while not stop.is_set():
+            with socket.socket(socket.AF_INET, kind) as sock:
+                try:
+                    if kind == socket.SOCK_DGRAM:
+                        sock.sendto(b"knock", ("127.0.0.1", port))
+                    else:
+                        sock.connect(("127.0.0.1", port))
+                except OSError:
+                    pass  # not listening yet
+
+    with node_listener.for_each_async(on_event, on_error="stop"):
+        for _ in range(rounds):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            stop.clear()
+            knocker = threading.Thread(target=knock, args=(port,), daemon=True)
+            knocker.start()
+            try:
+                listener_id, _addr = node.network.listen(transport, ("127.0.0.1", port))
+                known.add(listener_id)
+                assert heard.acquire(timeout=TIMEOUT), "no peer reached the listener"
+            finally:
+                stop.set()
+                knocker.join(TIMEOUT)
+            node.network.remove(listener_id)
     assert early == []

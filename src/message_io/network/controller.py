@@ -298,7 +298,8 @@ class NetworkController:
 
         Events:
             ``Accepted(endpoint, listener_id)`` for each new connection, once ready;
-            ``Message(endpoint, data)`` for what they send.
+            ``Message(endpoint, data)`` for what they send. None of them reaches the
+            callback before this call has returned ``listener_id``, whatever the thread.
 
         Raises:
             AddressError: ``addr`` cannot be parsed or resolved.
@@ -326,12 +327,14 @@ class NetworkController:
             limits=Limits.of(config),
         )
         try:
-            loop.register_listener(listener)
+            loop.register_listener(listener, publish_later=True)
         except BaseException:
             info.local.close()
             raise
         log.debug("listening on %s as %r", format_address(info.local_addr), resource_id)
-        return resource_id, info.local_addr
+        result = resource_id, info.local_addr
+        listener.published = True  # the last step: now the loop may poll it
+        return result
 
     def send(self, endpoint: Endpoint, data: Buffer | str) -> SendStatus:
         """Send one message to ``endpoint``; never blocks, never busy-waits.
