@@ -107,6 +107,8 @@ _PAUSE_FLOOR: Final = 16 * 1024
 _COMPACT_MIN: Final = 256
 # Signals delivered per iteration before the network is polled again.
 _SIGNALS_PER_ITERATION: Final = 1024
+# The poll timeout while events wait for connect_sync() to return (see release_events).
+_HOLD_POLL: Final = 0.001
 
 _SENT: Final = SendStatus.SENT
 _NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
@@ -183,6 +185,7 @@ class _Connection:
         "message_timeout",
         "min_rate",
         "output",
+        "parked",
         "partial_since",
         "paused",
         "peer_addr",
@@ -235,6 +238,8 @@ class _Connection:
         self.paused = False  # not read: the node's cap on incomplete messages is reached
         self.user_paused = False  # not read: pause_reading() (end-to-end flow control)
         self.published = True  # its creator holds its endpoint (see register_connection)
+        # Events held back while connect_sync() has not returned (see Loop.release_events).
+        self.parked: list[Any] | None = None
         self.reading = True  # neither pause holds: the fd is polled for reading
         self.refused = 0  # sends refused with QUEUE_FULL (statistics)
         self.warned = False  # the QUEUE_FULL of this backpressure episode was logged
@@ -855,6 +860,8 @@ class Loop(Generic[S]):
         self.backlog: deque[Any] = deque()
         self.emit: Callable[[Any], object] = self.backlog.append
         self._requests: deque[tuple[_Connection | _Listener, bool]] = deque()
+        self._releases: deque[_Connection] = deque()  # see release_events
+        self.holding = 0  # connections whose events wait for connect_sync() to return
         # Resources the driver is to poll once their creators hold their ids.
         self._registrations: deque[_Connection | _Listener] = deque()
         self._timers: list[tuple[float, int, _Timer]] = []
@@ -1219,6 +1226,10 @@ class Loop(Generic[S]):
         """One turn of the loop (see the theory of operation)."""
         if self._registrations:
             self._register_published()
+        if self._releases:
+            self._release_held()
+            if not self.running:
+                return
         timeout = self._poll_timeout(max_timeout)
         ready = self._poll(timeout)
         self.iteration += 1
@@ -1251,6 +1262,8 @@ class Loop(Generic[S]):
         signals = self.signals
         if signals._priority or signals._normal:
             return 0.0
+        if self.holding:  # connect_sync() is about to release events: look soon
+            max_timeout = _HOLD_POLL if max_timeout is None else min(max_timeout, _HOLD_POLL)
         if not (self._timers or signals._timers):
             return max_timeout
         deadline = signals._next_deadline() if signals._timers else None
@@ -1348,7 +1361,13 @@ class Loop(Generic[S]):
                     self.poller.register(resource.fd, READ | WRITE if resource.reading else WRITE)
         registrations.extend(waiting)
 
+    def _release_held(self) -> None:
+        releases = self._releases
+        while releases:
+            self._release(releases.popleft())
+
     def _handle_requests(self) -> None:
+        self._release_held()
         requests = self._requests
         # Those queued now: one that queues another (a failed re-arm) waits its turn.
         for _ in range(len(requests)):
@@ -1396,6 +1415,8 @@ class Loop(Generic[S]):
             else:
                 announce = False
         if announce:
+            if self._park(conn, Connected(conn.endpoint, True)):
+                return  # read once connect_sync() has returned
             self.emit(Connected(conn.endpoint, True))
             if conn.state != _READY or not self.running:
                 return
@@ -1723,6 +1744,8 @@ class Loop(Generic[S]):
             self.start_watch(conn)
             if conn.listener_id is None:
                 log.debug("connected to %s", conn.endpoint)
+                if self._park(conn, Connected(conn.endpoint, True)):
+                    return  # read once connect_sync() has returned: nothing comes first
                 self.emit(Connected(conn.endpoint, True))
             else:
                 log.debug("accepted %s on listener %r", conn.endpoint, conn.listener_id)
@@ -1731,6 +1754,55 @@ class Loop(Generic[S]):
                 self._on_readable(conn)
             return
         self._fail_pending(conn)
+
+    def _park(self, conn: _Connection, event: Any) -> bool:
+        """Hold ``event`` back if ``conn``'s creator (connect_sync) has not returned yet,
+        and stop reading a ready connection until then. True if held (driver only)."""
+        parked = conn.parked
+        if parked is None:
+            return False
+        if not parked:
+            self.holding += 1
+        parked.append(event)
+        if conn.state == _READY:
+            with conn.lock:
+                conn.user_paused = True
+                _update_reading(conn)
+        return True
+
+    def release_events(self, conn: _Connection) -> None:
+        """``connect_sync()`` is returning (or raising): deliver the events held back for
+        ``conn``, in order, before any later one, and read it again. Any thread.
+
+        It does not wake the loop: a wake is a system call, which lets the loop thread
+        take the interpreter and deliver the events before the caller has the result in
+        hand. While events are held the loop polls at least every millisecond instead
+        (see :meth:`_poll_timeout`), so it finds the release once the caller has moved on.
+        """
+        self._releases.append(conn)
+        if self.drive_lock.acquire(blocking=False):
+            try:  # nobody drives the loop: the events go to the backlog now
+                self._handle_requests()
+            finally:
+                self.release_drive()
+
+    def _release(self, conn: _Connection) -> None:
+        parked, conn.parked = conn.parked, None
+        if not parked:
+            return
+        self.holding -= 1
+        for event in parked:
+            if not self.running:
+                return
+            self.emit(event)
+        if conn.state != _READY:
+            return
+        with conn.lock:
+            held = conn.user_paused
+            conn.user_paused = False
+            _update_reading(conn)
+        if held and conn.state == _READY and self.running and conn.remote.buffered():
+            self._on_readable(conn)
 
     def fail_pending(self, conn: _Connection, reason: BaseException | None) -> None:
         """Give up on a pending connection (connect timeout)."""
@@ -1753,7 +1825,8 @@ class Loop(Generic[S]):
         if conn.listener_id is None:
             log.debug("connection to %s failed: %s", conn.endpoint, _describe(failure))
             error = connect_error(failure, format_address(conn.endpoint.addr))
-            self.emit(Connected(conn.endpoint, False, error))
+            if not self._park(conn, Connected(conn.endpoint, False, error)):
+                self.emit(Connected(conn.endpoint, False, error))
         else:
             self.peer_log.log(
                 logging.INFO,
@@ -1777,7 +1850,8 @@ class Loop(Generic[S]):
         self._close_connection(conn)
         if state == _READY:
             log.debug("%s disconnected", conn.endpoint)
-            self.emit(Disconnected(conn.endpoint))
+            if not self._park(conn, Disconnected(conn.endpoint)):
+                self.emit(Disconnected(conn.endpoint))
 
     def _linger(self, conn: _Connection) -> None:
         """A removed connection: write what was queued, then close (bounded in time)."""

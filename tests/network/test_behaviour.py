@@ -628,37 +628,46 @@ def test_lingering_removed_connection_stops_reading_at_eof(unix_net: Net) -> Non
     assert raw.recv(1) == b""
 
 
-class _PathAfterFailure(os.PathLike[str]):
+class _PathAfterTwoTurns(os.PathLike[str]):
     """A Unix socket path whose ``repr`` (which ``connect`` computes for its log line,
-    after the connection is registered with the loop) waits until the loop has already
-    failed the connection: it forces the loop to win the race against ``connect_sync``."""
+    after the connection is registered with the loop) lets the loop turn twice, so it
+    has polled and failed the connection before ``connect_sync`` looks: the loop wins
+    the race."""
 
-    def __init__(self, path: str, failed: threading.Event) -> None:
+    def __init__(self, path: str, node: Node) -> None:
         self.path = path
-        self.failed = failed
+        self.node = node
 
     def __fspath__(self) -> str:
         return self.path
 
     def __repr__(self) -> str:
-        self.failed.wait(TIMEOUT)
-        return f"_PathAfterFailure({self.path!r})"
+        self.node.sync()
+        return f"_PathAfterTwoTurns({self.path!r})"
 
 
 def test_connect_sync_keeps_the_os_error_when_the_loop_fails_first(unix_net: Net) -> None:
-    failed = threading.Event()
+    returned = threading.Event()
+    seen_after_return: list[bool] = []
 
-    def on_failure(_node: Node, event: NodeEvent[Any]) -> None:
-        if isinstance(event, Connected) and not event.established:
-            failed.set()
+    def on_outcome(_node: Node, event: NodeEvent[Any]) -> None:
+        if isinstance(event, Connected):
+            seen_after_return.append(returned.is_set())
 
-    client = unix_net.node("client", on_failure)
-    path = _PathAfterFailure(unix_net.unused_addr(), failed)
-    with pytest.raises(message_io.ConnectError) as info:
-        client.network.connect_sync(UNIX, path, timeout=TIMEOUT)
-    assert failed.is_set(), "the race was not forced"
+    client = unix_net.node("client", on_outcome)
+    path = _PathAfterTwoTurns(unix_net.unused_addr(), client)
+    try:
+        with pytest.raises(message_io.ConnectError) as info:
+            client.network.connect_sync(UNIX, path, timeout=TIMEOUT)
+    finally:
+        returned.set()
     assert not isinstance(info.value, message_io.ConnectTimeout)
     assert info.value.errno == errno.ENOENT, f"the OS error was lost: {info.value!r}"
+    # The loop failed it first, but its event waited for connect_sync to raise.
+    event = client.expect(Connected)
+    assert not event.established
+    assert event.error is not None and event.error.errno == errno.ENOENT
+    assert seen_after_return == [True]
 
 
 def test_a_peer_stalling_inside_a_message_is_disconnected(net: Net) -> None:

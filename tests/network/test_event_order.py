@@ -23,10 +23,14 @@ def _loopback(host: str, port: int, family: int = 0, kind: int = 0, *_rest: Any)
     return [(socket.AF_INET, kind, 0, "", ("127.0.0.1", port))]
 
 
-@pytest.mark.parametrize("by_name", [False, True], ids=["address", "name"])
-@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.UDP])
+@pytest.mark.parametrize(
+    ("call", "by_name"),
+    [("connect", False), ("connect", True), ("connect_sync", False), ("connect_sync", True)],
+    ids=["connect-address", "connect-name", "connect_sync-address", "connect_sync-name"],
+)
+@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.UDP], ids=str)
 def test_connect_from_a_foreign_thread_never_reports_early(
-    transport: Transport, by_name: bool
+    transport: Transport, call: str, by_name: bool
 ) -> None:
     server, server_listener = message_io.split()
     client, client_listener = message_io.split(resolver=_loopback)
@@ -55,7 +59,7 @@ def test_connect_from_a_foreign_thread_never_reports_early(
         client_listener.for_each_async(on_client_event, on_error="stop"),
     ):
         for _ in range(count):
-            endpoint, _local = client.network.connect(transport, addr)
+            endpoint, _local = getattr(client.network, call)(transport, addr)
             known.add(endpoint)
         assert all_done.wait(TIMEOUT), f"{connected} of {count} connects resolved"
     assert early == []

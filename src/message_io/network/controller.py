@@ -147,14 +147,19 @@ class NetworkController:
         config: ConnectConfig | None,
         *,
         publish_later: bool = False,
+        hold_events: bool = False,
     ) -> tuple[_Connection, Address | None]:
-        """Open the connection; the work behind connect() and connect_sync()."""
+        """Open the connection; the work behind connect() and connect_sync().
+
+        ``publish_later``: poll it only once ``conn.published`` is set. ``hold_events``:
+        poll it at once, but hold its events back until ``loop.release_events(conn)``.
+        """
         loop = self._loop
         adapter = _adapter_of(transport)
         config = _checked(loop, transport, config, adapter.connect_config)
         name = adapter.lookup(addr, config)
         if name is not None:
-            return self._dial(transport, adapter, addr, config, name), None
+            return self._dial(transport, adapter, addr, config, name, hold_events=hold_events), None
         try:
             info = adapter.connect(addr, config)
         except (AddressError, ConnectError):
@@ -173,6 +178,8 @@ class NetworkController:
             limits=Limits.of(config),
         )
         conn.local_addr = info.local_addr
+        if hold_events:
+            conn.parked = []
         _set_deadline(conn, config)
         try:
             loop.register_connection(conn, publish_later=publish_later)
@@ -190,6 +197,8 @@ class NetworkController:
         addr: Any,
         config: ConnectConfig,
         name: HostName,
+        *,
+        hold_events: bool,
     ) -> _Connection:
         """A connection to a host name: a :class:`Dial` resolves it and races its
         addresses; the caller starts it (``conn.remote.start()``) once it holds the
@@ -210,6 +219,8 @@ class NetworkController:
             limit=config.send_buffer_limit,
             limits=Limits.of(config),
         )
+        if hold_events:
+            conn.parked = []
         dial.won = functools.partial(loop.dial_won, conn)
         dial.failed = functools.partial(loop.fail_pending, conn)
         _set_deadline(conn, config)
@@ -232,7 +243,9 @@ class NetworkController:
         """Connect and wait until the connection is established.
 
         Works before the loop runs (it then drives this one connection itself) and while
-        it runs on another thread. The ``Connected`` event is still delivered.
+        it runs on another thread. The ``Connected`` event is still delivered, after this
+        call has returned or raised: no event about the endpoint comes first (the
+        connection is not read until then).
 
         Args:
             transport, addr, config: As for :meth:`connect`.
@@ -255,7 +268,17 @@ class NetworkController:
                 "connect_sync() called from the event loop thread would deadlock; "
                 "use connect() and wait for the Connected event"
             )
-        conn, _local_addr = self._connect(transport, addr, config)
+        conn, _local_addr = self._connect(transport, addr, config, hold_events=True)
+        try:
+            return self._wait_connected(conn, addr, timeout)
+        finally:
+            loop.release_events(conn)  # now that the caller holds the outcome
+
+    def _wait_connected(
+        self, conn: _Connection, addr: Any, timeout: float | None
+    ) -> tuple[Endpoint, Address]:
+        """Wait for ``conn``'s outcome; connect_sync's result."""
+        loop = self._loop
         if isinstance(conn.remote, Dial):
             conn.remote.start()
         endpoint = conn.endpoint
