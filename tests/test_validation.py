@@ -158,7 +158,8 @@ def test_configs_of_the_right_types_are_accepted() -> None:
     assert config.connect_timeout == 1  # an int where a float is expected
     assert UdpListenConfig(multicast_interface="lo").multicast_interface == "lo"
     assert UdpListenConfig(multicast_interface=1).multicast_interface == 1
-    assert TcpConnectConfig(source_address=("127.0.0.1", 0)).source_address  # Any: no check
+    assert TcpConnectConfig(source_address=("127.0.0.1", 0)).source_address
+    assert UdpConnectConfig(source_address=":0").source_address == ":0"  # any interface
     assert FramedTcpListenConfig(max_message_size=0).max_message_size == 0
 
 
@@ -497,3 +498,13 @@ def test_the_checks_of_a_class_are_freed_with_it() -> None:
     del Temporary
     gc.collect()
     assert alive() is None  # the cache does not keep the class alive
+
+
+@pytest.mark.parametrize("cls", [TcpConnectConfig, FramedTcpConnectConfig, UdpConnectConfig])
+def test_a_source_address_must_be_an_ip_address(cls: type[Any]) -> None:
+    """A name would have to be resolved on the loop thread, where a connect to a host
+    name binds its attempts."""
+    with pytest.raises(AddressError, match=rf"{cls.__name__}\.source_address must be an IP"):
+        cls(source_address=("localhost", 0))
+    with pytest.raises(AddressError, match="invalid address"):
+        cls(source_address="no port")

@@ -197,6 +197,19 @@ def test_send_from_a_listener_to_any_address(udp: Net) -> None:
     assert server.network.send(endpoint, b"late") is SendStatus.RESOURCE_NOT_FOUND
 
 
+def test_a_listener_refuses_to_resolve_a_name_on_send(udp: Net) -> None:
+    """Sending from a listener to ``"name:port"`` would run a name lookup in the sending
+    thread (the loop's, from a callback) on every datagram: it is refused instead."""
+    server, listener_id, _addr = udp.server()
+    to_name = Endpoint.from_listener(listener_id, "localhost:9")
+    with pytest.raises(AddressError, match="must be an IP address, not the host name 'localhost'"):
+        server.network.send(to_name, b"x")
+    peer = raw_udp(udp)
+    to_ip = Endpoint.from_listener(listener_id, f"127.0.0.1:{peer.getsockname()[1]}")
+    assert server.network.send(to_ip, b"fine") is SENT
+    assert peer.recv(100) == b"fine"
+
+
 def test_port_unreachable_ends_nothing(udp: Net) -> None:
     """A peer that is not listening makes the kernel answer with an ICMP error, which
     surfaces on the next receive (or send). Neither the connection nor the listener may

@@ -29,6 +29,7 @@ from ..network.adapter import (
     ReadStatus,
     Remote,
     check_fields,
+    check_ip_address,
     host_name,
     resolve_address,
 )
@@ -147,6 +148,8 @@ class TcpConnectConfig(ConnectConfig):
     Raises:
         ValueError: ``happy_eyeballs_delay`` is negative, NaN or infinite (and the
             checks of :class:`ConnectConfig`).
+        AddressError: ``source_address`` is not an IP address and port (a host name
+            would have to be resolved on the loop thread).
     """
 
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
@@ -158,6 +161,10 @@ class TcpConnectConfig(ConnectConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.source_address is not None:
+            check_ip_address(
+                self.source_address, f"{type(self).__name__}.source_address", passive=True
+            )
         delay = self.happy_eyeballs_delay
         if delay is not None and not 0 <= delay < float("inf"):
             raise ValueError(

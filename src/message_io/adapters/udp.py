@@ -54,6 +54,7 @@ from ..network.adapter import (
     ReadStatus,
     Remote,
     SendStatus,
+    check_ip_address,
     format_address,
     host_name,
     resolve_address,
@@ -120,6 +121,9 @@ class _UdpOptions:
                 raise ValueError(f"{name} must be >= 1, not {value!r}")
         if self.multicast_ttl is not None and not 0 <= self.multicast_ttl <= 255:
             raise ValueError(f"multicast_ttl must be 0-255, not {self.multicast_ttl!r}")
+        source = getattr(self, "source_address", None)
+        if source is not None:
+            check_ip_address(source, f"{type(self).__name__}.source_address", passive=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -398,6 +402,7 @@ class UdpLocal(Local):
         return SendStatus.SENT
 
     def _sockaddr(self, addr: Any) -> tuple[Any, ...]:
+        check_ip_address(addr, "the address a UDP listener sends to")
         for family, sockaddr in resolve_address(addr, type_=socket.SOCK_DGRAM):
             if family == self._family:
                 return sockaddr

@@ -76,6 +76,7 @@ __all__ = [
     "Remote",
     "SendStatus",
     "check_fields",
+    "check_ip_address",
     "format_address",
     "host_name",
     "parse_host_port",
@@ -877,6 +878,25 @@ def host_name(
     if _literal(host) is not None:
         return None
     return HostName(host, port, socket_type, attempt_delay)
+
+
+def check_ip_address(addr: Any, where: str, *, passive: bool = False) -> None:
+    """Check that ``addr`` spells an IP address and a port (with ``passive``, an empty
+    host too): a host name would need a lookup, which may block for seconds.
+
+    For addresses the node uses on its loop thread (a source address to bind, a UDP
+    listener's destination), where a name cannot be resolved without stalling it.
+
+    Raises:
+        AddressError: ``addr`` cannot be parsed, or holds a host name; the message
+            names ``where``.
+    """
+    host, _port = parse_host_port(addr, passive=passive)
+    if host and "%" not in host and _literal(host) is None:
+        raise AddressError(
+            f"{where} must be an IP address, not the host name {host!r}: resolving it "
+            "would block the loop (resolve it once beforehand, e.g. with socket.getaddrinfo)"
+        )
 
 
 def parse_host_port(addr: Any, *, passive: bool = False) -> tuple[str, int]:
