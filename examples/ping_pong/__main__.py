@@ -102,7 +102,7 @@ def run_client(
     config: message_io.network.adapter.ConnectConfig | None,
 ) -> int:
     handler, listener = message_io.split(str)
-    server, local = handler.network.connect(transport, addr, config=config)
+    server, _ = handler.network.connect(transport, addr, config=config)
     pongs = 0
     failed = False
 
@@ -110,7 +110,8 @@ def run_client(
         nonlocal pongs, failed
         match event:
             case Connected(_, True):
-                # A host name is resolved after connect() returned: no local address then.
+                # For a host name the socket (and its address) exists only from now on.
+                local = handler.network.local_addr(server)
                 origin = f" from {format_address(local)}" if local is not None else ""
                 print(f"connected to {addr}{origin}", flush=True)
                 handler.signals.send("greet")

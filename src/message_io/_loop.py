@@ -188,7 +188,6 @@ class _Connection:
         "parked",
         "partial_since",
         "paused",
-        "peer_addr",
         "progress_at",
         "published",
         "queued",
@@ -206,6 +205,7 @@ class _Connection:
         "warned",
         "watch_at",
         "watch_timer",
+        "withheld",
         "write_armed",
     )
 
@@ -225,7 +225,6 @@ class _Connection:
         self.endpoint = endpoint
         self.listener_id = listener_id
         self.local_addr: Address | None = None  # known once a socket exists
-        self.peer_addr: Address = endpoint.addr  # the address connected to
         self.limit = limit
         limits = limits or _NO_LIMITS
         self.message_timeout = limits.message_timeout
@@ -240,6 +239,7 @@ class _Connection:
         self.published = True  # its creator holds its endpoint (see register_connection)
         # Events held back while connect_sync() has not returned (see Loop.release_events).
         self.parked: list[Any] | None = None
+        self.withheld = False  # not read while its events are parked
         self.reading = True  # neither pause holds: the fd is polled for reading
         self.refused = 0  # sends refused with QUEUE_FULL (statistics)
         self.warned = False  # the QUEUE_FULL of this backpressure episode was logged
@@ -297,13 +297,15 @@ class _Connection:
                 return self._send_text(data)
             data = _as_bytes_view(data)
         size = len(data)
-        max_size = self.max_size
-        if max_size is not None and size > max_size:
-            return _TOO_BIG
         with self.lock:
             state = self.state
             if state != _READY:
                 return _NOT_AVAILABLE if state == _PENDING else _NOT_FOUND
+            # Read under the lock: a connection to a host name gets its transport (and
+            # its limit) when an attempt wins, before it is READY.
+            max_size = self.max_size
+            if max_size is not None and size > max_size:
+                return _TOO_BIG
             if self.queued >= self.limit:
                 return self._refuse()
             tail = self.tail
@@ -387,6 +389,8 @@ class _Connection:
 
     def _send_text(self, text: str) -> SendStatus:
         """Send a text message (transports with ``frame_text``, e.g. WebSocket)."""
+        if self.state != _READY:  # its transport may not be known yet (a host name)
+            return _NOT_AVAILABLE if self.state == _PENDING else _NOT_FOUND
         if type(self.remote).frame_text is Remote.frame_text:
             raise TypeError(f"{self.endpoint} takes bytes-like messages, not str")
         data = text.encode()
@@ -528,7 +532,8 @@ class _DatagramConnection(_Connection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.listener_id is None:  # an accepted one still goes through pending()
+        # Accepted ones still go through pending(), and ones to a host name first dial.
+        if self.listener_id is None and not isinstance(self.remote, Dial):
             self.state = _READY
             self.established = True
             self.resolved.set()
@@ -560,7 +565,7 @@ class _DatagramConnection(_Connection):
                 return status
         with self.lock:
             if self.state != _READY:
-                return _NOT_FOUND
+                return _NOT_AVAILABLE if self.state == _PENDING else _NOT_FOUND
             packet: Buffer = data
             if frame is not None:  # frame() runs under the lock, in send order
                 framed = frame(data)
@@ -649,12 +654,17 @@ def _poll_interest(conn: _Connection) -> int:
 
 
 def _update_reading(conn: _Connection) -> None:
-    """Poll ``conn`` for reading unless a pause holds it. Holds the lock."""
-    reading = not (conn.paused or conn.user_paused)
-    if reading is not conn.reading and conn.fd >= 0:
+    """Poll ``conn`` for reading unless a pause holds it. Holds the lock.
+
+    Before it is ready the poller waits for its handshake instead: the pauses take
+    effect when it becomes ready (``Loop._after_pending``).
+    """
+    reading = not (conn.paused or conn.user_paused or conn.withheld)
+    if reading is not conn.reading:
         conn.reading = reading
-        with contextlib.suppress(OSError):  # not registered yet: registration applies it
-            conn.loop.poller.modify(conn.fd, _poll_interest(conn))
+        if conn.fd >= 0 and conn.state == _READY:
+            with contextlib.suppress(OSError):  # not registered yet: registration applies it
+                conn.loop.poller.modify(conn.fd, _poll_interest(conn))
 
 
 def _discard(_data: bytes | str) -> None:
@@ -802,6 +812,9 @@ class _Listener:
                     return []
                 except OSError as exc:
                     status = _refused(endpoint, exc)
+                except (ValueError, TypeError) as exc:  # an address the transport refuses
+                    log.warning("queued datagram to %s dropped: %s", endpoint, exc)
+                    status = _NOT_AVAILABLE
                 if status is not _SENT:
                     log.debug("queued datagram to %s dropped: %s", endpoint, status.name)
                 chunks.popleft()
@@ -853,6 +866,9 @@ class Loop(Generic[S]):
         self.registry_lock = threading.RLock()
         self.drive_lock = threading.Lock()
         self.driver: int | None = None  # thread ident of whoever drives the loop now
+        # The thread an outer event loop drives the node from, turn by turn (asyncio):
+        # blocking calls refuse to run there even between turns.
+        self.owner: int | None = None
         self.running = True
         self.shut = False
         self.iteration = 0
@@ -878,7 +894,9 @@ class Loop(Generic[S]):
             self.waker.wake()
 
     def on_loop_thread(self) -> bool:
-        return self.driver == _get_ident()
+        """True on the thread that runs the loop (where waiting for it would deadlock)."""
+        ident = _get_ident()
+        return ident in (self.driver, self.owner)
 
     def new_id(self, adapter_id: int, resource_type: ResourceType) -> ResourceId:
         key = (adapter_id, resource_type)
@@ -974,14 +992,20 @@ class Loop(Generic[S]):
         it: ready (``Connected``) or in its handshake.
         """
         remote = info.remote
+        if connection_class(remote) is not type(conn):
+            self.unwatch(remote.fileno())
+            remote.close()
+            kind = "a datagram" if type(remote).datagrams else "a stream"
+            self.fail_pending(
+                conn, TypeError(f"the transport gave {kind} remote for {conn.endpoint}")
+            )
+            return
         with conn.lock:
             if conn.state != _PENDING:  # cannot happen: closing the dial closes attempts
                 self.unwatch(remote.fileno())
                 remote.close()
                 return
-            conn.__class__ = connection_class(remote)  # same slots: only methods change
             conn.bind(remote)
-            conn.peer_addr = info.peer_addr
             conn.local_addr = info.local_addr
             with self.registry_lock:
                 self.resources[conn.fd] = conn
@@ -1253,6 +1277,12 @@ class Loop(Generic[S]):
             self._deliver_signals()
             if self.dirty and self.running:
                 self._flush_dirty()
+
+    def next_timeout(self) -> float | None:
+        """Seconds until the loop has work that no descriptor will announce (a timer, a
+        signal, a pending write or request): 0 for at once, None for none. For an outer
+        event loop that drives the node turn by turn with ``iterate(0)``."""
+        return self._poll_timeout(None)
 
     def _poll_timeout(self, max_timeout: float | None) -> float | None:
         if self._requests or self.dirty or self._registrations:
@@ -1733,7 +1763,8 @@ class Loop(Generic[S]):
                     return
                 conn.state = _READY
                 conn.established = True
-                self.poller.modify(conn.fd, READ)
+                # Read unless paused meanwhile (pause_reading while it connected).
+                self.poller.modify(conn.fd, _poll_interest(conn))
                 self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
             conn.resolved.set()
             self.cancel_timer(conn.deadline_timer)
@@ -1766,7 +1797,7 @@ class Loop(Generic[S]):
         parked.append(event)
         if conn.state == _READY:
             with conn.lock:
-                conn.user_paused = True
+                conn.withheld = True
                 _update_reading(conn)
         return True
 
@@ -1798,10 +1829,10 @@ class Loop(Generic[S]):
         if conn.state != _READY:
             return
         with conn.lock:
-            held = conn.user_paused
-            conn.user_paused = False
+            withheld = conn.withheld
+            conn.withheld = False
             _update_reading(conn)
-        if held and conn.state == _READY and self.running and conn.remote.buffered():
+        if withheld and conn.reading and self.running and conn.remote.buffered():
             self._on_readable(conn)
 
     def fail_pending(self, conn: _Connection, reason: BaseException | None) -> None:
@@ -2107,7 +2138,14 @@ class Loop(Generic[S]):
             self.shut = True
             self.running = False
             self.signals.close()
+            # Connections still dialing have no descriptor among the resources; one
+            # removed meanwhile waits in the requests.
             dialing = [c for c in self.connections.values() if isinstance(c.remote, Dial)]
+            dialing += [
+                r
+                for r, _ in self._requests
+                if isinstance(r, _Connection) and isinstance(r.remote, Dial)
+            ]
             self.connections.clear()
             self.listeners.clear()
             resources = list(self.resources.values())
@@ -2136,6 +2174,7 @@ class Loop(Generic[S]):
         with self._timer_lock:
             self._timers.clear()
             self._cancelled = 0
+        self.handlers.clear()  # what they refer to (connections, attempts) is closed
         self.poller.close()
         self.waker.close()
 

@@ -25,6 +25,8 @@ or events (``Connected(endpoint, False)``, ``Disconnected``). A peer's bad bytes
 
 from __future__ import annotations
 
+import socket
+
 __all__ = [
     "AddressError",
     "ConfigError",
@@ -103,6 +105,8 @@ def connect_error(failure: BaseException | None, addr: str) -> ConnectError:
     connection to ``addr`` failed, from the transport's ``failure`` (chained as its
     ``__cause__``)."""
     errno = failure.errno if isinstance(failure, OSError) else None
+    if isinstance(failure, socket.gaierror):
+        errno = None  # an EAI_* code of getaddrinfo's, not an errno: strerror tells
     reason = failure.strerror if isinstance(failure, OSError) else None
     reason = reason or str(failure or "") or (type(failure).__name__ if failure else "failed")
     kind = ConnectTimeout if isinstance(failure, TimeoutError) else ConnectError

@@ -384,6 +384,18 @@ def split(
         ``(handler, listener)``. Nothing runs yet: connections and listeners made now are
         served once the listener's loop starts, and their events are not lost.
     """
+    loop: Loop[Any] = new_loop(max_incomplete_bytes=max_incomplete_bytes, resolver=resolver)
+    return NodeHandler(loop), NodeListener(loop)
+
+
+def new_loop(*, max_incomplete_bytes: int, resolver: Resolver | None) -> Loop[Any]:
+    """The engine of a new node, its arguments checked (for :func:`split` and the
+    asyncio ``split``).
+
+    Raises:
+        ValueError: ``max_incomplete_bytes`` is not a positive int.
+        TypeError: ``resolver`` is not callable.
+    """
     if (
         not isinstance(max_incomplete_bytes, int)
         or isinstance(max_incomplete_bytes, bool)
@@ -394,7 +406,4 @@ def split(
         )
     if resolver is not None and not callable(resolver):
         raise TypeError(f"resolver must be callable like socket.getaddrinfo, not {resolver!r}")
-    loop: Loop[Any] = Loop(
-        max_incomplete_bytes=max_incomplete_bytes, resolver=resolver or socket.getaddrinfo
-    )
-    return NodeHandler(loop), NodeListener(loop)
+    return Loop(max_incomplete_bytes=max_incomplete_bytes, resolver=resolver or socket.getaddrinfo)

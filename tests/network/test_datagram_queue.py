@@ -166,3 +166,29 @@ def test_removing_a_peer_drops_only_its_queued_datagrams(dgram: Net) -> None:
             received.append(kicked_peer.recv(SIZE * 2))
     assert 0 < len(received) < len(sent)
     assert received == sent[: len(received)]
+
+
+def test_a_queued_datagram_to_a_bad_address_is_dropped_and_the_loop_goes_on(
+    dgram: Net, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An address the transport refuses only when the queue is written (the datagram
+    waited behind others) drops that datagram, with a warning; the node carries on."""
+    server = dgram.node("server")
+    listener_id, addr = server.network.listen(
+        UNIX_DGRAM, str(dgram._dir / "server.sock"), config=ListenConfig(send_buffer_limit=LIMIT)
+    )
+    path = str(dgram._dir / "peer.sock")
+    peer = raw_dgram(dgram, path)
+    endpoint = Endpoint.from_listener(listener_id, path)
+    sent = fill(lambda data: server.network.send(endpoint, data))
+    bad = Endpoint.from_listener(listener_id, 12345)  # type: ignore[arg-type]  # sendto: TypeError
+    while server.network.send(bad, b"bad") is QUEUE_FULL:
+        peer.recv(SIZE * 2)  # make room in the node's queue, one datagram at a time
+        sent.pop(0)
+    # Queued behind the others (a direct send would have raised the TypeError here).
+    received = [peer.recv(SIZE * 2) for _ in sent]
+    assert received == sent
+    server.wait_for(Drained, lambda e: e.endpoint == endpoint)
+    assert "queued datagram to" in caplog.text and "dropped" in caplog.text
+    peer.sendto(b"still there", addr)
+    assert server.wait_for(Message).data == b"still there"  # (after a Drained for `bad`)

@@ -72,7 +72,7 @@ def test_listen_from_a_foreign_thread_never_reports_early(transport: Transport) 
     node, node_listener = message_io.split()
     known: set[message_io.ResourceId] = set()
     early: list[NodeEvent[Any]] = []
-    heard = threading.Semaphore(0)
+    heard: dict[int, threading.Event] = {}  # by listener id: it got a peer this round
     stop = threading.Event()
     rounds = 200
 
@@ -83,7 +83,7 @@ def test_listen_from_a_foreign_thread_never_reports_early(transport: Transport) 
                 listener_id = event.endpoint.resource_id
             if listener_id not in known:
                 early.append(event)
-            heard.release()
+            heard.setdefault(int(listener_id), threading.Event()).set()
 
     def knock(port: int) -> None:
         """Connect (or send a datagram) to ``port`` over and over until told to stop."""
@@ -109,7 +109,8 @@ def test_listen_from_a_foreign_thread_never_reports_early(transport: Transport) 
             try:
                 listener_id, _addr = node.network.listen(transport, ("127.0.0.1", port))
                 known.add(listener_id)
-                assert heard.acquire(timeout=TIMEOUT), "no peer reached the listener"
+                reached = heard.setdefault(int(listener_id), threading.Event())
+                assert reached.wait(TIMEOUT), "no peer reached this round's listener"
             finally:
                 stop.set()
                 knocker.join(TIMEOUT)

@@ -42,8 +42,10 @@ from message_io.network.adapter import (
     Readiness,
     ReadStatus,
     Remote,
+    check_ip_address,
+    host_name,
 )
-from message_io.network.resolver import interleave
+from message_io.network.resolver import ResolverPool, interleave
 
 from .conftest import TIMEOUT, Net, Node
 
@@ -512,3 +514,102 @@ def test_happy_eyeballs_delay_is_checked(bad: float) -> None:
 def test_resolver_must_be_callable() -> None:
     with pytest.raises(TypeError, match="resolver must be callable"):
         message_io.split(resolver=3)  # type: ignore[call-overload]
+
+
+# -- pauses and removals around a connection that is not ready yet -----------------------
+
+
+def test_a_pause_made_while_dialing_holds_once_connected(
+    framed: Net, manual_pool: ManualPool
+) -> None:
+    server, _listener_id, addr = framed.server()
+    client = framed.node("client", resolver=FakeResolver({"p.test": [(V4, addr)]}))
+    endpoint, _ = client.network.connect(Transport.FRAMED_TCP, ("p.test", addr[1]))
+    assert client.network.pause_reading(endpoint) is True
+    manual_pool.run_all()
+    assert client.expect(Connected) == Connected(endpoint, True)
+    peer = server.expect(Accepted).endpoint
+    assert server.network.send(peer, b"held") is SendStatus.SENT
+    server.sync()
+    client.sync()  # two turns with the message readable: it must not be read
+    assert client.drain_events() == []
+    stats = client.network.statistics(endpoint)
+    assert stats is not None and not stats.reading
+    local = client.network.local_addr(endpoint)
+    assert isinstance(local, tuple) and local[0] == "127.0.0.1"
+    assert client.network.resume_reading(endpoint) is True
+    assert client.expect(Message).data == b"held"
+
+
+def test_a_pause_right_after_connect_sync_holds(framed: Net) -> None:
+    """connect_sync holds its events (and the reading) until it returns: the release
+    must not undo a pause_reading made at once after it."""
+    server, _listener_id, addr = framed.server()
+    client = framed.node("client")
+    for _ in range(20):
+        endpoint, _local = client.network.connect_sync(Transport.FRAMED_TCP, addr)
+        assert client.network.pause_reading(endpoint) is True
+        peer = server.expect(Accepted).endpoint
+        assert server.network.send(peer, b"held") is SendStatus.SENT
+        server.sync()
+        client.sync()
+        assert client.drain_events() == [Connected(endpoint, True)]
+        assert client.network.resume_reading(endpoint) is True
+        assert client.expect(Message).data == b"held"
+        client.network.remove(endpoint)
+        server.expect(message_io.Disconnected)
+
+
+def test_remove_then_stop_while_dialing_closes_the_attempt(manual_pool: ManualPool) -> None:
+    for _ in range(20):
+        adapter = RaceAdapter({("10.0.0.1", 1): "silent"}, delay=None)
+        resolver = FakeResolver({"a.test": [(V4, ("10.0.0.1", 1))]})
+        handler, listener = message_io.split(resolver=resolver)
+        task = listener.for_each_async(lambda _event: None, on_error="stop")
+        endpoint, _ = handler.network.connect(RACE, "a.test:1", config=RaceConfig(adapter))
+        manual_pool.run_all()
+        attempt = adapter.wait_started(1)[0]
+        handler.network.remove(endpoint)  # queued for the loop...
+        handler.stop()  # ...which may stop before it handles it
+        assert task.wait(TIMEOUT)
+        assert attempt.closed.is_set()
+
+
+def test_text_to_a_websocket_still_dialing_is_not_available(
+    ws: Net, manual_pool: ManualPool
+) -> None:
+    _server, _listener_id, addr = ws.server()
+    client = ws.node("client", resolver=FakeResolver({"w.test": [(V4, addr)]}))
+    endpoint, _ = client.network.connect(Transport.WS, f"ws://w.test:{addr[1]}/")
+    assert client.network.send(endpoint, "text") is SendStatus.RESOURCE_NOT_AVAILABLE
+    assert client.network.send(endpoint, b"bytes") is SendStatus.RESOURCE_NOT_AVAILABLE
+    manual_pool.run_all()
+    assert client.expect(Connected) == Connected(endpoint, True)
+    assert client.network.send(endpoint, "text") is SendStatus.SENT
+
+
+def test_a_scoped_ipv6_literal_is_not_looked_up() -> None:
+    assert host_name("[fe80::1%lo]:80") is None
+    with pytest.raises(message_io.AddressError, match="must be an IP address"):
+        check_ip_address(("example.com%lo", 0), "source_address", passive=True)
+
+
+def test_resolver_threads_serve_a_name_while_another_hangs() -> None:
+    """Two names submitted at once to an idle pool get a thread each: a quick lookup
+    never waits behind a hung one."""
+    pool = ResolverPool(max_threads=4)
+    warm = threading.Event()
+    pool.submit(warm.set)
+    assert warm.wait(TIMEOUT)  # one idle thread now
+    gate = threading.Event()
+    quick = threading.Event()
+
+    def hang() -> None:
+        gate.wait(TIMEOUT)
+
+    pool.submit(hang)
+    pool.submit(quick.set)
+    try:
+        assert quick.wait(TIMEOUT / 2)
+    finally:
+        gate.set()

@@ -113,11 +113,11 @@ DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 """Seconds a TCP-based connect may take by default (websockets' ``open_timeout``)."""
 
 DEFAULT_KEEPALIVE: Final = TcpKeepalive(time=15, interval=15, retries=9)
+"""The keepalive every TCP-based connection has unless its config says otherwise."""
 
 DEFAULT_HAPPY_EYEBALLS_DELAY: Final = 0.25
 """Seconds before the next address of a host name is tried in parallel: RFC 8305's
 recommended "Connection Attempt Delay" (trio's default too)."""
-"""The keepalive every TCP-based connection has unless its config says otherwise."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -327,6 +327,9 @@ class UdpLocal(Local):
         self._sendto = sock.sendto
         self._family = sock.family
         self._max_size = _max_payload(sock.family)
+        # Hosts of destination tuples known to be IP addresses: sendto() would look a
+        # name up in the sending thread for every datagram (bounded: cleared when full).
+        self._literal_hosts: set[Any] = set()
         self._membership = membership
         self._destinations = accept_destinations
         self._pending = array.array("i", [0])  # FIONREAD's answer
@@ -388,11 +391,18 @@ class UdpLocal(Local):
         Raises:
             BlockingIOError: the socket buffer is full (the node queues the datagram).
             OSError: the OS refused it (the node drops and logs it).
+            AddressError: ``addr`` is not an IP address and port (a host name would be
+                looked up for every datagram, in the sending thread).
         """
         if len(data) > self._max_size:
             return SendStatus.MAX_PACKET_SIZE_EXCEEDED
         if addr.__class__ is not tuple:
             addr = self._sockaddr(addr)
+        elif addr[0] not in self._literal_hosts:
+            check_ip_address(addr, "the address a UDP listener sends to")
+            if len(self._literal_hosts) >= _LITERAL_HOSTS_MAX:
+                self._literal_hosts.clear()
+            self._literal_hosts.add(addr[0])
         try:
             self._sendto(data, addr)
         except ConnectionRefusedError:  # belongs to an earlier datagram: send again
@@ -424,6 +434,9 @@ class UdpLocal(Local):
     def close(self) -> None:
         self.leave_group()
         self.socket.close()
+
+
+_LITERAL_HOSTS_MAX: Final = 4096
 
 
 def _interface_networks() -> dict[bytes, tuple[str, bytes]]:

@@ -99,6 +99,20 @@ class Poller:
             (key.fd, self._flags(ev)) for key, ev in self._selector.select(timeout)
         ]
 
+    def fileno(self) -> int:
+        """The poller's own descriptor, readable whenever a registered one is ready: an
+        outer event loop (asyncio's ``add_reader``) can wait on the whole node with it.
+
+        Raises:
+            OSError: the OS poller has no descriptor (a selector without one).
+        """
+        if self._epoll is not None:
+            return self._epoll.fileno()
+        fileno = getattr(self._selector, "fileno", None)  # pragma: no cover - kqueue
+        if fileno is None:  # pragma: no cover
+            raise OSError("this platform's poller cannot be waited on from outside")
+        return int(fileno())  # pragma: no cover
+
     def close(self) -> None:
         if self._epoll is not None:
             self._epoll.close()

@@ -753,7 +753,8 @@ class HostName:
     Attributes:
         host: The name, as ``getaddrinfo`` takes it (``"example.com"``, ``"localhost"``).
         port: The port to connect to.
-        socket_type: What to ask the resolver for (``SOCK_STREAM`` or ``SOCK_DGRAM``).
+        socket_type: What to ask the resolver for: ``SOCK_STREAM``, or ``SOCK_DGRAM``
+            for a transport whose remotes carry datagrams (:attr:`Remote.datagrams`).
         attempt_delay: Seconds to wait for an attempt before starting the next address
             in parallel (RFC 8305's "Connection Attempt Delay"; 0.25 recommended);
             ``None`` tries one address at a time, the next one when the last fails.
@@ -892,7 +893,7 @@ def check_ip_address(addr: Any, where: str, *, passive: bool = False) -> None:
             names ``where``.
     """
     host, _port = parse_host_port(addr, passive=passive)
-    if host and "%" not in host and _literal(host) is None:
+    if host and _literal(host) is None:
         raise AddressError(
             f"{where} must be an IP address, not the host name {host!r}: resolving it "
             "would block the loop (resolve it once beforehand, e.g. with socket.getaddrinfo)"
@@ -926,8 +927,9 @@ def parse_host_port(addr: Any, *, passive: bool = False) -> tuple[str, int]:
 
 
 def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP address ``host`` spells (without a ``%scope``), or None for a name."""
-    if not host or "%" in host:
+    """The IP address ``host`` spells (an IPv6 one may have a ``%scope``), or None for
+    a name."""
+    if not host:
         return None
     try:
         return ipaddress.ip_address(host)
@@ -958,6 +960,15 @@ def resolve_address(
     """
     host, port = parse_host_port(addr, passive=passive)
     ip = _literal(host)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        # A scoped literal (fe80::1%eth0): the C library turns the interface name into
+        # its index, numerically, with no lookup.
+        numeric = socket.AI_NUMERICHOST | (socket.AI_PASSIVE if passive else 0)
+        try:
+            infos = socket.getaddrinfo(host, port, socket.AF_INET6, type_, 0, numeric)
+        except socket.gaierror as exc:  # no such interface
+            raise AddressError(f"invalid address {addr!r}: {exc}") from exc
+        return [(socket.AF_INET6, tuple(infos[0][4]))]
     if ip is not None:
         # A literal: no resolver round trip, and no surprise from /etc/hosts.
         if ip.version == 4:

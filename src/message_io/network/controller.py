@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._loop import _READY, Limits, _Connection, _Listener, connection_class
+from .._loop import _READY, Limits, _Connection, _DatagramConnection, _Listener, connection_class
 from ..errors import (
     AddressError,
     ConfigError,
@@ -211,7 +212,9 @@ class NetworkController:
             return adapter.connect_to(addr, config, family, sockaddr)
 
         dial = Dial(name, connect_to, loop, resolver=loop.resolver)
-        conn = _Connection(
+        # A datagram host name gets datagram remotes (HostName.socket_type).
+        kind = _DatagramConnection if name.socket_type == socket.SOCK_DGRAM else _Connection
+        conn = kind(
             loop,
             resource_id,
             endpoint,
@@ -458,6 +461,13 @@ class NetworkController:
             False if ``endpoint`` is not a connection of this node.
         """
         return self._loop.pause_reading(endpoint.resource_id, False)
+
+    def local_addr(self, endpoint: Endpoint) -> Address | None:
+        """The local address of a connection made by :meth:`connect`, once it has a
+        socket (at once for an IP address, from ``Connected`` on for a host name); None
+        before that, for other endpoints, or once it is gone. Any thread."""
+        conn = self._connections.get(endpoint.resource_id)
+        return conn.local_addr if conn is not None else None
 
     def statistics(self, endpoint: Endpoint) -> EndpointStatistics | None:
         """A snapshot of ``endpoint``'s send queue, or None if it is not a connection."""

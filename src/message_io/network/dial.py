@@ -164,8 +164,8 @@ class Dial(Remote):
             self.tried.append(sockaddr)
             try:
                 info = self._connect_to(family, sockaddr)
-            except OSError as exc:
-                self.errors.append((sockaddr, exc))
+            except (OSError, ValueError) as exc:  # refused to start; AddressError: a
+                self.errors.append((sockaddr, exc))  # source address of the other family
                 continue
             except Exception as exc:
                 log.exception("connect_to(%s) failed", format_address(sockaddr))

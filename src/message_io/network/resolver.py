@@ -101,10 +101,12 @@ class ResolverPool:
         """Run ``job`` on a resolver thread, soon. Any thread."""
         with self._lock:
             self._jobs.append(job)
-            if self._idle:
+            if len(self._jobs) <= self._idle:  # an idle thread for each waiting job
                 self._ready.notify()
                 return
             if self._threads >= self._max_threads:
+                if self._idle:
+                    self._ready.notify()
                 return  # a busy thread takes it when done
             self._threads += 1
         thread = threading.Thread(target=self._work, name="message-io-resolver", daemon=True)
