@@ -4,7 +4,7 @@
 
     python benchmarks/run.py                  # everything (about 3 minutes, and churn)
     python benchmarks/run.py --quick          # fewer messages, 3 samples (about 30 s, and churn)
-    python benchmarks/run.py --only latency   # or throughput, bulk, udp, ws, churn (repeatable)
+    python benchmarks/run.py --only latency   # or throughput, bulk, udp, ws, asyncio, churn
     python benchmarks/run.py --only churn     # 50,000 connections per transport (1-2 minutes)
     python benchmarks/run.py --no-write       # print only
     python benchmarks/run.py --quick --profile /tmp/prof   # cProfile stats of every side
@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import bench_asyncio
 import bench_churn
 import bench_common
 import bench_latency
@@ -43,7 +44,8 @@ import message_io
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 
-_OWN_SECTION = {"udp", bench_churn.NAME}  # benchmarks with a section of their own
+# benchmarks with a section of their own
+_OWN_SECTION = {"udp", bench_churn.NAME, bench_asyncio.NAME}
 _OWN_SECTION.update(bench_ws.SECTIONS)  # WebSocket: round trip, 100 B, bulk
 
 # name: (the variants, samples per variant in a full run; --quick takes 3 of each)
@@ -53,6 +55,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], list[Case]], int]] = {
     "bulk": (bench_stream.bulk_cases, 7),
     "udp": (bench_udp.cases, 5),
     "ws": (bench_ws.cases, 5),
+    bench_asyncio.NAME: (bench_asyncio.cases, 5),
     # one long run per transport: it measures what is left after 50,000 connections
     bench_churn.NAME: (bench_churn.cases, 1),
 }
@@ -375,6 +378,18 @@ def _write_doc(
         ]
         for name in ws_names:
             parts += [bench_ws.method_text(name, args.quick), ""]
+    if bench_asyncio.NAME in names:
+        parts += [
+            "## asyncio",
+            "",
+            "`message_io.asyncio`, a node driven by the running event loop, against the",
+            "synchronous `for_each` node and asyncio's own fastest form, a `Protocol`.",
+            "",
+            _markdown_table(_table([row for row in rows if row.benchmark == bench_asyncio.NAME])),
+            "",
+            bench_asyncio.method_text(args.quick),
+            "",
+        ]
     if bench_churn.NAME in names:
         parts += [
             "## Connection churn",

@@ -97,3 +97,35 @@ def test_readme_echo_server_loses_nothing_to_a_slow_reader() -> None:
         finally:
             server.terminate()
             server.communicate(timeout=10)
+
+
+def test_readme_asyncio_example_runs_as_written(tmp_path: Path) -> None:
+    blocks = [block for block in _python_blocks() if "message_io.asyncio" in block]
+    assert len(blocks) == 1
+    result = subprocess.run(
+        [sys.executable, "-c", blocks[0]],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "echoed: hello\n"
+
+
+def test_the_asyncio_docs_example_runs_as_written(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "asyncio.md").read_text()
+    first = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)[0]
+    result = subprocess.run(
+        [sys.executable, "-c", first],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "echoed: b'hello'\n"

@@ -387,6 +387,20 @@ class _Connection:
                 return _SENT
             return self._schedule()
 
+    def request_drained(self, _endpoint: Endpoint) -> bool:
+        """If a send would be refused now (the queue is full), arrange a ``Drained``
+        event for when it is empty and return True (any thread)."""
+        if self.state == _READY and not self._full():
+            return False  # room (a glance without the lock: send() decides for good)
+        with self.lock:
+            if self.state != _READY or not self._full():
+                return False
+            self.want_drain = True
+            return True
+
+    def _full(self) -> bool:
+        return self.queued >= self.limit
+
     def _send_text(self, text: str) -> SendStatus:
         """Send a text message (transports with ``frame_text``, e.g. WebSocket)."""
         if self.state != _READY:  # its transport may not be known yet (a host name)
@@ -537,6 +551,9 @@ class _DatagramConnection(_Connection):
             self.state = _READY
             self.established = True
             self.resolved.set()
+
+    def _full(self) -> bool:
+        return self.queued + len(self.chunks) >= self.limit
 
     def _write_now(self, packet: Buffer) -> SendStatus | None:
         """Hand one datagram to the OS: its status, or None if the OS pushes back."""
@@ -778,6 +795,14 @@ class _Listener:
                 except OSError:  # closed meanwhile
                     pass
             return _SENT
+
+    def request_drained(self, endpoint: Endpoint) -> bool:
+        """As :meth:`_Connection.request_drained`, for a send to ``endpoint``."""
+        with self.lock:
+            if self.state != _READY or self.queued + len(self.chunks) < self.limit:
+                return False
+            self.want_drain.add(endpoint)
+            return True
 
     def forget(self, addr: Address) -> int:
         """Drop the datagrams queued to ``addr`` (any thread); return how many."""

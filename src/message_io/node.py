@@ -59,7 +59,7 @@ OnError = Literal["log", "stop"] | ErrorHandler
 :meth:`NodeListener.for_each`."""
 
 
-def _guarded(
+def guarded_callback(
     callback: Callable[[Any], object], on_error: OnError, throttle: LogThrottle
 ) -> Callable[[Any], object]:
     """``callback``, with exceptions handled by ``on_error`` instead of stopping the loop."""
@@ -243,7 +243,7 @@ class NodeListener(Generic[S]):
             ValueError: ``on_error`` is not one of the above.
         """
         loop = self._loop
-        guarded = _guarded(callback, on_error, loop.peer_log)
+        guarded = guarded_callback(callback, on_error, loop.peer_log)
         self._claim()
         with loop.drive_lock:
             try:
@@ -274,7 +274,7 @@ class NodeListener(Generic[S]):
             ValueError: ``on_error`` is not valid.
         """
         loop = self._loop
-        guarded = _guarded(callback, on_error, loop.peer_log)
+        guarded = guarded_callback(callback, on_error, loop.peer_log)
         self._claim()
         started = threading.Event()
         task: NodeTask

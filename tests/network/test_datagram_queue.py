@@ -192,3 +192,23 @@ def test_a_queued_datagram_to_a_bad_address_is_dropped_and_the_loop_goes_on(
     assert "queued datagram to" in caplog.text and "dropped" in caplog.text
     peer.sendto(b"still there", addr)
     assert server.wait_for(Message).data == b"still there"  # (after a Drained for `bad`)
+
+
+def test_request_drained_waits_for_room_without_a_refusal(dgram: Net) -> None:
+    """request_drained() says when a send would be refused, and asks for Drained then,
+    without sending, logging or counting anything."""
+    path = str(dgram._dir / "peer.sock")
+    peer = raw_dgram(dgram, path)
+    client = dgram.node("client")
+    config = ConnectConfig(send_buffer_limit=LIMIT)
+    endpoint, _local = client.network.connect(UNIX_DGRAM, path, config=config)
+    sent = 0
+    while not client.network.request_drained(endpoint):
+        assert client.network.send(endpoint, b"d" * SIZE) is SENT
+        sent += 1
+    stats = client.network.statistics(endpoint)
+    assert stats is not None and stats.refused_sends == 0
+    for _ in range(sent):
+        peer.recv(SIZE * 2)
+    client.wait_for(Drained, lambda e: e.endpoint == endpoint)
+    assert client.network.request_drained(endpoint) is False  # room again

@@ -462,6 +462,15 @@ class NetworkController:
         """
         return self._loop.pause_reading(endpoint.resource_id, False)
 
+    def request_drained(self, endpoint: Endpoint) -> bool:
+        """If a :meth:`send` to ``endpoint`` would now be refused with ``QUEUE_FULL``,
+        arrange a ``Drained(endpoint)`` event for when its queue is empty, and return
+        True; return False if there is room (or no such endpoint). Nothing is sent,
+        logged or counted: a way to wait for room before sending, as the asyncio
+        ``send`` does. Any thread."""
+        resource = self._resource(endpoint)
+        return resource is not None and resource.request_drained(endpoint)
+
     def local_addr(self, endpoint: Endpoint) -> Address | None:
         """The local address of a connection made by :meth:`connect`, once it has a
         socket (at once for an IP address, from ``Connected`` on for a host name); None

@@ -1,0 +1,373 @@
+"""1-byte round trip with ``message_io.asyncio`` against ``for_each`` and asyncio's own.
+
+As the latency benchmark: client and echo server are two processes pinned to CPU 0, a
+1-byte FramedTcp message and its echo, timed in the client.
+
+* *message_io for_each*: both ends run the synchronous node (the latency benchmark's).
+* *message_io.asyncio*: both ends are asyncio programs with a node on the running loop;
+  the server echoes with ``await send`` inside ``async for``, the client sends the next
+  ping the same way on each echo.
+* *asyncio Protocol*: both ends are ``asyncio.Protocol`` subclasses speaking the same
+  wire format (a 1-byte varint length prefix), the server echoing in ``data_received``:
+  the fastest asyncio code can be, with no task switch per message.
+* The same two asyncio programs on uvloop, where installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import importlib.util
+import time
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any, Final, cast
+
+import bench_latency
+from bench_common import HOST, BenchmarkError, Case, Report, Row, run_pair
+
+import message_io.asyncio as mio
+from message_io import Connected, Disconnected, Message, SendStatus, Transport
+
+__all__ = ["NAME", "cases", "method_text"]
+
+NAME: Final = "asyncio"
+HAVE_UVLOOP: Final = importlib.util.find_spec("uvloop") is not None
+_UNIT: Final = "µs/round trip"
+_PAYLOAD: Final = b"x"
+_FRAME: Final = b"\x01x"  # the 1-byte payload with its varint length prefix
+_SENT: Final = SendStatus.SENT
+
+
+def _run(loop: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run ``main()`` on a new event loop of kind ``loop``."""
+    event_loop: asyncio.AbstractEventLoop
+    if loop == "uvloop":
+        import uvloop  # optional: only the processes that use it import it
+
+        event_loop = uvloop.new_event_loop()
+    else:
+        event_loop = asyncio.new_event_loop()
+    try:
+        return event_loop.run_until_complete(main())
+    finally:
+        event_loop.close()
+
+
+# -- message_io.asyncio ----------------------------------------------------------------------
+
+
+def mio_async_server(report: Report, loop: str) -> int:
+    async def main() -> int:
+        handler, listener = mio.split()
+        _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{HOST}:0")
+        report(addr[1])
+        echoes = 0
+        send = handler.network.send
+        async for event in listener:
+            if event.__class__ is Message:
+                await send(event.endpoint, event.data)
+                echoes += 1
+            elif event.__class__ is Disconnected:
+                handler.stop()
+        return echoes
+
+    return int(_run(loop, main))
+
+
+def mio_async_client(port: int, loop: str, warmup: int, count: int) -> float:
+    async def main() -> float:
+        handler, listener = mio.split()
+        server, _ = await handler.network.connect(Transport.FRAMED_TCP, f"{HOST}:{port}")
+        send = handler.network.send
+        total = warmup + count
+        done = 0
+        t0 = t1 = 0.0
+        await send(server, _PAYLOAD)
+        async for event in listener:
+            if event.__class__ is Message:
+                done += 1
+                if done == warmup:
+                    t0 = time.perf_counter()
+                elif done == total:
+                    t1 = time.perf_counter()
+                    break
+                await send(server, _PAYLOAD)
+            elif event.__class__ is Connected:
+                continue
+            else:
+                raise BenchmarkError(f"unexpected {event!r}")
+        handler.stop()
+        await handler.wait_closed()
+        if done != total:
+            raise BenchmarkError(f"{done} round trips of {total}")
+        return (t1 - t0) / count
+
+    return float(_run(loop, main))
+
+
+def mio_callback_server(report: Report, loop: str) -> int:
+    async def main() -> int:
+        handler, listener = mio.split()
+        _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{HOST}:0")
+        report(addr[1])
+        echoes = 0
+        send = handler.network.send_nowait
+
+        def on_event(event: Any) -> None:
+            nonlocal echoes
+            if event.__class__ is Message:
+                if send(event.endpoint, event.data) is not _SENT:
+                    raise BenchmarkError("echo refused")
+                echoes += 1
+            elif event.__class__ is Disconnected:
+                handler.stop()
+
+        await listener.for_each(on_event, on_error="stop")
+        return echoes
+
+    return int(_run(loop, main))
+
+
+def mio_callback_client(port: int, loop: str, warmup: int, count: int) -> float:
+    async def main() -> float:
+        handler, listener = mio.split()
+        server, _ = await handler.network.connect(Transport.FRAMED_TCP, f"{HOST}:{port}")
+        send = handler.network.send_nowait
+        total = warmup + count
+        done = 0
+        t0 = t1 = 0.0
+
+        def on_event(event: Any) -> None:
+            nonlocal done, t0, t1
+            if event.__class__ is Message:
+                done += 1
+                if done == warmup:
+                    t0 = time.perf_counter()
+                elif done == total:
+                    t1 = time.perf_counter()
+                    handler.stop()
+                    return
+                send(server, _PAYLOAD)
+            elif event.__class__ is not Connected:
+                raise BenchmarkError(f"unexpected {event!r}")
+
+        send(server, _PAYLOAD)
+        await listener.for_each(on_event, on_error="stop")
+        if done != total:
+            raise BenchmarkError(f"{done} round trips of {total}")
+        return (t1 - t0) / count
+
+    return float(_run(loop, main))
+
+
+# -- asyncio Protocol ------------------------------------------------------------------------
+
+
+class _EchoProtocol(asyncio.Protocol):
+    def __init__(self, done: asyncio.Future[int]) -> None:
+        self.done = done
+        self.buffer = bytearray()
+        self.echoes = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= 2 and len(buffer) >= 1 + buffer[0]:
+            size = buffer[0]
+            frame = bytes(buffer[: 1 + size])
+            del buffer[: 1 + size]
+            assert self.transport is not None
+            self.transport.write(frame)
+            self.echoes += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(self.echoes)
+
+
+def protocol_server(report: Report, loop: str) -> int:
+    async def main() -> int:
+        event_loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = event_loop.create_future()
+        server = await event_loop.create_server(lambda: _EchoProtocol(done), HOST, 0)
+        report(server.sockets[0].getsockname()[1])
+        echoes = await done
+        server.close()
+        return echoes
+
+    return int(_run(loop, main))
+
+
+class _PingProtocol(asyncio.Protocol):
+    def __init__(self, warmup: int, count: int, done: asyncio.Future[float]) -> None:
+        self.warmup = warmup
+        self.total = warmup + count
+        self.count = count
+        self.done = done
+        self.received = 0
+        self.buffer = bytearray()
+        self.t0 = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.transport.write(_FRAME)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= 2:
+            del buffer[:2]
+            self.received += 1
+            if self.received == self.warmup:
+                self.t0 = time.perf_counter()
+            elif self.received == self.total:
+                self.done.set_result((time.perf_counter() - self.t0) / self.count)
+                assert self.transport is not None
+                self.transport.close()
+                return
+            assert self.transport is not None
+            self.transport.write(_FRAME)
+
+
+def protocol_client(port: int, loop: str, warmup: int, count: int) -> float:
+    async def main() -> float:
+        event_loop = asyncio.get_running_loop()
+        done: asyncio.Future[float] = event_loop.create_future()
+        _transport, _protocol = await event_loop.create_connection(
+            lambda: _PingProtocol(warmup, count, done), HOST, port
+        )
+        return await done
+
+    return float(_run(loop, main))
+
+
+# -- the cases -------------------------------------------------------------------------------
+
+
+def _measure(
+    server_side: Callable[..., int],
+    client_side: Callable[..., float],
+    args: tuple[Any, ...],
+    *,
+    warmup: int,
+    count: int,
+    also: list[Row] | None = None,
+) -> float:
+    answers, seconds = run_pair(
+        server_side,
+        client_side,
+        server_args=args,
+        client_args=(*args, warmup, count),
+        pin_cpu0=True,
+    )
+    if answers != warmup + count:
+        raise BenchmarkError(f"the server answered {answers} of {warmup + count}")
+    sample = float(seconds) * 1e6
+    for row in also or ():
+        row.samples.append(sample)
+    return sample
+
+
+def _within(limit: float, *, strict: bool = False) -> Callable[[float, float | None], bool]:
+    if strict:
+        return lambda _median, ratio: ratio is not None and ratio < limit
+    return lambda _median, ratio: ratio is not None and ratio <= limit
+
+
+def cases(quick: bool) -> list[Case]:
+    """for_each, message_io.asyncio and asyncio Protocol round trips (µs)."""
+    warmup, count = bench_latency.counts(quick)
+    measure = partial(_measure, warmup=warmup, count=count)
+    for_each = "message_io for_each, FramedTcp"
+    result = [
+        Case(
+            Row(NAME, for_each, _UNIT, higher_is_better=False),
+            partial(
+                measure,
+                bench_latency.mio_echo_server,
+                bench_latency.mio_ping_client,
+                (Transport.FRAMED_TCP, True),
+            ),
+        )
+    ]
+    for loop in ("asyncio", "uvloop") if HAVE_UVLOOP else ("asyncio",):
+        protocol = f"{loop} Protocol, length-prefixed"
+        result.append(
+            Case(
+                Row(NAME, protocol, _UNIT, higher_is_better=False),
+                partial(measure, protocol_server, protocol_client, (loop,)),
+            )
+        )
+        versus_protocol = Row(
+            NAME,
+            f"message_io.asyncio on {loop}, vs its Protocol",
+            _UNIT,
+            higher_is_better=False,
+            baseline=protocol,
+            target="< 1x" if loop == "asyncio" else "",
+            target_met=_within(1.0, strict=True) if loop == "asyncio" else None,
+        )
+        result.append(
+            Case(
+                Row(
+                    NAME,
+                    f"message_io.asyncio for_each on {loop}, FramedTcp",
+                    _UNIT,
+                    higher_is_better=False,
+                    baseline=protocol,
+                    target="< 1x its Protocol" if loop == "asyncio" else "",
+                    target_met=_within(1.0, strict=True) if loop == "asyncio" else None,
+                ),
+                partial(measure, mio_callback_server, mio_callback_client, (loop,)),
+            )
+        )
+        result.append(
+            Case(
+                Row(
+                    NAME,
+                    f"message_io.asyncio on {loop}, FramedTcp",
+                    _UNIT,
+                    higher_is_better=False,
+                    baseline=for_each,
+                    target="<= 1.15x for_each" if loop == "asyncio" else "",
+                    target_met=_within(1.15) if loop == "asyncio" else None,
+                ),
+                partial(
+                    measure, mio_async_server, mio_async_client, (loop,), also=[versus_protocol]
+                ),
+                extra_rows=(versus_protocol,),
+            )
+        )
+    return result
+
+
+_METHOD: Final = """\
+**asyncio: 1-byte round trip.** As the latency benchmark: client and echo server are two
+processes pinned to CPU 0, a 1-byte FramedTcp message and its echo, {warmup} times to warm
+up and then {count} times timed; a sample is the mean round trip, measured in the client.
+*message_io for_each*: the latency benchmark's synchronous node at both ends.
+*message_io.asyncio*: both ends are asyncio programs with a node on the running loop
+(`message_io.asyncio.split()`), the server echoing with `await handler.network.send`
+inside `async for event in listener`, the client sending each ping the same way on the
+previous echo. *message_io.asyncio for_each*: the same programs with
+`await listener.for_each(callback)`, the callback echoing (or pinging) with
+`send_nowait`, called by the event loop with no task switch per event. *Protocol*: both
+ends are `asyncio.Protocol` subclasses speaking the same bytes (a 1-byte varint length
+prefix), the server echoing from `data_received` and the client pinging from it:
+asyncio's fastest form, with no task switch per message. The
+*vs its Protocol* row repeats the message_io.asyncio samples against the Protocol baseline
+on the same loop. uvloop: {uvloop}."""
+
+
+def method_text(quick: bool) -> str:
+    warmup, count = bench_latency.counts(quick)
+    version = "not installed: skipped"
+    if HAVE_UVLOOP:
+        version = importlib.metadata.version("uvloop")
+    return _METHOD.format(warmup=f"{warmup:,}", count=f"{count:,}", uvloop=version)

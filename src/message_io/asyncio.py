@@ -1,0 +1,577 @@
+"""message_io on a running asyncio event loop: awaitable connect and send, ``async for``.
+
+::
+
+    import message_io.asyncio as mio
+
+    async def main() -> None:
+        handler, listener = mio.split()               # bound to the running loop
+        async with handler:                           # stops the node on exit
+            server, _ = await handler.network.connect(Transport.FRAMED_TCP, addr)
+            await handler.network.send(server, b"hello")   # waits out backpressure
+            async for event in listener:              # every event, in order
+                ...
+
+Theory of operation. The node's poller is itself a file descriptor (epoll's), readable
+whenever one of the node's sockets, or its waker, is ready. :func:`split` registers it
+with the running loop (``loop.add_reader``), as a socket of the loop's own would be; when
+it is readable, or when the node's earliest timer or signal is due (``call_at``), the
+event loop runs one *turn* of the node on its own thread: a poll that does not wait,
+then reads, accepts, handshakes, writes, timers and signals, exactly as ``for_each``
+does, with each event appended to the listener's queue. No thread is started and no
+event crosses threads. The queue is bounded: past 4,096 events not yet consumed, the
+node is not turned (so its sockets are not read and TCP slows the peers) until the
+consumer has taken half of them.
+
+Other threads may still use the handler's synchronous calls (``send_nowait``,
+``signals.send``...): they wake the node through its waker, which makes the poller
+readable, and the next turn runs on the event loop's thread.
+
+The loop runs with uvloop as with asyncio's own loops (any loop with ``add_reader``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar, overload
+
+from ._loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop
+from .errors import ConnectError, ListenerUsedError, NodeStoppedError
+from .events import EventSender
+from .network.adapter import Buffer, ConnectConfig, ListenConfig, SendStatus
+from .network.controller import EndpointStatistics, NetworkController
+from .network.endpoint import Address, Endpoint, ResourceId
+from .network.net_event import Connected, Disconnected, Drained, Message
+from .network.resolver import Resolver
+from .network.transport import Transport
+from .node import NodeEvent, OnError, guarded_callback, new_loop
+
+__all__ = ["AsyncNetwork", "AsyncNodeHandler", "AsyncNodeListener", "split"]
+
+S = TypeVar("S")
+
+MAX_QUEUED_EVENTS: Final = 4096
+"""Events the listener may hold unconsumed before the node stops reading its sockets."""
+
+_QUEUE_FULL: Final = SendStatus.QUEUE_FULL
+_END: Final = object()  # the node is stopped and every event was taken
+
+
+class _Driver:
+    """Turns the node on the event loop and holds what awaits it: the listener's queue,
+    the futures of connects and of sends waiting for room."""
+
+    def __init__(self, engine: Loop[Any], aloop: asyncio.AbstractEventLoop) -> None:
+        self.engine = engine
+        self.aloop = aloop
+        self.thread = threading.get_ident()
+        self.events: deque[Any] = deque()
+        self.waiter: asyncio.Future[None] | None = None  # the consumer's, if it waits
+        # for_each's callback: called with each event inside the turn, instead of queueing
+        self.callback: Callable[[Any], object] | None = None
+        self.connects: dict[Endpoint, asyncio.Future[Connected]] = {}
+        self.drains: dict[Endpoint, list[asyncio.Future[None]]] = {}
+        self.closed: asyncio.Future[None] = aloop.create_future()
+        self.error: BaseException | None = None
+        self.finished = False
+        self.throttled = False  # the queue is full: the node is not turned
+        self._soon: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        if not engine.drive_lock.acquire(blocking=False):
+            raise ListenerUsedError("the node is already driven by another loop")
+        engine.owner = self.thread
+        engine.emit = self.emit
+        self._fd = engine.poller.fileno()
+        aloop.add_reader(self._fd, self.turn)
+        self._soon = aloop.call_soon(self.turn)  # what was set up before split() returned
+
+    # -- turning the node (event loop thread) ------------------------------------------
+
+    def turn(self) -> None:
+        """One non-blocking turn of the node; then plan the next one."""
+        self._soon = None
+        engine = self.engine
+        if self.finished or self.throttled:
+            return
+        if engine.running:
+            engine.driver = self.thread
+            try:
+                engine.iterate(0.0)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                engine.running = False
+                self.error = exc
+            finally:
+                engine.driver = None
+        if not engine.running:
+            self.finish()
+            return
+        if len(self.events) >= MAX_QUEUED_EVENTS:
+            self.throttle()
+            return
+        self.plan()
+
+    def plan(self) -> None:
+        """Ask the event loop for the next turn the node needs without a readable fd."""
+        timeout = self.engine.next_timeout()
+        if timeout is None:
+            return
+        if timeout <= 0.0:
+            if self._soon is None:
+                self._soon = self.aloop.call_soon(self.turn)
+            return
+        at = self.aloop.time() + timeout
+        timer = self._timer
+        if timer is not None and not timer.cancelled() and self._timer_at <= at:
+            return  # an earlier (or the same) turn is already planned
+        if timer is not None:
+            timer.cancel()
+        self._timer_at = at
+        self._timer = self.aloop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.turn()
+
+    def throttle(self) -> None:
+        """Stop turning the node until the consumer has taken half of the queue."""
+        self.throttled = True
+        self.aloop.remove_reader(self._fd)
+
+    def unthrottle(self) -> None:
+        self.throttled = False
+        if not self.finished:
+            self.aloop.add_reader(self._fd, self.turn)
+            if self._soon is None:
+                self._soon = self.aloop.call_soon(self.turn)
+
+    def wake_soon(self) -> None:
+        """Make sure a turn runs soon (any thread)."""
+        if threading.get_ident() == self.thread:
+            if self._soon is None and not self.finished:
+                self._soon = self.aloop.call_soon(self.turn)
+        else:
+            self.engine.waker.wake()
+
+    def finish(self) -> None:
+        """The node stopped: close it, release every waiter (event loop thread)."""
+        if self.finished:
+            return
+        self.finished = True
+        aloop = self.aloop
+        aloop.remove_reader(self._fd)
+        for handle in (self._soon, self._timer):
+            if handle is not None:
+                handle.cancel()
+        engine = self.engine
+        engine.running = False
+        try:
+            engine.shutdown()
+        finally:
+            engine.owner = None
+            engine.drive_lock.release()
+        stopped = NodeStoppedError("the node was stopped")
+        for future in self.connects.values():
+            if not future.done():
+                future.set_exception(stopped)
+        for waiters in self.drains.values():
+            _wake_all(waiters)
+        self.drains.clear()
+        self._wake_consumer()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # -- events (event loop thread, inside a turn) -------------------------------------
+
+    def emit(self, event: Any) -> None:
+        """The node's emit: queue ``event`` for the listener, settle what awaits it."""
+        kind = event.__class__
+        if kind is not Message:
+            if kind is Connected:
+                future = self.connects.get(event.endpoint)
+                if future is not None and not future.done():
+                    future.set_result(event)
+            elif kind is Drained or kind is Disconnected:
+                waiters = self.drains.pop(event.endpoint, None)
+                if waiters:
+                    _wake_all(waiters)
+        callback = self.callback
+        if callback is not None:
+            callback(event)
+            return
+        self.events.append(event)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake_consumer(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_event(self, timeout: float | None) -> Any:
+        """The next event; None after ``timeout``; ``_END`` once stopped and drained."""
+        if self.callback is not None:
+            raise ListenerUsedError("for_each consumes this node's events")
+        events = self.events
+        if not events:
+            if self.finished:
+                self._raise_error()
+                return _END
+            if self.waiter is not None:
+                raise ListenerUsedError("another task is already waiting for this node's events")
+            waiter = self.waiter = self.aloop.create_future()
+            try:
+                if timeout is None:
+                    await waiter
+                else:
+                    await asyncio.wait_for(waiter, timeout)
+            except asyncio.TimeoutError:
+                return None
+            finally:
+                if self.waiter is waiter:
+                    self.waiter = None
+            if not events:
+                self._raise_error()
+                return _END if self.finished else None
+        event = events.popleft()
+        if self.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
+            self.unthrottle()
+        return event
+
+    def _raise_error(self) -> None:
+        self.take_error()
+
+    def take_error(self) -> None:
+        """Raise what stopped the node, once."""
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+
+    # -- waiting for room (event loop thread) ------------------------------------------
+
+    async def wait_room(self, endpoint: Endpoint) -> None:
+        """Wait for ``Drained(endpoint)`` (or its end, or the node's)."""
+        if self.finished:
+            return
+        future: asyncio.Future[None] = self.aloop.create_future()
+        self.drains.setdefault(endpoint, []).append(future)
+        try:
+            await future
+        finally:
+            waiters = self.drains.get(endpoint)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self.drains[endpoint]
+
+    def forget(self, resource_id: ResourceId) -> None:
+        """Release the sends waiting on a removed resource (any thread)."""
+        if threading.get_ident() != self.thread:
+            self.aloop.call_soon_threadsafe(self.forget, resource_id)
+            return
+        for endpoint in [e for e in self.drains if e.resource_id == resource_id]:
+            _wake_all(self.drains.pop(endpoint))
+
+
+def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    for future in list(waiters):
+        if not future.done():
+            future.set_result(None)
+
+
+class AsyncNetwork:
+    """``handler.network`` of an asyncio node: ``await connect``, ``await send``, and the
+    synchronous calls of :class:`~message_io.NetworkController` (listen, remove...).
+
+    The coroutines run on the node's event loop. The synchronous calls may be made from
+    any thread, as in the synchronous API.
+    """
+
+    __slots__ = ("_driver", "_sync")
+
+    def __init__(self, sync: NetworkController, driver: _Driver) -> None:
+        self._sync = sync
+        self._driver = driver
+
+    async def connect(
+        self, transport: Transport, addr: Any, *, config: ConnectConfig | None = None
+    ) -> tuple[Endpoint, Address]:
+        """Connect to ``addr`` and return once the connection is established.
+
+        As :meth:`NetworkController.connect <message_io.NetworkController.connect>`
+        (host names resolved off the loop, Happy Eyeballs), but waits for the outcome.
+        The ``Connected`` event is still delivered to the listener.
+
+        Returns:
+            ``(endpoint, local_addr)`` of the established connection.
+
+        Raises:
+            ConnectError: it failed (``ConnectTimeout`` after ``connect_timeout``), with
+                the reason; nothing is left of it.
+            NodeStoppedError: the node was stopped meanwhile.
+            AddressError, ConfigError: as for the synchronous ``connect``.
+            asyncio.CancelledError: the task was cancelled; the connection is removed.
+        """
+        driver = self._driver
+        _check_loop(driver)
+        endpoint, _local = self._sync.connect(transport, addr, config=config)
+        future: asyncio.Future[Connected] = driver.aloop.create_future()
+        driver.connects[endpoint] = future
+        try:
+            event = await future
+        except asyncio.CancelledError:
+            self._sync.remove(endpoint)
+            raise
+        finally:
+            driver.connects.pop(endpoint, None)
+        if not event.established:
+            raise event.error or ConnectError(None, "failed", str(addr))
+        local = self._sync.local_addr(endpoint)
+        assert local is not None  # an established connection has its socket
+        return endpoint, local
+
+    async def send(self, endpoint: Endpoint, data: Buffer | str) -> SendStatus:
+        """Send one message, waiting while ``endpoint``'s queue is full.
+
+        Never returns ``QUEUE_FULL``: it waits for the queue to drain, then sends (in
+        the order the waiting tasks came). A slow peer only delays the tasks that send
+        to it. Cancelling the task while it waits sends nothing.
+
+        Returns:
+            ``SENT``, or the status that tells why it cannot be sent
+            (``RESOURCE_NOT_FOUND`` once the connection is gone, ...).
+        """
+        sync = self._sync
+        driver = self._driver
+        while True:
+            # Look before sending: a refused send is logged and counted as a loss, and
+            # this one waits instead.
+            if not sync.request_drained(endpoint):
+                status = sync.send(endpoint, data)
+                if status is not _QUEUE_FULL:
+                    return status
+                # Another thread filled the queue in between: wait all the same.
+            _check_loop(driver)
+            if driver.finished:
+                return SendStatus.RESOURCE_NOT_FOUND
+            await driver.wait_room(endpoint)
+
+    def send_nowait(self, endpoint: Endpoint, data: Buffer | str) -> SendStatus:
+        """Send without waiting: the synchronous ``send``, ``QUEUE_FULL`` included. Any
+        thread."""
+        return self._sync.send(endpoint, data)
+
+    def listen(
+        self, transport: Transport, addr: Any, *, config: ListenConfig | None = None
+    ) -> tuple[ResourceId, Address]:
+        """As the synchronous ``listen``: ``(listener_id, local_addr)``."""
+        return self._sync.listen(transport, addr, config=config)
+
+    def remove(self, target: ResourceId | Endpoint) -> bool:
+        """As the synchronous ``remove``; sends waiting on it return
+        ``RESOURCE_NOT_FOUND``."""
+        removed = self._sync.remove(target)
+        if removed:
+            resource_id = target.resource_id if isinstance(target, Endpoint) else target
+            self._driver.forget(resource_id)
+        return removed
+
+    def is_ready(self, resource_id: ResourceId) -> bool | None:
+        """As the synchronous ``is_ready``."""
+        return self._sync.is_ready(resource_id)
+
+    def pause_reading(self, endpoint: Endpoint) -> bool:
+        """As the synchronous ``pause_reading``."""
+        return self._sync.pause_reading(endpoint)
+
+    def resume_reading(self, endpoint: Endpoint) -> bool:
+        """As the synchronous ``resume_reading``."""
+        return self._sync.resume_reading(endpoint)
+
+    def pending_bytes(self, endpoint: Endpoint) -> int:
+        """As the synchronous ``pending_bytes``."""
+        return self._sync.pending_bytes(endpoint)
+
+    def statistics(self, endpoint: Endpoint) -> EndpointStatistics | None:
+        """As the synchronous ``statistics``."""
+        return self._sync.statistics(endpoint)
+
+    def local_addr(self, endpoint: Endpoint) -> Address | None:
+        """As the synchronous ``local_addr``."""
+        return self._sync.local_addr(endpoint)
+
+
+def _check_loop(driver: _Driver) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not driver.aloop:
+        raise RuntimeError("this node's coroutines run on the event loop that made it")
+
+
+class AsyncNodeHandler(Generic[S]):
+    """Acts on an asyncio node: ``network``, ``signals``, ``stop``.
+
+    ``async with handler:`` stops the node when the block ends and waits until it is
+    closed.
+    """
+
+    __slots__ = ("_driver", "_engine", "_network")
+
+    def __init__(self, engine: Loop[S], driver: _Driver) -> None:
+        self._engine = engine
+        self._driver = driver
+        self._network = AsyncNetwork(NetworkController(engine), driver)
+
+    @property
+    def network(self) -> AsyncNetwork:
+        """Connections and listeners: ``await connect``, ``await send``, ``listen``..."""
+        return self._network
+
+    @property
+    def signals(self) -> EventSender[S]:
+        """The node's own events, delivered to the listener (timers included). Any
+        thread."""
+        return self._engine.signals
+
+    def stop(self) -> None:
+        """Stop the node: every connection and listener closes on the loop's next turn,
+        ``async for`` over the listener ends once it has the events queued before, and
+        coroutines waiting in ``connect`` raise ``NodeStoppedError``. Any thread; final."""
+        self._engine.stop()
+        self._driver.wake_soon()
+
+    def is_running(self) -> bool:
+        """True until :meth:`stop`."""
+        return self._engine.running
+
+    async def wait_closed(self) -> None:
+        """Wait until the node is stopped and everything is closed."""
+        await asyncio.shield(self._driver.closed)
+
+    async def __aenter__(self) -> AsyncNodeHandler[S]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stop()
+        await self.wait_closed()
+
+
+class AsyncNodeListener(Generic[S]):
+    """Every event of an asyncio node, in order: ``async for event in listener``.
+
+    One task at a time may wait for events. The iteration ends once the node is stopped
+    and the events it queued before have been taken.
+    """
+
+    __slots__ = ("_driver",)
+
+    def __init__(self, driver: _Driver) -> None:
+        self._driver = driver
+
+    def __aiter__(self) -> AsyncNodeListener[S]:
+        return self
+
+    async def __anext__(self) -> NodeEvent[S]:
+        event = await self._driver.next_event(None)
+        if event is _END:
+            raise StopAsyncIteration
+        return event  # type: ignore[no-any-return]
+
+    async def for_each(
+        self, callback: Callable[[NodeEvent[S]], object], *, on_error: OnError = "log"
+    ) -> None:
+        """Call ``callback(event)`` for every event until the node stops; the fastest form.
+
+        The callback is a plain function, called by the event loop as soon as the node
+        has the event (as ``asyncio.Protocol.data_received`` is), with no task switch per
+        event. It must not block: send with ``handler.network.send_nowait`` and handle
+        ``QUEUE_FULL`` (``Drained``, ``pause_reading``), or hand slow work to a task.
+        Events queued before the call are delivered first.
+
+        Args:
+            callback: Called with every event, on the event loop's thread.
+            on_error: As for the synchronous :meth:`~message_io.NodeListener.for_each`
+                (``"log"`` by default, ``"stop"``, or a callable).
+
+        Raises:
+            BaseException: what stopped the node (the callback's exception with
+                ``on_error="stop"``).
+            ListenerUsedError: another task consumes the listener.
+        """
+        driver = self._driver
+        _check_loop(driver)
+        if driver.callback is not None or driver.waiter is not None:
+            raise ListenerUsedError("another task already consumes this node's events")
+        guarded = guarded_callback(callback, on_error, driver.engine.peer_log)
+        events = driver.events
+        driver.callback = guarded
+        try:
+            while events:
+                guarded(events.popleft())
+            if driver.throttled:
+                driver.unthrottle()
+            await asyncio.shield(driver.closed)
+            driver.take_error()
+        finally:
+            driver.callback = None
+
+    async def receive(self, timeout: float | None = None) -> NodeEvent[S] | None:
+        """The next event, or None if ``timeout`` seconds pass first or the node is
+        stopped (``handler.is_running()`` tells which). Cancelling the wait loses no
+        event.
+
+        Raises:
+            ListenerUsedError: another task is already waiting for events.
+        """
+        event = await self._driver.next_event(timeout)
+        return None if event is _END else event
+
+
+@overload
+def split(
+    *,
+    max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
+    resolver: Resolver | None = None,
+) -> tuple[AsyncNodeHandler[Any], AsyncNodeListener[Any]]: ...
+@overload
+def split(
+    signal_type: type[S],
+    *,
+    max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
+    resolver: Resolver | None = None,
+) -> tuple[AsyncNodeHandler[S], AsyncNodeListener[S]]: ...
+
+
+def split(
+    signal_type: type[Any] | None = None,
+    *,
+    max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
+    resolver: Resolver | None = None,
+) -> tuple[AsyncNodeHandler[Any], AsyncNodeListener[Any]]:
+    """Create a node driven by the running asyncio event loop.
+
+    Call it from a coroutine. The node runs at once, on the loop's thread, with no thread
+    of its own; stop it with ``handler.stop()`` or ``async with handler:``.
+
+    Args:
+        signal_type, max_incomplete_bytes, resolver: As for :func:`message_io.split`.
+
+    Returns:
+        ``(handler, listener)``.
+
+    Raises:
+        RuntimeError: no event loop is running in this thread.
+        ValueError, TypeError: as for :func:`message_io.split`.
+    """
+    aloop = asyncio.get_running_loop()
+    engine: Loop[Any] = new_loop(max_incomplete_bytes=max_incomplete_bytes, resolver=resolver)
+    driver = _Driver(engine, aloop)
+    return AsyncNodeHandler(engine, driver), AsyncNodeListener(driver)

@@ -1,0 +1,584 @@
+"""``message_io.asyncio``: a node driven by the running event loop, on asyncio and uvloop.
+
+The behaviour suite's core cases through the awaitable API (echo with 1 and 100 clients,
+order, the largest message, disconnects, remove, backpressure), plus what is asyncio's
+own: no thread, cancellation, ``async with``, TaskGroup and timeouts, sends from a
+thread pool, and a program where an ``asyncio.start_server`` service and a message_io
+listener share one loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeAlias
+
+import pytest
+
+import message_io
+import message_io.asyncio as mio
+from message_io import (
+    Accepted,
+    Connected,
+    ConnectError,
+    Disconnected,
+    Drained,
+    Endpoint,
+    FramedTcpConnectConfig,
+    FramedTcpListenConfig,
+    Message,
+    NodeStoppedError,
+    SendStatus,
+    Signal,
+    Transport,
+)
+
+TIMEOUT = 10.0
+LOCAL = "127.0.0.1:0"
+
+Run: TypeAlias = Callable[[Callable[[], Awaitable[None]]], None]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Iterator[Run]:
+    """Run a coroutine function to completion on a new loop of the given kind, with a
+    bound on the whole test."""
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    else:
+        factory = asyncio.new_event_loop
+
+    def runner(main: Callable[[], Awaitable[None]]) -> None:
+        loop = factory()
+        try:
+            loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT * 2))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    yield runner
+
+
+async def next_of(listener: mio.AsyncNodeListener[Any], kind: type[Any]) -> Any:
+    """The next event of ``kind``, skipping others."""
+    while True:
+        event = await listener.receive(TIMEOUT)
+        assert event is not None, f"no {kind.__name__} within {TIMEOUT} s"
+        if isinstance(event, kind):
+            return event
+
+
+async def echo_forever(handler: mio.AsyncNodeHandler[Any], listener: Any) -> None:
+    async for event in listener:
+        if isinstance(event, Message):
+            assert await handler.network.send(event.endpoint, event.data) is SendStatus.SENT
+
+
+def test_the_issue_example_runs(run: Run) -> None:
+    """The program the API was designed for, as written for users."""
+
+    async def main() -> None:
+        handler, listener = mio.split()
+        _listener_id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+        server, _ = await handler.network.connect(Transport.FRAMED_TCP, addr)
+        await handler.network.send(server, b"hello")
+        echoes = 0
+        async for event in listener:
+            match event:
+                case Message(endpoint, data):
+                    if endpoint == server:
+                        echoes += 1
+                        handler.stop()
+                    else:
+                        await handler.network.send(endpoint, data)
+                case Disconnected(_):
+                    break
+        assert echoes == 1
+        await handler.wait_closed()
+
+    run(main)
+
+
+@pytest.mark.parametrize("clients", [1, 100])
+@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.WS, Transport.UDP], ids=str)
+def test_echo(run: Run, clients: int, transport: Transport) -> None:
+    async def main() -> None:
+        server, server_events = mio.split()
+        client, client_events = mio.split()
+        async with server, client:
+            _id, addr = server.network.listen(transport, LOCAL)
+            echo = asyncio.ensure_future(echo_forever(server, server_events))
+            endpoints = [(await client.network.connect(transport, addr))[0] for _ in range(clients)]
+            for index, endpoint in enumerate(endpoints):
+                assert await client.network.send(endpoint, b"%d" % index) is SendStatus.SENT
+            replies: dict[Endpoint, bytes] = {}
+            while len(replies) < clients:
+                event = await next_of(client_events, Message)
+                replies[event.endpoint] = event.data
+            assert replies == {ep: b"%d" % i for i, ep in enumerate(endpoints)}
+            echo.cancel()
+
+    run(main)
+
+
+def test_order_under_a_burst_and_the_largest_message(run: Run) -> None:
+    limit = 1 << 20
+
+    async def main() -> None:
+        server, server_events = mio.split()
+        client, _client_events = mio.split()
+        async with server, client:
+            config = FramedTcpListenConfig(max_message_size=limit)
+            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL, config=config)
+            endpoint, _ = await client.network.connect(
+                Transport.FRAMED_TCP, addr, config=FramedTcpConnectConfig(max_message_size=limit)
+            )
+            sent = [i.to_bytes(4, "big") for i in range(5000)] + [b"x" * limit]
+            for data in sent:
+                assert await client.network.send(endpoint, data) is SendStatus.SENT
+            too_big = await client.network.send(endpoint, b"x" * (limit + 1))
+            assert too_big is SendStatus.MAX_PACKET_SIZE_EXCEEDED
+            received = [(await next_of(server_events, Message)).data for _ in sent]
+            assert received == sent
+
+    run(main)
+
+
+def test_disconnect_and_remove(run: Run) -> None:
+    async def main() -> None:
+        server, server_events = mio.split()
+        client, client_events = mio.split()
+        async with server:
+            listener_id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
+            async with client:
+                first, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+                accepted = await next_of(server_events, Accepted)
+                assert accepted.listener_id == listener_id
+                # The server kicks it: the client sees Disconnected.
+                assert server.network.remove(accepted.endpoint.resource_id) is True
+                assert await next_of(client_events, Disconnected) == Disconnected(first)
+                second, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+                accepted = await next_of(server_events, Accepted)
+            # The client node stopped: the server sees its peer go.
+            gone = await next_of(server_events, Disconnected)
+            assert gone == Disconnected(accepted.endpoint)
+            assert client.network.is_ready(second.resource_id) is None
+
+    run(main)
+
+
+def test_a_failed_connect_raises_with_the_reason(run: Run) -> None:
+    async def main() -> None:
+        handler, listener = mio.split(resolver=lambda *_args: [])
+        async with handler:
+            with socket.socket() as bound:  # bound, not listening: refused
+                bound.bind(("127.0.0.1", 0))
+                with pytest.raises(ConnectError) as info:
+                    await handler.network.connect(Transport.FRAMED_TCP, bound.getsockname())
+            assert isinstance(info.value.__cause__, ConnectionRefusedError)
+            event = await next_of(listener, Connected)  # still delivered
+            assert not event.established
+            with pytest.raises(ConnectError, match="no IPv4 or IPv6 address"):
+                await handler.network.connect(Transport.FRAMED_TCP, "nowhere.test:80")
+
+    run(main)
+
+
+def test_send_waits_out_backpressure_and_a_slow_peer_blocks_no_one_else(run: Run) -> None:
+    limit = 64 * 1024
+    chunk = b"y" * 16 * 1024
+
+    async def main() -> None:
+        handler, listener = mio.split()
+        async with handler:
+            _id, addr = handler.network.listen(
+                Transport.FRAMED_TCP, LOCAL, config=FramedTcpListenConfig(send_buffer_limit=limit)
+            )
+            assert isinstance(addr, tuple)
+            slow = socket.create_connection(addr)  # reads nothing for now
+            fast = socket.create_connection(addr)
+            try:
+                peers = {}
+                for _ in range(2):
+                    endpoint = (await next_of(listener, Accepted)).endpoint
+                    peers[endpoint.addr] = endpoint
+                slow_ep, fast_ep = peers[slow.getsockname()], peers[fast.getsockname()]
+                count = 2000  # 32 MB: far more than the kernel and the queue hold
+
+                async def flood() -> None:
+                    for _ in range(count):
+                        status = await handler.network.send(slow_ep, chunk)
+                        assert status is SendStatus.SENT
+
+                flooding = asyncio.ensure_future(flood())
+                while handler.network.pending_bytes(slow_ep) < limit:
+                    await asyncio.sleep(0)  # let the flood run until it has to wait
+                assert not flooding.done()
+                # The slow peer holds up only its own sends.
+                assert await handler.network.send(fast_ep, b"quick") is SendStatus.SENT
+                fast.settimeout(TIMEOUT)
+                assert fast.recv(100)[-5:] == b"quick"
+                # The slow peer reads: every byte arrives, nothing was dropped.
+                expected = count * (3 + len(chunk))  # a 3-byte varint prefix each
+                loop = asyncio.get_running_loop()
+                slow.settimeout(TIMEOUT)
+                got = await loop.run_in_executor(None, _recv_exactly, slow, expected)
+                assert got == expected
+                await asyncio.wait_for(flooding, TIMEOUT)
+                assert await next_of(listener, Drained) == Drained(slow_ep)
+                # Waiting is the way of this send: no refusal was logged or counted.
+                stats = handler.network.statistics(slow_ep)
+                assert stats is not None and stats.refused_sends == 0
+            finally:
+                slow.close()
+                fast.close()
+
+    run(main)
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> int:
+    got = 0
+    while got < size:
+        data = sock.recv(min(1 << 20, size - got))
+        if not data:
+            break
+        got += len(data)
+    return got
+
+
+def test_cancelled_sends_and_reads_lose_and_leave_nothing(run: Run) -> None:
+    async def main() -> None:
+        handler, listener = mio.split(str)
+        async with handler:
+            _id, addr = handler.network.listen(
+                Transport.FRAMED_TCP, LOCAL, config=FramedTcpListenConfig(send_buffer_limit=1024)
+            )
+            assert isinstance(addr, tuple)
+            peer = socket.socket()
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+            peer.connect(addr)
+            try:
+                endpoint = (await next_of(listener, Accepted)).endpoint
+                # Fill the node's queue and the kernel's buffers (the peer reads nothing):
+                # flood until a refusal is not followed by Drained for half a second.
+                while True:
+                    while handler.network.send_nowait(endpoint, b"z" * 1024) is not _FULL:
+                        pass
+                    if await maybe_next(listener, Drained, 0.5) is None:
+                        break
+                blocked = asyncio.ensure_future(handler.network.send(endpoint, b"late"))
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                assert not blocked.done()
+                blocked.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await blocked
+
+                # Everything queued reaches the peer; the cancelled message never does.
+                loop = asyncio.get_running_loop()
+                reading = loop.run_in_executor(None, _recv_until, peer, b"END")
+                assert await handler.network.send(endpoint, b"END") is SendStatus.SENT
+                received = await reading
+                assert received.endswith(b"END") and b"late" not in received
+
+                # A task waiting for events is cancelled: the next event is not lost.
+                while await listener.receive(0) is not None:
+                    pass  # (Drained events of the flood)
+                reader = asyncio.ensure_future(listener.receive())
+                await asyncio.sleep(0)
+                reader.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await reader
+                handler.signals.send("after")
+                event = await next_of(listener, Signal)
+                assert event.value == "after"
+            finally:
+                peer.close()
+
+    run(main)
+
+
+_FULL = SendStatus.QUEUE_FULL
+
+
+async def maybe_next(listener: mio.AsyncNodeListener[Any], kind: type[Any], timeout: float) -> Any:
+    """The next event of ``kind`` within ``timeout`` seconds, or None."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (remaining := deadline - loop.time()) > 0:
+        event = await listener.receive(remaining)
+        if event is None or isinstance(event, kind):
+            return event
+    return None
+
+
+def _recv_until(sock: socket.socket, marker: bytes) -> bytes:
+    sock.settimeout(TIMEOUT)
+    data = bytearray()
+    while not data.endswith(marker):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def test_cancelled_connect_removes_the_connection(run: Run) -> None:
+    async def main() -> None:
+        gate = threading.Event()
+
+        def hung(host: str, port: int, *_rest: Any) -> list[Any]:
+            gate.wait(TIMEOUT)
+            return []
+
+        handler, _listener = mio.split(resolver=hung)
+        try:
+            async with handler:
+                connecting = asyncio.ensure_future(
+                    handler.network.connect(Transport.FRAMED_TCP, "slow.test:1")
+                )
+                await asyncio.sleep(0)
+                connecting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await connecting
+                # Nothing is left of it: no resource id is ready.
+                for resource_id in range(4):
+                    rid = message_io.ResourceId._make(
+                        Transport.FRAMED_TCP.id, message_io.ResourceType.REMOTE, resource_id
+                    )
+                    assert handler.network.is_ready(rid) is None
+        finally:
+            gate.set()
+
+    run(main)
+
+
+def test_stop_ends_the_iteration_and_connects_waiting(run: Run) -> None:
+    async def main() -> None:
+        gate = threading.Event()
+
+        def hung(host: str, port: int, *_rest: Any) -> list[Any]:
+            gate.wait(TIMEOUT)
+            return []
+
+        handler, listener = mio.split(str, resolver=hung)
+        try:
+            connecting = asyncio.ensure_future(
+                handler.network.connect(Transport.FRAMED_TCP, "slow.test:1")
+            )
+            handler.signals.send("before stop")
+            events = []
+            async for event in listener:
+                events.append(event)
+                handler.stop()
+            assert events == [Signal("before stop")]
+            with pytest.raises(NodeStoppedError):
+                await connecting
+            assert not handler.is_running()
+            with pytest.raises(NodeStoppedError):
+                handler.signals.send("late")
+        finally:
+            gate.set()
+
+    run(main)
+
+
+def test_no_thread_is_started(run: Run) -> None:
+    async def main() -> None:
+        before = threading.active_count()
+        server, server_events = mio.split()
+        client, _client_events = mio.split()
+        async with server, client:
+            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
+            endpoint, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+            await client.network.send(endpoint, b"x")
+            assert (await next_of(server_events, Message)).data == b"x"
+            assert threading.active_count() == before
+
+    run(main)
+
+
+def test_sends_from_a_thread_pool(run: Run) -> None:
+    async def main() -> None:
+        server, server_events = mio.split()
+        client, _client_events = mio.split()
+        async with server, client:
+            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
+            endpoint, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+            loop = asyncio.get_running_loop()
+            statuses = await asyncio.gather(
+                *(
+                    loop.run_in_executor(None, client.network.send_nowait, endpoint, b"%d" % i)
+                    for i in range(50)
+                )
+            )
+            assert set(statuses) == {SendStatus.SENT}
+            received = {(await next_of(server_events, Message)).data for _ in range(50)}
+            assert received == {b"%d" % i for i in range(50)}
+
+    run(main)
+
+
+def test_timers_and_receive_with_a_timeout(run: Run) -> None:
+    async def main() -> None:
+        handler, listener = mio.split(str)
+        async with handler:
+            assert await listener.receive(0.01) is None  # nothing happens: a timeout
+            handler.signals.send_with_timer("tick", 0.02)
+            handler.signals.send_with_priority("first")
+            assert await listener.receive(TIMEOUT) == Signal("first")
+            assert await listener.receive(TIMEOUT) == Signal("tick")
+
+    run(main)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="TaskGroup and asyncio.timeout are 3.11+")
+def test_inside_a_task_group_and_a_timeout(run: Run) -> None:
+    async def main() -> None:
+        server, server_events = mio.split()
+        client, client_events = mio.split()
+        async with server, client, asyncio.TaskGroup() as group:  # type: ignore[attr-defined]
+            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
+            echo = group.create_task(echo_forever(server, server_events))
+            endpoint, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+            async with asyncio.timeout(TIMEOUT):  # type: ignore[attr-defined]
+                await client.network.send(endpoint, b"ping")
+                assert (await next_of(client_events, Message)).data == b"ping"
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.01):  # type: ignore[attr-defined]
+                    async for _event in client_events:
+                        pass
+            echo.cancel()
+
+    run(main)
+
+
+def test_an_asyncio_server_and_a_message_io_listener_share_a_loop(run: Run) -> None:
+    """A plain asyncio service and a message_io node talk to each other in one loop."""
+
+    async def main() -> None:
+        async def upper(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(100):
+                writer.write(data.upper())
+                await writer.drain()
+            writer.close()
+
+        service = await asyncio.start_server(upper, "127.0.0.1", 0)
+        service_addr = service.sockets[0].getsockname()
+        handler, listener = mio.split()
+        async with service, handler:
+            # message_io (raw TCP) is the client of the asyncio service...
+            endpoint, _ = await handler.network.connect(Transport.TCP, service_addr)
+            await handler.network.send(endpoint, b"shout")
+            assert (await next_of(listener, Message)).data == b"SHOUT"
+            # ...and an asyncio client talks to a message_io TCP listener.
+            _id, addr = handler.network.listen(Transport.TCP, LOCAL)
+            reader, writer = await asyncio.open_connection(*addr)
+            writer.write(b"hello node")
+            await writer.drain()
+            event = await next_of(listener, Message)
+            assert event.data == b"hello node"
+            await handler.network.send(event.endpoint, b"hello asyncio")
+            assert await reader.readexactly(13) == b"hello asyncio"
+            writer.close()
+
+    run(main)
+
+
+def test_split_needs_a_running_loop() -> None:
+    with pytest.raises(RuntimeError):
+        mio.split()
+
+
+def test_for_each_calls_back_on_the_loop_and_stops_with_the_node(run: Run) -> None:
+    async def main() -> None:
+        server, server_events = mio.split()
+        client, client_events = mio.split(str)
+        async with server, client:
+            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
+
+            def echo(event: Any) -> None:
+                if isinstance(event, Message):
+                    assert server.network.send_nowait(event.endpoint, event.data) is SendStatus.SENT
+
+            serving = asyncio.ensure_future(server_events.for_each(echo))
+            endpoint, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+            client.signals.send("queued before for_each")  # delivered first
+            seen: list[Any] = []
+            thread = threading.get_ident()
+
+            def on_event(event: Any) -> None:
+                assert threading.get_ident() == thread  # the event loop's own thread
+                seen.append(event)
+                if isinstance(event, Signal):
+                    client.network.send_nowait(endpoint, b"via callback")
+                elif isinstance(event, Message):
+                    client.stop()
+
+            await client_events.for_each(on_event)
+            assert seen[0] == Connected(endpoint, True)
+            assert seen[1] == Signal("queued before for_each")
+            assert isinstance(seen[2], Message) and seen[2].data == b"via callback"
+            with pytest.raises(message_io.ListenerUsedError):
+                await server_events.receive(0)  # for_each consumes the listener
+            server.stop()
+            await serving
+
+    run(main)
+
+
+def test_for_each_raises_what_stopped_the_node(run: Run) -> None:
+    async def main() -> None:
+        handler, listener = mio.split(str)
+
+        def fail(event: Any) -> None:
+            raise ValueError(f"cannot handle {event!r}")
+
+        handler.signals.send("boom")
+        with pytest.raises(ValueError, match="cannot handle"):
+            await listener.for_each(fail, on_error="stop")
+        assert not handler.is_running()
+
+    run(main)
+
+
+def test_unconsumed_events_are_bounded_and_the_peer_is_slowed_down(run: Run) -> None:
+    """While nobody takes events, the node stops reading past a bounded queue, so TCP
+    pushes back on the peer; once consumed, every message arrives, in order."""
+    frame = b"\x64" + b"m" * 100  # a FramedTcp message of 100 bytes
+
+    async def main() -> None:
+        handler, listener = mio.split()
+        async with handler:
+            _id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+            assert isinstance(addr, tuple)
+            peer = socket.create_connection(addr)
+            peer.setblocking(False)
+            try:
+                assert isinstance(await listener.receive(TIMEOUT), Accepted)
+                loop = asyncio.get_running_loop()
+                sent = 0
+                blocked = False
+                while not blocked:  # flood until the kernel refuses for a second
+                    try:
+                        sent += peer.send(frame * 64)
+                    except BlockingIOError:
+                        writable = await loop.run_in_executor(
+                            None, lambda: select.select([], [peer], [], 1.0)[1]
+                        )
+                        blocked = not writable
+                    await asyncio.sleep(0)  # let the node take what it will
+                assert sent // len(frame) > mio.MAX_QUEUED_EVENTS  # it did push back
+                complete = sent // len(frame)
+                for _ in range(complete):
+                    event = await listener.receive(TIMEOUT)
+                    assert isinstance(event, Message) and event.data == frame[1:]
+            finally:
+                peer.close()
+
+    run(main)
