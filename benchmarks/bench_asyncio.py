@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any, Final, cast
 
 import bench_latency
-from bench_common import HOST, BenchmarkError, Case, Report, Row, run_pair
+from bench_common import HOST, BenchmarkError, Case, Report, Row
 
 import message_io.asyncio as mio
 from message_io import Connected, Disconnected, Message, SendStatus, Transport
@@ -250,25 +250,9 @@ def protocol_client(port: int, loop: str, warmup: int, count: int) -> float:
 # -- the cases -------------------------------------------------------------------------------
 
 
-def _measure(
-    server_side: Callable[..., int],
-    client_side: Callable[..., float],
-    args: tuple[Any, ...],
-    *,
-    warmup: int,
-    count: int,
-    also: list[Row] | None = None,
-) -> float:
-    answers, seconds = run_pair(
-        server_side,
-        client_side,
-        server_args=args,
-        client_args=(*args, warmup, count),
-        pin_cpu0=True,
-    )
-    if answers != warmup + count:
-        raise BenchmarkError(f"the server answered {answers} of {warmup + count}")
-    sample = float(seconds) * 1e6
+def _measure(*args: Any, also: list[Row] | None = None, **options: Any) -> float:
+    """The latency benchmark's measure; the sample also goes to the rows ``also``."""
+    sample = bench_latency.measure(*args, **options)
     for row in also or ():
         row.samples.append(sample)
     return sample

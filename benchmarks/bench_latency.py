@@ -32,7 +32,7 @@ from bench_common import HOST, BenchmarkError, Case, Report, Row, configs, run_p
 import message_io
 from message_io import Connected, Disconnected, Endpoint, Message, Signal, Transport
 
-__all__ = ["cases", "counts"]
+__all__ = ["cases", "counts", "measure"]
 
 _PAYLOAD = b"x"
 _SPLIT_REPLY = b"ok"
@@ -264,7 +264,7 @@ def mio_split_client(
 # -- the cases -------------------------------------------------------------------------------
 
 
-def _measure(
+def measure(
     server_side: Callable[..., int],
     client_side: Callable[..., float],
     args: tuple[Any, ...],
@@ -309,7 +309,7 @@ def cases(quick: bool) -> list[Case]:
             Case(
                 Row("latency", base, _UNIT, higher_is_better=False),
                 partial(
-                    _measure,
+                    measure,
                     plain_echo_server,
                     plain_ping_client,
                     (framed,),
@@ -332,7 +332,7 @@ def cases(quick: bool) -> list[Case]:
                         target_met=_within(1.3) if target else None,
                     ),
                     partial(
-                        _measure,
+                        measure,
                         mio_echo_server,
                         mio_ping_client,
                         (transport, nodelay),
@@ -358,7 +358,7 @@ def cases(quick: bool) -> list[Case]:
                         baseline=None if nodelay else base,
                     ),
                     partial(
-                        _measure,
+                        measure,
                         mio_split_server,
                         mio_split_client,
                         (transport, nodelay),

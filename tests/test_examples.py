@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import run_python
 from .netns import network_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +25,6 @@ EXAMPLES = ROOT / "examples"
 DEMO = [sys.executable, str(EXAMPLES / "demo.py")]
 PING_PONG = [sys.executable, str(EXAMPLES / "ping_pong")]
 MULTICAST = [sys.executable, str(EXAMPLES / "multicast")]
-ASYNCIO_ECHO = [sys.executable, str(EXAMPLES / "asyncio_echo.py")]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
 
 _COMMAND = re.compile(r"python3? +(?:-m +)?[\w./-]*examples[\w./-]*")
@@ -216,15 +216,8 @@ def test_multicast_without_default_route_asks_for_an_interface(
 
 
 def test_the_asyncio_example_serves_its_clients_from_another_directory(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*ASYNCIO_ECHO, "both", "--clients", "5", "--count", "3"],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    example = str(EXAMPLES / "asyncio_echo.py")
+    result = run_python(example, "both", "--clients", "5", "--count", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "15 of 15 echoes came back" in result.stdout
     assert "tick" in result.stdout  # other work on the same event loop went on

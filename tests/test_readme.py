@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .helpers import run_python
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
 
@@ -102,15 +104,7 @@ def test_readme_echo_server_loses_nothing_to_a_slow_reader() -> None:
 def test_readme_asyncio_example_runs_as_written(tmp_path: Path) -> None:
     blocks = [block for block in _python_blocks() if "message_io.asyncio" in block]
     assert len(blocks) == 1
-    result = subprocess.run(
-        [sys.executable, "-c", blocks[0]],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_python("-c", blocks[0], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "echoed: hello\n"
 
@@ -118,14 +112,6 @@ def test_readme_asyncio_example_runs_as_written(tmp_path: Path) -> None:
 def test_the_asyncio_docs_example_runs_as_written(tmp_path: Path) -> None:
     text = (ROOT / "docs" / "asyncio.md").read_text()
     first = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)[0]
-    result = subprocess.run(
-        [sys.executable, "-c", first],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_python("-c", first, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "echoed: b'hello'\n"
