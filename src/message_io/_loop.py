@@ -866,6 +866,43 @@ class _Timer:
 class Loop(Generic[S]):
     """The engine behind NodeHandler, NetworkController and NodeListener."""
 
+    # Slots: the hot paths read these attributes on every event, and CPython 3.11 keeps
+    # a plain instance's attributes inline (fast) only up to 30 of them.
+    __slots__ = (
+        "_cancelled",
+        "_counters",
+        "_poll",
+        "_registrations",
+        "_releases",
+        "_requests",
+        "_timer_lock",
+        "_timer_seq",
+        "_timers",
+        "backlog",
+        "connections",
+        "dirty",
+        "drive_lock",
+        "driver",
+        "emit",
+        "handlers",
+        "holding",
+        "incomplete_bytes",
+        "iteration",
+        "listeners",
+        "max_incomplete_bytes",
+        "owner",
+        "paused",
+        "peer_log",
+        "poller",
+        "registry_lock",
+        "resolver",
+        "resources",
+        "running",
+        "shut",
+        "signals",
+        "waker",
+    )
+
     def __init__(
         self,
         *,

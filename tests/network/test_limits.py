@@ -47,15 +47,20 @@ class Server:
         self.peak = 0  # the most incomplete_bytes ever seen after a read
         self.holding = threading.Event()  # set once a read left an unfinished message
         loop = self.handler._loop
-        account = loop._account
+        server = self
 
-        def watched(*args: Any) -> None:
-            account(*args)
-            self.peak = max(self.peak, loop.incomplete_bytes)
-            if loop.incomplete_bytes:
-                self.holding.set()
+        class Watched(type(loop)):  # type: ignore[misc]
+            """The node's engine, reporting what unfinished messages hold after a read."""
 
-        loop._account = watched  # type: ignore[method-assign,assignment]
+            __slots__ = ()
+
+            def _account(self, *args: Any) -> None:
+                super()._account(*args)
+                server.peak = max(server.peak, self.incomplete_bytes)
+                if self.incomplete_bytes:
+                    server.holding.set()
+
+        loop.__class__ = Watched  # the same slots: only this method changes
         self.task = listener.for_each_async(self._on_event, on_error="stop")
 
     def _on_event(self, event: NodeEvent[Any]) -> None:

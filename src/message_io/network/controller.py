@@ -135,10 +135,12 @@ class NetworkController:
             NodeStoppedError: the node has been stopped.
         """
         conn, local_addr = self._connect(transport, addr, config, publish_later=True)
+        if isinstance(conn.remote, Dial):
+            # Before publishing: starting a resolver thread lets other threads run, and
+            # the dial goes no further than the lookup until it is published.
+            conn.remote.start()
         result = conn.endpoint, local_addr
         conn.published = True  # the last step: now the loop may poll it (and tell of it)
-        if isinstance(conn.remote, Dial):
-            conn.remote.start()
         return result
 
     def _connect(
@@ -160,7 +162,13 @@ class NetworkController:
         config = _checked(loop, transport, config, adapter.connect_config)
         name = adapter.lookup(addr, config)
         if name is not None:
-            return self._dial(transport, adapter, addr, config, name, hold_events=hold_events), None
+            conn = self._dial(transport, adapter, addr, config, name, hold_events=hold_events)
+            if publish_later:
+                conn.published = False
+                dial = conn.remote
+                assert isinstance(dial, Dial)
+                dial.may_proceed = lambda: conn.published
+            return conn, None
         try:
             info = adapter.connect(addr, config)
         except (AddressError, ConnectError):

@@ -92,6 +92,8 @@ class Dial(Remote):
         self._resolver = resolver
         self.won: Callable[[ConnectionInfo, PendingStatus], None] = _unset
         self.failed: Callable[[BaseException], None] = _unset
+        # Whether the creator holds the endpoint, so events about it may follow.
+        self.may_proceed: Callable[[], bool] = _always
         self.active = True  # False once decided or closed
         self.resolved = False
         self.addresses: deque[tuple[Any, tuple[Any, ...]]] = deque()
@@ -138,6 +140,11 @@ class Dial(Remote):
 
     def _on_resolved(self, result: Addresses | BaseException) -> None:
         if not self.active:
+            return
+        if not self.may_proceed():
+            # connect() has not handed back the endpoint yet: look again next turn, so
+            # that no event about it comes first (a matter of microseconds).
+            self._host.add_timer(0.0, functools.partial(self._on_resolved, result))
             return
         self.resolved = True
         if isinstance(result, BaseException):
@@ -248,6 +255,10 @@ class Dial(Remote):
 
     def write(self, data: Buffer) -> int:
         raise RuntimeError("a connection still dialing cannot be written")
+
+
+def _always() -> bool:
+    return True
 
 
 def _unset(*_args: object) -> None:
