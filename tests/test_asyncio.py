@@ -582,3 +582,66 @@ def test_unconsumed_events_are_bounded_and_the_peer_is_slowed_down(run: Run) -> 
                 peer.close()
 
     run(main)
+
+
+def test_an_echo_server_behind_its_queue_keeps_writing_and_echoes_everything(run: Run) -> None:
+    """The echo loop waits in `await send` while more than MAX_QUEUED_EVENTS events are
+    queued: the node must still write (and so drain) while it reads nothing more."""
+    count = 20_000
+    frame = b"\x64" + b"e" * 100
+
+    async def main() -> None:
+        server, server_events = mio.split()
+        async with server:
+            _id, addr = server.network.listen(
+                Transport.FRAMED_TCP,
+                LOCAL,
+                config=FramedTcpListenConfig(send_buffer_limit=64 * 1024),
+            )
+            echo = asyncio.ensure_future(echo_forever(server, server_events))
+            assert isinstance(addr, tuple)
+            loop = asyncio.get_running_loop()
+            peer = socket.create_connection(addr)
+            try:
+                # Send everything before reading any echo: the echoes back up.
+                await loop.run_in_executor(None, peer.sendall, frame * count)
+                peer.settimeout(TIMEOUT)
+                received = await loop.run_in_executor(None, _recv_exactly, peer, len(frame) * count)
+                assert received == len(frame) * count
+                assert len(server_events._driver.events) <= mio.MAX_QUEUED_EVENTS + 64  # white box
+            finally:
+                peer.close()
+                echo.cancel()
+
+    run(main)
+
+
+def test_stop_while_the_queue_is_full_closes_the_node(run: Run) -> None:
+    async def main() -> None:
+        handler, listener = mio.split(str)
+        for index in range(mio.MAX_QUEUED_EVENTS + 100):
+            handler.signals.send(str(index))
+        assert await listener.receive(TIMEOUT) == Signal("0")  # the queue filled meanwhile
+        handler.stop()
+        await asyncio.wait_for(handler.wait_closed(), TIMEOUT)
+        assert not handler.is_running()
+
+    run(main)
+
+
+def test_for_each_stops_the_node_when_a_queued_event_raises(run: Run) -> None:
+    async def main() -> None:
+        handler, listener = mio.split(str)
+        handler.signals.send("queued")
+        while not listener._driver.events:  # white box: a turn has queued it
+            await asyncio.sleep(0)
+
+        def fail(event: Any) -> None:
+            raise ValueError("no")
+
+        with pytest.raises(ValueError, match="no"):
+            await listener.for_each(fail, on_error="stop")
+        await asyncio.wait_for(handler.wait_closed(), TIMEOUT)
+        assert not handler.is_running()
+
+    run(main)

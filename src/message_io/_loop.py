@@ -676,12 +676,18 @@ def _update_reading(conn: _Connection) -> None:
     Before it is ready the poller waits for its handshake instead: the pauses take
     effect when it becomes ready (``Loop._after_pending``).
     """
-    reading = not (conn.paused or conn.user_paused or conn.withheld)
+    reading = not (conn.paused or conn.user_paused or conn.withheld or conn.loop.input_paused)
     if reading is not conn.reading:
         conn.reading = reading
         if conn.fd >= 0 and conn.state == _READY:
             with contextlib.suppress(OSError):  # not registered yet: registration applies it
                 conn.loop.poller.modify(conn.fd, _poll_interest(conn))
+
+
+def _listener_interest(listener: _Listener) -> int:
+    """What to poll ``listener`` for: accepting (or receiving) unless the node's input is
+    paused, writing while datagrams wait."""
+    return (0 if listener.loop.input_paused else READ) | (WRITE if listener.write_armed else 0)
 
 
 def _discard(_data: bytes | str) -> None:
@@ -791,7 +797,7 @@ class _Listener:
             if not self.write_armed:
                 self.write_armed = True
                 try:
-                    self.loop.poller.modify(self.fd, READ | WRITE)
+                    self.loop.poller.modify(self.fd, _listener_interest(self))
                 except OSError:  # closed meanwhile
                     pass
             return _SENT
@@ -848,7 +854,7 @@ class _Listener:
             self.write_armed = False
             _notify(self)
             if self.state == _READY:
-                self.loop.poller.modify(self.fd, READ)
+                self.loop.poller.modify(self.fd, _listener_interest(self))
             drained = list(self.want_drain)
             self.want_drain.clear()
             return drained
@@ -887,6 +893,7 @@ class Loop(Generic[S]):
         "handlers",
         "holding",
         "incomplete_bytes",
+        "input_paused",
         "iteration",
         "listeners",
         "max_incomplete_bytes",
@@ -940,6 +947,7 @@ class Loop(Generic[S]):
         self._requests: deque[tuple[_Connection | _Listener, bool]] = deque()
         self._releases: deque[_Connection] = deque()  # see release_events
         self.holding = 0  # connections whose events wait for connect_sync() to return
+        self.input_paused = False  # see pause_input
         # Resources the driver is to poll once their creators hold their ids.
         self._registrations: deque[_Connection | _Listener] = deque()
         self._timers: list[tuple[float, int, _Timer]] = []
@@ -1086,7 +1094,7 @@ class Loop(Generic[S]):
             self.handlers[listener.fd] = functools.partial(self._on_listener, listener)
             driver = self.driver
             if not publish_later or driver is None or driver == _get_ident():
-                self.poller.register(listener.fd, READ)
+                self.poller.register(listener.fd, _listener_interest(listener))
                 return
             listener.published = False
             self._registrations.append(listener)
@@ -1122,6 +1130,22 @@ class Loop(Generic[S]):
             self._request(listener, False)
             return True
         return False
+
+    def pause_input(self, paused: bool) -> None:
+        """Stop (or resume) reading and accepting on every connection and listener of
+        the node, while writes, timers and signals go on: for a consumer of events that
+        fell behind (the asyncio listener's bounded queue). Loop thread."""
+        if paused is self.input_paused:
+            return
+        self.input_paused = paused
+        for conn in list(self.connections.values()):
+            with conn.lock:
+                _update_reading(conn)
+        for listener in list(self.listeners.values()):
+            with listener.lock:
+                if listener.fd >= 0 and listener.state == _READY:
+                    with contextlib.suppress(OSError):  # not registered yet
+                        self.poller.modify(listener.fd, _listener_interest(listener))
 
     def forget_peer(self, listener_id: ResourceId, addr: Address) -> bool:
         """Forget one peer of a packet listener: drop the datagrams queued to it.
@@ -1446,9 +1470,7 @@ class Loop(Generic[S]):
                 if resource.fd < 0:  # closed meanwhile
                     continue
                 if isinstance(resource, _Listener):
-                    self.poller.register(
-                        resource.fd, READ | WRITE if resource.write_armed else READ
-                    )
+                    self.poller.register(resource.fd, _listener_interest(resource))
                 else:
                     self.poller.register(resource.fd, READ | WRITE if resource.reading else WRITE)
         registrations.extend(waiting)
@@ -1825,8 +1847,10 @@ class Loop(Generic[S]):
                     return
                 conn.state = _READY
                 conn.established = True
-                # Read unless paused meanwhile (pause_reading while it connected).
+                # Read unless paused meanwhile (pause_reading while it connected, or
+                # the node's input is paused).
                 self.poller.modify(conn.fd, _poll_interest(conn))
+                _update_reading(conn)
                 self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
             conn.resolved.set()
             self.cancel_timer(conn.deadline_timer)
@@ -2134,7 +2158,7 @@ class Loop(Generic[S]):
 
         def resume() -> None:
             if listener.fd == fd and listener.state == _READY:
-                self.poller.modify(fd, READ)
+                self.poller.modify(fd, _listener_interest(listener))
 
         self.add_timer(_ACCEPT_PAUSE, resume)
 

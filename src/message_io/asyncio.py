@@ -20,8 +20,9 @@ event loop runs one *turn* of the node on its own thread: a poll that does not w
 then reads, accepts, handshakes, writes, timers and signals, exactly as ``for_each``
 does, with each event appended to the listener's queue. No thread is started and no
 event crosses threads. The queue is bounded: past 4,096 events not yet consumed, the
-node is not turned (so its sockets are not read and TCP slows the peers) until the
-consumer has taken half of them.
+node stops reading and accepting (TCP slows the peers down) until the consumer has
+taken half of them; writes, timers and signals go on meanwhile, so a consumer waiting
+in ``await send`` still gets its room.
 
 Other threads may still use the handler's synchronous calls (``send_nowait``,
 ``signals.send``...): they wake the node through its waker, which makes the poller
@@ -72,7 +73,8 @@ class _Driver:
         self.waiter: asyncio.Future[None] | None = None  # the consumer's, if it waits
         # for_each's callback: called with each event inside the turn, instead of queueing
         self.callback: Callable[[Any], object] | None = None
-        self.connects: dict[Endpoint, asyncio.Future[Connected]] = {}
+        self.connects: dict[Endpoint, asyncio.Future[tuple[Connected, Address | None]]] = {}
+        self.local_addr = NetworkController(engine).local_addr
         self.drains: dict[Endpoint, list[asyncio.Future[None]]] = {}
         self.closed: asyncio.Future[None] = aloop.create_future()
         self.error: BaseException | None = None
@@ -95,12 +97,17 @@ class _Driver:
         """One non-blocking turn of the node; then plan the next one."""
         self._soon = None
         engine = self.engine
-        if self.finished or self.throttled:
+        if self.finished:
             return
         if engine.running:
             engine.driver = self.thread
             try:
                 engine.iterate(0.0)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                engine.running = False
+                self.error = exc
+                self.finish()
+                raise  # as asyncio does with its own callbacks
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
                 engine.running = False
                 self.error = exc
@@ -108,9 +115,6 @@ class _Driver:
                 engine.driver = None
         if not engine.running:
             self.finish()
-            return
-        if len(self.events) >= MAX_QUEUED_EVENTS:
-            self.throttle()
             return
         self.plan()
 
@@ -123,7 +127,10 @@ class _Driver:
             if self._soon is None:
                 self._soon = self.aloop.call_soon(self.turn)
             return
-        at = self.aloop.time() + timeout
+        # Not under a millisecond: uvloop rounds a shorter delay down to "at once", and
+        # the turn would spin until the deadline (the node's timers are never early,
+        # so a late turn is right).
+        at = self.aloop.time() + max(timeout, 0.001)
         timer = self._timer
         if timer is not None and not timer.cancelled() and self._timer_at <= at:
             return  # an earlier (or the same) turn is already planned
@@ -137,14 +144,15 @@ class _Driver:
         self.turn()
 
     def throttle(self) -> None:
-        """Stop turning the node until the consumer has taken half of the queue."""
+        """Stop reading the node's sockets until the consumer has taken half of the
+        queue; writes, timers and signals go on (loop thread)."""
         self.throttled = True
-        self.aloop.remove_reader(self._fd)
+        self.engine.pause_input(True)
 
     def unthrottle(self) -> None:
         self.throttled = False
         if not self.finished:
-            self.aloop.add_reader(self._fd, self.turn)
+            self.engine.pause_input(False)
             if self._soon is None:
                 self._soon = self.aloop.call_soon(self.turn)
 
@@ -193,7 +201,9 @@ class _Driver:
             if kind is Connected:
                 future = self.connects.get(event.endpoint)
                 if future is not None and not future.done():
-                    future.set_result(event)
+                    # The local address now: the connection may be gone by the time
+                    # the connecting task runs.
+                    future.set_result((event, self.local_addr(event.endpoint)))
             elif kind is Drained or kind is Disconnected:
                 waiters = self.drains.pop(event.endpoint, None)
                 if waiters:
@@ -202,7 +212,10 @@ class _Driver:
         if callback is not None:
             callback(event)
             return
-        self.events.append(event)
+        events = self.events
+        events.append(event)
+        if len(events) >= MAX_QUEUED_EVENTS and not self.throttled:
+            self.throttle()  # at once: the rest of this turn reads nothing more
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -216,10 +229,11 @@ class _Driver:
 
     async def next_event(self, timeout: float | None) -> Any:
         """The next event; None after ``timeout``; ``_END`` once stopped and drained."""
+        _check_loop(self)
         if self.callback is not None:
             raise ListenerUsedError("for_each consumes this node's events")
         events = self.events
-        if not events:
+        while not events:
             if self.finished:
                 self._raise_error()
                 return _END
@@ -236,9 +250,8 @@ class _Driver:
             finally:
                 if self.waiter is waiter:
                     self.waiter = None
-            if not events:
-                self._raise_error()
-                return _END if self.finished else None
+            if timeout is not None and not events and not self.finished:
+                return None  # another task took the event (receive(0) meanwhile)
         event = events.popleft()
         if self.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
             self.unthrottle()
@@ -321,19 +334,19 @@ class AsyncNetwork:
         driver = self._driver
         _check_loop(driver)
         endpoint, _local = self._sync.connect(transport, addr, config=config)
-        future: asyncio.Future[Connected] = driver.aloop.create_future()
+        future: asyncio.Future[tuple[Connected, Address | None]] = driver.aloop.create_future()
         driver.connects[endpoint] = future
         try:
-            event = await future
+            event, local = await future
         except asyncio.CancelledError:
-            self._sync.remove(endpoint)
+            self.remove(endpoint)
             raise
         finally:
             driver.connects.pop(endpoint, None)
         if not event.established:
             raise event.error or ConnectError(None, "failed", str(addr))
-        local = self._sync.local_addr(endpoint)
-        assert local is not None  # an established connection has its socket
+        if local is None:  # the transport has no socket address to tell
+            local = ""
         return endpoint, local
 
     async def send(self, endpoint: Endpoint, data: Buffer | str) -> SendStatus:
@@ -374,8 +387,9 @@ class AsyncNetwork:
         return self._sync.listen(transport, addr, config=config)
 
     def remove(self, target: ResourceId | Endpoint) -> bool:
-        """As the synchronous ``remove``; sends waiting on it return
-        ``RESOURCE_NOT_FOUND``."""
+        """As the synchronous ``remove``; sends waiting on a removed connection or
+        listener return ``RESOURCE_NOT_FOUND`` (a forgotten UDP peer can still be sent
+        to: its waiting sends go on)."""
         removed = self._sync.remove(target)
         if removed:
             resource_id = target.resource_id if isinstance(target, Endpoint) else target
@@ -514,8 +528,13 @@ class AsyncNodeListener(Generic[S]):
         events = driver.events
         driver.callback = guarded
         try:
-            while events:
-                guarded(events.popleft())
+            try:
+                while events:
+                    guarded(events.popleft())
+            except BaseException:
+                driver.engine.stop()  # as when the callback raises inside a turn
+                driver.wake_soon()
+                raise
             if driver.throttled:
                 driver.unthrottle()
             await asyncio.shield(driver.closed)
