@@ -52,7 +52,7 @@ from typing import Any, Final, Generic, TypeVar
 from ._throttle import LogThrottle
 from .errors import FrameError, NodeStoppedError, connect_error
 from .events import _EMPTY, EventSender
-from .network._poll import READ, WRITE, Poller, Waker
+from .network._poll import HANGUP, READ, WRITE, Poller, Waker
 from .network.adapter import (
     Buffer,
     ConnectConfig,
@@ -1508,6 +1508,11 @@ class Loop(Generic[S]):
     def _on_connection(self, conn: _Connection, flags: int) -> None:
         state = conn.state
         if state == _READY:
+            if flags & HANGUP and not conn.reading and not conn.remote.datagrams:
+                # Reset while not read (paused): epoll reports it whatever the interest,
+                # and nothing would read the error away: the loop would spin on it.
+                self._lost(conn)
+                return
             if flags & WRITE:
                 self._on_writable(conn)
             if flags & READ and conn.state == _READY:

@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import socket
+import struct
 import threading
 from typing import Any
 
@@ -787,3 +788,18 @@ def test_pause_reading_holds_a_peer_back_and_resume_delivers(net: Net) -> None:
     assert message.data == b"held" or b"held".startswith(message.data)  # TCP: a stream
     unknown = Endpoint.from_listener(listener_id, ("127.0.0.1", 9))
     assert server.network.pause_reading(unknown) is False
+
+
+def test_a_paused_connection_whose_peer_resets_is_disconnected(net: Net) -> None:
+    """A reset is reported by the poller even for a connection not polled for reading
+    (paused): it must end the connection, not make the loop spin on it."""
+    if net.is_unix:
+        pytest.skip("a Unix socket has no reset to send")
+    server, listener_id, addr = net.server()
+    raw = net.raw_connect(addr)  # (the WebSocket handshake done, on WS)
+    endpoint = accepted(server, listener_id)
+    assert server.network.pause_reading(endpoint) is True
+    server.sync()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.close()  # with SO_LINGER 0: a reset
+    assert server.expect(Disconnected) == Disconnected(endpoint)

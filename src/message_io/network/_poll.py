@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["READ", "WRITE", "Poller", "Waker"]
+__all__ = ["HANGUP", "READ", "WRITE", "Poller", "Waker"]
 
 # Interest and readiness bits, epoll's own so that the hot path needs no conversion:
 # READ and WRITE are what handlers test; HUP/ERR count as both (the next read or write
@@ -37,6 +37,9 @@ READ: Final = _IN | _ERR
 """Readiness mask bits that mean "readable" (also used as the interest to read)."""
 WRITE: Final = _OUT | _ERR
 """Readiness mask bits that mean "writable" (also used as the interest to write)."""
+HANGUP: Final = select.EPOLLHUP if hasattr(select, "epoll") else 0x010
+"""The readiness bit of a connection closed both ways (a reset): reported even when
+nothing is polled for."""
 
 
 class Poller:
