@@ -645,3 +645,21 @@ def test_for_each_stops_the_node_when_a_queued_event_raises(run: Run) -> None:
         assert not handler.is_running()
 
     run(main)
+
+
+def test_a_node_outliving_its_event_loop_closes_on_stop() -> None:
+    """The loop ended without stopping the node: stop() from outside still closes it
+    (its sockets and its poller), without touching the closed loop."""
+
+    async def main() -> tuple[mio.AsyncNodeHandler[Any], Any]:
+        handler, _listener = mio.split()
+        _id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+        return handler, addr
+
+    handler, addr = asyncio.run(main())
+    assert handler.is_running()
+    handler.stop()
+    assert not handler.is_running()
+    assert handler._engine.shut  # white box: everything is closed
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(addr, timeout=TIMEOUT).close()

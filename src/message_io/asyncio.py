@@ -158,6 +158,9 @@ class _Driver:
 
     def wake_soon(self) -> None:
         """Make sure a turn runs soon (any thread)."""
+        if self.aloop.is_closed():
+            self.finish()  # no turn will ever run: close the node here
+            return
         if threading.get_ident() == self.thread:
             if self._soon is None and not self.finished:
                 self._soon = self.aloop.call_soon(self.turn)
@@ -170,7 +173,8 @@ class _Driver:
             return
         self.finished = True
         aloop = self.aloop
-        aloop.remove_reader(self._fd)
+        if not aloop.is_closed():
+            aloop.remove_reader(self._fd)
         for handle in (self._soon, self._timer):
             if handle is not None:
                 handle.cancel()
@@ -181,6 +185,8 @@ class _Driver:
         finally:
             engine.owner = None
             engine.drive_lock.release()
+        if aloop.is_closed():
+            return  # its futures can no longer wake anything
         stopped = NodeStoppedError("the node was stopped")
         for future in self.connects.values():
             if not future.done():
@@ -285,6 +291,8 @@ class _Driver:
 
     def forget(self, resource_id: ResourceId) -> None:
         """Release the sends waiting on a removed resource (any thread)."""
+        if self.aloop.is_closed():
+            return  # nothing waits any more
         if threading.get_ident() != self.thread:
             self.aloop.call_soon_threadsafe(self.forget, resource_id)
             return
