@@ -66,7 +66,7 @@ from .network.adapter import (
     SendStatus,
     format_address,
 )
-from .network.dial import Dial
+from .network.dial import Dial, pending_status
 from .network.endpoint import Address, Endpoint, ResourceId, ResourceType
 from .network.net_event import (
     Accepted,
@@ -591,7 +591,7 @@ class _DatagramConnection(_Connection):
                     status = self._write_now(packet)
                     if status is not None:
                         return status
-            if self.queued + len(self.chunks) >= self.limit:
+            if self._full():
                 self.want_drain = True
                 return _QUEUE_FULL
             packet = bytes(packet)  # the caller may reuse its buffer once send returns
@@ -676,12 +676,18 @@ def _update_reading(conn: _Connection) -> None:
     Before it is ready the poller waits for its handshake instead: the pauses take
     effect when it becomes ready (``Loop._after_pending``).
     """
-    reading = not (conn.paused or conn.user_paused or conn.withheld or conn.loop.input_paused)
+    reading = _reading_wanted(conn)
     if reading is not conn.reading:
         conn.reading = reading
         if conn.fd >= 0 and conn.state == _READY:
             with contextlib.suppress(OSError):  # not registered yet: registration applies it
                 conn.loop.poller.modify(conn.fd, _poll_interest(conn))
+
+
+def _reading_wanted(conn: _Connection) -> bool:
+    """Whether ``conn`` is to be read: no pause holds it (the node's cap on unfinished
+    messages, pause_reading, connect_sync's hold, the node's input)."""
+    return not (conn.paused or conn.user_paused or conn.withheld or conn.loop.input_paused)
 
 
 def _listener_interest(listener: _Listener) -> int:
@@ -788,7 +794,7 @@ class _Listener:
         with self.lock:
             if self.state != _READY:
                 return _NOT_FOUND
-            if self.queued + len(self.chunks) >= self.limit:
+            if self._full():
                 self.want_drain.add(endpoint)
                 return _QUEUE_FULL
             packet = bytes(data)
@@ -805,10 +811,15 @@ class _Listener:
     def request_drained(self, endpoint: Endpoint) -> bool:
         """As :meth:`_Connection.request_drained`, for a send to ``endpoint``."""
         with self.lock:
-            if self.state != _READY or self.queued + len(self.chunks) < self.limit:
+            if self.state != _READY or not self._full():
                 return False
             self.want_drain.add(endpoint)
             return True
+
+    def _full(self) -> bool:
+        """A send would be refused (datagrams count as bytes and one each). Holds the
+        lock."""
+        return self.queued + len(self.chunks) >= self.limit
 
     def forget(self, addr: Address) -> int:
         """Drop the datagrams queued to ``addr`` (any thread); return how many."""
@@ -1534,9 +1545,8 @@ class Loop(Generic[S]):
             else:
                 announce = False
         if announce:
-            if self._park(conn, Connected(conn.endpoint, True)):
+            if self._announce(conn, Connected(conn.endpoint, True)):
                 return  # read once connect_sync() has returned
-            self.emit(Connected(conn.endpoint, True))
             if conn.state != _READY or not self.running:
                 return
         self._on_connection(conn, flags)
@@ -1829,16 +1839,7 @@ class Loop(Generic[S]):
             self.emit(Drained(conn.endpoint))
 
     def _on_pending(self, conn: _Connection, flags: int) -> None:
-        try:
-            status = conn.remote.pending(_readiness(flags))
-        except (OSError, FrameError) as exc:
-            conn.remote.failure = exc
-            status = PendingStatus.DISCONNECTED
-        except Exception as exc:
-            log.exception("pending() of %s failed", conn.endpoint)
-            conn.remote.failure = exc
-            status = PendingStatus.DISCONNECTED
-        self._after_pending(conn, status)
+        self._after_pending(conn, pending_status(conn.remote, _readiness(flags), conn.endpoint))
 
     def _after_pending(self, conn: _Connection, status: PendingStatus) -> None:
         """Act on what ``pending()`` said: wait more, announce the connection, or fail."""
@@ -1854,8 +1855,8 @@ class Loop(Generic[S]):
                 conn.established = True
                 # Read unless paused meanwhile (pause_reading while it connected, or
                 # the node's input is paused).
+                conn.reading = _reading_wanted(conn)
                 self.poller.modify(conn.fd, _poll_interest(conn))
-                _update_reading(conn)
                 self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
             conn.resolved.set()
             self.cancel_timer(conn.deadline_timer)
@@ -1866,9 +1867,8 @@ class Loop(Generic[S]):
             self.start_watch(conn)
             if conn.listener_id is None:
                 log.debug("connected to %s", conn.endpoint)
-                if self._park(conn, Connected(conn.endpoint, True)):
+                if self._announce(conn, Connected(conn.endpoint, True)):
                     return  # read once connect_sync() has returned: nothing comes first
-                self.emit(Connected(conn.endpoint, True))
             else:
                 log.debug("accepted %s on listener %r", conn.endpoint, conn.listener_id)
                 self.emit(Accepted(conn.endpoint, conn.listener_id))
@@ -1877,11 +1877,13 @@ class Loop(Generic[S]):
             return
         self._fail_pending(conn)
 
-    def _park(self, conn: _Connection, event: Any) -> bool:
-        """Hold ``event`` back if ``conn``'s creator (connect_sync) has not returned yet,
-        and stop reading a ready connection until then. True if held (driver only)."""
+    def _announce(self, conn: _Connection, event: Any) -> bool:
+        """Emit ``event`` about ``conn``, or hold it back if its creator (connect_sync)
+        has not returned yet, and then stop reading a ready connection until it has.
+        True if held (driver only)."""
         parked = conn.parked
         if parked is None:
+            self.emit(event)
             return False
         if not parked:
             self.holding += 1
@@ -1947,8 +1949,7 @@ class Loop(Generic[S]):
         if conn.listener_id is None:
             log.debug("connection to %s failed: %s", conn.endpoint, _describe(failure))
             error = connect_error(failure, format_address(conn.endpoint.addr))
-            if not self._park(conn, Connected(conn.endpoint, False, error)):
-                self.emit(Connected(conn.endpoint, False, error))
+            self._announce(conn, Connected(conn.endpoint, False, error))
         else:
             self.peer_log.log(
                 logging.INFO,
@@ -1972,8 +1973,7 @@ class Loop(Generic[S]):
         self._close_connection(conn)
         if state == _READY:
             log.debug("%s disconnected", conn.endpoint)
-            if not self._park(conn, Disconnected(conn.endpoint)):
-                self.emit(Disconnected(conn.endpoint))
+            self._announce(conn, Disconnected(conn.endpoint))
 
     def _linger(self, conn: _Connection) -> None:
         """A removed connection: write what was queued, then close (bounded in time)."""

@@ -45,9 +45,24 @@ from .adapter import (
 )
 from .resolver import POOL, Addresses, Resolver, resolve
 
-__all__ = ["Dial", "DialHost"]
+__all__ = ["Dial", "DialHost", "pending_status"]
 
 log = logging.getLogger("message_io")
+
+
+def pending_status(remote: Remote, readiness: Readiness, what: object) -> PendingStatus:
+    """``remote.pending(readiness)``, with the contract's rule for its errors: an
+    ``OSError`` or ``FrameError`` is a failed connection (kept as ``remote.failure``),
+    anything else a bug of the adapter, logged with its traceback (``what`` names the
+    connection), that fails it too."""
+    try:
+        return remote.pending(readiness)
+    except (OSError, FrameError) as exc:
+        remote.failure = exc
+    except Exception as exc:
+        log.exception("pending() of %s failed", what)
+        remote.failure = exc
+    return PendingStatus.DISCONNECTED
 
 
 class DialHost(Protocol):
@@ -95,11 +110,9 @@ class Dial(Remote):
         # Whether the creator holds the endpoint, so events about it may follow.
         self.may_proceed: Callable[[], bool] = _always
         self.active = True  # False once decided or closed
-        self.resolved = False
         self.addresses: deque[tuple[Any, tuple[Any, ...]]] = deque()
         self.attempts: dict[int, tuple[tuple[Any, ...], ConnectionInfo]] = {}  # by fd
         self.errors: list[tuple[tuple[Any, ...], BaseException]] = []
-        self.tried: list[tuple[Any, ...]] = []  # every address started, in order
         self._timer: Any = None
 
     # -- the node's calls ----------------------------------------------------------
@@ -146,7 +159,6 @@ class Dial(Remote):
             # that no event about it comes first (a matter of microseconds).
             self._host.add_timer(0.0, functools.partial(self._on_resolved, result))
             return
-        self.resolved = True
         if isinstance(result, BaseException):
             log.debug("cannot resolve %s: %s", self.name.host, result)
             self._fail(result)
@@ -168,7 +180,6 @@ class Dial(Remote):
         self._timer = None
         while self.addresses and self.active:
             family, sockaddr = self.addresses.popleft()
-            self.tried.append(sockaddr)
             try:
                 info = self._connect_to(family, sockaddr)
             except (OSError, ValueError) as exc:  # refused to start; AddressError: a
@@ -195,15 +206,7 @@ class Dial(Remote):
             return
         sockaddr, info = entry
         remote = info.remote
-        try:
-            status = remote.pending(readiness)
-        except (OSError, FrameError) as exc:
-            remote.failure = exc
-            status = PendingStatus.DISCONNECTED
-        except Exception as exc:
-            log.exception("pending() of an attempt to %s failed", format_address(sockaddr))
-            remote.failure = exc
-            status = PendingStatus.DISCONNECTED
+        status = pending_status(remote, readiness, f"an attempt to {format_address(sockaddr)}")
         del self.attempts[fd]
         if status is PendingStatus.DISCONNECTED:
             failure = remote.failure or OSError(errno.ECONNABORTED, "connection failed")
@@ -213,7 +216,6 @@ class Dial(Remote):
             self._next()  # RFC 8305: a failure starts the next attempt at once
             return
         # The first to connect wins; the others are closed (RFC 8305, section 5).
-        self.active = False
         self.close()
         log.debug("connected to %s (%s)", self.name.host, format_address(sockaddr))
         self.won(info, status)
