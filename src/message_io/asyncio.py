@@ -222,11 +222,8 @@ class _Driver:
         events.append(event)
         if len(events) >= MAX_QUEUED_EVENTS and not self.throttled:
             self.throttle()  # at once: the rest of this turn reads nothing more
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        if self.waiter is not None:
+            self._wake_consumer()
 
     def _wake_consumer(self) -> None:
         waiter, self.waiter = self.waiter, None
@@ -241,7 +238,7 @@ class _Driver:
         events = self.events
         while not events:
             if self.finished:
-                self._raise_error()
+                self.take_error()
                 return _END
             if self.waiter is not None:
                 raise ListenerUsedError("another task is already waiting for this node's events")
@@ -262,9 +259,6 @@ class _Driver:
         if self.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
             self.unthrottle()
         return event
-
-    def _raise_error(self) -> None:
-        self.take_error()
 
     def take_error(self) -> None:
         """Raise what stopped the node, once."""

@@ -57,6 +57,7 @@ from typing import Any, ClassVar, NamedTuple, NoReturn
 
 from ..errors import AddressError
 from .endpoint import Address
+from .resolver import ip_addresses
 
 __all__ = [
     "DEFAULT_MESSAGE_TIMEOUT",
@@ -981,10 +982,7 @@ def resolve_address(
         infos = socket.getaddrinfo(host or None, port, 0, type_, 0, flags)
     except (socket.gaierror, UnicodeError) as exc:
         raise AddressError(f"cannot resolve address {addr!r}: {exc}") from exc
-    seen: list[tuple[socket.AddressFamily, tuple[Any, ...]]] = []
-    for family, _type, _proto, _canon, sockaddr in infos:
-        if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in seen:
-            seen.append((family, tuple(sockaddr)))
+    seen = ip_addresses(infos)
     if not seen:
         raise AddressError(f"cannot resolve address {addr!r}: no IPv4 or IPv6 address")
     return seen

@@ -164,10 +164,7 @@ class NetworkController:
         if name is not None:
             conn = self._dial(transport, adapter, addr, config, name, hold_events=hold_events)
             if publish_later:
-                conn.published = False
-                dial = conn.remote
-                assert isinstance(dial, Dial)
-                dial.may_proceed = lambda: conn.published
+                conn.published = False  # the dial waits for it after the lookup
             return conn, None
         try:
             info = adapter.connect(addr, config)
@@ -234,6 +231,7 @@ class NetworkController:
             conn.parked = []
         dial.won = functools.partial(loop.dial_won, conn)
         dial.failed = functools.partial(loop.fail_pending, conn)
+        dial.may_proceed = lambda: conn.published
         _set_deadline(conn, config)
         try:
             loop.register_dial(conn)

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeAlias
 
-__all__ = ["Resolver", "ResolverPool", "interleave", "resolve"]
+__all__ = ["Resolver", "ResolverPool", "interleave", "ip_addresses", "resolve"]
 
 log = logging.getLogger("message_io")
 
@@ -56,6 +56,18 @@ def interleave(addresses: Addresses) -> Addresses:
     return ordered
 
 
+def ip_addresses(infos: Sequence[tuple[Any, ...]]) -> Addresses:
+    """The IPv4 and IPv6 ``(family, sockaddr)`` pairs of ``getaddrinfo`` results, in
+    their order, without duplicates."""
+    seen: Addresses = []
+    for family, _type, _proto, _canon, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            entry = (family, tuple(sockaddr))
+            if entry not in seen:
+                seen.append(entry)
+    return seen
+
+
 def resolve(resolver: Resolver, host: str, port: int, socket_type: socket.SocketKind) -> Addresses:
     """The IPv4 and IPv6 addresses of ``host``, without duplicates, in the order to try
     them. Blocks: call it on a resolver thread.
@@ -68,12 +80,7 @@ def resolve(resolver: Resolver, host: str, port: int, socket_type: socket.Socket
         infos = resolver(host, port, 0, socket_type)
     except UnicodeError as exc:  # a label too long for IDNA: a bad name, said as such
         raise socket.gaierror(socket.EAI_NONAME, f"invalid host name: {exc}") from exc
-    seen: Addresses = []
-    for family, _type, _proto, _canon, sockaddr in infos:
-        if family in (socket.AF_INET, socket.AF_INET6):
-            entry = (family, tuple(sockaddr))
-            if entry not in seen:
-                seen.append(entry)
+    seen = ip_addresses(infos)
     if not seen:
         raise socket.gaierror(socket.EAI_NONAME, "no IPv4 or IPv6 address")
     return interleave(seen)
