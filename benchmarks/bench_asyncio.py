@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import importlib.util
-import time
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, Final, cast
@@ -80,17 +79,11 @@ def mio_async_client(port: int, loop: str, warmup: int, count: int) -> float:
         handler, listener = mio.split()
         server, _ = await handler.network.connect(Transport.FRAMED_TCP, f"{HOST}:{port}")
         send = handler.network.send
-        total = warmup + count
-        done = 0
-        t0 = t1 = 0.0
+        rounds = bench_latency.Rounds(warmup, count)
         await send(server, _PAYLOAD)
         async for event in listener:
             if event.__class__ is Message:
-                done += 1
-                if done == warmup:
-                    t0 = time.perf_counter()
-                elif done == total:
-                    t1 = time.perf_counter()
+                if rounds.echo():
                     break
                 await send(server, _PAYLOAD)
             elif event.__class__ is Connected:
@@ -99,9 +92,7 @@ def mio_async_client(port: int, loop: str, warmup: int, count: int) -> float:
                 raise BenchmarkError(f"unexpected {event!r}")
         handler.stop()
         await handler.wait_closed()
-        if done != total:
-            raise BenchmarkError(f"{done} round trips of {total}")
-        return (t1 - t0) / count
+        return rounds.seconds()
 
     return float(_run(loop, main))
 
@@ -134,18 +125,11 @@ def mio_callback_client(port: int, loop: str, warmup: int, count: int) -> float:
         handler, listener = mio.split()
         server, _ = await handler.network.connect(Transport.FRAMED_TCP, f"{HOST}:{port}")
         send = handler.network.send_nowait
-        total = warmup + count
-        done = 0
-        t0 = t1 = 0.0
+        rounds = bench_latency.Rounds(warmup, count)
 
         def on_event(event: Any) -> None:
-            nonlocal done, t0, t1
             if event.__class__ is Message:
-                done += 1
-                if done == warmup:
-                    t0 = time.perf_counter()
-                elif done == total:
-                    t1 = time.perf_counter()
+                if rounds.echo():
                     handler.stop()
                     return
                 send(server, _PAYLOAD)
@@ -154,9 +138,7 @@ def mio_callback_client(port: int, loop: str, warmup: int, count: int) -> float:
 
         send(server, _PAYLOAD)
         await listener.for_each(on_event, on_error="stop")
-        if done != total:
-            raise BenchmarkError(f"{done} round trips of {total}")
-        return (t1 - t0) / count
+        return rounds.seconds()
 
     return float(_run(loop, main))
 
@@ -205,13 +187,9 @@ def protocol_server(report: Report, loop: str) -> int:
 
 class _PingProtocol(asyncio.Protocol):
     def __init__(self, warmup: int, count: int, done: asyncio.Future[float]) -> None:
-        self.warmup = warmup
-        self.total = warmup + count
-        self.count = count
+        self.rounds = bench_latency.Rounds(warmup, count)
         self.done = done
-        self.received = 0
         self.buffer = bytearray()
-        self.t0 = 0.0
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -223,11 +201,8 @@ class _PingProtocol(asyncio.Protocol):
         buffer += data
         while len(buffer) >= 2:
             del buffer[:2]
-            self.received += 1
-            if self.received == self.warmup:
-                self.t0 = time.perf_counter()
-            elif self.received == self.total:
-                self.done.set_result((time.perf_counter() - self.t0) / self.count)
+            if self.rounds.echo():
+                self.done.set_result(self.rounds.seconds())
                 assert self.transport is not None
                 self.transport.close()
                 return

@@ -32,7 +32,7 @@ from bench_common import HOST, BenchmarkError, Case, Report, Row, configs, run_p
 import message_io
 from message_io import Connected, Disconnected, Endpoint, Message, Signal, Transport
 
-__all__ = ["cases", "counts", "measure"]
+__all__ = ["Rounds", "cases", "counts", "measure"]
 
 _PAYLOAD = b"x"
 _SPLIT_REPLY = b"ok"
@@ -133,6 +133,38 @@ def mio_echo_server(report: Report, transport: Transport, nodelay: bool) -> int:
     return echoes
 
 
+class Rounds:
+    """Counts the echoes of a ping client: the clock starts at the end of ``warmup``
+    round trips and stops after ``count`` more."""
+
+    def __init__(self, warmup: int, count: int) -> None:
+        self.warmup = warmup
+        self.count = count
+        self.total = warmup + count
+        self.done = 0
+        self.t0 = self.t1 = 0.0
+
+    def echo(self) -> bool:
+        """One echo came back; True if it was the last one."""
+        self.done += 1
+        if self.done == self.warmup:
+            self.t0 = time.perf_counter()
+        elif self.done == self.total:
+            self.t1 = time.perf_counter()
+            return True
+        return False
+
+    def seconds(self, fail: Callable[[str], Exception] = BenchmarkError) -> float:
+        """Seconds per timed round trip.
+
+        Raises:
+            Exception: ``fail(...)``, if not every round trip was made.
+        """
+        if self.done != self.total:
+            raise fail(f"{self.done} round trips of {self.total}")
+        return (self.t1 - self.t0) / self.count
+
+
 def mio_ping_client(
     port: int, transport: Transport, nodelay: bool, warmup: int, count: int
 ) -> float:
@@ -155,21 +187,14 @@ def ping_rounds(
     return seconds per round trip over ``count`` rounds after ``warmup``. Shared by the
     UDP and WebSocket latency benchmarks; ``fail`` builds the exception to raise."""
     send = handler.network.send
-    total = warmup + count
-    done = 0
-    t0 = t1 = 0.0
+    rounds = Rounds(warmup, count)
 
     def on_event(event: message_io.NodeEvent[Any]) -> None:
-        nonlocal done, t0, t1
         match event:
             case Message(_, data):
                 if data != _PAYLOAD:
                     raise fail(f"wrong echo: {data!r}")
-                done += 1
-                if done == warmup:
-                    t0 = time.perf_counter()
-                elif done == total:
-                    t1 = time.perf_counter()
+                if rounds.echo():
                     handler.stop()
                     return
                 send(server, _PAYLOAD)
@@ -181,9 +206,7 @@ def ping_rounds(
                 raise fail("the server went away")
 
     listener.for_each(on_event)
-    if done != total:
-        raise fail(f"{done} round trips of {total}")
-    return (t1 - t0) / count
+    return rounds.seconds(fail)
 
 
 def mio_split_server(report: Report, transport: Transport, nodelay: bool) -> int:
@@ -221,28 +244,22 @@ def mio_split_client(
     connect_config, _ = configs(transport, nodelay=nodelay)
     server, _ = handler.network.connect(transport, f"{HOST}:{port}", config=connect_config)
     send = handler.network.send
-    total = warmup + count
-    done = 0
+    rounds = Rounds(warmup, count)
     received = 0
-    t0 = t1 = 0.0
 
     def request() -> None:
         send(server, b"a")
         handler.signals.send(None)
 
     def on_event(event: message_io.NodeEvent[Any]) -> None:
-        nonlocal done, received, t0, t1
+        nonlocal received
         match event:
             case Message(_, data):
                 received += len(data)
                 if received < len(_SPLIT_REPLY):
                     return
                 received -= len(_SPLIT_REPLY)
-                done += 1
-                if done == warmup:
-                    t0 = time.perf_counter()
-                elif done == total:
-                    t1 = time.perf_counter()
+                if rounds.echo():
                     handler.stop()
                     return
                 request()
@@ -256,9 +273,9 @@ def mio_split_client(
                 raise BenchmarkError("the server went away")
 
     listener.for_each(on_event)
-    if done != total or received:
-        raise BenchmarkError(f"{done} round trips of {total}")
-    return (t1 - t0) / count
+    if received:
+        raise BenchmarkError(f"{received} bytes of a reply left over")
+    return rounds.seconds()
 
 
 # -- the cases -------------------------------------------------------------------------------
