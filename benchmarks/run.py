@@ -354,54 +354,38 @@ def _write_doc(
             parts += [_method_text(name, args.quick), ""]
         parts += _nodelay_notes(rows)
     if "udp" in names:
-        parts += [
-            "## UDP",
-            "",
-            "`Transport.UDP`: round trips, and how fast a sender hands 100-byte datagrams to",
+        parts += _section(
+            "UDP",
+            "`Transport.UDP`: round trips, and how fast a sender hands 100-byte datagrams to\n"
             "the OS (UDP has no flow control, so what arrives is reported beside it).",
-            "",
-            _markdown_table(_table([row for row in rows if row.benchmark == "udp"])),
-            "",
-            _method_text("udp", args.quick),
-            "",
-        ]
+            [row for row in rows if row.benchmark == "udp"],
+            [_method_text("udp", args.quick)],
+        )
     ws_names = [name for name in names if name in bench_ws.SECTIONS]
     if ws_names:
-        parts += [
-            "## WebSocket",
-            "",
-            "`Transport.WS` against the `websockets` library (on asyncio and uvloop), and",
+        parts += _section(
+            "WebSocket",
+            "`Transport.WS` against the `websockets` library (on asyncio and uvloop), and\n"
             "against message_io's own FramedTcp for bulk transfers.",
-            "",
-            _markdown_table(_table([row for row in rows if row.benchmark in ws_names])),
-            "",
-        ]
-        for name in ws_names:
-            parts += [bench_ws.method_text(name, args.quick), ""]
+            [row for row in rows if row.benchmark in ws_names],
+            [bench_ws.method_text(name, args.quick) for name in ws_names],
+        )
     if bench_asyncio.NAME in names:
-        parts += [
-            "## asyncio",
-            "",
-            "`message_io.asyncio`, a node driven by the running event loop, against the",
+        parts += _section(
+            "asyncio",
+            "`message_io.asyncio`, a node driven by the running event loop, against the\n"
             "synchronous `for_each` node and asyncio's own fastest form, a `Protocol`.",
-            "",
-            _markdown_table(_table([row for row in rows if row.benchmark == bench_asyncio.NAME])),
-            "",
-            bench_asyncio.method_text(args.quick),
-            "",
-        ]
+            [row for row in rows if row.benchmark == bench_asyncio.NAME],
+            [bench_asyncio.method_text(args.quick)],
+        )
     if bench_churn.NAME in names:
-        parts += [
-            "## Connection churn",
-            "",
-            "What a closed connection leaves behind in the server: memory, file descriptors",
+        parts += _section(
+            "Connection churn",
+            "What a closed connection leaves behind in the server: memory, file descriptors\n"
             "and `Remote` objects after tens of thousands of short connections.",
-            "",
-            _markdown_table(_table([row for row in rows if row.benchmark == bench_churn.NAME])),
-            "",
-            bench_churn.method_text(args.quick),
-            "",
-        ]
+            [row for row in rows if row.benchmark == bench_churn.NAME],
+            [bench_churn.method_text(args.quick)],
+        )
     parts += [
         "## Correctness",
         "",
@@ -416,6 +400,14 @@ def _write_doc(
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
+
+
+def _section(title: str, intro: str, rows: list[Row], methods: list[str]) -> list[str]:
+    """The lines of a report section: title, introduction, table, how it is measured."""
+    parts = [f"## {title}", "", *intro.split("\n"), "", _markdown_table(_table(rows)), ""]
+    for method in methods:
+        parts += [method, ""]
+    return parts
 
 
 def _nodelay_notes(rows: list[Row]) -> list[str]:
