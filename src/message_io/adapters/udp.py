@@ -399,7 +399,7 @@ class UdpLocal(Local):
         if addr.__class__ is not tuple:
             addr = self._sockaddr(addr)
         elif addr[0] not in self._literal_hosts:
-            check_ip_address(addr, "the address a UDP listener sends to")
+            check_ip_address(addr, _DESTINATION)
             if len(self._literal_hosts) >= _LITERAL_HOSTS_MAX:
                 self._literal_hosts.clear()
             self._literal_hosts.add(addr[0])
@@ -412,7 +412,7 @@ class UdpLocal(Local):
         return SendStatus.SENT
 
     def _sockaddr(self, addr: Any) -> tuple[Any, ...]:
-        check_ip_address(addr, "the address a UDP listener sends to")
+        check_ip_address(addr, _DESTINATION)
         for family, sockaddr in resolve_address(addr, type_=socket.SOCK_DGRAM):
             if family == self._family:
                 return sockaddr
@@ -437,6 +437,7 @@ class UdpLocal(Local):
 
 
 _LITERAL_HOSTS_MAX: Final = 4096
+_DESTINATION: Final = "the address a UDP listener sends to"  # what AddressError names
 
 
 def _interface_networks() -> dict[bytes, tuple[str, bytes]]:
