@@ -172,7 +172,7 @@ def test_a_flood_of_callback_errors_is_rate_limited(
 
 def test_split_still_types_signals() -> None:
     handler, listener = message_io.split(str, max_incomplete_bytes=1 << 20)
-    assert handler._loop.max_incomplete_bytes == 1 << 20
+    assert handler._loop.guard.max_incomplete_bytes == 1 << 20
     handler.signals.send("typed")
     assert listener.try_receive() == Signal("typed")
     handler.stop()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from message_io._throttle import LogThrottle
+from message_io.util.throttle import LogThrottle
 
 
 class Clock:

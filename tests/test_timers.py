@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from message_io._loop import Loop
+from message_io.network.loop import Loop
 
 
 class Held:
@@ -35,8 +35,8 @@ def test_cancelled_timers_are_compacted_out_of_the_heap() -> None:
         keep = loop.add_timer(3600, lambda: None)
         for _ in range(10_000):
             loop.cancel_timer(loop.add_timer(3600, Held().fire))
-        assert len(loop._timers) <= 600  # not 10,001: rebuilt as cancelled ones pile up
-        assert any(entry[2] is keep for entry in loop._timers)
+        assert len(loop.timers.entries) <= 600  # not 10,001: rebuilt as cancelled ones pile up
+        assert any(entry[2] is keep for entry in loop.timers.entries)
         loop.cancel_timer(keep)
         loop.cancel_timer(keep)  # twice is harmless
     finally:
@@ -49,8 +49,8 @@ def test_due_timers_run_and_cancelled_ones_do_not() -> None:
     try:
         loop.add_timer(0, lambda: ran.append("due"))
         loop.cancel_timer(loop.add_timer(0, lambda: ran.append("cancelled")))
-        loop._run_timers()
+        loop.timers.run_due(lambda: True)
         assert ran == ["due"]
-        assert loop._timers == []
+        assert loop.timers.entries == []
     finally:
         loop.shutdown()

@@ -39,12 +39,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar, overload
 
-from ._loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop
 from .errors import ConnectError, ListenerUsedError, NodeStoppedError
 from .events import EventSender
 from .network.adapter import Buffer, ConnectConfig, ListenConfig, SendStatus
 from .network.controller import EndpointStatistics, NetworkController
 from .network.endpoint import Address, Endpoint, ResourceId
+from .network.loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop
 from .network.net_event import Connected, Disconnected, Drained, Message
 from .network.resolver import Resolver
 from .network.transport import Transport

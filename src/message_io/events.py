@@ -2,14 +2,15 @@
 
 Theory of operation
 -------------------
-Three queues live under one lock: *priority* and *normal* FIFOs, and a heap of *timers*
-ordered by ``(deadline, sequence)``. The loop takes one signal at a time, in this order:
-every priority signal, then every timer whose deadline has passed (earliest first, and in
-creation order for equal deadlines), then normal signals. Timers keep their own ids, so
-two timers with the same deadline are two timers (the Rust crate keys timers by deadline
-and loses one). A cancelled timer is forgotten at once and its heap entry skipped when
-it surfaces; the heap is rebuilt when more than half of it is cancelled, so cancelling
-never leaks memory.
+Three queues live under one lock: *priority*, *due* and *normal* FIFOs. A timer signal
+waits in the node's one timer heap (:class:`~message_io.util.timers.TimerHeap`),
+ordered by ``(deadline, sequence)``; when its deadline passes the loop moves it to the
+*due* queue. The loop takes one signal at a time, in this order: every priority signal,
+then every due timer (earliest first, and in creation order for equal deadlines), then
+normal signals. Timers keep their own ids, so two timers with the same deadline are two
+timers (the Rust crate keys timers by deadline and loses one). A cancelled timer is
+forgotten at once; the heap drops its entry when it surfaces or when the heap is rebuilt,
+so cancelling never leaks memory.
 
 Deadlines use :func:`time.monotonic`; the poll timeout is rounded up, so a timer is never
 delivered early. Another thread that adds work wakes the loop only when the loop could be
@@ -22,25 +23,57 @@ instead of vanishing.
 
 from __future__ import annotations
 
-import heapq
+import functools
 import itertools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Generic, NewType, TypeVar
+from typing import Final, Generic, NewType, TypeVar
 
 from .errors import NodeStoppedError
+from .util.timers import Timer, TimerHeap
 
-__all__ = ["EventSender", "TimerId"]
+__all__ = ["NOTHING", "EventSender", "Signal", "TimerId"]
 
 S = TypeVar("S")
 
 TimerId = NewType("TimerId", int)
 """Identifies a timer created by :meth:`EventSender.send_with_timer`."""
 
-_EMPTY = object()
+NOTHING: Final = object()
+"""What :meth:`EventSender.take` returns when no signal is ready (internal API)."""
+
+
+class Signal(Generic[S]):
+    """A signal sent with ``handler.signals``, delivered to the callback as an event.
+
+    ``match event: case Signal(value): ...`` unpacks it. Immutable, hashable if its value
+    is, and equal to another ``Signal`` with an equal value.
+    """
+
+    __slots__ = ("value",)
+    __match_args__ = ("value",)
+
+    value: S
+
+    def __init__(self, value: S) -> None:
+        object.__setattr__(self, "value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Signal is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Signal):
+            return NotImplemented
+        return bool(self.value == other.value)
+
+    def __hash__(self) -> int:
+        return hash(("Signal", self.value))
+
+    def __repr__(self) -> str:
+        return f"Signal({self.value!r})"
 
 
 def _stopped() -> NodeStoppedError:
@@ -59,16 +92,21 @@ class EventSender(Generic[S]):
     drop the signal silently.
     """
 
-    def __init__(self, wake: Callable[[], None]) -> None:
-        """``wake`` interrupts the loop's poll; it is called when new work may be due."""
+    def __init__(self, wake: Callable[[], None], timers: TimerHeap | None = None) -> None:
+        """``wake`` interrupts the loop's poll; it is called when new work may be due.
+        ``timers`` is the node's timer heap (a heap of its own if None)."""
         self._wake = wake
+        self._timer_heap = TimerHeap(wake) if timers is None else timers
         self._lock = threading.Lock()
         self._closed = False
         self._priority: deque[S] = deque()
+        self._due: deque[S] = deque()
         self._normal: deque[S] = deque()
-        self._timers: list[tuple[float, int]] = []
+        self._timers: dict[int, Timer] = {}
         self._timer_values: dict[int, S] = {}
         self._ids = itertools.count(1)
+        self.ready = 0
+        """Signals ready to deliver now (internal API: the loop's cheap check)."""
 
     @property
     def closed(self) -> bool:
@@ -93,8 +131,9 @@ class EventSender(Generic[S]):
         with self._lock:
             if self._closed:
                 raise _stopped()
-            was_empty = not self._normal and not self._priority
+            was_empty = not self.ready
             self._normal.append(signal)
+            self.ready += 1
         if was_empty:
             self._wake()
 
@@ -108,8 +147,9 @@ class EventSender(Generic[S]):
         with self._lock:
             if self._closed:
                 raise _stopped()
-            was_empty = not self._normal and not self._priority
+            was_empty = not self.ready
             self._priority.append(signal)
+            self.ready += 1
         if was_empty:
             self._wake()
 
@@ -146,11 +186,10 @@ class EventSender(Generic[S]):
             if self._closed:
                 raise _stopped()
             timer_id = next(self._ids)
-            earliest = not self._timers or deadline < self._timers[0][0]
-            heapq.heappush(self._timers, (deadline, timer_id))
             self._timer_values[timer_id] = signal
-        if earliest:
-            self._wake()
+            self._timers[timer_id] = self._timer_heap.add_at(
+                deadline, functools.partial(self._fire, timer_id)
+            )
         return TimerId(timer_id)
 
     def cancel_timer(self, timer_id: TimerId) -> bool:
@@ -161,43 +200,36 @@ class EventSender(Generic[S]):
             fired, was already cancelled, or never existed.
         """
         with self._lock:
-            if self._timer_values.pop(timer_id, _EMPTY) is _EMPTY:
+            if self._timer_values.pop(timer_id, NOTHING) is NOTHING:
                 return False
-            if len(self._timers) > 64 and len(self._timer_values) * 2 < len(self._timers):
-                self._timers = [t for t in self._timers if t[1] in self._timer_values]
-                heapq.heapify(self._timers)
+            self._timer_heap.cancel(self._timers.pop(timer_id, None))
             return True
 
     def pending(self) -> int:
         """How many signals are queued or waiting on a timer."""
         with self._lock:
-            return len(self._priority) + len(self._normal) + len(self._timer_values)
+            return self.ready + len(self._timer_values)
 
-    # -- used by the loop ------------------------------------------------------------
+    # -- used by the loop (internal API) -----------------------------------------------
 
-    def _next_deadline(self) -> float | None:
-        """0.0 if a signal is ready now, the earliest timer's deadline, or None."""
+    def _fire(self, timer_id: int) -> None:
+        """A timer's deadline passed: its signal is due (loop thread)."""
         with self._lock:
-            if self._priority or self._normal:
-                return 0.0
-            timers = self._timers
-            values = self._timer_values
-            while timers and timers[0][1] not in values:
-                heapq.heappop(timers)
-            return timers[0][0] if timers else None
+            self._timers.pop(timer_id, None)
+            if timer_id in self._timer_values:
+                self._due.append(self._timer_values.pop(timer_id))
+                self.ready += 1
 
-    def _pop(self, now: float) -> object:
-        """The next signal to deliver at ``now``, or the ``_EMPTY`` sentinel."""
+    def take(self) -> object:
+        """The next signal to deliver, or :data:`NOTHING` (loop thread)."""
         with self._lock:
             if self._priority:
-                return self._priority.popleft()
-            timers = self._timers
-            values = self._timer_values
-            while timers and timers[0][0] <= now:
-                _deadline, timer_id = heapq.heappop(timers)
-                value = values.pop(timer_id, _EMPTY)
-                if value is not _EMPTY:
-                    return value
-            if self._normal:
-                return self._normal.popleft()
-            return _EMPTY
+                queue = self._priority
+            elif self._due:
+                queue = self._due
+            elif self._normal:
+                queue = self._normal
+            else:
+                return NOTHING
+            self.ready -= 1
+            return queue.popleft()

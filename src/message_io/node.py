@@ -23,13 +23,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from ._loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop, Signal
-from ._throttle import LogThrottle
 from .errors import ListenerUsedError, LoopThreadError
-from .events import _EMPTY, EventSender
+from .events import NOTHING, EventSender, Signal
 from .network.controller import NetworkController
+from .network.loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop
 from .network.net_event import NetEvent
 from .network.resolver import Resolver
+from .util.throttle import LogThrottle
 
 __all__ = [
     "DEFAULT_MAX_INCOMPLETE_BYTES",
@@ -315,7 +315,7 @@ class NodeListener(Generic[S]):
             event = loop.run_until_event(timeout)
         finally:
             loop.release_drive()
-        return None if event is _EMPTY else event
+        return None if event is NOTHING else event
 
     def try_receive(self) -> NodeEvent[S] | None:
         """The next event if one is ready now, else None; never blocks."""

@@ -107,7 +107,7 @@ def _timers(node: Node) -> str:
     try:
         names = collections.Counter(
             getattr(entry[-1].callback, "__qualname__", "?")
-            for entry in node.handler._loop._timers
+            for entry in node.handler._loop.timers.entries
             if not entry[-1].cancelled
         )
     except (AttributeError, TypeError, IndexError):
@@ -158,6 +158,6 @@ def test_closed_connections_are_released(
         )
         assert not client_loop.connections
         assert not server_loop.connections
-        assert list(client_loop.resources.values()) == []
-        assert [r.id for r in server_loop.resources.values()] == [listener_id]
+        assert list(client_loop.registry.resources.values()) == []
+        assert [r.id for r in server_loop.registry.resources.values()] == [listener_id]
         assert _open_fds() == fds

@@ -46,21 +46,21 @@ class Server:
         self.addr: tuple[str, int] = (str(addr[0]), int(addr[1]))
         self.peak = 0  # the most incomplete_bytes ever seen after a read
         self.holding = threading.Event()  # set once a read left an unfinished message
-        loop = self.handler._loop
+        guard = self.handler._loop.guard
         server = self
 
-        class Watched(type(loop)):  # type: ignore[misc]
-            """The node's engine, reporting what unfinished messages hold after a read."""
+        class Watched(type(guard)):  # type: ignore[misc]
+            """The node's input guard, reporting what unfinished messages hold after a read."""
 
             __slots__ = ()
 
-            def _account(self, *args: Any) -> None:
-                super()._account(*args)
+            def account(self, *args: Any) -> None:
+                super().account(*args)
                 server.peak = max(server.peak, self.incomplete_bytes)
                 if self.incomplete_bytes:
                     server.holding.set()
 
-        loop.__class__ = Watched  # the same slots: only this method changes
+        guard.__class__ = Watched  # the same slots: only this method changes
         self.task = listener.for_each_async(self._on_event, on_error="stop")
 
     def _on_event(self, event: NodeEvent[Any]) -> None:
@@ -119,7 +119,7 @@ def test_a_stalled_message_is_cut_after_message_timeout() -> None:
             assert gone.endpoint == accepted.endpoint
             assert 0.3 <= elapsed < 5
             assert_closed_by_server(peer)
-        assert node.handler._loop.incomplete_bytes == 0
+        assert node.handler._loop.guard.incomplete_bytes == 0
 
 
 def test_an_idle_connection_between_messages_is_not_cut_by_message_timeout() -> None:
@@ -288,15 +288,15 @@ def test_stalled_peers_cannot_hold_more_than_the_node_cap() -> None:
                     reply += good.recv(1024)
                 worst = max(worst, time.monotonic() - sent_at)
                 assert reply == encode_frame(data)
-            loop = node.handler._loop
+            guard = node.handler._loop.guard
             # Every stalled peer is disconnected once its message_timeout passes.
             gone = 0
             while gone < 20:
                 event = node.next(Disconnected)
                 assert event.endpoint != good_endpoint
                 gone += 1
-            assert loop.incomplete_bytes == 0
-            assert not loop.paused
+            assert guard.incomplete_bytes == 0
+            assert not guard.paused
             # Past the cap, a connection is paused after the read that made it hold more
             # than 16 KiB: only that one read of each (at most 1 MiB here) goes past it.
             assert node.peak <= cap + 20 * 2 * 1024 * 1024, node.peak

@@ -21,7 +21,9 @@ from message_io import (
 TIMEOUT = 10.0
 
 
-def _socket_of(handler: message_io.NodeHandler[Any], resource_id: int) -> socket.socket:
+def _socket_of(
+    handler: message_io.NodeHandler[Any], resource_id: message_io.ResourceId
+) -> socket.socket:
     """The OS socket behind a connection (white box: the options are kernel state)."""
     sock = handler._loop.connections[resource_id].remote.socket  # type: ignore[attr-defined]
     assert isinstance(sock, socket.socket)

@@ -40,7 +40,6 @@ except ImportError:  # pragma: no cover - elsewhere, read until "would block"
     termios = None  # type: ignore[assignment]
     _ioctl = None  # type: ignore[assignment]
 
-from .._throttle import LogThrottle
 from ..errors import AddressError
 from ..network.adapter import (
     Adapter,
@@ -60,6 +59,7 @@ from ..network.adapter import (
     resolve_address,
 )
 from ..network.endpoint import Address
+from ..util.throttle import LogThrottle
 from .tcp import _bind_device
 
 __all__ = [

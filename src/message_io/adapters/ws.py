@@ -44,7 +44,6 @@ from websockets.speedups import apply_mask
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
 
-from .._throttle import LogThrottle
 from ..errors import AddressError
 from ..network.adapter import (
     Buffer,
@@ -59,6 +58,7 @@ from ..network.adapter import (
     parse_host_port,
     resolve_address,
 )
+from ..util.throttle import LogThrottle
 from .tcp import (
     INPUT_BUFFER_SIZE,
     TcpAdapter,

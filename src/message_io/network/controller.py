@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._loop import _READY, Limits, _Connection, _DatagramConnection, _Listener, connection_class
 from ..errors import (
     AddressError,
     ConfigError,
@@ -30,12 +29,14 @@ from .adapter import (
     SendStatus,
     format_address,
 )
+from .connection import Connection, DatagramConnection, Limits, connection_class
 from .dial import Dial
 from .endpoint import Address, Endpoint, PeerResourceId, ResourceId, ResourceType
+from .listener import Listener
 from .transport import Transport
 
 if TYPE_CHECKING:
-    from .._loop import Loop
+    from .loop import Loop
 
 __all__ = ["EndpointStatistics", "NetworkController"]
 
@@ -151,7 +152,7 @@ class NetworkController:
         *,
         publish_later: bool = False,
         hold_events: bool = False,
-    ) -> tuple[_Connection, Address | None]:
+    ) -> tuple[Connection, Address | None]:
         """Open the connection; the work behind connect() and connect_sync().
 
         ``publish_later``: poll it only once ``conn.published`` is set. ``hold_events``:
@@ -186,7 +187,7 @@ class NetworkController:
         conn.local_addr = info.local_addr
         if hold_events:
             conn.parked = []
-        _set_deadline(conn, config)
+        _set_deadline(loop, conn, config)
         try:
             loop.register_connection(conn, publish_later=publish_later)
         except BaseException:
@@ -205,7 +206,7 @@ class NetworkController:
         name: HostName,
         *,
         hold_events: bool,
-    ) -> _Connection:
+    ) -> Connection:
         """A connection to a host name: a :class:`Dial` resolves it and races its
         addresses; the caller starts it (``conn.remote.start()``) once it holds the
         endpoint, so no event about it can come first."""
@@ -218,7 +219,7 @@ class NetworkController:
 
         dial = Dial(name, connect_to, loop, resolver=loop.resolver)
         # A datagram host name gets datagram remotes (HostName.socket_type).
-        kind = _DatagramConnection if name.socket_type == socket.SOCK_DGRAM else _Connection
+        kind = DatagramConnection if name.socket_type == socket.SOCK_DGRAM else Connection
         conn = kind(
             loop,
             resource_id,
@@ -232,7 +233,7 @@ class NetworkController:
         dial.won = functools.partial(loop.dial_won, conn)
         dial.failed = functools.partial(loop.fail_pending, conn)
         dial.may_proceed = lambda: conn.published
-        _set_deadline(conn, config)
+        _set_deadline(loop, conn, config)
         try:
             loop.register_dial(conn)
         except BaseException:
@@ -284,7 +285,7 @@ class NetworkController:
             loop.release_events(conn)  # now that the caller holds the outcome
 
     def _wait_connected(
-        self, conn: _Connection, addr: Any, timeout: float | None
+        self, conn: Connection, addr: Any, timeout: float | None
     ) -> tuple[Endpoint, Address]:
         """Wait for ``conn``'s outcome; connect_sync's result."""
         loop = self._loop
@@ -350,7 +351,7 @@ class NetworkController:
         except OSError as exc:
             raise ListenError(exc.errno, exc.strerror or str(exc), _addr_text(addr)) from exc
         resource_id = loop.new_id(transport.id, ResourceType.LOCAL)
-        listener = _Listener(
+        listener = Listener(
             loop,
             resource_id,
             info.local,
@@ -440,7 +441,7 @@ class NetworkController:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return SendStatus.QUEUE_FULL
-                _wait_empty(resource, remaining)
+                resource.wait_empty(remaining)
             status = self.send(endpoint, data)
             if status is not SendStatus.QUEUE_FULL:
                 return status
@@ -544,10 +545,10 @@ class NetworkController:
             return bool(conn.established)
         return True if resource_id in loop.listeners else None
 
-    def _resource(self, endpoint: Endpoint) -> _Connection | _Listener | None:
+    def _resource(self, endpoint: Endpoint) -> Connection | Listener | None:
         """The queue ``endpoint``'s sends go to: its connection, or a packet listener."""
         loop = self._loop
-        resource: _Connection | _Listener | None = loop.connections.get(endpoint.resource_id)
+        resource: Connection | Listener | None = loop.connections.get(endpoint.resource_id)
         if resource is None:
             resource = loop.listeners.get(endpoint.resource_id)
         return resource
@@ -578,7 +579,7 @@ class NetworkController:
         resource = self._resource(endpoint)
         if resource is None:
             return False
-        return _wait_empty(resource, timeout)
+        return resource.wait_empty(timeout)
 
 
 @dataclass(frozen=True)
@@ -598,21 +599,9 @@ class EndpointStatistics:
     reading: bool
 
 
-def _set_deadline(conn: _Connection, config: ConnectConfig) -> None:
+def _set_deadline(loop: Loop[Any], conn: Connection, config: ConnectConfig) -> None:
     """Give up on ``conn`` after ``config.connect_timeout``, if it has one."""
     if config.connect_timeout is not None:
-        loop = conn.loop
         timeout = config.connect_timeout
         reason = TimeoutError(f"connect timed out after {timeout} s")
         conn.deadline_timer = loop.add_timer(timeout, lambda: loop.fail_pending(conn, reason))
-
-
-def _wait_empty(resource: _Connection | _Listener, timeout: float | None) -> bool:
-    """Wait until ``resource``'s send queue is empty; False on timeout or once it closes."""
-    with resource.cond:
-        resource.waiters += 1
-        try:
-            resource.cond.wait_for(lambda: not resource.chunks or resource.state != _READY, timeout)
-        finally:
-            resource.waiters -= 1
-        return resource.state == _READY and not resource.chunks

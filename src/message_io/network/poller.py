@@ -1,4 +1,4 @@
-"""The poller and the waker: the only blocking call in the library lives here.
+"""The poller, the waker and the signal wakeup: the only blocking calls of the loop live here.
 
 On Linux the poller is ``select.epoll`` used directly: it returns ``(fd, mask)`` pairs
 with no per-event Python objects, which matters at millions of events a second. Elsewhere
@@ -9,19 +9,24 @@ loop fair between a busy peer and the others.
 The waker is an ``eventfd`` (or a socket pair) that other threads write to so that
 ``stop()``, a new signal, an earlier timer or a close request is seen at once, instead of
 after a sampling timeout (the Rust crate samples every 50 ms).
+
+:func:`signal_wakeup` makes a signal (Ctrl+C) interrupt the poll, and :func:`wait_one`
+waits for one descriptor alone (a connection driven before any loop runs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import selectors
+import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
-__all__ = ["HANGUP", "READ", "WRITE", "Poller", "Waker"]
+__all__ = ["HANGUP", "READ", "WRITE", "Poller", "Waker", "signal_wakeup", "wait_one"]
 
 # Interest and readiness bits, epoll's own so that the hot path needs no conversion:
 # READ and WRITE are what handlers test; HUP/ERR count as both (the next read or write
@@ -183,3 +188,59 @@ class Waker:
                 self._wsock.close()
             else:
                 os.close(self._fd)
+
+
+@contextlib.contextmanager
+def signal_wakeup(poller: Poller) -> Iterator[tuple[int, Callable[[int], None]] | None]:
+    """On the main thread, make a signal (Ctrl+C) interrupt ``poller``'s poll.
+
+    Python runs signal handlers between bytecodes; a signal that lands just before the
+    poll starts would otherwise wait for the next event. ``signal.set_wakeup_fd`` makes
+    the C-level handler write to a socket that the poller watches.
+
+    Yields:
+        ``(fd, drain)``: the descriptor now registered with ``poller`` and the handler
+        to call when it is ready; or None off the main thread (nothing registered).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    rsock, wsock = socket.socketpair()
+    rsock.setblocking(False)
+    wsock.setblocking(False)
+    try:
+        previous = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+    except ValueError:  # not the main interpreter
+        rsock.close()
+        wsock.close()
+        yield None
+        return
+
+    def drain(_flags: int) -> None:
+        with contextlib.suppress(OSError):
+            rsock.recv(4096)
+
+    fd = rsock.fileno()
+    poller.register(fd, READ)
+    try:
+        yield fd, drain
+    finally:
+        signal.set_wakeup_fd(previous)
+        poller.unregister(fd)
+        rsock.close()
+        wsock.close()
+
+
+def wait_one(fd: int, timeout: float) -> int:
+    """Wait up to ``timeout`` seconds for ``fd`` to be readable or writable, without the
+    node's poller (a connection driven before any loop runs). Returns READ/WRITE bits,
+    0 on timeout."""
+    poll = select.poll()
+    poll.register(fd, select.POLLIN | select.POLLOUT)
+    flags = 0
+    for _fd, mask in poll.poll(max(1, int(timeout * 1000) + 1)):
+        if mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            flags |= READ
+        if mask & (select.POLLOUT | select.POLLHUP | select.POLLERR):
+            flags |= WRITE
+    return flags

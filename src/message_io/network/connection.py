@@ -1,0 +1,719 @@
+"""The node's side of a connection: its life cycle and its bounded send queue.
+
+Theory of operation
+-------------------
+A :class:`Connection` wraps the transport's :class:`~message_io.network.adapter.Remote`
+with what every transport shares: a :class:`State` that only moves along
+:data:`TRANSITIONS`, a lock, and a :class:`SendQueue`.
+
+Other threads never touch a socket's reading side and never close anything. They queue
+outgoing bytes under the connection's lock, and either write them at once (the first
+send of a connection in each loop iteration, for latency) or arm write interest so that
+the loop writes them, coalesced, when the socket is writable. They ask the loop to close
+resources through :meth:`Host.request_check`.
+
+The send queue of a stream connection is a deque of chunks; small messages are appended
+to an open ``bytearray`` tail (one copy, then one ``send`` for thousands of messages),
+large immutable payloads are queued by reference (no copy). A datagram connection
+queues whole packets, only while the OS pushes back. Both are bounded by
+``send_buffer_limit``: past it ``send`` returns ``QUEUE_FULL`` and a ``Drained`` event
+follows once the queue is empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from ..util.timers import Timer
+from .adapter import (
+    Buffer,
+    ConnectConfig,
+    ListenConfig,
+    Remote,
+    SendStatus,
+)
+from .dial import Dial
+from .endpoint import Address, Endpoint, ResourceId
+from .poller import READ, WRITE, Poller
+
+__all__ = [
+    "CLOSED",
+    "CLOSING",
+    "PENDING",
+    "READY",
+    "TRANSITIONS",
+    "Connection",
+    "DatagramConnection",
+    "Host",
+    "Limits",
+    "SendQueue",
+    "State",
+    "connection_class",
+    "describe",
+    "drop_datagram",
+]
+
+log = logging.getLogger("message_io")
+
+
+class State(enum.Enum):
+    """Where a connection (or a listener) is in its life."""
+
+    PENDING = "pending"
+    """Connecting, or in its handshake: ``send`` says ``RESOURCE_NOT_AVAILABLE``."""
+    READY = "ready"
+    """Carries messages (``Connected`` or ``Accepted`` was emitted)."""
+    CLOSING = "closing"
+    """Removed by the user: writing out what was queued, then closed."""
+    CLOSED = "closed"
+    """Gone: ``send`` says ``RESOURCE_NOT_FOUND``."""
+
+
+PENDING: Final = State.PENDING
+READY: Final = State.READY
+CLOSING: Final = State.CLOSING
+CLOSED: Final = State.CLOSED
+
+TRANSITIONS: Final[dict[State, frozenset[State]]] = {
+    PENDING: frozenset({READY, CLOSED}),  # handshake done, or failed / removed / timed out
+    READY: frozenset({CLOSING, CLOSED}),  # removed (linger), or lost / stopped
+    CLOSING: frozenset({CLOSED}),  # its queue written out, or its linger ran out
+    CLOSED: frozenset({CLOSED}),  # closing twice is harmless
+}
+"""Every legal move of :attr:`Connection.state`; anything else is a bug and raises."""
+
+# Payloads below this size are copied into the open tail buffer (coalesced); larger
+# immutable ones are queued by reference.
+_COALESCE_MAX: Final = 16 * 1024
+# Queued bytes at which a send writes at once instead of waiting for the iteration's end.
+_FLUSH_NOW: Final = 256 * 1024
+# Buffers per vectored write (Linux's IOV_MAX is 1024).
+_IOV_MAX: Final = 64
+
+_SENT: Final = SendStatus.SENT
+_NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
+_NOT_AVAILABLE: Final = SendStatus.RESOURCE_NOT_AVAILABLE
+_QUEUE_FULL: Final = SendStatus.QUEUE_FULL
+_TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
+
+_get_ident = threading.get_ident
+
+
+class Host(Protocol):
+    """What a connection needs of the loop it belongs to."""
+
+    iteration: int
+    """Counts loop iterations: the first send of each goes straight to the OS."""
+    driver: int | None
+    """The thread driving the loop now (its ident), if any."""
+    dirty: list[Connection]
+    """Connections with bytes to write at the end of the iteration."""
+    poller: Poller
+    input_paused: bool
+    """The node reads nothing (see ``Loop.pause_input``)."""
+
+    def request_check(self, conn: Connection, broken: bool = False) -> None:
+        """Ask the loop to look at ``conn`` soon (its write side failed if ``broken``)."""
+
+
+class SendQueue:
+    """What every sending resource shares: a lock, a bounded queue, its waiters.
+
+    Used by stream connections (chunks of bytes), datagram connections (whole packets)
+    and packet listeners (``(endpoint, packet)`` pairs). ``queued`` counts bytes; a
+    queue of ``packets`` also counts each packet as one byte, so that a flood of empty
+    datagrams is bounded too.
+    """
+
+    __slots__ = (
+        "chunks",
+        "cond",
+        "limit",
+        "lock",
+        "packets",
+        "queued",
+        "state",
+        "waiters",
+        "want_drain",
+        "write_armed",
+    )
+
+    chunks: deque[Any]
+
+    def __init__(self, limit: int, *, packets: bool) -> None:
+        self.limit = limit
+        self.packets = packets
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.waiters = 0  # threads in wait_drained(); notify only if there are some
+        self.chunks = deque()
+        self.queued = 0
+        self.state = PENDING
+        self.want_drain = False  # a send was refused: say Drained once empty
+        self.write_armed = False  # polled for writing
+
+    def move(self, state: State) -> None:
+        """Move to ``state`` along :data:`TRANSITIONS`. Holds the lock (or owns ``self``).
+
+        Raises:
+            RuntimeError: not a legal move (a bug in the engine).
+        """
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"{self!r}: illegal move from {self.state.name} to {state.name}")
+        self.state = state
+
+    def full(self) -> bool:
+        """A send would be refused now. Holds the lock (or is a glance)."""
+        if self.packets:
+            return self.queued + len(self.chunks) >= self.limit
+        return self.queued >= self.limit
+
+    def notify(self) -> None:
+        """Wake the threads waiting for the queue to empty, if any. Holds the lock."""
+        if self.waiters:
+            self.cond.notify_all()
+
+    def wait_empty(self, timeout: float | None) -> bool:
+        """Wait until the queue is empty; False on timeout or once it closes. Any thread
+        but the loop's."""
+        with self.cond:
+            self.waiters += 1
+            try:
+                self.cond.wait_for(lambda: not self.chunks or self.state is not READY, timeout)
+            finally:
+                self.waiters -= 1
+            return self.state is READY and not self.chunks
+
+
+class Connection(SendQueue):
+    """The node's side of one connection: its state and send queue around a Remote."""
+
+    __slots__ = (
+        "beat_timer",
+        "deadline_timer",
+        "direct_iter",
+        "dirty",
+        "endpoint",
+        "established",
+        "fd",
+        "frame",
+        "full_duplex",
+        "header",
+        "held",
+        "id",
+        "idle_timeout",
+        "incomplete",
+        "last_read",
+        "listener_id",
+        "local_addr",
+        "loop",
+        "max_size",
+        "message_timeout",
+        "min_rate",
+        "output",
+        "parked",
+        "partial_since",
+        "paused",
+        "progress_at",
+        "published",
+        "read_closed",
+        "reading",
+        "refused",
+        "remote",
+        "resolved",
+        "stream_header",
+        "tail",
+        "user_paused",
+        "warned",
+        "watch_at",
+        "watch_timer",
+        "withheld",
+    )
+
+    def __init__(
+        self,
+        loop: Host,
+        resource_id: ResourceId,
+        endpoint: Endpoint,
+        remote: Remote,
+        *,
+        limit: int,
+        listener_id: ResourceId | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(limit, packets=type(remote).datagrams)
+        self.loop = loop
+        self.id = resource_id
+        self.endpoint = endpoint
+        self.listener_id = listener_id
+        self.local_addr: Address | None = None  # known once a socket exists
+        limits = limits or _NO_LIMITS
+        self.message_timeout = limits.message_timeout
+        self.min_rate = limits.min_message_rate
+        self.idle_timeout = limits.idle_timeout
+        self.held = 0  # bytes of an unfinished incoming message, after the last read
+        self.partial_since = 0.0  # when that message began (0: none)
+        self.progress_at = 0.0  # when it last grew
+        self.last_read = 0.0  # when bytes last arrived (kept only with idle_timeout)
+        self.paused = False  # not read: the node's cap on incomplete messages is reached
+        self.user_paused = False  # not read: pause_reading() (end-to-end flow control)
+        self.published = True  # its creator holds its endpoint (see register_connection)
+        # Events held back while connect_sync() has not returned (see Loop.release_events).
+        self.parked: list[Any] | None = None
+        self.withheld = False  # not read while its events are parked
+        self.reading = True  # neither pause holds: the fd is polled for reading
+        self.refused = 0  # sends refused with QUEUE_FULL (statistics)
+        self.warned = False  # the QUEUE_FULL of this backpressure episode was logged
+        self.deadline_timer: Timer | None = None  # connect / handshake deadline
+        self.beat_timer: Timer | None = None  # the transport's heartbeat
+        self.watch_timer: Timer | None = None  # message_timeout / idle_timeout check
+        self.watch_at = 0.0
+        self.tail: bytearray | None = None  # the open chunk that small messages join
+        self.dirty = False
+        self.read_closed = False  # the peer's EOF was seen while closing
+        self.direct_iter = -1
+        self.resolved = threading.Event()
+        self.established = False
+        self.bind(remote)
+
+    def bind(self, remote: Remote) -> None:
+        """Take ``remote`` as this connection's transport: its descriptor and what the
+        hot paths need of it. Called once by ``__init__``, and once more when a
+        connection to a host name adopts the attempt that won (under the lock)."""
+        self.remote = remote
+        self.fd = remote.fileno()
+        cls = type(remote)
+        # Incomplete incoming messages (see InputGuard.account): only for transports that
+        # have messages (Remote.incomplete overridden) and a limit in time.
+        has_messages = cls.incomplete is not Remote.incomplete
+        self.incomplete = remote.incomplete if has_messages else None
+        self.max_size = remote.max_message_size
+        # Output of the transport's own (pongs, close replies), if it ever has any.
+        has_output = cls.take_output is not Remote.take_output
+        self.output = remote.take_output if has_output else None
+        self.full_duplex = cls.full_duplex
+        # Framing: a header function (fast, no copy of big payloads) or a frame function.
+        self.header: Callable[[int], bytes | None] | None = None
+        self.frame: Callable[[Buffer], Buffer | tuple[bytes, Buffer]] | None = None
+        if cls.header is not Remote.header:
+            self.header = remote.header
+        elif cls.frame is not Remote.frame:
+            self.frame = remote.frame
+        # Small messages can be appended to the tail buffer as header + payload.
+        self.stream_header = self.frame is None
+
+    def is_ready(self) -> bool:
+        """True while it carries messages (a fresh look at :attr:`state`)."""
+        return self.state is READY
+
+    # -- polling ---------------------------------------------------------------------
+
+    def interest(self) -> int:
+        """What to poll it for: reading unless paused, writing while armed."""
+        return (READ if self.reading else 0) | (WRITE if self.write_armed else 0)
+
+    def reading_wanted(self) -> bool:
+        """Whether it is to be read: no pause holds it (the node's cap on unfinished
+        messages, pause_reading, connect_sync's hold, the node's input)."""
+        return not (self.paused or self.user_paused or self.withheld or self.loop.input_paused)
+
+    def update_reading(self) -> None:
+        """Poll it for reading unless a pause holds it. Holds the lock.
+
+        Before it is ready the poller waits for its handshake instead: the pauses take
+        effect when it becomes ready.
+        """
+        reading = self.reading_wanted()
+        if reading is not self.reading:
+            self.reading = reading
+            if self.fd >= 0 and self.state is READY:
+                with contextlib.suppress(OSError):  # not registered: registration applies it
+                    self.loop.poller.modify(self.fd, self.interest())
+
+    # -- sending (any thread) --------------------------------------------------------
+
+    def send(self, data: Buffer | str) -> SendStatus:
+        if data.__class__ is not bytes and data.__class__ is not bytearray:
+            if isinstance(data, str):
+                return self._send_text(data)
+            data = _as_bytes_view(data)
+        size = len(data)
+        with self.lock:
+            state = self.state
+            if state is not READY:
+                return _NOT_AVAILABLE if state is PENDING else _NOT_FOUND
+            # Read under the lock: a connection to a host name gets its transport (and
+            # its limit) when an attempt wins, before it is READY.
+            max_size = self.max_size
+            if max_size is not None and size > max_size:
+                return _TOO_BIG
+            if self.queued >= self.limit:
+                return self._refuse()
+            tail = self.tail
+            if tail is not None and self.stream_header and size < _COALESCE_MAX:
+                # Fast path of a burst: small messages appended to the open tail buffer,
+                # which already waits to be written (so no direct write to consider).
+                header = self.header
+                if header is not None:
+                    head = header(size)
+                    if head is None:
+                        return _NOT_AVAILABLE  # the transport refuses it (closing)
+                    if head:
+                        tail += head
+                        self.queued += len(head)
+                tail += data
+                self.queued += size
+                if self.write_armed or (self.dirty and self.queued < _FLUSH_NOW):
+                    return _SENT  # already scheduled, and not enough to write at once
+                return self.schedule()
+            if not size and self.stream_header and self.header is None:
+                return _SENT  # nothing to put on a raw stream
+            header = self.header
+            if header is not None:
+                head = header(size)
+                if head is None:
+                    return _NOT_AVAILABLE  # the transport refuses it (closing)
+            elif self.frame is not None:
+                framed = self.frame(data)
+                if isinstance(framed, tuple):  # (header, body): the body is not copied
+                    head, data = framed
+                    size = len(data)
+                else:
+                    data = framed
+                    size = len(data)
+                    if not size:
+                        return _NOT_AVAILABLE  # the transport refuses it (closing)
+                    head = None
+            else:
+                head = None
+            iteration = self.loop.iteration
+            if not self.chunks and self.direct_iter != iteration and size < _COALESCE_MAX:
+                # Fast path, the common case of a connection that keeps up: the first
+                # message of the iteration goes straight to the OS, nothing is queued.
+                self.direct_iter = iteration
+                wire = head + data if head else data
+                try:
+                    written = self.remote.write(wire)
+                except Exception as exc:  # noqa: BLE001 - any write failure ends it
+                    log.debug("write to %s failed: %r", self.endpoint, exc)
+                    self.loop.request_check(self, broken=True)
+                    return _SENT
+                if written >= len(wire):
+                    return _SENT
+                with memoryview(wire) as view:
+                    rest = self.tail = bytearray(view[written:])
+                self.chunks.append(rest)
+                self.queued = len(rest)
+                self.arm_write()
+                return _SENT
+            if size < _COALESCE_MAX or (data.__class__ is not bytes and not _readonly(data)):
+                tail = self.tail
+                if tail is None:
+                    tail = self.tail = bytearray()
+                    self.chunks.append(tail)
+                if head:
+                    tail += head
+                tail += data
+            else:
+                if head:
+                    tail = self.tail
+                    if tail is None:
+                        self.chunks.append(head)
+                    else:
+                        tail += head
+                self.chunks.append(data)
+                self.tail = None
+            self.queued += size + (len(head) if head else 0)
+            if self.write_armed:
+                return _SENT
+            return self.schedule()
+
+    def request_drained(self, _endpoint: Endpoint) -> bool:
+        """If a send would be refused now (the queue is full), arrange a ``Drained``
+        event for when it is empty and return True (any thread)."""
+        if self.state is READY and not self.full():
+            return False  # room (a glance without the lock: send() decides for good)
+        with self.lock:
+            if self.state is not READY or not self.full():
+                return False
+            self.want_drain = True
+            return True
+
+    def _send_text(self, text: str) -> SendStatus:
+        """Send a text message (transports with ``frame_text``, e.g. WebSocket)."""
+        if self.state is not READY:  # its transport may not be known yet (a host name)
+            return _NOT_AVAILABLE if self.state is PENDING else _NOT_FOUND
+        if type(self.remote).frame_text is Remote.frame_text:
+            raise TypeError(f"{self.endpoint} takes bytes-like messages, not str")
+        data = text.encode()
+        if self.max_size is not None and len(data) > self.max_size:
+            return _TOO_BIG
+        with self.lock:
+            if self.state is not READY:
+                return _NOT_AVAILABLE if self.state is PENDING else _NOT_FOUND
+            if self.queued >= self.limit:
+                return self._refuse()
+            wire = self.remote.frame_text(data)
+            if not wire:
+                return _NOT_AVAILABLE  # the transport refuses it (closing)
+            self.queue_wire(wire)
+            if self.write_armed:
+                return _SENT
+            return self.schedule()
+
+    def _refuse(self) -> SendStatus:
+        """Backpressure: say QUEUE_FULL, count it, log it once per episode. Holds the lock."""
+        self.want_drain = True
+        self.refused += 1
+        if not self.warned:
+            self.warned = True
+            log.warning(
+                "send to %s refused: %d bytes wait for the peer (send_buffer_limit=%d); "
+                "the message was not queued: send it again after Drained, or use "
+                "send_wait() or pause_reading() (logged once until it drains)",
+                self.endpoint,
+                self.queued,
+                self.limit,
+            )
+        return _QUEUE_FULL
+
+    def queue_wire(self, wire: Buffer) -> None:
+        """Queue bytes ready for the wire after everything queued. Holds the lock."""
+        if wire:
+            self.chunks.append(wire)
+            self.tail = None
+            self.queued += len(wire)
+
+    def schedule(self) -> SendStatus:
+        """Decide when queued bytes are written. Holds the lock.
+
+        The first send of a connection in each loop iteration is written at once
+        (latency); the next ones are coalesced: written at the end of the iteration by
+        the loop, or when the socket is writable if sent from another thread.
+        """
+        loop = self.loop
+        iteration = loop.iteration
+        if self.direct_iter != iteration or self.queued >= _FLUSH_NOW:
+            self.direct_iter = iteration
+            self._flush_or_arm()
+        elif loop.driver == _get_ident():
+            if not self.dirty:
+                self.dirty = True
+                loop.dirty.append(self)
+        else:
+            self.arm_write()
+        return _SENT
+
+    def arm_write(self) -> None:
+        """Ask the loop to write when the socket is writable. Holds the lock."""
+        if not self.write_armed:
+            self.write_armed = True
+            try:
+                self.loop.poller.modify(self.fd, self.interest())
+            except OSError:
+                if self.published:  # else its registration will poll it for writing
+                    self.loop.request_check(self)
+
+    def _flush_or_arm(self) -> None:
+        """Write what the OS takes now; arm write interest for the rest. Holds the lock."""
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - any write failure ends this connection
+            log.debug("write to %s failed: %r", self.endpoint, exc)
+            self.loop.request_check(self, broken=True)
+            return
+        if self.chunks or self.want_drain:
+            self.arm_write()
+
+    def flush(self) -> None:
+        """Write queued chunks until the queue is empty or the OS pushes back. Holds the lock.
+
+        Several chunks go out in one vectored write (a frame header and its payload, or
+        small messages and a large one), so no chunk is sent as a tiny packet of its own.
+
+        Raises:
+            OSError: the connection is broken.
+        """
+        chunks = self.chunks
+        remote = self.remote
+        while chunks:
+            if len(chunks) > 1:
+                buffers = list(itertools.islice(chunks, _IOV_MAX))
+                offered = sum(map(len, buffers))
+                written = remote.write_many(buffers)
+                del buffers
+            else:
+                offered = len(chunks[0])
+                written = remote.write(chunks[0])
+            if written <= 0:
+                break
+            self.queued -= written
+            short = written < offered  # the OS pushed back: try again when writable
+            while written:
+                head = chunks[0]
+                size = len(head)
+                if written >= size:
+                    chunks.popleft()
+                    if head is self.tail:
+                        self.tail = None
+                    written -= size
+                else:
+                    if isinstance(head, bytearray):
+                        del head[:written]  # O(1) at the front of a bytearray
+                    else:
+                        chunks[0] = memoryview(head)[written:]
+                    break
+            if short:
+                break
+        if not chunks:
+            self.queued = 0
+            self.notify()
+
+
+class DatagramConnection(Connection):
+    """A connection whose every write is one whole datagram (UDP).
+
+    One made by ``connect`` is ready as soon as it exists (``send`` works at once;
+    ``Connected`` is still emitted by the loop). A datagram goes straight to the OS
+    unless earlier ones wait in the queue; the queue only fills when the OS pushes back
+    (a full socket buffer). A datagram the OS refuses (network unreachable, too large
+    for the path...) is dropped and logged: it never ends the connection.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Accepted ones still go through pending(), and ones to a host name first dial.
+        if self.listener_id is None and not isinstance(self.remote, Dial):
+            self.move(READY)
+            self.established = True
+            self.resolved.set()
+
+    def _write_now(self, packet: Buffer) -> SendStatus | None:
+        """Hand one datagram to the OS: its status, or None if the OS pushes back."""
+        try:
+            self.remote.write(packet)
+            return _SENT
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            return drop_datagram(self.endpoint, exc) if self.state is READY else _NOT_FOUND
+
+    def send(self, data: Buffer | str) -> SendStatus:
+        if data.__class__ is not bytes and data.__class__ is not bytearray:
+            if isinstance(data, str):
+                return self._send_text(data)
+            data = _as_bytes_view(data)
+        max_size = self.max_size
+        if max_size is not None and len(data) > max_size:
+            return _TOO_BIG
+        frame = self.frame
+        if frame is None and not self.chunks and self.state is READY:
+            # Nothing waits: no order to keep and no lock to take (each datagram is
+            # atomic; two threads' datagrams have no order between them anyway).
+            status = self._write_now(data)
+            if status is not None:
+                return status
+        with self.lock:
+            if self.state is not READY:
+                return _NOT_AVAILABLE if self.state is PENDING else _NOT_FOUND
+            packet: Buffer = data
+            if frame is not None:  # frame() runs under the lock, in send order
+                framed = frame(data)
+                packet = b"".join(framed) if isinstance(framed, tuple) else framed
+                if not self.chunks:
+                    status = self._write_now(packet)
+                    if status is not None:
+                        return status
+            if self.full():
+                self.want_drain = True
+                return _QUEUE_FULL
+            packet = bytes(packet)  # the caller may reuse its buffer once send returns
+            self.chunks.append(packet)
+            self.queued += len(packet)
+            self.arm_write()
+            return _SENT
+
+    def flush(self) -> None:
+        """Write queued datagrams until the queue is empty or the OS pushes back."""
+        chunks = self.chunks
+        write = self.remote.write
+        while chunks:
+            packet = chunks[0]
+            try:
+                write(packet)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                drop_datagram(self.endpoint, exc)
+            chunks.popleft()
+            self.queued -= len(packet)
+        self.queued = 0
+        self.notify()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The time limits on one connection's input (from its connect or listen config)."""
+
+    message_timeout: float | None = None
+    min_message_rate: float | None = None
+    idle_timeout: float | None = None
+
+    @classmethod
+    def of(cls, config: ConnectConfig | ListenConfig) -> Limits:
+        """The limits a connect or listen config sets."""
+        return cls(config.message_timeout, config.min_message_rate, config.idle_timeout)
+
+
+_NO_LIMITS: Final = Limits()
+
+
+def connection_class(remote: Remote) -> type[Connection]:
+    """The node's connection class for ``remote``: datagram transports have their own."""
+    return DatagramConnection if type(remote).datagrams else Connection
+
+
+def drop_datagram(endpoint: Endpoint, exc: OSError) -> SendStatus:
+    """The OS refused one datagram: log it, drop it, and say why in a status."""
+    if exc.errno == errno.EMSGSIZE:
+        log.debug("datagram to %s dropped: too large for the path (%s)", endpoint, exc)
+        return _TOO_BIG
+    log.debug("datagram to %s dropped: %s", endpoint, describe(exc))
+    return _NOT_AVAILABLE
+
+
+def _readonly(data: Buffer) -> bool:
+    """True if ``data`` can never change: safe to queue by reference, without a copy."""
+    return isinstance(data, memoryview) and data.readonly and type(data.obj) is bytes
+
+
+def _as_bytes_view(data: Buffer) -> Buffer:
+    """A flat view of ``data`` whose ``len()`` counts bytes (or a copy, if not contiguous).
+
+    ``array('i')`` or a 2-D memoryview would otherwise announce their item count as the
+    message size and desynchronise the peer.
+    """
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    if view.c_contiguous:
+        return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+    return view.tobytes()
+
+
+def describe(exc: BaseException | None) -> str:
+    """A short reason for a log line: ``strerror (errno N)`` for an OS error."""
+    if exc is None:
+        return "no reason given"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (errno {exc.errno})"
+    return str(exc) or type(exc).__name__

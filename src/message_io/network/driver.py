@@ -1,0 +1,806 @@
+"""The driver: readiness in, adapter calls, events out.
+
+Theory of operation
+-------------------
+The poller says which descriptors are ready; :attr:`Driver.handlers` maps each one to
+the bound method that serves it, chosen by what the resource is and where it is in its
+life (a connection still in its handshake, a ready one, one closing, a listener, an
+attempt of a dial). A handler calls the transport (``pending``, ``receive``, ``write``
+through the send queue, ``accept``) and turns what it says into events:
+``Connected``, ``Accepted``, ``Message``, ``Drained``, ``Disconnected``. Events go to
+:attr:`Driver.emit`: the user's callback while a loop runs, else a backlog.
+
+A ready connection's handler goes straight to reading: the hot path of every message
+received is ``poll -> _on_ready_connection -> _on_readable -> Remote.receive -> emit``.
+
+The end of a connection is one of three: :meth:`Driver.lost` (the peer left or the
+connection broke: ``Disconnected``), :meth:`Driver.linger` (removed by the user: write
+what was queued, bounded in time) and :meth:`Driver.fail_pending` (never became ready:
+``Connected(ep, False)`` for a connect). Each ends in :meth:`Driver.close_connection`,
+which frees everything at once.
+
+Everything here runs on the thread that drives the loop, except the ``register_*``
+methods, which any thread may call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+from ..errors import FrameError, NodeStoppedError, connect_error
+from ..util.throttle import LogThrottle
+from ..util.timers import TimerHeap
+from .adapter import ConnectionInfo, PendingStatus, Readiness, ReadStatus, format_address
+from .connection import (
+    CLOSED,
+    CLOSING,
+    PENDING,
+    READY,
+    Connection,
+    connection_class,
+    describe,
+)
+from .dial import Dial, pending_status
+from .endpoint import Endpoint, ResourceType
+from .input_guard import DEFAULT_MAX_INCOMPLETE_BYTES, InputGuard
+from .listener import Listener
+from .net_event import Accepted, Connected, Disconnected, Drained, Message, TextMessage
+from .poller import HANGUP, READ, WRITE, Poller, Waker
+from .registry import Registry
+
+__all__ = ["CLOSE_LINGER", "Driver"]
+
+log = logging.getLogger("message_io")
+
+# How long a removed connection may take to write what was queued before it is closed.
+CLOSE_LINGER: Final = 5.0
+# accept() errors that mean "the process is short of resources", not "this peer is bad".
+_RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# How long accepting pauses when the process is short of resources.
+_ACCEPT_PAUSE: Final = 0.1
+
+_get_ident = threading.get_ident
+_new = object.__new__
+_set_endpoint = Message.__dict__["endpoint"].__set__
+_set_data = Message.__dict__["data"].__set__
+
+
+def _readiness(mask: int) -> Readiness:
+    return Readiness((1 if mask & READ else 0) | (2 if mask & WRITE else 0))
+
+
+def _interest(readiness: Readiness) -> int:
+    return (READ if readiness & Readiness.READ else 0) | (
+        WRITE if readiness & Readiness.WRITE else 0
+    )
+
+
+def _discard(_data: bytes | str) -> None:
+    pass
+
+
+class Driver:
+    """Serves ready descriptors and turns what the transports say into events.
+
+    Attributes (internal API, read on the hot paths):
+        emit: Where events go.
+        running: False once the node stops: handlers return at once.
+        iteration: Counts poll rounds (a connection writes its first send of each at once).
+        dirty: Connections to flush at the end of this round.
+        driver: The ident of the thread driving the loop now, if any.
+        handlers: The handler of each polled descriptor.
+        holding: Connections whose events wait for ``connect_sync`` to return.
+        input_paused: Nothing is read (see ``Loop.pause_input``).
+    """
+
+    # Slots: the hot paths read these attributes on every event, and CPython 3.11 keeps
+    # a plain instance's attributes inline (fast) only up to 30 of them.
+    __slots__ = (
+        "connections",
+        "dirty",
+        "driver",
+        "emit",
+        "guard",
+        "handlers",
+        "holding",
+        "input_paused",
+        "iteration",
+        "listeners",
+        "peer_log",
+        "poller",
+        "registrations",
+        "registry",
+        "requests",
+        "running",
+        "shut",
+        "timers",
+        "waker",
+    )
+
+    def __init__(self, *, max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES) -> None:
+        self.poller = Poller()
+        self.waker = Waker()
+        self.poller.register(self.waker.fileno(), READ)
+        self.timers = TimerHeap(self.wake)
+        # Lines a peer can cause, one budget for all: disconnections with their reason,
+        # peers dropped during their handshake, accept errors, callback exceptions.
+        self.peer_log = LogThrottle(log, "per-peer lines", schedule=self.timers.add)
+        self.registry = Registry()
+        self.connections = self.registry.connections  # the same dicts, for lookups
+        self.listeners = self.registry.listeners
+        self.guard = InputGuard(
+            max_incomplete_bytes=max_incomplete_bytes,
+            registry=self.registry,
+            timers=self.timers,
+            peer_log=self.peer_log,
+            lost=self.lost,
+            running=lambda: self.running,
+        )
+        self.handlers: dict[int, Callable[[int], None]] = {}
+        self.emit: Callable[[Any], object] = _discard
+        self.running = True
+        self.shut = False
+        self.driver: int | None = None
+        self.iteration = 0
+        self.dirty: list[Connection] = []
+        self.holding = 0
+        self.input_paused = False
+        # Resources the driver is to poll once their creators hold their ids.
+        self.registrations: deque[Connection | Listener] = deque()
+        # What other threads ask of the driver: (resource, broken), see request_check.
+        self.requests: deque[tuple[Connection | Listener, bool]] = deque()
+
+    def wake(self) -> None:
+        """Interrupt the poll, unless called by the driver itself (it will look anyway)."""
+        if self.driver != _get_ident():
+            self.waker.wake()
+
+    def request_check(self, conn: Connection, broken: bool = False) -> None:
+        """Ask the loop to look at ``conn`` (its write side failed if ``broken``). Any thread.
+
+        Called with the connection's lock held, so it never handles the request inline:
+        the next loop iteration does (a pending request makes the poll return at once).
+        """
+        self.requests.append((conn, broken))
+        self.waker.wake()
+
+    # -- adding resources (any thread) ----------------------------------------------
+
+    def register_connection(self, conn: Connection, *, publish_later: bool = False) -> None:
+        """Add ``conn`` to the node and poll it.
+
+        With ``publish_later`` (``connect()`` from a thread other than the loop's), the
+        driver polls it only once ``conn.published`` is set, which ``connect()`` does as
+        the last thing before it returns: no event about the endpoint can reach the
+        callback before its creator holds it.
+        """
+        with self.registry.lock:
+            self.registry.add_connection(conn)
+            if conn.state is READY:
+                # Ready already (UDP); the first poll (the socket is writable) says Connected.
+                self.handlers[conn.fd] = functools.partial(self._on_datagram_start, conn)
+            else:
+                self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
+            driver = self.driver
+            if not publish_later or driver is None or driver == _get_ident():
+                self.poller.register(conn.fd, READ | WRITE)
+                return
+            conn.published = False
+            self.registrations.append(conn)
+        self.waker.wake()
+
+    def register_dial(self, conn: Connection) -> None:
+        """Add ``conn``, a connection to a host name (its remote a :class:`Dial`), to
+        the node. Nothing is polled yet: its creator calls ``dial.start()`` once it
+        holds the endpoint, and the attempts are polled through :meth:`watch`."""
+        with self.registry.lock:
+            self.registry.add_connection(conn)
+
+    def register_listener(self, listener: Listener, *, publish_later: bool = False) -> None:
+        """Add ``listener`` to the node and poll it; with ``publish_later``, only once
+        ``listener.published`` is set (as :meth:`register_connection`), so that no
+        ``Accepted`` or ``Message`` names its id before ``listen()`` has returned it."""
+        with self.registry.lock:
+            self.registry.add_listener(listener)
+            self.handlers[listener.fd] = functools.partial(self._on_listener, listener)
+            driver = self.driver
+            if not publish_later or driver is None or driver == _get_ident():
+                self.poller.register(listener.fd, listener.interest())
+                return
+            listener.published = False
+            self.registrations.append(listener)
+        self.waker.wake()
+
+    def register_published(self) -> None:
+        """Poll the connections whose creators now hold their endpoints (see
+        ``register_connection``); the others wait (the poll does not sleep meanwhile:
+        their creators are about to return)."""
+        waiting: deque[Connection | Listener] = deque()
+        registrations = self.registrations
+        while registrations:
+            resource = registrations.popleft()
+            if not resource.published:
+                waiting.append(resource)
+                continue
+            with resource.lock:
+                if resource.fd < 0:  # closed meanwhile
+                    continue
+                if isinstance(resource, Listener):
+                    self.poller.register(resource.fd, resource.interest())
+                else:
+                    self.poller.register(resource.fd, READ | WRITE if resource.reading else WRITE)
+        registrations.extend(waiting)
+
+    # -- dials ---------------------------------------------------------------------------
+
+    def watch(self, fd: int, interest: Readiness, handler: Callable[[Readiness], None]) -> None:
+        """Poll ``fd`` (one attempt of a dial) and call ``handler`` when it is ready."""
+        self.handlers[fd] = lambda flags: handler(_readiness(flags))
+        self.poller.register(fd, _interest(interest))
+
+    def unwatch(self, fd: int) -> None:
+        """Stop polling ``fd`` (an attempt that lost, or failed)."""
+        if self.handlers.pop(fd, None) is not None and not self.shut:
+            with contextlib.suppress(OSError, ValueError):
+                self.poller.unregister(fd)
+
+    def dial_won(self, conn: Connection, info: ConnectionInfo, status: PendingStatus) -> None:
+        """A dial's attempt connected: it becomes ``conn``'s remote (loop thread).
+
+        Its descriptor is already polled (:meth:`watch`); it gets the connection's
+        handler, and the connection goes on from where the attempt's ``pending`` left
+        it: ready (``Connected``) or in its handshake.
+        """
+        remote = info.remote
+        if connection_class(remote) is not type(conn):
+            self.unwatch(remote.fileno())
+            remote.close()
+            kind = "a datagram" if type(remote).datagrams else "a stream"
+            self.fail_pending(
+                conn, TypeError(f"the transport gave {kind} remote for {conn.endpoint}")
+            )
+            return
+        with conn.lock:
+            if conn.state is not PENDING:  # cannot happen: closing the dial closes attempts
+                self.unwatch(remote.fileno())
+                remote.close()
+                return
+            conn.bind(remote)
+            conn.local_addr = info.local_addr
+            with self.registry.lock:
+                self.registry.resources[conn.fd] = conn
+                self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
+        self._after_pending(conn, status)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def flush_dirty(self) -> None:
+        dirty = self.dirty
+        self.dirty = []
+        for conn in dirty:
+            with conn.lock:
+                conn.dirty = False
+                if conn.state is not READY or conn.write_armed or not conn.chunks:
+                    continue
+                broken = False
+                try:
+                    conn.flush()
+                except Exception as exc:  # noqa: BLE001
+                    log.debug("write to %s failed: %r", conn.endpoint, exc)
+                    broken = True
+                if not broken and conn.chunks:
+                    conn.arm_write()
+                drained = not broken and not conn.chunks and conn.want_drain
+                if drained:
+                    conn.want_drain = False
+                    conn.warned = False
+            if not self.running:
+                return
+            if broken:
+                self.lost(conn)
+            elif drained:
+                self.emit(Drained(conn.endpoint))
+
+    # -- connections -------------------------------------------------------------------
+
+    def _on_connection(self, conn: Connection, flags: int) -> None:
+        state = conn.state
+        if state is READY:
+            if flags & HANGUP and not conn.reading and not conn.remote.datagrams:
+                # Reset while not read (paused): epoll reports it whatever the interest,
+                # and nothing would read the error away: the loop would spin on it.
+                self.lost(conn)
+                return
+            if flags & WRITE:
+                self._on_writable(conn)
+            if flags & READ and conn.state is READY:
+                self._on_readable(conn)
+        elif state is PENDING:
+            self.on_pending(conn, flags)
+        elif state is CLOSING:
+            self._on_closing(conn, flags)
+
+    def _on_datagram_start(self, conn: Connection, flags: int) -> None:
+        """First poll of a datagram connection: announce it, then handle it as usual."""
+        with conn.lock:
+            if conn.state is READY and conn.fd >= 0:
+                self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
+                announce = True
+                if not conn.write_armed:
+                    self.poller.modify(conn.fd, READ)
+                    flags &= ~WRITE
+            else:
+                announce = False
+        if announce:
+            if self._announce(conn, Connected(conn.endpoint, True)):
+                return  # read once connect_sync() has returned
+            if conn.state is not READY or not self.running:
+                return
+        self._on_connection(conn, flags)
+
+    def _on_ready_connection(self, conn: Connection, flags: int) -> None:
+        """The handler once a connection is ready: straight to reading, the hot case."""
+        if flags & WRITE or conn.state is not READY:
+            self._on_connection(conn, flags)
+        else:
+            self._on_readable(conn)
+
+    def _on_readable(self, conn: Connection) -> None:
+        if not conn.reading:  # paused earlier in this iteration, after the poll said readable
+            return
+        batch: list[bytes | str] = []  # str: a text message
+        remote = conn.remote
+        try:
+            if conn.full_duplex:
+                status = remote.receive(batch.append)
+                if conn.output is not None:
+                    with conn.lock:
+                        self._take_output(conn)
+            else:
+                with conn.lock:
+                    status = remote.receive(batch.append)
+                    if conn.output is not None:
+                        self._take_output(conn)
+        except (OSError, FrameError) as exc:
+            self.peer_log.log(logging.INFO, "disconnecting %s: %s", conn.endpoint, describe(exc))
+            status = ReadStatus.DISCONNECTED
+        except Exception:
+            log.exception("receive() of %s failed; disconnecting it", conn.endpoint)
+            status = ReadStatus.DISCONNECTED
+        if conn.idle_timeout is not None:
+            conn.last_read = time.monotonic()
+        incomplete = conn.incomplete
+        if incomplete is not None and status is ReadStatus.OK:
+            # Once per read, not per message: what is left of an unfinished message.
+            held = incomplete()
+            if held or conn.held:
+                self.guard.account(conn, held, bool(batch))
+        if batch:
+            emit = self.emit
+            endpoint = conn.endpoint
+            for data in batch:
+                # A text message (WebSocket text frame). A class test, not isinstance():
+                # a third of the cost, on the path of every binary message.
+                if data.__class__ is str:
+                    emit(TextMessage(endpoint, data.encode(), data))
+                else:
+                    # Message(endpoint, data), without the frozen dataclass's __init__:
+                    # half the cost, and this runs once per message received.
+                    message = _new(Message)
+                    _set_endpoint(message, endpoint)
+                    _set_data(message, data)
+                    emit(message)
+                if conn.state is not READY or not self.running:
+                    return
+        if status is ReadStatus.DISCONNECTED:
+            self.lost(conn)
+
+    def _take_output(self, conn: Connection) -> None:
+        """Queue what the transport wants to send by itself. Holds the lock."""
+        assert conn.output is not None
+        wire = conn.output()
+        if wire and conn.state is READY:
+            conn.queue_wire(wire)
+            if not conn.write_armed:
+                conn.schedule()
+        elif wire and conn.state is CLOSING:
+            conn.queue_wire(wire)
+
+    def _heartbeat(self, conn: Connection, interval: float) -> None:
+        """Call the transport's heartbeat every ``interval`` seconds while ready.
+
+        The timer is the connection's ``beat_timer``: cancelled when it closes, so a
+        closed connection is freed at once, not when its next beat would have come.
+        (A partial, not a closure that re-arms itself: that would be a reference cycle
+        holding the connection until the garbage collector runs.)
+        """
+        conn.beat_timer = self.timers.add(interval, functools.partial(self._beat, conn, interval))
+
+    def _beat(self, conn: Connection, interval: float) -> None:
+        conn.beat_timer = None
+        if conn.state is not READY or not self.running:
+            return
+        broken: BaseException | None = None
+        with conn.lock:
+            try:
+                conn.remote.heartbeat()
+                if conn.output is not None:
+                    self._take_output(conn)
+            except Exception as exc:  # noqa: BLE001 - any failure ends this connection
+                broken = exc
+        if broken is not None:
+            self.peer_log.log(logging.INFO, "disconnecting %s: %s", conn.endpoint, describe(broken))
+            self.lost(conn)
+        elif conn.state is READY:
+            self._heartbeat(conn, interval)
+
+    def _on_writable(self, conn: Connection) -> None:
+        broken = False
+        drained = False
+        with conn.lock:
+            if conn.state is not READY:
+                return
+            try:
+                if not conn.remote.ready_to_write():
+                    broken = True
+                else:
+                    conn.flush()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("write to %s failed: %r", conn.endpoint, exc)
+                broken = True
+            if not broken and not conn.chunks:
+                conn.write_armed = False
+                self.poller.modify(conn.fd, conn.interest())
+                conn.direct_iter = -1
+                drained = conn.want_drain
+                conn.want_drain = False
+                conn.warned = False
+        if broken:
+            self.lost(conn)
+        elif drained:
+            self.emit(Drained(conn.endpoint))
+
+    def on_pending(self, conn: Connection, flags: int) -> None:
+        self._after_pending(conn, pending_status(conn.remote, _readiness(flags), conn.endpoint))
+
+    def _after_pending(self, conn: Connection, status: PendingStatus) -> None:
+        """Act on what ``pending()`` said: wait more, announce the connection, or fail."""
+        if status is PendingStatus.INCOMPLETE:
+            if conn.fd >= 0:
+                self.poller.modify(conn.fd, _interest(conn.remote.pending_interest()))
+            return
+        if status is PendingStatus.READY:
+            with conn.lock:
+                if conn.state is not PENDING:
+                    return
+                conn.move(READY)
+                conn.established = True
+                # Read unless paused meanwhile (pause_reading while it connected, or
+                # the node's input is paused).
+                conn.reading = conn.reading_wanted()
+                self.poller.modify(conn.fd, conn.interest())
+                self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
+            conn.resolved.set()
+            self.timers.cancel(conn.deadline_timer)
+            conn.deadline_timer = None
+            remote = conn.remote
+            if remote.heartbeat_interval is not None:
+                self._heartbeat(conn, remote.heartbeat_interval)
+            self.guard.start_watch(conn)
+            if conn.listener_id is None:
+                log.debug("connected to %s", conn.endpoint)
+                if self._announce(conn, Connected(conn.endpoint, True)):
+                    return  # read once connect_sync() has returned: nothing comes first
+            else:
+                log.debug("accepted %s on listener %r", conn.endpoint, conn.listener_id)
+                self.emit(Accepted(conn.endpoint, conn.listener_id))
+            if conn.is_ready() and self.running and remote.buffered():
+                self._on_readable(conn)
+            return
+        self._fail_pending(conn)
+
+    # -- events held for connect_sync -------------------------------------------------
+
+    def _announce(self, conn: Connection, event: Any) -> bool:
+        """Emit ``event`` about ``conn``, or hold it back if its creator (connect_sync)
+        has not returned yet, and then stop reading a ready connection until it has.
+        True if held (driver only)."""
+        parked = conn.parked
+        if parked is None:
+            self.emit(event)
+            return False
+        if not parked:
+            self.holding += 1
+        parked.append(event)
+        if conn.state is READY:
+            with conn.lock:
+                conn.withheld = True
+                conn.update_reading()
+        return True
+
+    def release(self, conn: Connection) -> None:
+        parked, conn.parked = conn.parked, None
+        if not parked:
+            return
+        self.holding -= 1
+        for event in parked:
+            if not self.running:
+                return
+            self.emit(event)
+        if conn.state is not READY:
+            return
+        with conn.lock:
+            withheld = conn.withheld
+            conn.withheld = False
+            conn.update_reading()
+        if withheld and conn.reading and self.running and conn.remote.buffered():
+            self._on_readable(conn)
+
+    # -- the end of a connection ----------------------------------------------------
+
+    def fail_pending(self, conn: Connection, reason: BaseException | None) -> None:
+        """Give up on a pending connection (connect timeout)."""
+        if conn.state is not PENDING:
+            return
+        if reason is not None:
+            conn.remote.failure = reason
+        self._fail_pending(conn)
+
+    def _fail_pending(self, conn: Connection) -> None:
+        self.registry.forget(conn)
+        with conn.lock:
+            if conn.state is not PENDING:
+                return
+            conn.move(CLOSED)
+        self.close_connection(conn)
+        conn.resolved.set()
+        failure = conn.remote.failure
+        if conn.listener_id is None:
+            log.debug("connection to %s failed: %s", conn.endpoint, describe(failure))
+            error = connect_error(failure, format_address(conn.endpoint.addr))
+            self._announce(conn, Connected(conn.endpoint, False, error))
+        else:
+            self.peer_log.log(
+                logging.INFO,
+                "dropped %s before it was ready: %s",
+                conn.endpoint,
+                describe(failure),
+            )
+
+    def lost(self, conn: Connection) -> None:
+        """The peer went away (or the connection broke): remove it, say Disconnected."""
+        self.registry.forget(conn)
+        with conn.lock:
+            state = conn.state
+            conn.move(CLOSED)
+            if state is READY and conn.chunks:
+                # One last non-blocking write: a close reply the transport just queued.
+                with contextlib.suppress(Exception):
+                    conn.flush()
+            conn.notify()
+        self.close_connection(conn)
+        if state is READY:
+            log.debug("%s disconnected", conn.endpoint)
+            self._announce(conn, Disconnected(conn.endpoint))
+
+    def linger(self, conn: Connection) -> None:
+        """A removed connection: write what was queued, then close (bounded in time)."""
+        with conn.lock:
+            if not conn.chunks:
+                conn.move(CLOSED)
+        if conn.state is CLOSED:
+            self.close_connection(conn)
+            return
+        try:
+            self.poller.modify(conn.fd, WRITE if conn.read_closed else READ | WRITE)
+        except OSError:
+            pass
+        self.timers.cancel(conn.deadline_timer)
+        conn.deadline_timer = self.timers.add(CLOSE_LINGER, lambda: self.close_connection(conn))
+
+    def _on_closing(self, conn: Connection, flags: int) -> None:
+        done = False
+        if flags & READ:
+            try:  # the user removed it: discard what arrives
+                eof = conn.remote.receive(_discard) is ReadStatus.DISCONNECTED
+            except Exception:  # noqa: BLE001
+                eof = True
+            if eof:
+                # The peer stopped sending (it may still read): stop polling for reading,
+                # since EOF stays readable, and go on writing; a write error ends it.
+                with conn.lock:
+                    conn.read_closed = True
+                    if conn.fd >= 0:
+                        self.poller.modify(conn.fd, WRITE)
+        if flags & WRITE and not done:
+            with conn.lock:
+                try:
+                    conn.flush()
+                    done = not conn.chunks
+                except Exception:  # noqa: BLE001
+                    done = True
+        if done:
+            self.close_connection(conn)
+
+    def close_connection(self, conn: Connection) -> None:
+        remote = conn.remote
+        if isinstance(remote, Dial):  # still dialing: no descriptor of its own
+            with conn.lock:
+                conn.move(CLOSED)
+                conn.notify()
+            remote.close()
+            self.timers.cancel(conn.deadline_timer)
+            conn.deadline_timer = None
+            conn.resolved.set()
+            return
+        with conn.lock:
+            if conn.fd < 0:
+                return
+            fd = conn.fd
+            conn.fd = -1
+            conn.move(CLOSED)
+            conn.chunks.clear()
+            conn.tail = None
+            conn.queued = 0
+            conn.notify()
+        # Free everything at once: its timers hold it (and its protocol state) alive.
+        for timer in (conn.deadline_timer, conn.beat_timer, conn.watch_timer):
+            self.timers.cancel(timer)
+        conn.deadline_timer = conn.beat_timer = conn.watch_timer = None
+        self.guard.released(conn)
+        self.poller.unregister(fd)
+        self.handlers.pop(fd, None)
+        self.registry.closed(fd)
+        try:
+            conn.remote.close()
+        except Exception:
+            log.exception("close() of %s failed", conn.endpoint)
+        conn.resolved.set()
+
+    # -- listeners ---------------------------------------------------------------------
+
+    # -- listeners ---------------------------------------------------------------------
+
+    def _on_listener(self, listener: Listener, flags: int) -> None:
+        if listener.state is not READY:
+            return
+        if flags & WRITE:
+            for endpoint in listener.flush():
+                self.emit(Drained(endpoint))
+                if listener.state is not READY or not self.running:
+                    return
+            if not flags & READ:
+                return
+        try:
+            listener.local.accept(listener.on_remote, listener.on_datagram)
+        except OSError as exc:
+            if exc.errno in _RESOURCE_ERRNOS:
+                self._exhausted(listener, exc)
+            else:
+                self.peer_log.log(
+                    logging.WARNING, "listener %r: accept failed: %s", listener.id, describe(exc)
+                )
+        except Exception:
+            log.exception("accept() of listener %r failed", listener.id)
+        else:
+            if listener.exhausted_since:
+                log.warning(
+                    "listener %r: accepting again after %.1f s short of resources "
+                    "(%d failed attempts)",
+                    listener.id,
+                    time.monotonic() - listener.exhausted_since,
+                    listener.failures,
+                )
+                listener.exhausted_since = 0.0
+                listener.failures = 0
+        accepted = listener.accepted
+        if accepted:
+            listener.accepted = []
+        datagrams = listener.datagrams
+        if datagrams:
+            listener.datagrams = []
+        for index, (remote, addr) in enumerate(accepted):
+            if listener.state is not READY or not self.running:
+                # The callback removed the listener (or stopped the node) while handling
+                # an earlier Accepted of this batch: the rest are closed, not announced.
+                for late, _addr in accepted[index:]:
+                    late.close()
+                return
+            resource_id = self.registry.new_id(listener.id.adapter_id, ResourceType.REMOTE)
+            endpoint = Endpoint(resource_id, addr)
+            conn = connection_class(remote)(
+                self,
+                resource_id,
+                endpoint,
+                remote,
+                limit=listener.limit,
+                listener_id=listener.id,
+                limits=listener.limits,
+            )
+            try:
+                self.register_connection(conn)
+            except (OSError, NodeStoppedError) as exc:
+                log.warning("could not register accepted %s: %s", conn.endpoint, exc)
+                remote.close()
+                continue
+            self.on_pending(conn, WRITE)
+            if conn.state is PENDING and listener.handshake_timeout is not None:
+                self._handshake_deadline(conn, listener.handshake_timeout)
+        if datagrams:
+            emit = self.emit
+            cache = listener.endpoint_cache
+            for addr, data in datagrams:
+                peer = cache.get(addr)
+                if peer is None:
+                    if len(cache) > 4096:
+                        cache.clear()
+                    peer = cache[addr] = Endpoint(listener.id, addr)
+                message = _new(Message)  # Message(peer, data), the fast way
+                _set_endpoint(message, peer)
+                _set_data(message, data)
+                emit(message)
+                if listener.state is not READY or not self.running:
+                    return
+
+    def _handshake_deadline(self, conn: Connection, timeout: float) -> None:
+        reason = TimeoutError(f"handshake not done within {timeout} s")
+        conn.deadline_timer = self.timers.add(timeout, lambda: self.fail_pending(conn, reason))
+
+    def _exhausted(self, listener: Listener, exc: OSError) -> None:
+        """accept() is short of fds or memory: one line per episode, then pause."""
+        listener.failures += 1
+        if not listener.exhausted_since:
+            listener.exhausted_since = time.monotonic()
+            log.warning(
+                "listener %r: accept failed: %s; pausing accepts for %g s at a time until it "
+                "recovers (no more lines until then)",
+                listener.id,
+                describe(exc),
+                _ACCEPT_PAUSE,
+            )
+        else:
+            log.debug("listener %r: accept failed again: %s", listener.id, describe(exc))
+        self._pause_listener(listener)
+
+    def _pause_listener(self, listener: Listener) -> None:
+        """Out of file descriptors or memory: stop accepting for a moment.
+
+        The pending connection stays readable, so a level-triggered loop would otherwise
+        retry (and log) at full speed until the shortage ends.
+        """
+        fd = listener.fd
+        self.poller.modify(fd, 0)
+
+        def resume() -> None:
+            if listener.fd == fd and listener.state is READY:
+                self.poller.modify(fd, listener.interest())
+
+        self.timers.add(_ACCEPT_PAUSE, resume)
+
+    def close_listener(self, listener: Listener) -> None:
+        if listener.fd < 0:
+            return
+        fd = listener.fd
+        with listener.lock:
+            listener.fd = -1
+            listener.move(CLOSED)
+            listener.chunks.clear()
+            listener.queued = 0
+            listener.notify()
+        self.poller.unregister(fd)
+        self.handlers.pop(fd, None)
+        self.registry.closed(fd)
+        try:
+            listener.local.close()
+        except Exception:
+            log.exception("close() of listener %r failed", listener.id)
+
+    # -- connect_sync without a running loop ------------------------------------------

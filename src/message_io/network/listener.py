@@ -1,0 +1,175 @@
+"""The node's side of a listener: what it accepted, and its datagrams queue.
+
+A connection-oriented listener only accepts: the loop turns each accepted remote into a
+:class:`~message_io.network.connection.Connection`. A packet listener (UDP) also sends:
+datagrams to its peers go straight to the OS, and wait in a bounded
+:class:`~message_io.network.connection.SendQueue` only when the OS pushes back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Protocol
+
+from .adapter import Buffer, Local, Remote, SendStatus
+from .connection import READY, Limits, SendQueue, drop_datagram
+from .endpoint import Address, Endpoint, ResourceId
+from .poller import READ, WRITE, Poller
+
+__all__ = ["Listener", "ListenerHost"]
+
+log = logging.getLogger("message_io")
+
+_SENT = SendStatus.SENT
+_NOT_FOUND = SendStatus.RESOURCE_NOT_FOUND
+_NOT_AVAILABLE = SendStatus.RESOURCE_NOT_AVAILABLE
+_QUEUE_FULL = SendStatus.QUEUE_FULL
+
+
+class ListenerHost(Protocol):
+    """What a listener needs of the loop it belongs to."""
+
+    poller: Poller
+    input_paused: bool
+
+
+class Listener(SendQueue):
+    """The node's side of one listener. Packet listeners (UDP) also send: datagrams go
+    straight to the OS, and wait in a bounded queue only when the OS pushes back."""
+
+    __slots__ = (
+        "accepted",
+        "datagrams",
+        "drain_for",
+        "endpoint_cache",
+        "exhausted_since",
+        "failures",
+        "fd",
+        "handshake_timeout",
+        "id",
+        "limits",
+        "local",
+        "loop",
+        "on_datagram",
+        "on_remote",
+        "published",
+    )
+
+    def __init__(
+        self,
+        loop: ListenerHost,
+        resource_id: ResourceId,
+        local: Local,
+        limit: int,
+        *,
+        handshake_timeout: float | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(limit, packets=True)
+        self.loop = loop
+        self.handshake_timeout = handshake_timeout
+        self.limits = limits or Limits()
+        self.exhausted_since = 0.0  # accept() short of fds/memory since then (0: not)
+        self.failures = 0  # accept() failures in this episode
+        self.id = resource_id
+        self.local = local
+        self.fd = local.fileno()
+        self.published = True  # its creator holds its id (see Loop.register_listener)
+        self.move(READY)
+        self.endpoint_cache: dict[Address, Endpoint] = {}
+        # What one accept() call found, through callbacks made once, not per event.
+        self.accepted: list[tuple[Remote, Address]] = []
+        self.datagrams: list[tuple[Address, bytes]] = []
+        self.on_remote = lambda remote, addr: self.accepted.append((remote, addr))
+        self.on_datagram = lambda addr, data: self.datagrams.append((addr, data))
+        self.chunks: deque[tuple[Endpoint, bytes]] = deque()
+        self.drain_for: set[Endpoint] = set()  # refused sends: tell each one Drained
+
+    def send_to(self, endpoint: Endpoint, data: Buffer) -> SendStatus:
+        """Send one datagram from this listener to ``endpoint.addr`` (any thread)."""
+        if not self.chunks:  # nothing waits: no order to keep, no lock to take
+            try:
+                return self.local.send_to(endpoint.addr, data)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                return drop_datagram(endpoint, exc) if self.state is READY else _NOT_FOUND
+        with self.lock:
+            if self.state is not READY:
+                return _NOT_FOUND
+            if self.full():
+                self.drain_for.add(endpoint)
+                return _QUEUE_FULL
+            packet = bytes(data)
+            self.chunks.append((endpoint, packet))
+            self.queued += len(packet)
+            if not self.write_armed:
+                self.write_armed = True
+                try:
+                    self.loop.poller.modify(self.fd, self.interest())
+                except OSError:  # closed meanwhile
+                    pass
+            return _SENT
+
+    def request_drained(self, endpoint: Endpoint) -> bool:
+        """As :meth:`Connection.request_drained`, for a send to ``endpoint``."""
+        with self.lock:
+            if self.state is not READY or not self.full():
+                return False
+            self.drain_for.add(endpoint)
+            return True
+
+    def interest(self) -> int:
+        """What to poll it for: accepting (or receiving) unless the node's input is
+        paused, writing while datagrams wait."""
+        return (0 if self.loop.input_paused else READ) | (WRITE if self.write_armed else 0)
+
+    def forget(self, addr: Address) -> int:
+        """Drop the datagrams queued to ``addr`` (any thread); return how many."""
+        with self.lock:
+            kept: deque[tuple[Endpoint, bytes]] = deque()
+            dropped = 0
+            for endpoint, packet in self.chunks:
+                if endpoint.addr == addr:
+                    dropped += 1
+                    self.queued -= len(packet)
+                else:
+                    kept.append((endpoint, packet))
+            self.chunks = kept
+            self.drain_for = {ep for ep in self.drain_for if ep.addr != addr}
+            if not kept:
+                self.notify()
+            return dropped
+
+    def flush(self) -> list[Endpoint]:
+        """Write queued datagrams until done or the OS pushes back (loop thread).
+
+        Returns the endpoints to tell ``Drained`` once the queue is empty.
+        """
+        with self.lock:
+            chunks = self.chunks
+            send_to = self.local.send_to
+            while chunks:
+                endpoint, packet = chunks[0]
+                try:
+                    status = send_to(endpoint.addr, packet)
+                except BlockingIOError:
+                    return []
+                except OSError as exc:
+                    status = drop_datagram(endpoint, exc)
+                except (ValueError, TypeError) as exc:  # an address the transport refuses
+                    log.warning("queued datagram to %s dropped: %s", endpoint, exc)
+                    status = _NOT_AVAILABLE
+                if status is not _SENT:
+                    log.debug("queued datagram to %s dropped: %s", endpoint, status.name)
+                chunks.popleft()
+                self.queued -= len(packet)
+            self.queued = 0
+            self.write_armed = False
+            self.notify()
+            if self.state is READY:
+                self.loop.poller.modify(self.fd, self.interest())
+            drained = list(self.drain_for)
+            self.drain_for.clear()
+            return drained

@@ -1,0 +1,496 @@
+"""The loop of a node: who drives it, one iteration, the requests of other threads, the end.
+
+Theory of operation
+-------------------
+A node owns one :class:`Loop`. Whoever *drives* it holds ``drive_lock``: the thread in
+``for_each``, the background thread of ``for_each_async``, a ``receive`` call of the pull
+API, ``connect_sync`` resolving its own connection before any loop runs, or an asyncio
+event loop turn by turn. Only the driver polls, reads, accepts, fires timers and delivers
+events, so the user's callback always runs on one thread, one event at a time.
+
+One iteration (:meth:`Loop.iterate`):
+
+1. compute the poll timeout: 0 if signals are ready, else the earliest timer (internal
+   deadlines and the user's timed signals share one heap), or forever;
+2. poll; for each ready descriptor call its handler (:mod:`.driver`);
+3. write out the connections that the callback sent to (*dirty* connections), so that
+   all messages sent during one iteration leave in as few system calls as possible;
+4. run due timers and deliver ready signals (a bounded number per iteration, so a
+   signal storm cannot starve the network), then flush again.
+
+Other threads ask for what only the driver may do (close a resource, look at a
+connection whose write failed) through a queue and the waker; a thread that finds
+nobody driving handles its request itself, under the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, Final, Generic, TypeVar
+
+from ..events import NOTHING, EventSender, Signal
+from ..util.timers import Timer
+from .adapter import format_address
+from .connection import CLOSED, CLOSING, PENDING, READY, Connection
+from .dial import Dial
+from .driver import Driver
+from .endpoint import Address, ResourceId, ResourceType
+from .input_guard import DEFAULT_MAX_INCOMPLETE_BYTES
+from .listener import Listener
+from .poller import signal_wakeup, wait_one
+from .resolver import Resolver
+
+__all__ = ["DEFAULT_MAX_INCOMPLETE_BYTES", "Loop"]
+
+log = logging.getLogger("message_io")
+
+S = TypeVar("S")
+
+# Signals delivered per iteration before the network is polled again.
+_SIGNALS_PER_ITERATION: Final = 1024
+# The poll timeout while events wait for connect_sync() to return (see release_events).
+_HOLD_POLL: Final = 0.001
+
+_get_ident = threading.get_ident
+
+
+class Loop(Driver, Generic[S]):
+    """The engine behind NodeHandler, NetworkController and NodeListener."""
+
+    __slots__ = (
+        "_poll",
+        "_releases",
+        "backlog",
+        "drive_lock",
+        "owner",
+        "resolver",
+        "signals",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
+        resolver: Resolver = socket.getaddrinfo,
+    ) -> None:
+        super().__init__(max_incomplete_bytes=max_incomplete_bytes)
+        self.resolver = resolver  # host names of connect(), on a resolver thread
+        self.signals: EventSender[S] = EventSender(self.wake, self.timers)
+        self.handlers[self.waker.fileno()] = self._on_wake
+        self._poll = self.poller.fast_poll
+        self.drive_lock = threading.Lock()
+        # The thread an outer event loop drives the node from, turn by turn (asyncio):
+        # blocking calls refuse to run there even between turns.
+        self.owner: int | None = None
+        self.backlog: deque[Any] = deque()
+        self.emit = self.backlog.append
+        self._releases: deque[Connection] = deque()  # see release_events
+
+    def on_loop_thread(self) -> bool:
+        """True on the thread that runs the loop (where waiting for it would deadlock)."""
+        ident = _get_ident()
+        return ident in (self.driver, self.owner)
+
+    def new_id(self, adapter_id: int, resource_type: ResourceType) -> ResourceId:
+        """A fresh resource id (see :meth:`Registry.new_id`). Any thread."""
+        return self.registry.new_id(adapter_id, resource_type)
+
+    def add_timer(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` on the loop thread after ``delay`` seconds. Any thread."""
+        return self.timers.add(delay, callback)
+
+    def cancel_timer(self, timer: Timer | None) -> None:
+        """Cancel ``timer`` (None: nothing) and release its callback at once. Any thread."""
+        self.timers.cancel(timer)
+
+    @contextlib.contextmanager
+    def _signal_wakeup(self) -> Iterator[None]:
+        """On the main thread, make a signal (Ctrl+C) interrupt the poll."""
+        if self.shut:
+            yield
+            return
+        with signal_wakeup(self.poller) as wakeup:
+            if wakeup is None:
+                yield
+                return
+            fd, drain = wakeup
+            self.handlers[fd] = drain
+            try:
+                yield
+            finally:
+                self.handlers.pop(fd, None)
+
+    # -- any thread ------------------------------------------------------------------
+
+    def remove(self, resource_id: ResourceId) -> bool:
+        """Take a resource out of the node; the loop closes it. False if unknown."""
+        resource = self.registry.take(resource_id)
+        if isinstance(resource, Connection):
+            conn = resource
+            with conn.lock:
+                was_ready = conn.state is READY
+                conn.move(CLOSING if was_ready else CLOSED)
+                if was_ready:
+                    try:
+                        farewell = conn.remote.farewell(False)
+                    except Exception:
+                        log.exception("farewell() of %s failed", conn.endpoint)
+                        farewell = None
+                    if farewell:
+                        conn.queue_wire(farewell)
+                conn.notify()
+            if isinstance(conn.remote, Dial):
+                conn.remote.cancel()  # its resolver job, if not yet run, is skipped
+            log.debug("removing %s (%d bytes still queued)", conn.endpoint, conn.queued)
+            conn.resolved.set()
+            self._request(conn, False)
+            return True
+        if resource is not None:
+            log.debug("removing listener %r", resource_id)
+            resource.move(CLOSED)
+            self._request(resource, False)
+            return True
+        return False
+
+    def pause_input(self, paused: bool) -> None:
+        """Stop (or resume) reading and accepting on every connection and listener of
+        the node, while writes, timers and signals go on: for a consumer of events that
+        fell behind (the asyncio listener's bounded queue). Loop thread."""
+        if paused is self.input_paused:
+            return
+        self.input_paused = paused
+        for conn in self.registry.snapshot():
+            with conn.lock:
+                conn.update_reading()
+        for listener in list(self.listeners.values()):
+            with listener.lock:
+                if listener.fd >= 0 and listener.state is READY:
+                    with contextlib.suppress(OSError):  # not registered yet
+                        self.poller.modify(listener.fd, listener.interest())
+
+    def forget_peer(self, listener_id: ResourceId, addr: Address) -> bool:
+        """Forget one peer of a packet listener: drop the datagrams queued to it.
+
+        False if there is no such listener. The listener stays open.
+        """
+        listener = self.listeners.get(listener_id)
+        if listener is None:
+            return False
+        dropped = listener.forget(addr)
+        log.debug(
+            "forgetting peer %s of listener %r (%d queued datagrams dropped)",
+            format_address(addr),
+            listener_id,
+            dropped,
+        )
+        return True
+
+    def pause_reading(self, resource_id: ResourceId, paused: bool) -> bool:
+        """Stop (or resume) reading a connection; False if there is no such connection."""
+        conn = self.connections.get(resource_id)
+        if conn is None:
+            return False
+        with conn.lock:
+            if conn.state is not READY and conn.state is not PENDING:
+                return False
+            conn.user_paused = paused
+            conn.update_reading()
+            if not paused:
+                # Its message and idle clocks restart: it was not read meanwhile.
+                conn.progress_at = conn.last_read = time.monotonic()
+        return True
+
+    def _request(self, resource: Connection | Listener, broken: bool) -> None:
+        if self.driver == _get_ident():
+            self._handle_request(resource, broken)
+            return
+        if self.shut:
+            return
+        self.requests.append((resource, broken))
+        if self.drive_lock.acquire(blocking=False):
+            # Nobody drives the loop: handle it here, nothing can race with us.
+            try:
+                self._handle_requests()
+            finally:
+                self.release_drive()
+        else:
+            self.waker.wake()
+
+    def stop(self) -> None:
+        """Make the driver return and close everything; terminal."""
+        if self.running:
+            log.debug("stopping the node")
+        self.running = False
+        self.registry.refuse()
+        self.signals.close()
+        if self.driver == _get_ident():
+            return
+        if self.drive_lock.acquire(blocking=False):
+            try:
+                self.shutdown()
+            finally:
+                self.drive_lock.release()
+        else:
+            # A loop is running (it sees the flag once woken), or a short-lived holder
+            # (connect_sync, a pull) is about to release_drive(), which shuts down.
+            self.waker.wake()
+
+    def release_drive(self) -> None:
+        """Release ``drive_lock``; if the node was stopped meanwhile, shut it down.
+
+        ``stop()`` cannot shut down while someone holds the lock; checking again after
+        releasing closes the gap: either we see the stop, or its own acquire succeeds.
+        """
+        self.drive_lock.release()
+        if not self.running and not self.shut and self.drive_lock.acquire(blocking=False):
+            try:
+                self.shutdown()
+            finally:
+                self.drive_lock.release()
+
+    # -- driving (the thread holding drive_lock) --------------------------------------
+
+    def run(self, emit: Callable[[Any], object]) -> None:
+        """Deliver every event to ``emit`` until stopped. Holds ``drive_lock``."""
+        with self._signal_wakeup():
+            self._run(emit)
+
+    def _run(self, emit: Callable[[Any], object]) -> None:
+        self.driver = _get_ident()
+        self.emit = emit
+        try:
+            backlog = self.backlog
+            while backlog and self.running:
+                emit(backlog.popleft())
+            while self.running:
+                self.iterate(None)
+        except BaseException:
+            self.running = False
+            raise
+        finally:
+            self.driver = None
+            self.emit = self.backlog.append
+            self.shutdown()
+
+    def run_until_event(self, timeout: float | None) -> Any:
+        """One pull: the next event, or ``NOTHING`` after ``timeout``/stop. Holds ``drive_lock``."""
+        backlog = self.backlog
+        if backlog and self.running:
+            return backlog.popleft()
+        if timeout is not None and timeout <= 0:
+            return self._pull(0.0)
+        with self._signal_wakeup():  # only a call that may wait needs Ctrl+C to wake it
+            return self._pull(timeout)
+
+    def _pull(self, timeout: float | None) -> Any:
+        backlog = self.backlog
+        self.driver = _get_ident()
+        self.emit = backlog.append
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while self.running and not backlog:
+                remaining = None
+                if deadline is not None:
+                    remaining = max(0.0, deadline - time.monotonic())
+                self.iterate(remaining)  # at least once, so receive(0) sees what is ready
+                if remaining is not None and remaining <= 0:
+                    break
+        except BaseException:
+            self.running = False
+            raise
+        finally:
+            self.driver = None
+            if not self.running:
+                self.shutdown()
+        return backlog.popleft() if backlog and self.running else NOTHING
+
+    def iterate(self, max_timeout: float | None) -> None:
+        """One turn of the loop (see the theory of operation)."""
+        if self.registrations:
+            self.register_published()
+        if self._releases:
+            self._release_held()
+            if not self.running:
+                return
+        timeout = self._poll_timeout(max_timeout)
+        ready = self._poll(timeout)
+        self.iteration += 1
+        handlers = self.handlers
+        for fd, flags in ready:
+            handler = handlers.get(fd)
+            if handler is not None:
+                handler(flags)
+                if not self.running:
+                    return
+        if self.dirty:
+            self.flush_dirty()
+            if not self.running:
+                return
+        if self.timers.entries:
+            self.timers.run_due(self._still_running)
+            if not self.running:
+                return
+        if self.signals.ready:
+            self._deliver_signals()
+            if self.dirty and self.running:
+                self.flush_dirty()
+
+    def next_timeout(self) -> float | None:
+        """Seconds until the loop has work that no descriptor will announce (a timer, a
+        signal, a pending write or request): 0 for at once, None for none. For an outer
+        event loop that drives the node turn by turn with ``iterate(0)``."""
+        return self._poll_timeout(None)
+
+    def _poll_timeout(self, max_timeout: float | None) -> float | None:
+        if self.requests or self.dirty or self.registrations:
+            # Sends made by callbacks late in the last iteration (after its final flush,
+            # e.g. on Drained) are written in the next one, which must not sleep.
+            return 0.0
+        if self.signals.ready:
+            return 0.0
+        if self.holding:  # connect_sync() is about to release events: look soon
+            max_timeout = _HOLD_POLL if max_timeout is None else min(max_timeout, _HOLD_POLL)
+        deadline = self.timers.next_deadline()
+        if deadline is None:
+            return max_timeout
+        timeout = max(0.0, deadline - time.monotonic())
+        return timeout if max_timeout is None else min(timeout, max_timeout)
+
+    def _still_running(self) -> bool:
+        return self.running
+
+    def _deliver_signals(self) -> None:
+        take = self.signals.take
+        emit = self.emit
+        for _ in range(_SIGNALS_PER_ITERATION):
+            if not self.running:
+                return
+            value = take()
+            if value is NOTHING:
+                return
+            emit(Signal(value))
+
+    def _on_wake(self, _flags: int) -> None:
+        self.waker.drain()
+        self._handle_requests()
+
+    def _release_held(self) -> None:
+        releases = self._releases
+        while releases:
+            self.release(releases.popleft())
+
+    def _handle_requests(self) -> None:
+        self._release_held()
+        requests = self.requests
+        # Those queued now: one that queues another (a failed re-arm) waits its turn.
+        for _ in range(len(requests)):
+            resource, broken = requests.popleft()
+            self._handle_request(resource, broken)
+
+    def _handle_request(self, resource: Connection | Listener, broken: bool) -> None:
+        if isinstance(resource, Listener):
+            self.close_listener(resource)
+        elif resource.state is CLOSING:
+            self.linger(resource)
+        elif resource.state is CLOSED:
+            self.close_connection(resource)
+        elif broken:
+            self.lost(resource)
+        else:
+            with resource.lock:
+                if resource.state is READY and (resource.chunks or resource.want_drain):
+                    resource.write_armed = False
+                    resource.arm_write()
+
+    # -- connections ---------------------------------------------------------------------
+
+    def release_events(self, conn: Connection) -> None:
+        """``connect_sync()`` is returning (or raising): deliver the events held back for
+        ``conn``, in order, before any later one, and read it again. Any thread.
+
+        It does not wake the loop: a wake is a system call, which lets the loop thread
+        take the interpreter and deliver the events before the caller has the result in
+        hand. While events are held the loop polls at least every millisecond instead
+        (see :meth:`_poll_timeout`), so it finds the release once the caller has moved on.
+        """
+        self._releases.append(conn)
+        if self.drive_lock.acquire(blocking=False):
+            try:  # nobody drives the loop: the events go to the backlog now
+                self._handle_requests()
+            finally:
+                self.release_drive()
+
+    # -- connect_sync without a running loop ------------------------------------------
+
+    def drive_pending(self, conn: Connection, timeout: float) -> None:
+        """Advance one pending connection by polling only its fd (caller holds drive_lock).
+
+        Used by ``connect_sync`` before any loop runs; the ``Connected`` event it produces
+        goes to the backlog and is delivered when the loop starts.
+        """
+        if conn.state is not PENDING:
+            return
+        if isinstance(conn.remote, Dial):
+            # Its name resolves on another thread and its attempts are polled by the
+            # node's poller: run the whole loop for a while (events go to the backlog).
+            self.driver = _get_ident()
+            try:
+                self.iterate(timeout)
+            finally:
+                self.driver = None
+            return
+        if conn.fd < 0:
+            return
+        flags = wait_one(conn.fd, timeout)
+        if not flags:
+            return
+        self.on_pending(conn, flags)
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Close every resource (one last non-blocking write of queued data). Idempotent."""
+        if self.shut:
+            return
+        self.shut = True
+        self.running = False
+        self.signals.close()
+        dialing, resources = self.registry.clear()
+        # One removed while it dialed waits in the requests.
+        dialing += [
+            r for r, _ in self.requests if isinstance(r, Connection) and isinstance(r.remote, Dial)
+        ]
+        for conn in dialing:
+            self.close_connection(conn)
+        self.requests.clear()
+        for resource in resources:
+            if isinstance(resource, Listener):
+                self.close_listener(resource)
+                continue
+            with resource.lock:
+                if resource.state is READY:
+                    try:
+                        farewell = resource.remote.farewell(True)
+                    except Exception:
+                        log.exception("farewell() of %s failed", resource.endpoint)
+                        farewell = None
+                    if farewell:
+                        resource.queue_wire(farewell)
+                if (resource.state is READY or resource.state is CLOSING) and resource.chunks:
+                    try:
+                        resource.flush()
+                    except Exception:  # noqa: BLE001 - closing anyway
+                        pass
+            self.close_connection(resource)
+        self.timers.clear()
+        self.handlers.clear()  # what they refer to (connections, attempts) is closed
+        self.poller.close()
+        self.waker.close()
