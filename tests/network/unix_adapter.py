@@ -35,6 +35,7 @@ from message_io.network.adapter import (
     Buffer,
     ConnectConfig,
     ConnectionInfo,
+    Framing,
     ListenConfig,
     ListeningInfo,
     Local,
@@ -124,6 +125,8 @@ def _text(addr: object) -> str:
 
 
 class UnixRemote(Remote):
+    framing = Framing.HEADER
+    reports_incomplete = True
     """One Unix stream connection carrying length-prefixed messages.
 
     It also records how the node drives it, for tests of the node's side of the adapter

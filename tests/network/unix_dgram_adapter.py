@@ -19,6 +19,7 @@ from message_io.network.adapter import (
     Buffer,
     ConnectConfig,
     ConnectionInfo,
+    Framing,
     ListenConfig,
     ListeningInfo,
     Local,
@@ -35,6 +36,7 @@ MAX_DATAGRAM: Final = 64 * 1024
 
 class DgramRemote(Remote):
     datagrams = True
+    framing = Framing.NONE
 
     def __init__(self, sock: socket.socket) -> None:
         self.socket = sock

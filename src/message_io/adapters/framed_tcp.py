@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from ..codec.framing import FrameDecoder, frame_header
 from ..codec.varint import MAX_VARINT_LEN, decode_varint
-from ..network.adapter import ReadStatus
+from ..network.adapter import Framing, ReadStatus
 from .tcp import (
     INPUT_BUFFER_SIZE,
     TcpAdapter,
@@ -82,6 +82,9 @@ class FramedTcpListenConfig(TcpListenConfig):
 
 class FramedTcpRemote(TcpRemote):
     """A TCP connection carrying length-prefixed messages."""
+
+    framing = Framing.HEADER  # the varint length, then the payload itself
+    reports_incomplete = True
 
     def __init__(
         self,

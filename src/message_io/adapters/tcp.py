@@ -20,6 +20,7 @@ from ..network.adapter import (
     Buffer,
     ConnectConfig,
     ConnectionInfo,
+    Framing,
     HostName,
     ListenConfig,
     ListeningInfo,
@@ -239,6 +240,8 @@ def connect_status(sock: socket.socket) -> PendingStatus:
 
 class TcpRemote(Remote):
     """One TCP connection. Subclassed by framed transports, which add a decoder."""
+
+    framing = Framing.NONE  # a raw byte stream: messages are written as given
 
     def __init__(
         self,

@@ -2,10 +2,12 @@
 
 A transport is an :class:`~message_io.network.adapter.Adapter` (a factory), a
 :class:`~message_io.network.adapter.Remote` (one connection) and a
-:class:`~message_io.network.adapter.Local` (one listener). Five methods are required on
-the Remote and the Local (``fileno``, ``receive``, ``write``, ``close``; ``fileno``,
-``accept``, ``close``) and two on the Adapter (``connect``, ``listen``); the rest have
-defaults. Then::
+:class:`~message_io.network.adapter.Local` (one listener). Nine methods are required:
+four on the Remote (``fileno``, ``receive``, ``write``, ``close``), three on the Local
+(``fileno``, ``accept``, ``close``) and two on the Adapter (``connect``, ``listen``).
+Every other hook has a default that changes nothing, and what the transport can do is
+declared in class attributes (its *capabilities*), never guessed from which methods
+you override. Fill in the nine and you have a working byte-stream transport. Then::
 
     from message_io import register_transport
     MY = register_transport("MY", MyAdapter())
@@ -13,9 +15,10 @@ defaults. Then::
 
 The node polls ``fileno()``, calls your methods on its loop thread, queues and coalesces
 outgoing bytes, bounds memory, turns your exceptions into disconnections, and emits the
-events. ``docs/adapters.md`` walks through a complete transport over Unix sockets, and
-``tests/network/unix_adapter.py`` is that transport, passing the same behaviour suite as
-TCP. Every class below raises ``NotImplementedError`` until you fill it in.
+events. ``docs/adapters.md`` walks through a complete transport over Unix sockets
+(:mod:`message_io.adapters.unix`, built in), and :mod:`message_io.testing` is the
+conformance suite to run on yours. Every required method below raises
+``NotImplementedError`` until you fill it in.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..network.adapter import (
     Buffer,
     ConnectConfig,
     ConnectionInfo,
+    Framing,
     ListenConfig,
     ListeningInfo,
     Local,
@@ -57,9 +61,15 @@ class MyListenConfig(ListenConfig):
 class MyRemote(Remote):
     """One connection. Keep the OS object (a non-blocking socket) and any codec here."""
 
-    # full_duplex = False   # if reading and writing share state (e.g. TLS): one lock for both
-    # datagrams = True      # if each write must carry exactly one whole message (UDP-like);
-    #                       # then write() raises BlockingIOError when the OS pushes back
+    # Capabilities, set here to their defaults: change what your transport does.
+    framing = Framing.FRAME  # frame(data) makes each message's bytes; HEADER: header(size)
+    #                          then the payload (no copy); NONE: bytes as given
+    reports_incomplete = False  # True if incomplete() says how much of a message is pending
+    has_output = False  # True if take_output() may return bytes of its own (pongs)
+    text_messages = False  # True if send() takes a str (frame_text) and receive() gives one
+    full_duplex = True  # False if reading and writing share state (TLS): one lock for both
+    datagrams = False  # True if each write must carry exactly one whole message (UDP-like);
+    #                    write() then raises BlockingIOError when the OS pushes back
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
@@ -74,18 +84,19 @@ class MyRemote(Remote):
         Set ``self.failure`` to an exception before returning DISCONNECTED."""
         return PendingStatus.READY
 
-    def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
+    def receive(self, deliver: Callable[[bytes | str], object]) -> ReadStatus:
         """Read without blocking; ``deliver(message)`` per whole message. A bounded number
         of reads is fine (polling is level-triggered). Return DISCONNECTED on EOF."""
         raise NotImplementedError
 
-    def header(self, size: int) -> bytes | None:
-        """Optional: the bytes before a payload of ``size`` (a length prefix)."""
-        return None
-
-    def frame(self, data: Buffer) -> Buffer:
-        """Optional: the whole encoded message, if a header is not enough."""
+    def frame(self, data: Buffer) -> Buffer | tuple[bytes, Buffer]:
+        """Optional (``framing = Framing.FRAME``, the default): the bytes of one message,
+        e.g. a length prefix and the payload. The default sends the payload as it is."""
         return data
+
+    # def header(self, size: int) -> bytes | None:
+    #     """With ``framing = Framing.HEADER`` instead of frame(): the bytes to put
+    #     before a payload of ``size`` (a length prefix); None refuses the message."""
 
     def write(self, data: Buffer) -> int:
         """Write without blocking; return how many bytes the OS took (0 if none)."""

@@ -46,6 +46,7 @@ from ..network.adapter import (
     Buffer,
     ConnectConfig,
     ConnectionInfo,
+    Framing,
     HostName,
     ListenConfig,
     ListeningInfo,
@@ -263,6 +264,7 @@ class UdpRemote(Remote):
     """A connected UDP socket: one peer, one datagram per message."""
 
     datagrams = True
+    framing = Framing.NONE  # one datagram per message, as given
 
     def __init__(self, sock: socket.socket) -> None:
         self.socket = sock

@@ -48,6 +48,7 @@ from ..errors import AddressError
 from ..network.adapter import (
     Buffer,
     ConnectionInfo,
+    Framing,
     HostName,
     PendingStatus,
     Readiness,
@@ -234,6 +235,10 @@ class WsRemote(Remote):
     """One WebSocket connection, client or server side, over TCP or TLS."""
 
     full_duplex = False  # the protocol's state (and TLS's) serves both directions
+    framing = Framing.FRAME  # a client masks every payload: frame() copies it anyway
+    reports_incomplete = True
+    has_output = True  # pongs and close replies
+    text_messages = True
 
     def __init__(
         self,
@@ -666,6 +671,8 @@ class WsRemote(Remote):
 class WsServerRemote(WsRemote):
     """An accepted WebSocket connection: its frames are not masked, so a binary message
     goes out as a header followed by the payload itself, never copied."""
+
+    framing = Framing.HEADER
 
     def header(self, size: int) -> bytes | None:
         if self.protocol.state is not OPEN:

@@ -67,6 +67,7 @@ __all__ = [
     "Buffer",
     "ConnectConfig",
     "ConnectionInfo",
+    "Framing",
     "HostName",
     "ListenConfig",
     "ListeningInfo",
@@ -502,23 +503,61 @@ class ListenConfig:
         _check_limits(self)
 
 
+class Framing(enum.Enum):
+    """How ``send`` turns a message into bytes for :meth:`Remote.write`: a capability a
+    transport declares in :attr:`Remote.framing`."""
+
+    NONE = "none"
+    """Bytes as given: a raw byte stream (TCP), or one datagram per message (UDP).
+    Neither :meth:`Remote.frame` nor :meth:`Remote.header` is called."""
+    FRAME = "frame"
+    """:meth:`Remote.frame` makes each message's bytes (the default)."""
+    HEADER = "header"
+    """Each message goes out as :meth:`Remote.header` ``(size)`` followed by the payload
+    itself: no call per message beyond the header, and no copy of large payloads."""
+
+
 class Remote(ABC):
     """One connection of a transport. Created by :meth:`Adapter.connect` or by a
     :class:`Local` when it accepts.
 
-    Class attributes:
-        full_duplex: True if :meth:`receive` may run on the loop thread while
-            :meth:`write` runs on another thread. Set it False for a transport whose
-            state is shared by both directions (TLS); then both run under one lock.
-        datagrams: True if every :meth:`write` must carry exactly one whole message
-            (UDP). False for byte streams, where the node coalesces messages and writes
-            may be partial.
+    **Required**: :meth:`fileno`, :meth:`receive`, :meth:`write`, :meth:`close`.
+
+    **Capabilities**, declared as class attributes (the node never guesses them from
+    which methods a class overrides; the defaults suit a plain byte stream):
+
+    * ``framing`` (:class:`Framing`, default ``FRAME``): which of :meth:`frame` or
+      :meth:`header` makes a message's bytes, or ``NONE`` for neither.
+    * ``reports_incomplete`` (default False): :meth:`incomplete` is called after each
+      read, and the node bounds unfinished messages in time and memory.
+    * ``has_output`` (default False): :meth:`take_output` is called after each
+      :meth:`receive` and :meth:`heartbeat` (the transport answers by itself: pongs).
+    * ``text_messages`` (default False): ``send`` takes a ``str`` (:meth:`frame_text`)
+      and :meth:`receive` may deliver one; without it ``send(str)`` raises ``TypeError``.
+    * ``full_duplex`` (default True): :meth:`receive` may run on the loop thread while
+      :meth:`write` runs on another. Set it False for a transport whose state serves
+      both directions (TLS): then both run under the connection's lock.
+    * ``datagrams`` (default False): every :meth:`write` carries exactly one whole
+      message (UDP). False for byte streams, where the node coalesces messages and
+      writes may be partial.
+
+    **Optional hooks**, each with a default that does nothing a transport would notice,
+    so overriding one with its documented default never changes behaviour:
+    :meth:`pending` and :meth:`pending_interest` (a handshake; loop thread),
+    :meth:`frame` / :meth:`header` / :meth:`frame_text` (framing; the sending thread,
+    under the lock), :meth:`write_many` and :meth:`ready_to_write` (writing; under the
+    lock), :meth:`take_output`, :meth:`buffered`, :meth:`incomplete`, :meth:`heartbeat`
+    (loop thread) and :meth:`farewell` (under the lock, from ``remove`` or ``stop``).
 
     Attributes:
         max_message_size: The largest message ``send`` accepts for this connection, or
             ``None`` for no limit. Larger ones get ``MAX_PACKET_SIZE_EXCEEDED``.
     """
 
+    framing: ClassVar[Framing] = Framing.FRAME
+    reports_incomplete: ClassVar[bool] = False
+    has_output: ClassVar[bool] = False
+    text_messages: ClassVar[bool] = False
     full_duplex: ClassVar[bool] = True
     datagrams: ClassVar[bool] = False
     max_message_size: int | None = None
@@ -569,25 +608,26 @@ class Remote(ABC):
     def frame(self, data: Buffer) -> Buffer | tuple[bytes, Buffer]:
         """Turn one message into the bytes to write (add a length prefix, a frame header).
 
-        Called under the connection lock, in send order, from the thread that sends. The
+        Called when :attr:`framing` is ``FRAME`` (the default), under the connection
+        lock, in send order, from the thread that sends. The
         result is queued until written; it may be ``data`` itself, or a ``(header, body)``
         pair that is queued as two chunks (no copy joins them: worth it for large
         messages whose body is new bytes anyway, such as a masked payload). Return an empty
-        buffer to refuse the message (the connection is closing): ``send`` then returns
-        ``RESOURCE_NOT_AVAILABLE``. The default returns ``data`` unchanged (a raw stream).
+        buffer for a non-empty message to refuse it (the connection is closing): ``send``
+        then returns ``RESOURCE_NOT_AVAILABLE``; an empty message framed as nothing is
+        simply sent as nothing. The default returns ``data`` unchanged (a raw stream).
         """
         return data
 
     def header(self, size: int) -> bytes | None:
-        """Optional fast path for framing: the bytes to put before a payload of ``size``.
-
-        A transport that overrides it has every binary message queued as
-        ``header(size) + data``, without a call to :meth:`frame`, which avoids a copy of
-        large payloads. Only override it where every message is framed that way (the
-        base method is never called). Return ``None`` to refuse the message (the
-        connection is closing): ``send`` then returns ``RESOURCE_NOT_AVAILABLE``.
+        """The bytes to put before a payload of ``size``: the framing of a transport
+        whose :attr:`framing` is ``HEADER``, which has every binary message queued as
+        ``header(size) + data``, without a call to :meth:`frame` (no copy of large
+        payloads). Called under the connection lock, in send order. Return ``None`` to
+        refuse the message (the connection is closing): ``send`` then returns
+        ``RESOURCE_NOT_AVAILABLE``. The default returns no header (``b""``).
         """
-        return None
+        return b""
 
     @abstractmethod
     def write(self, data: Buffer) -> int:
@@ -625,7 +665,8 @@ class Remote(ABC):
 
     def frame_text(self, data: bytes) -> Buffer:
         """Frame a text message given as its UTF-8 bytes, for transports that tell text
-        from binary (WebSocket): ``send(endpoint, "a str")`` calls it under the lock.
+        from binary (WebSocket) and say so in :attr:`text_messages`:
+        ``send(endpoint, "a str")`` calls it under the lock.
         :meth:`receive` delivers a received text message as a ``str`` (the node makes
         it a ``TextMessage``). The default refuses.
 
@@ -637,7 +678,8 @@ class Remote(ABC):
     def take_output(self) -> Buffer | None:
         """Bytes the transport itself wants to send (a pong, a close reply), or None.
 
-        Called under the lock after :meth:`receive` and :meth:`heartbeat`; the node
+        Called when :attr:`has_output` is True, under the lock after :meth:`receive` and
+        :meth:`heartbeat`; the node
         queues them after what is already queued. Default: nothing.
         """
         return None
@@ -654,12 +696,13 @@ class Remote(ABC):
         announced more than has arrived, the fragments of an unfinished message, a header
         cut short. 0 between messages (the default: a raw stream has no messages).
 
-        Called on the loop thread after each :meth:`receive` that read something, so keep
-        it cheap (a field or two). The node uses it to bound incomplete messages in time
-        (``message_timeout``, ``min_message_rate``) and, across all connections, in memory
-        (the node's ``max_incomplete_bytes``): a peer that stalls or trickles inside a
-        message is disconnected, and past the node-wide cap the connections holding the
-        most are not read until memory is freed.
+        Called when :attr:`reports_incomplete` is True, on the loop thread after each
+        :meth:`receive` that read something, so keep it cheap (a field or two). The
+        node uses it to bound incomplete messages in time (``message_timeout``,
+        ``min_message_rate``) and, across all connections, in memory (the node's
+        ``max_incomplete_bytes``): a peer that stalls or trickles inside a message is
+        disconnected, and past the node-wide cap the connections holding the most are
+        not read until memory is freed.
         """
         return 0
 
@@ -684,7 +727,11 @@ class Remote(ABC):
 
 
 class Local(ABC):
-    """One listener of a transport, created by :meth:`Adapter.listen`."""
+    """One listener of a transport, created by :meth:`Adapter.listen`.
+
+    **Required**: :meth:`fileno`, :meth:`accept`, :meth:`close`. **Optional**:
+    :meth:`send_to` (packet transports; any thread; the default refuses).
+    """
 
     @abstractmethod
     def fileno(self) -> int:
@@ -769,6 +816,9 @@ class HostName:
 
 class Adapter(ABC):
     """A transport: a factory of connections and listeners, plus facts about itself.
+
+    **Required**: :meth:`connect` and :meth:`listen`. **Optional**: :meth:`lookup` and
+    :meth:`connect_to` (host names resolved off the loop; both or neither).
 
     Class attributes:
         connection_oriented: True if connections have a life (``Accepted``,

@@ -37,6 +37,7 @@ from ..util.timers import Timer
 from .adapter import (
     Buffer,
     ConnectConfig,
+    Framing,
     ListenConfig,
     Remote,
     SendStatus,
@@ -292,21 +293,19 @@ class Connection(SendQueue):
         self.remote = remote
         self.fd = remote.fileno()
         cls = type(remote)
-        # Incomplete incoming messages (see InputGuard.account): only for transports that
-        # have messages (Remote.incomplete overridden) and a limit in time.
-        has_messages = cls.incomplete is not Remote.incomplete
-        self.incomplete = remote.incomplete if has_messages else None
+        # What the transport declared it does (see Remote's capabilities).
+        self.incomplete = remote.incomplete if cls.reports_incomplete else None
         self.max_size = remote.max_message_size
-        # Output of the transport's own (pongs, close replies), if it ever has any.
-        has_output = cls.take_output is not Remote.take_output
-        self.output = remote.take_output if has_output else None
+        self.output = remote.take_output if cls.has_output else None
         self.full_duplex = cls.full_duplex
-        # Framing: a header function (fast, no copy of big payloads) or a frame function.
+        # Framing: a header function (fast, no copy of big payloads), a frame function,
+        # or neither (bytes as given).
+        framing = cls.framing
         self.header: Callable[[int], bytes | None] | None = None
         self.frame: Callable[[Buffer], Buffer | tuple[bytes, Buffer]] | None = None
-        if cls.header is not Remote.header:
+        if framing is Framing.HEADER:
             self.header = remote.header
-        elif cls.frame is not Remote.frame:
+        elif framing is Framing.FRAME:
             self.frame = remote.frame
         # Small messages can be appended to the tail buffer as header + payload.
         self.stream_header = self.frame is None
@@ -382,6 +381,8 @@ class Connection(SendQueue):
                 head = header(size)
                 if head is None:
                     return _NOT_AVAILABLE  # the transport refuses it (closing)
+                if not size and not head:
+                    return _SENT  # no bytes at all: queue no empty chunk
             elif self.frame is not None:
                 framed = self.frame(data)
                 if isinstance(framed, tuple):  # (header, body): the body is not copied
@@ -389,9 +390,11 @@ class Connection(SendQueue):
                     size = len(data)
                 else:
                     data = framed
+                    if not len(data):
+                        # Nothing to write for an empty message (a raw stream), else
+                        # the transport refuses it (closing).
+                        return _NOT_AVAILABLE if size else _SENT
                     size = len(data)
-                    if not size:
-                        return _NOT_AVAILABLE  # the transport refuses it (closing)
                     head = None
             else:
                 head = None
@@ -452,7 +455,7 @@ class Connection(SendQueue):
         """Send a text message (transports with ``frame_text``, e.g. WebSocket)."""
         if self.state is not READY:  # its transport may not be known yet (a host name)
             return _NOT_AVAILABLE if self.state is PENDING else _NOT_FOUND
-        if type(self.remote).frame_text is Remote.frame_text:
+        if not type(self.remote).text_messages:
             raise TypeError(f"{self.endpoint} takes bytes-like messages, not str")
         data = text.encode()
         if self.max_size is not None and len(data) > self.max_size:
@@ -555,7 +558,11 @@ class Connection(SendQueue):
                 offered = len(chunks[0])
                 written = remote.write(chunks[0])
             if written <= 0:
-                break
+                if len(chunks[0]):
+                    break  # the OS pushed back
+                if chunks.popleft() is self.tail:  # an empty chunk: nothing to write
+                    self.tail = None
+                continue
             self.queued -= written
             short = written < offered  # the OS pushed back: try again when writable
             while written:
