@@ -105,7 +105,7 @@ EXPECTED_ALL = [
 
 
 def some_endpoint(resource_type: ResourceType = ResourceType.REMOTE) -> Endpoint:
-    return Endpoint(ResourceId._make(1, resource_type, 7), ("127.0.0.1", 4242))
+    return Endpoint(ResourceId.new(1, resource_type, 7), ("127.0.0.1", 4242))
 
 
 # -- exports -----------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_star_import_gives_exactly_the_export_list() -> None:
 
 EVENTS: list[Any] = [
     Connected(some_endpoint(), True),
-    Accepted(some_endpoint(), ResourceId._make(1, ResourceType.LOCAL, 0)),
+    Accepted(some_endpoint(), ResourceId.new(1, ResourceType.LOCAL, 0)),
     Message(some_endpoint(), b"payload"),
     Disconnected(some_endpoint()),
     Drained(some_endpoint()),
@@ -158,7 +158,7 @@ def test_events_are_frozen_dataclasses(event: Any) -> None:
 
 def test_events_match_positionally() -> None:
     endpoint = some_endpoint()
-    listener_id = ResourceId._make(1, ResourceType.LOCAL, 0)
+    listener_id = ResourceId.new(1, ResourceType.LOCAL, 0)
     matched: list[str] = []
     events: list[NodeEvent[Any]] = [
         Connected(endpoint, True),
@@ -216,15 +216,15 @@ def test_message_repr_shows_the_size_not_the_payload() -> None:
 
 
 def test_endpoint_is_hashable_and_equal_by_fields() -> None:
-    rid = ResourceId._make(0, ResourceType.REMOTE, 3)
+    rid = ResourceId.new(0, ResourceType.REMOTE, 3)
     a = Endpoint(rid, ("127.0.0.1", 1000))
-    b = Endpoint(ResourceId._make(0, ResourceType.REMOTE, 3), ("127.0.0.1", 1000))
+    b = Endpoint(ResourceId.new(0, ResourceType.REMOTE, 3), ("127.0.0.1", 1000))
     assert a == b
     assert hash(a) == hash(b)
     assert {a: "x"}[b] == "x"
     assert len({a, b}) == 1
     assert a != Endpoint(rid, ("127.0.0.1", 1001))
-    assert a != Endpoint(ResourceId._make(0, ResourceType.REMOTE, 4), ("127.0.0.1", 1000))
+    assert a != Endpoint(ResourceId.new(0, ResourceType.REMOTE, 4), ("127.0.0.1", 1000))
     assert a != (rid, ("127.0.0.1", 1000))
     assert a.resource_id == rid
     assert a.addr == ("127.0.0.1", 1000)
@@ -243,11 +243,11 @@ def test_endpoint_is_immutable(attribute: str) -> None:
 
 
 def test_endpoint_from_listener() -> None:
-    listener_id = ResourceId._make(1, ResourceType.LOCAL, 2)
+    listener_id = ResourceId.new(1, ResourceType.LOCAL, 2)
     endpoint = Endpoint.from_listener(listener_id, ("127.0.0.1", 5))
     assert endpoint == Endpoint(listener_id, ("127.0.0.1", 5))
     with pytest.raises(ValueError, match="not a listener id"):
-        Endpoint.from_listener(ResourceId._make(1, ResourceType.REMOTE, 2), ("127.0.0.1", 5))
+        Endpoint.from_listener(ResourceId.new(1, ResourceType.REMOTE, 2), ("127.0.0.1", 5))
     with pytest.raises(ValueError, match="not a listener id"):
         Endpoint.from_listener(int(listener_id), ("127.0.0.1", 5))  # type: ignore[arg-type]
 

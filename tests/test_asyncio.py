@@ -348,7 +348,7 @@ def test_cancelled_connect_removes_the_connection(run: Run) -> None:
                     await connecting
                 # Nothing is left of it: no resource id is ready.
                 for resource_id in range(4):
-                    rid = message_io.ResourceId._make(
+                    rid = message_io.ResourceId.new(
                         Transport.FRAMED_TCP.id, message_io.ResourceType.REMOTE, resource_id
                     )
                     assert handler.network.is_ready(rid) is None

@@ -291,12 +291,12 @@ def test_removing_a_peer_never_closes_the_listener(udp: Net) -> None:
 
 
 def test_peer_resource_id_is_the_listener_id() -> None:
-    listener_id = ResourceId._make(Transport.UDP.id, ResourceType.LOCAL, 3)
+    listener_id = ResourceId.new(Transport.UDP.id, ResourceType.LOCAL, 3)
     peer_id = Endpoint(listener_id, ("127.0.0.1", 9)).resource_id
     assert peer_id == listener_id and hash(peer_id) == hash(listener_id)
     assert repr(peer_id) == repr(listener_id)
     assert pickle.loads(pickle.dumps(peer_id)).peer_addr == ("127.0.0.1", 9)
-    remote_id = ResourceId._make(Transport.UDP.id, ResourceType.REMOTE, 3)
+    remote_id = ResourceId.new(Transport.UDP.id, ResourceType.REMOTE, 3)
     assert type(Endpoint(remote_id, ("127.0.0.1", 9)).resource_id) is ResourceId
 
 

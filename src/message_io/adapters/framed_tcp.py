@@ -117,18 +117,18 @@ class FramedTcpRemote(TcpRemote):
         recv = self._recv
         decoder = self._decoder
         feed = decoder.feed
-        # When the node hands us ``list.append`` (it does), decode straight into that list
-        # instead of calling ``deliver`` once per message.
+        # The node hands us a list's ``append`` (Remote.receive documents it): decode
+        # straight into that list instead of calling ``deliver`` once per message.
         target = getattr(deliver, "__self__", None)
         direct = type(target) is list
         frames: list[bytes] = target if direct else self._frames  # type: ignore[assignment]
         size = self._read_size
         try:
             for _ in range(4):
-                # decoder.wanted, read from its fields: a property call costs as much as
-                # the rest of a small message's receive path.
-                need = decoder._need
-                wanted = need - decoder._have if need >= 0 else 0
+                # decoder.wanted, read from its public fields: a property call costs as
+                # much as the rest of a small message's receive path.
+                need = decoder.need
+                wanted = need - decoder.have if need >= 0 else 0
                 if wanted >= _LARGE_FRAME or (wanted and self._large):
                     data = recv(min(wanted, _MAX_READ))
                 elif self._large and not decoder.buffered:
@@ -152,8 +152,8 @@ class FramedTcpRemote(TcpRemote):
                         for frame in frames:
                             deliver(frame)
                         frames.clear()
-                need = decoder._need
-                if need >= _LARGE_FRAME and need - decoder._have >= _LARGE_FRAME:
+                need = decoder.need
+                if need >= _LARGE_FRAME and need - decoder.have >= _LARGE_FRAME:
                     self._large = True
                 elif len(data) < size:
                     break

@@ -100,16 +100,23 @@ class FrameDecoder:
         ValueError: If ``max_message_size`` is negative.
     """
 
-    __slots__ = ("_chunks", "_failed", "_have", "_header", "_hlen", "_max", "_need")
+    __slots__ = ("_chunks", "_failed", "_header", "_hlen", "_max", "have", "need")
+
+    need: int
+    """Payload size of the frame being received, or -1 while no header is complete.
+    Read-only for callers: a reader's fast path reads it (and :attr:`have`) where a call
+    to :attr:`wanted` would cost as much as the rest of a small message's path."""
+    have: int
+    """Payload bytes of the frame being received so far (read-only for callers)."""
 
     def __init__(self, max_message_size: int) -> None:
         if max_message_size < 0:
             raise ValueError(f"max_message_size must be >= 0, not {max_message_size}")
         self._max = max_message_size
         self._header = bytearray()  # bytes of a header not complete yet
-        self._need = -1  # payload size of the pending frame; -1: no complete header
-        self._hlen = 0  # header length of the pending frame (when _need >= 0)
-        self._have = 0  # payload bytes of the pending frame received so far
+        self.need = -1  # payload size of the pending frame; -1: no complete header
+        self._hlen = 0  # header length of the pending frame (when need >= 0)
+        self.have = 0  # payload bytes of the pending frame received so far
         self._chunks: list[bytes | bytearray] = []  # those payload bytes
         self._failed = False
 
@@ -125,7 +132,7 @@ class FrameDecoder:
         0 when the last byte fed ended a frame. Never more than
         ``max_message_size + 10``.
         """
-        return len(self._header) + (self._hlen + self._have if self._need >= 0 else 0)
+        return len(self._header) + (self._hlen + self.have if self.need >= 0 else 0)
 
     @property
     def wanted(self) -> int:
@@ -135,7 +142,7 @@ class FrameDecoder:
         receive exactly this many bytes to finish the frame. 0 otherwise (between
         frames or inside a header), when the next read size is the caller's choice.
         """
-        return self._need - self._have if self._need >= 0 else 0
+        return self.need - self.have if self.need >= 0 else 0
 
     def feed(self, data: bytes | bytearray | memoryview, out: list[bytes]) -> None:
         """Consume ``data`` and append every payload it completes to ``out``, in order.
@@ -165,7 +172,7 @@ class FrameDecoder:
             return
         try:
             pos = 0
-            if self._header or self._need >= 0:
+            if self._header or self.need >= 0:
                 pos = self._resume(data, out)
                 if pos == n:
                     return
@@ -174,8 +181,8 @@ class FrameDecoder:
             self._failed = True
             self._header.clear()
             self._chunks = []
-            self._need = -1
-            self._have = self._hlen = 0
+            self.need = -1
+            self.have = self._hlen = 0
             raise
 
     def _resume(self, data: bytes, out: list[bytes]) -> int:
@@ -194,10 +201,10 @@ class FrameDecoder:
             header.clear()
             if size > self._max:
                 raise _too_large(size, self._max)
-            self._need = size
+            self.need = size
             self._hlen = hlen
-            self._have = 0
-        missing = self._need - self._have
+            self.have = 0
+        missing = self.need - self.have
         avail = n - pos
         if avail < missing:
             chunks = self._chunks
@@ -210,7 +217,7 @@ class FrameDecoder:
                     chunks.append(bytearray(data[pos:]))
             else:
                 chunks.append(data[pos:] if pos else data)
-            self._have += avail
+            self.have += avail
             return n
         end = pos + missing
         chunks = self._chunks
@@ -220,8 +227,8 @@ class FrameDecoder:
             self._chunks = []
         else:
             out.append(data[pos:end])
-        self._need = -1
-        self._have = self._hlen = 0
+        self.need = -1
+        self.have = self._hlen = 0
         return end
 
     def _scan(self, data: bytes, pos: int, n: int, out: list[bytes]) -> None:
@@ -267,7 +274,7 @@ class FrameDecoder:
                 return
             if start < n:
                 self._chunks.append(data[start:])
-            self._need = size
+            self.need = size
             self._hlen = hlen
-            self._have = n - start
+            self.have = n - start
             return

@@ -598,6 +598,10 @@ class Remote(ABC):
         the OS says "would block": polling is level-triggered, so it is called again while
         data remains; reading a bounded amount per call keeps the loop fair.
 
+        ``deliver`` is the ``append`` method of a list the node owns (``deliver.__self__``):
+        a transport that decodes many messages at once may append them to that list
+        directly, which saves a call per message.
+
         Returns:
             ``ReadStatus.DISCONNECTED`` when the peer closed or the connection broke.
 

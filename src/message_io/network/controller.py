@@ -524,7 +524,7 @@ class NetworkController:
                 :class:`Endpoint`.
         """
         if isinstance(target, Endpoint):
-            resource_id = target._resource_id
+            resource_id = target.resource_id  # a PeerResourceId for a listener's peer
             if resource_id.is_local:
                 return self._loop.forget_peer(resource_id, target.addr)
             return self._loop.remove(resource_id)

@@ -37,7 +37,9 @@ class ResourceId(int):
     __slots__ = ()
 
     @classmethod
-    def _make(cls, adapter_id: int, resource_type: ResourceType, base_value: int) -> ResourceId:
+    def new(cls, adapter_id: int, resource_type: ResourceType, base_value: int) -> ResourceId:
+        """The id packing these three fields. The node makes the ids of its resources;
+        this is for tests and tools that need one without a node."""
         local = _LOCAL_BIT if resource_type is ResourceType.LOCAL else 0
         return cls((base_value << _BASE_SHIFT) | local | adapter_id)
 

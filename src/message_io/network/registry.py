@@ -49,7 +49,7 @@ class Registry:
             counter = self._counters.get(key)
             if counter is None:
                 counter = self._counters[key] = itertools.count()
-            return ResourceId._make(adapter_id, resource_type, next(counter))
+            return ResourceId.new(adapter_id, resource_type, next(counter))
 
     def add_connection(self, conn: Connection) -> None:
         """Add ``conn``; its descriptor too unless it is still dialing. Holds the lock.
