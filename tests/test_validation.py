@@ -32,7 +32,7 @@ from message_io import (
     WsListenConfig,
     register_transport,
 )
-from message_io.network import adapter as adapter_module
+from message_io.network import config as config_module
 from message_io.network.adapter import (
     Adapter,
     ConnectConfig,
@@ -493,7 +493,7 @@ def test_the_checks_of_a_class_are_freed_with_it() -> None:
         pass
 
     Temporary()
-    assert Temporary in adapter_module._FIELD_CHECKS
+    assert Temporary in config_module._FIELD_CHECKS
     alive = weakref.ref(Temporary)
     del Temporary
     gc.collect()

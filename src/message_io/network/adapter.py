@@ -41,23 +41,30 @@ and ``docs/adapters.md`` walks through a complete Unix-domain-socket transport.
 
 from __future__ import annotations
 
-import collections.abc
-import dataclasses
 import enum
-import ipaddress
 import socket
-import sys
-import types
-import typing
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, NoReturn
+from typing import Any, ClassVar
 
-from ..errors import AddressError
+from .address import (
+    HostName,
+    check_ip_address,
+    format_address,
+    host_name,
+    parse_host_port,
+    resolve_address,
+)
+from .config import (
+    DEFAULT_MESSAGE_TIMEOUT,
+    DEFAULT_MIN_MESSAGE_RATE,
+    DEFAULT_SEND_BUFFER_LIMIT,
+    ConnectConfig,
+    ListenConfig,
+    check_fields,
+)
 from .endpoint import Address
-from .resolver import ip_addresses
 
 __all__ = [
     "DEFAULT_MESSAGE_TIMEOUT",
@@ -85,26 +92,11 @@ __all__ = [
     "resolve_address",
 ]
 
+# Configs (config.py) and address helpers (address.py) are part of this contract too: a
+# transport author finds everything here.
+
 Buffer = bytes | bytearray | memoryview
 """Any bytes-like object accepted by ``send``."""
-
-DEFAULT_SEND_BUFFER_LIMIT = 4 * 1024 * 1024
-"""Default cap, in bytes, of the data queued for one connection and not yet written."""
-
-DEFAULT_MESSAGE_TIMEOUT = 30.0
-"""Default ``message_timeout``: seconds a message may go without progress (30 s, as
-libzmq's handshake interval and well under nginx's 60 s ``client_body_timeout``)."""
-
-DEFAULT_MIN_MESSAGE_RATE = 240.0
-"""Default ``min_message_rate``, in bytes per second: Kestrel's ``MinRequestBodyDataRate``."""
-
-
-def _check_limits(config: ConnectConfig | ListenConfig) -> None:
-    """The range of ``min_message_rate`` (the ``*_timeout`` fields are checked by
-    :func:`check_fields`)."""
-    rate = config.min_message_rate
-    if rate is not None and not rate > 0:
-        raise ValueError(f"{_field(config, 'min_message_rate')} must be > 0 or None, not {rate!r}")
 
 
 class SendStatus(enum.Enum):
@@ -157,350 +149,6 @@ class Readiness(enum.Flag):
 # Each config class is compiled once, from its resolved annotations, into one _FieldCheck
 # per field (a _Spec for the type, the range its name implies, a default known to pass);
 # building a config then runs the checks, which only look at the values.
-
-
-class _Spec:
-    """How one annotation checks a value: :meth:`matches` looks at the outer type only (to
-    choose a member of a union), :meth:`check` at everything and raises a TypeError that
-    names ``where``.
-
-    ``name`` is the annotation as written (``"str | None"``), ``description`` the same in
-    words for messages (``"str or None"``).
-    """
-
-    __slots__ = ("description", "items", "kind", "length", "name", "origin", "values")
-
-    def __init__(
-        self,
-        kind: str,
-        name: str,
-        *,
-        description: str | None = None,
-        origin: Any = None,
-        items: tuple[_Spec, ...] = (),
-        length: int | None = None,
-        values: tuple[Any, ...] = (),
-    ) -> None:
-        self.kind = kind
-        self.name = name
-        self.description = name if description is None else description
-        self.origin = origin
-        self.items = items
-        self.length = length
-        self.values = values
-
-    def matches(self, value: Any) -> bool:
-        """True if ``value`` has the outer type (a tuple for ``tuple[int, ...]``)."""
-        kind = self.kind
-        if kind == "any":
-            return True
-        if kind == "none":
-            return value is None
-        if kind == "int":
-            return isinstance(value, int) and not isinstance(value, bool)
-        if kind == "float":
-            return isinstance(value, (int, float)) and not isinstance(value, bool)
-        if kind == "literal":
-            return any(value == v and type(value) is type(v) for v in self.values)
-        if kind == "union":
-            return any(item.matches(value) for item in self.items)
-        if kind == "callable":
-            return callable(value)
-        if kind == "collection" and isinstance(value, (str, bytes, bytearray)):
-            return False  # a str is a collection of str, but nobody means that
-        return isinstance(value, self.origin)
-
-    def check(self, value: Any, where: str) -> None:
-        """Raise TypeError unless ``value`` matches, items included.
-
-        Raises:
-            TypeError: ``"<where> must be <description>, not <type>"``.
-        """
-        kind = self.kind
-        if kind == "union":
-            for item in self.items:
-                if item.matches(value):
-                    item.check(value, where)
-                    return
-            self._fail(value, where)
-        if not self.matches(value):
-            self._fail(value, where)
-        if kind == "tuple":
-            if self.length is not None and len(value) != self.length:
-                raise TypeError(
-                    f"{where} must be {self.description}, not a tuple of {len(value)} items"
-                )
-            for index, item in enumerate(value):
-                self.items[0 if self.length is None else index].check(item, f"{where}[{index}]")
-        elif kind == "collection":
-            for item in value:
-                self.items[0].check(item, f"an item of {where}")
-        elif kind == "mapping":
-            key_spec, value_spec = self.items
-            for key, item in value.items():
-                key_spec.check(key, f"a key of {where}")
-                value_spec.check(item, f"{where}[{key!r}]")
-
-    def _fail(self, value: Any, where: str) -> NoReturn:
-        kind = "None" if value is None else type(value).__name__
-        raise TypeError(f"{where} must be {self.description}, not {kind}")
-
-
-def _spec(annotation: Any) -> _Spec:
-    """Compile a resolved annotation into a :class:`_Spec`."""
-    origin: Any = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if annotation is Any or annotation is object:
-        return _Spec("any", "Any", description="any value")
-    if annotation is None or annotation is type(None):
-        return _Spec("none", "None")
-    if annotation is int:
-        return _Spec("int", "int")
-    if annotation is float:
-        return _Spec("float", "float")
-    if origin is typing.Annotated:
-        return _spec(args[0])
-    if origin is typing.Union or origin is types.UnionType:
-        # None last: "int or None", "str, int or None".
-        members = tuple(sorted((_spec(arg) for arg in args), key=lambda s: s.kind == "none"))
-        words = [member.description for member in members]
-        return _Spec(
-            "union",
-            " | ".join(member.name for member in members),
-            description=", ".join(words[:-1]) + " or " + words[-1],
-            items=members,
-        )
-    if origin is typing.Literal:
-        listed = ", ".join(map(repr, args))
-        return _Spec("literal", f"Literal[{listed}]", description=f"one of {listed}", values=args)
-    if isinstance(annotation, typing.NewType):
-        return _spec(annotation.__supertype__)
-    if origin is None:
-        if isinstance(annotation, type):  # bool, str, ssl.SSLContext, TcpKeepalive...
-            return _Spec("class", annotation.__name__, origin=annotation)
-        return _Spec("any", "Any", description="any value")  # a TypeVar...
-    if not isinstance(origin, type):
-        return _Spec("any", "Any", description="any value")
-    if origin is collections.abc.Callable:
-        return _Spec("callable", "Callable", description="callable")
-    items = tuple(_spec(arg) for arg in args if arg is not Ellipsis)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return _Spec("tuple", f"tuple[{items[0].name}, ...]", origin=tuple, items=items)
-        if not items:  # tuple[()]
-            return _Spec("class", "tuple", origin=tuple)
-        listed = ", ".join(item.name for item in items)
-        return _Spec("tuple", f"tuple[{listed}]", origin=tuple, items=items, length=len(items))
-    name = f"{origin.__name__}[{', '.join(item.name for item in items)}]"
-    if issubclass(origin, collections.abc.Mapping) and len(items) == 2:
-        return _Spec("mapping", name, origin=origin, items=items)
-    if issubclass(origin, collections.abc.Collection) and len(items) == 1:
-        return _Spec("collection", name, origin=origin, items=items)
-    return _Spec("class", name, origin=origin)
-
-
-def _annotations(cls: type) -> dict[str, Any]:
-    """The resolved annotations of ``cls`` and its bases; a name whose annotation does not
-    resolve (a name imported only for type checkers) is left out."""
-    try:
-        return typing.get_type_hints(cls, include_extras=True)
-    except Exception:  # noqa: BLE001 - resolve the others one by one
-        pass
-    hints: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        module = sys.modules.get(klass.__module__)
-        namespace = dict(vars(module)) if module is not None else {}
-        for name, annotation in vars(klass).get("__annotations__", {}).items():
-            hints.pop(name, None)
-            if not isinstance(annotation, str):
-                hints[name] = annotation
-                continue
-            try:
-                hints[name] = eval(annotation, namespace, dict(vars(klass)))
-            except Exception:  # noqa: BLE001 - not checked
-                continue
-    return hints
-
-
-_NO_DEFAULT: Any = object()
-
-_POSITIVE_SUFFIXES = ("_timeout", "_interval")
-_COUNT_SUFFIXES = ("_size", "_limit")
-
-
-class _FieldCheck(NamedTuple):
-    name: str
-    where: str  # "ClassName.field", for messages
-    spec: _Spec
-    positive: bool  # a number that must be > 0 (by its name)
-    non_negative: bool  # a number that must be >= 0 (by its name)
-    default: Any  # a default known to pass (skipped when the value *is* it), or _NO_DEFAULT
-
-
-def _check_value(check: _FieldCheck, value: Any) -> None:
-    check.spec.check(value, check.where)
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    if check.positive and not value > 0:
-        raise ValueError(f"{check.where} must be > 0, not {value!r}")
-    if check.non_negative and not value >= 0:
-        raise ValueError(f"{check.where} must be >= 0, not {value!r}")
-
-
-def _compile_fields(cls: type) -> tuple[_FieldCheck, ...]:
-    hints = _annotations(cls)
-    checks = []
-    for field in dataclasses.fields(cls):
-        if field.name not in hints:
-            continue
-        check = _FieldCheck(
-            field.name,
-            f"{cls.__name__}.{field.name}",
-            _spec(hints[field.name]),
-            field.name.endswith(_POSITIVE_SUFFIXES),
-            field.name.endswith(_COUNT_SUFFIXES),
-            _NO_DEFAULT,
-        )
-        if field.default is not dataclasses.MISSING:
-            try:
-                _check_value(check, field.default)
-            except (TypeError, ValueError):
-                pass  # a wrong default is reported when a config is built with it
-            else:
-                check = check._replace(default=field.default)
-        checks.append(check)
-    return tuple(checks)
-
-
-_FIELD_CHECKS: weakref.WeakKeyDictionary[type, tuple[_FieldCheck, ...]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def check_fields(config: Any) -> None:
-    """Check every field of the dataclass instance ``config`` against its annotation.
-
-    Called by the ``__post_init__`` of :class:`ConnectConfig` and :class:`ListenConfig`,
-    so a transport's config is checked without code of its own; call it from the
-    ``__post_init__`` of other option dataclasses (such as
-    :class:`~message_io.adapters.tcp.TcpKeepalive`). Annotations are resolved once per
-    class (``typing.get_type_hints``) and the result cached; a field left at its default
-    costs nothing (the default is checked once, with the class).
-
-    Understood: ``int`` (not ``bool``), ``float`` (an ``int`` too, not ``bool``),
-    ``bool``, ``str`` and any other class (``isinstance``, e.g. ``ssl.SSLContext`` or a
-    nested options dataclass), ``X | None`` and other unions, ``Literal[...]``,
-    ``tuple[X, ...]``, ``tuple[X, Y]``, ``Collection[X]`` and other collections (their
-    items checked; a ``str`` is not accepted as a collection), ``Mapping[K, V]``,
-    ``Callable``. ``Any``, and annotations that do not resolve, are not checked.
-
-    Ranges, by the name of a number field (``None`` is never range-checked): a name
-    ending in ``_timeout`` or ``_interval`` is seconds and must be > 0 (not NaN); a name
-    ending in ``_size`` or ``_limit`` is a count of bytes and must be >= 0. Classes add
-    their own checks after this one.
-
-    Raises:
-        TypeError: a value does not match its field's annotation, as in
-            ``"FramedTcpConnectConfig.send_buffer_limit must be int, not str"``.
-        ValueError: a number is out of the range its name implies, as in
-            ``"WsConnectConfig.ping_interval must be > 0, not -1"``.
-    """
-    cls = type(config)
-    checks = _FIELD_CHECKS.get(cls)
-    if checks is None:
-        checks = _FIELD_CHECKS[cls] = _compile_fields(cls)
-    for check in checks:
-        value = getattr(config, check.name)
-        if value is not check.default:  # a default was checked once, with the class
-            _check_value(check, value)
-
-
-def _field(config: object, name: str) -> str:
-    return f"{type(config).__name__}.{name}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ConnectConfig:
-    """Options every transport's connect config has. Transport configs subclass it.
-
-    Every field, including a subclass's, is checked when the config is built (see
-    :func:`check_fields`), so a mistake is reported where it is made rather than by the
-    first connection that uses it.
-
-    Attributes:
-        connect_timeout: Seconds to wait for the connection (and its handshake) before
-            giving up with ``Connected(endpoint, False)``. ``None`` leaves it to the OS.
-        send_buffer_limit: Bytes that may wait in this connection's send queue; past it
-            ``send`` returns ``SendStatus.QUEUE_FULL``. A message is always accepted
-            into an empty queue, whatever its size.
-        message_timeout: Seconds an incoming message that has begun may go without a new
-            byte before the peer is disconnected (``Disconnected``). ``None``: no limit
-            (and no ``min_message_rate`` either). Only for transports with messages
-            (FramedTcp, WebSocket, adapters that implement ``Remote.incomplete``).
-        min_message_rate: Bytes per second an incoming message must average once it is
-            older than ``message_timeout``; a slower one (a peer trickling a byte now and
-            then) is disconnected. ``None``: no minimum rate.
-        idle_timeout: Seconds without receiving anything before the peer is
-            disconnected. ``None`` (default): no limit; TCP keepalive or the transport's
-            pings still notice dead peers.
-
-    Raises:
-        TypeError: a field's value does not match its annotation; the message names
-            the field (``"FramedTcpConnectConfig.send_buffer_limit must be int, not str"``).
-        ValueError: a field is out of range (``connect_timeout`` <= 0 or NaN,
-            ``send_buffer_limit`` < 1, or a subclass field against the naming rules of
-            :func:`check_fields`); the message names the field.
-    """
-
-    connect_timeout: float | None = None
-    send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT
-    min_message_rate: float | None = DEFAULT_MIN_MESSAGE_RATE
-    idle_timeout: float | None = None
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if self.send_buffer_limit < 1:
-            raise ValueError(
-                f"{_field(self, 'send_buffer_limit')} must be >= 1, not {self.send_buffer_limit!r}"
-            )
-        _check_limits(self)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ListenConfig:
-    """Options every transport's listen config has. Transport configs subclass it.
-
-    Every field, including a subclass's, is checked when the config is built, as for
-    :class:`ConnectConfig`.
-
-    Attributes:
-        send_buffer_limit: As in :class:`ConnectConfig`, for each accepted connection.
-        handshake_timeout: Seconds an accepted connection may take to become ready
-            (its handshake) before it is dropped; ``None``: no limit. Bytes trickled by
-            the peer do not extend it.
-        message_timeout, min_message_rate, idle_timeout: As in :class:`ConnectConfig`,
-            for each accepted connection.
-
-    Raises:
-        TypeError: a field's value does not match its annotation (the message names it).
-        ValueError: a field is out of range (``send_buffer_limit`` < 1,
-            ``handshake_timeout`` <= 0 or NaN, ...); the message names it.
-    """
-
-    send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT
-    handshake_timeout: float | None = None
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT
-    min_message_rate: float | None = DEFAULT_MIN_MESSAGE_RATE
-    idle_timeout: float | None = None
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if self.send_buffer_limit < 1:
-            raise ValueError(
-                f"{_field(self, 'send_buffer_limit')} must be >= 1, not {self.send_buffer_limit!r}"
-            )
-        _check_limits(self)
 
 
 class Framing(enum.Enum):
@@ -797,27 +445,6 @@ class ListeningInfo:
     local_addr: Address
 
 
-@dataclass(frozen=True)
-class HostName:
-    """A host name that ``connect`` must resolve before it can start: what
-    :meth:`Adapter.lookup` returns for an address that names a host.
-
-    Attributes:
-        host: The name, as ``getaddrinfo`` takes it (``"example.com"``, ``"localhost"``).
-        port: The port to connect to.
-        socket_type: What to ask the resolver for: ``SOCK_STREAM``, or ``SOCK_DGRAM``
-            for a transport whose remotes carry datagrams (:attr:`Remote.datagrams`).
-        attempt_delay: Seconds to wait for an attempt before starting the next address
-            in parallel (RFC 8305's "Connection Attempt Delay"; 0.25 recommended);
-            ``None`` tries one address at a time, the next one when the last fails.
-    """
-
-    host: str
-    port: int
-    socket_type: socket.SocketKind = socket.SOCK_STREAM
-    attempt_delay: float | None = None
-
-
 class Adapter(ABC):
     """A transport: a factory of connections and listeners, plus facts about itself.
 
@@ -896,155 +523,3 @@ class Adapter(ABC):
             AddressError: ``addr`` cannot be parsed or resolved.
             OSError: binding or listening failed.
         """
-
-
-def _split_host_port(addr: str) -> tuple[str, int]:
-    text = addr.strip()
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise AddressError(f"invalid address {addr!r}: expected '[ipv6]:port'")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or ":" in host:
-            raise AddressError(f"invalid address {addr!r}: expected 'host:port'")
-    try:
-        port_number = int(port)
-    except ValueError:
-        raise AddressError(f"invalid port in address {addr!r}") from None
-    return host, port_number
-
-
-def host_name(
-    addr: Any,
-    *,
-    socket_type: socket.SocketKind = socket.SOCK_STREAM,
-    attempt_delay: float | None = None,
-) -> HostName | None:
-    """The :class:`HostName` in an IP address that names a host, or None for an IP literal.
-
-    Parses what :func:`resolve_address` accepts, without resolving anything: the
-    helper behind :meth:`Adapter.lookup` for IP transports.
-
-    Raises:
-        AddressError: the address cannot be parsed, its port is out of range, or its
-            host is empty.
-    """
-    host, port = parse_host_port(addr)
-    if _literal(host) is not None:
-        return None
-    return HostName(host, port, socket_type, attempt_delay)
-
-
-def check_ip_address(addr: Any, where: str, *, passive: bool = False) -> None:
-    """Check that ``addr`` spells an IP address and a port (with ``passive``, an empty
-    host too): a host name would need a lookup, which may block for seconds.
-
-    For addresses the node uses on its loop thread (a source address to bind, a UDP
-    listener's destination), where a name cannot be resolved without stalling it.
-
-    Raises:
-        AddressError: ``addr`` cannot be parsed, or holds a host name; the message
-            names ``where``.
-    """
-    host, _port = parse_host_port(addr, passive=passive)
-    if host and _literal(host) is None:
-        raise AddressError(
-            f"{where} must be an IP address, not the host name {host!r}: resolving it "
-            "would block the loop (resolve it once beforehand, e.g. with socket.getaddrinfo)"
-        )
-
-
-def parse_host_port(addr: Any, *, passive: bool = False) -> tuple[str, int]:
-    """``(host, port)`` from ``"host:port"``, ``"[ipv6]:port"`` or a ``(host, port)`` tuple
-    (a 4-tuple IPv6 socket address too), without resolving anything.
-
-    Raises:
-        AddressError: the address cannot be parsed, its port is out of range, or its
-            host is empty and ``passive`` (binding) is False.
-    """
-    if isinstance(addr, str):
-        host, port = _split_host_port(addr)
-    elif isinstance(addr, tuple) and len(addr) in (2, 4) and isinstance(addr[0], str):
-        host, port = addr[0], addr[1]
-        if not isinstance(port, int) or isinstance(port, bool):
-            raise AddressError(f"invalid port in address {addr!r}")
-    else:
-        raise AddressError(f"invalid address {addr!r}: expected 'host:port' or (host, port)")
-    if not 0 <= port <= 65535:
-        raise AddressError(f"invalid address {addr!r}: port out of range 0-65535")
-    if not host and not passive:
-        raise AddressError(
-            f"invalid address {addr!r}: no host to connect to (an empty host means "
-            "every interface only when listening)"
-        )
-    return host, port
-
-
-def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP address ``host`` spells (an IPv6 one may have a ``%scope``), or None for
-    a name."""
-    if not host:
-        return None
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-def resolve_address(
-    addr: Any, *, type_: socket.SocketKind = socket.SOCK_STREAM, passive: bool = False
-) -> list[tuple[socket.AddressFamily, tuple[Any, ...]]]:
-    """Parse and resolve an IP address into ``[(family, sockaddr), ...]``, best first.
-
-    Accepts ``"ip:port"``, ``"[ipv6]:port"``, ``"host:port"``, a ``(host, port)`` tuple and
-    a 4-tuple IPv6 socket address. Host names are resolved with ``getaddrinfo`` in the
-    calling thread.
-
-    The host may be empty (``":3042"``, ``("", 3042)``) only with ``passive=True``, which
-    resolves for binding: there an empty host means every interface, the wildcard
-    addresses that ``getaddrinfo`` gives with ``AI_PASSIVE`` (``0.0.0.0`` and ``::``, in
-    its order; the built-in transports bind the first, ``0.0.0.0`` on Linux). To connect
-    or send (``passive=False``) a host is required: an empty one is an error rather than
-    a guess at the loopback address.
-
-    Raises:
-        AddressError: the address cannot be parsed, the port is out of range, the host
-            is empty and ``passive`` is False, or the name does not resolve. The message
-            names the address.
-    """
-    host, port = parse_host_port(addr, passive=passive)
-    ip = _literal(host)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
-        # A scoped literal (fe80::1%eth0): the C library turns the interface name into
-        # its index, numerically, with no lookup.
-        numeric = socket.AI_NUMERICHOST | (socket.AI_PASSIVE if passive else 0)
-        try:
-            infos = socket.getaddrinfo(host, port, socket.AF_INET6, type_, 0, numeric)
-        except socket.gaierror as exc:  # no such interface
-            raise AddressError(f"invalid address {addr!r}: {exc}") from exc
-        return [(socket.AF_INET6, tuple(infos[0][4]))]
-    if ip is not None:
-        # A literal: no resolver round trip, and no surprise from /etc/hosts.
-        if ip.version == 4:
-            return [(socket.AF_INET, (host, port))]
-        if isinstance(addr, tuple) and len(addr) == 4:
-            return [(socket.AF_INET6, (host, port, addr[2], addr[3]))]
-        return [(socket.AF_INET6, (host, port, 0, 0))]
-    flags = socket.AI_PASSIVE if passive else 0
-    try:
-        infos = socket.getaddrinfo(host or None, port, 0, type_, 0, flags)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise AddressError(f"cannot resolve address {addr!r}: {exc}") from exc
-    seen = ip_addresses(infos)
-    if not seen:
-        raise AddressError(f"cannot resolve address {addr!r}: no IPv4 or IPv6 address")
-    return seen
-
-
-def format_address(addr: Address) -> str:
-    """``"ip:port"`` or ``"[ipv6]:port"`` for a socket address; strings pass through."""
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host = str(addr[0])
-        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return str(addr)

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 A :class:`Connection` wraps the transport's :class:`~message_io.network.adapter.Remote`
-with what every transport shares: a :class:`State` that only moves along
-:data:`TRANSITIONS`, a lock, and a :class:`SendQueue`.
+with what every transport shares: a state that only moves along legal transitions,
+a lock, and a send queue (:mod:`.resource`).
 
 Other threads never touch a socket's reading side and never close anything. They queue
 outgoing bytes under the connection's lock, and either write them at once (the first
@@ -23,12 +23,10 @@ follows once the queue is empty.
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import itertools
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -45,19 +43,13 @@ from .adapter import (
 from .dial import Dial
 from .endpoint import Address, Endpoint, ResourceId
 from .poller import READ, WRITE, Poller
+from .resource import PENDING, READY, SendQueue
 
 __all__ = [
-    "CLOSED",
-    "CLOSING",
-    "PENDING",
-    "READY",
-    "TRANSITIONS",
     "Connection",
     "DatagramConnection",
     "Host",
     "Limits",
-    "SendQueue",
-    "State",
     "connection_class",
     "describe",
     "drop_datagram",
@@ -65,32 +57,6 @@ __all__ = [
 
 log = logging.getLogger("message_io")
 
-
-class State(enum.Enum):
-    """Where a connection (or a listener) is in its life."""
-
-    PENDING = "pending"
-    """Connecting, or in its handshake: ``send`` says ``RESOURCE_NOT_AVAILABLE``."""
-    READY = "ready"
-    """Carries messages (``Connected`` or ``Accepted`` was emitted)."""
-    CLOSING = "closing"
-    """Removed by the user: writing out what was queued, then closed."""
-    CLOSED = "closed"
-    """Gone: ``send`` says ``RESOURCE_NOT_FOUND``."""
-
-
-PENDING: Final = State.PENDING
-READY: Final = State.READY
-CLOSING: Final = State.CLOSING
-CLOSED: Final = State.CLOSED
-
-TRANSITIONS: Final[dict[State, frozenset[State]]] = {
-    PENDING: frozenset({READY, CLOSED}),  # handshake done, or failed / removed / timed out
-    READY: frozenset({CLOSING, CLOSED}),  # removed (linger), or lost / stopped
-    CLOSING: frozenset({CLOSED}),  # its queue written out, or its linger ran out
-    CLOSED: frozenset({CLOSED}),  # closing twice is harmless
-}
-"""Every legal move of :attr:`Connection.state`; anything else is a bug and raises."""
 
 # Payloads below this size are copied into the open tail buffer (coalesced); larger
 # immutable ones are queued by reference.
@@ -124,75 +90,6 @@ class Host(Protocol):
 
     def request_check(self, conn: Connection, broken: bool = False) -> None:
         """Ask the loop to look at ``conn`` soon (its write side failed if ``broken``)."""
-
-
-class SendQueue:
-    """What every sending resource shares: a lock, a bounded queue, its waiters.
-
-    Used by stream connections (chunks of bytes), datagram connections (whole packets)
-    and packet listeners (``(endpoint, packet)`` pairs). ``queued`` counts bytes; a
-    queue of ``packets`` also counts each packet as one byte, so that a flood of empty
-    datagrams is bounded too.
-    """
-
-    __slots__ = (
-        "chunks",
-        "cond",
-        "limit",
-        "lock",
-        "packets",
-        "queued",
-        "state",
-        "waiters",
-        "want_drain",
-        "write_armed",
-    )
-
-    chunks: deque[Any]
-
-    def __init__(self, limit: int, *, packets: bool) -> None:
-        self.limit = limit
-        self.packets = packets
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
-        self.waiters = 0  # threads in wait_drained(); notify only if there are some
-        self.chunks = deque()
-        self.queued = 0
-        self.state = PENDING
-        self.want_drain = False  # a send was refused: say Drained once empty
-        self.write_armed = False  # polled for writing
-
-    def move(self, state: State) -> None:
-        """Move to ``state`` along :data:`TRANSITIONS`. Holds the lock (or owns ``self``).
-
-        Raises:
-            RuntimeError: not a legal move (a bug in the engine).
-        """
-        if state not in TRANSITIONS[self.state]:
-            raise RuntimeError(f"{self!r}: illegal move from {self.state.name} to {state.name}")
-        self.state = state
-
-    def full(self) -> bool:
-        """A send would be refused now. Holds the lock (or is a glance)."""
-        if self.packets:
-            return self.queued + len(self.chunks) >= self.limit
-        return self.queued >= self.limit
-
-    def notify(self) -> None:
-        """Wake the threads waiting for the queue to empty, if any. Holds the lock."""
-        if self.waiters:
-            self.cond.notify_all()
-
-    def wait_empty(self, timeout: float | None) -> bool:
-        """Wait until the queue is empty; False on timeout or once it closes. Any thread
-        but the loop's."""
-        with self.cond:
-            self.waiters += 1
-            try:
-                self.cond.wait_for(lambda: not self.chunks or self.state is not READY, timeout)
-            finally:
-                self.waiters -= 1
-            return self.state is READY and not self.chunks
 
 
 class Connection(SendQueue):

@@ -13,6 +13,9 @@ through the send queue, ``accept``) and turns what it says into events:
 A ready connection's handler goes straight to reading: the hot path of every message
 received is ``poll -> _on_ready_connection -> _on_readable -> Remote.receive -> emit``.
 
+Listeners are served by :class:`~message_io.network.acceptor.Acceptor`, built on this
+class.
+
 The end of a connection is one of three: :meth:`Driver.lost` (the peer left or the
 connection broke: ``Disconnected``), :meth:`Driver.linger` (removed by the user: write
 what was queued, bounded in time) and :meth:`Driver.fail_pending` (never became ready:
@@ -26,7 +29,6 @@ methods, which any thread may call.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
 import threading
@@ -35,26 +37,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
-from ..errors import FrameError, NodeStoppedError, connect_error
+from ..errors import FrameError, connect_error
 from ..util.throttle import LogThrottle
 from ..util.timers import TimerHeap
 from .adapter import ConnectionInfo, PendingStatus, Readiness, ReadStatus, format_address
-from .connection import (
-    CLOSED,
-    CLOSING,
-    PENDING,
-    READY,
-    Connection,
-    connection_class,
-    describe,
-)
+from .connection import Connection, connection_class, describe
 from .dial import Dial, pending_status
-from .endpoint import Endpoint, ResourceType
 from .input_guard import DEFAULT_MAX_INCOMPLETE_BYTES, InputGuard
 from .listener import Listener
 from .net_event import Accepted, Connected, Disconnected, Drained, Message, TextMessage
 from .poller import HANGUP, READ, WRITE, Poller, Waker
 from .registry import Registry
+from .resource import CLOSED, CLOSING, PENDING, READY
 
 __all__ = ["CLOSE_LINGER", "Driver"]
 
@@ -62,10 +56,6 @@ log = logging.getLogger("message_io")
 
 # How long a removed connection may take to write what was queued before it is closed.
 CLOSE_LINGER: Final = 5.0
-# accept() errors that mean "the process is short of resources", not "this peer is bad".
-_RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-# How long accepting pauses when the process is short of resources.
-_ACCEPT_PAUSE: Final = 0.1
 
 _get_ident = threading.get_ident
 _new = object.__new__
@@ -203,21 +193,6 @@ class Driver:
         holds the endpoint, and the attempts are polled through :meth:`watch`."""
         with self.registry.lock:
             self.registry.add_connection(conn)
-
-    def register_listener(self, listener: Listener, *, publish_later: bool = False) -> None:
-        """Add ``listener`` to the node and poll it; with ``publish_later``, only once
-        ``listener.published`` is set (as :meth:`register_connection`), so that no
-        ``Accepted`` or ``Message`` names its id before ``listen()`` has returned it."""
-        with self.registry.lock:
-            self.registry.add_listener(listener)
-            self.handlers[listener.fd] = functools.partial(self._on_listener, listener)
-            driver = self.driver
-            if not publish_later or driver is None or driver == _get_ident():
-                self.poller.register(listener.fd, listener.interest())
-                return
-            listener.published = False
-            self.registrations.append(listener)
-        self.waker.wake()
 
     def register_published(self) -> None:
         """Poll the connections whose creators now hold their endpoints (see
@@ -664,143 +639,5 @@ class Driver:
         except Exception:
             log.exception("close() of %s failed", conn.endpoint)
         conn.resolved.set()
-
-    # -- listeners ---------------------------------------------------------------------
-
-    # -- listeners ---------------------------------------------------------------------
-
-    def _on_listener(self, listener: Listener, flags: int) -> None:
-        if listener.state is not READY:
-            return
-        if flags & WRITE:
-            for endpoint in listener.flush():
-                self.emit(Drained(endpoint))
-                if listener.state is not READY or not self.running:
-                    return
-            if not flags & READ:
-                return
-        try:
-            listener.local.accept(listener.on_remote, listener.on_datagram)
-        except OSError as exc:
-            if exc.errno in _RESOURCE_ERRNOS:
-                self._exhausted(listener, exc)
-            else:
-                self.peer_log.log(
-                    logging.WARNING, "listener %r: accept failed: %s", listener.id, describe(exc)
-                )
-        except Exception:
-            log.exception("accept() of listener %r failed", listener.id)
-        else:
-            if listener.exhausted_since:
-                log.warning(
-                    "listener %r: accepting again after %.1f s short of resources "
-                    "(%d failed attempts)",
-                    listener.id,
-                    time.monotonic() - listener.exhausted_since,
-                    listener.failures,
-                )
-                listener.exhausted_since = 0.0
-                listener.failures = 0
-        accepted = listener.accepted
-        if accepted:
-            listener.accepted = []
-        datagrams = listener.datagrams
-        if datagrams:
-            listener.datagrams = []
-        for index, (remote, addr) in enumerate(accepted):
-            if listener.state is not READY or not self.running:
-                # The callback removed the listener (or stopped the node) while handling
-                # an earlier Accepted of this batch: the rest are closed, not announced.
-                for late, _addr in accepted[index:]:
-                    late.close()
-                return
-            resource_id = self.registry.new_id(listener.id.adapter_id, ResourceType.REMOTE)
-            endpoint = Endpoint(resource_id, addr)
-            conn = connection_class(remote)(
-                self,
-                resource_id,
-                endpoint,
-                remote,
-                limit=listener.limit,
-                listener_id=listener.id,
-                limits=listener.limits,
-            )
-            try:
-                self.register_connection(conn)
-            except (OSError, NodeStoppedError) as exc:
-                log.warning("could not register accepted %s: %s", conn.endpoint, exc)
-                remote.close()
-                continue
-            self.on_pending(conn, WRITE)
-            if conn.state is PENDING and listener.handshake_timeout is not None:
-                self._handshake_deadline(conn, listener.handshake_timeout)
-        if datagrams:
-            emit = self.emit
-            cache = listener.endpoint_cache
-            for addr, data in datagrams:
-                peer = cache.get(addr)
-                if peer is None:
-                    if len(cache) > 4096:
-                        cache.clear()
-                    peer = cache[addr] = Endpoint(listener.id, addr)
-                message = _new(Message)  # Message(peer, data), the fast way
-                _set_endpoint(message, peer)
-                _set_data(message, data)
-                emit(message)
-                if listener.state is not READY or not self.running:
-                    return
-
-    def _handshake_deadline(self, conn: Connection, timeout: float) -> None:
-        reason = TimeoutError(f"handshake not done within {timeout} s")
-        conn.deadline_timer = self.timers.add(timeout, lambda: self.fail_pending(conn, reason))
-
-    def _exhausted(self, listener: Listener, exc: OSError) -> None:
-        """accept() is short of fds or memory: one line per episode, then pause."""
-        listener.failures += 1
-        if not listener.exhausted_since:
-            listener.exhausted_since = time.monotonic()
-            log.warning(
-                "listener %r: accept failed: %s; pausing accepts for %g s at a time until it "
-                "recovers (no more lines until then)",
-                listener.id,
-                describe(exc),
-                _ACCEPT_PAUSE,
-            )
-        else:
-            log.debug("listener %r: accept failed again: %s", listener.id, describe(exc))
-        self._pause_listener(listener)
-
-    def _pause_listener(self, listener: Listener) -> None:
-        """Out of file descriptors or memory: stop accepting for a moment.
-
-        The pending connection stays readable, so a level-triggered loop would otherwise
-        retry (and log) at full speed until the shortage ends.
-        """
-        fd = listener.fd
-        self.poller.modify(fd, 0)
-
-        def resume() -> None:
-            if listener.fd == fd and listener.state is READY:
-                self.poller.modify(fd, listener.interest())
-
-        self.timers.add(_ACCEPT_PAUSE, resume)
-
-    def close_listener(self, listener: Listener) -> None:
-        if listener.fd < 0:
-            return
-        fd = listener.fd
-        with listener.lock:
-            listener.fd = -1
-            listener.move(CLOSED)
-            listener.chunks.clear()
-            listener.queued = 0
-            listener.notify()
-        self.poller.unregister(fd)
-        self.handlers.pop(fd, None)
-        self.registry.closed(fd)
-        try:
-            listener.local.close()
-        except Exception:
-            log.exception("close() of listener %r failed", listener.id)
 
     # -- connect_sync without a running loop ------------------------------------------

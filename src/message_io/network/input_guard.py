@@ -29,8 +29,9 @@ from typing import Final
 
 from ..util.throttle import LogThrottle
 from ..util.timers import TimerHeap
-from .connection import READY, Connection
+from .connection import Connection
 from .registry import Registry
+from .resource import READY
 
 __all__ = ["DEFAULT_MAX_INCOMPLETE_BYTES", "InputGuard"]
 

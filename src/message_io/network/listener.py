@@ -13,9 +13,10 @@ from collections import deque
 from typing import Protocol
 
 from .adapter import Buffer, Local, Remote, SendStatus
-from .connection import READY, Limits, SendQueue, drop_datagram
+from .connection import Limits, drop_datagram
 from .endpoint import Address, Endpoint, ResourceId
 from .poller import READ, WRITE, Poller
+from .resource import READY, SendQueue
 
 __all__ = ["Listener", "ListenerHost"]
 

@@ -36,15 +36,16 @@ from typing import Any, Final, Generic, TypeVar
 
 from ..events import NOTHING, EventSender, Signal
 from ..util.timers import Timer
+from .acceptor import Acceptor
 from .adapter import format_address
-from .connection import CLOSED, CLOSING, PENDING, READY, Connection
+from .connection import Connection
 from .dial import Dial
-from .driver import Driver
 from .endpoint import Address, ResourceId, ResourceType
 from .input_guard import DEFAULT_MAX_INCOMPLETE_BYTES
 from .listener import Listener
 from .poller import signal_wakeup, wait_one
 from .resolver import Resolver
+from .resource import CLOSED, CLOSING, PENDING, READY
 
 __all__ = ["DEFAULT_MAX_INCOMPLETE_BYTES", "Loop"]
 
@@ -60,7 +61,7 @@ _HOLD_POLL: Final = 0.001
 _get_ident = threading.get_ident
 
 
-class Loop(Driver, Generic[S]):
+class Loop(Acceptor, Generic[S]):
     """The engine behind NodeHandler, NetworkController and NodeListener."""
 
     __slots__ = (

@@ -1,0 +1,111 @@
+"""What every resource of the node shares: its life cycle and its bounded send queue.
+
+A connection or listener moves through :class:`State` only along :data:`TRANSITIONS`
+(:meth:`SendQueue.move` refuses any other move, so a bug shows at once instead of as a
+resource that is closed twice or read after it closed).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import deque
+from typing import Any, Final
+
+__all__ = ["CLOSED", "CLOSING", "PENDING", "READY", "TRANSITIONS", "SendQueue", "State"]
+
+
+class State(enum.Enum):
+    """Where a connection (or a listener) is in its life."""
+
+    PENDING = "pending"
+    """Connecting, or in its handshake: ``send`` says ``RESOURCE_NOT_AVAILABLE``."""
+    READY = "ready"
+    """Carries messages (``Connected`` or ``Accepted`` was emitted)."""
+    CLOSING = "closing"
+    """Removed by the user: writing out what was queued, then closed."""
+    CLOSED = "closed"
+    """Gone: ``send`` says ``RESOURCE_NOT_FOUND``."""
+
+
+PENDING: Final = State.PENDING
+READY: Final = State.READY
+CLOSING: Final = State.CLOSING
+CLOSED: Final = State.CLOSED
+
+TRANSITIONS: Final[dict[State, frozenset[State]]] = {
+    PENDING: frozenset({READY, CLOSED}),  # handshake done, or failed / removed / timed out
+    READY: frozenset({CLOSING, CLOSED}),  # removed (linger), or lost / stopped
+    CLOSING: frozenset({CLOSED}),  # its queue written out, or its linger ran out
+    CLOSED: frozenset({CLOSED}),  # closing twice is harmless
+}
+"""Every legal move of :attr:`Connection.state`; anything else is a bug and raises."""
+
+
+class SendQueue:
+    """What every sending resource shares: a lock, a bounded queue, its waiters.
+
+    Used by stream connections (chunks of bytes), datagram connections (whole packets)
+    and packet listeners (``(endpoint, packet)`` pairs). ``queued`` counts bytes; a
+    queue of ``packets`` also counts each packet as one byte, so that a flood of empty
+    datagrams is bounded too.
+    """
+
+    __slots__ = (
+        "chunks",
+        "cond",
+        "limit",
+        "lock",
+        "packets",
+        "queued",
+        "state",
+        "waiters",
+        "want_drain",
+        "write_armed",
+    )
+
+    chunks: deque[Any]
+
+    def __init__(self, limit: int, *, packets: bool) -> None:
+        self.limit = limit
+        self.packets = packets
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.waiters = 0  # threads in wait_drained(); notify only if there are some
+        self.chunks = deque()
+        self.queued = 0
+        self.state = PENDING
+        self.want_drain = False  # a send was refused: say Drained once empty
+        self.write_armed = False  # polled for writing
+
+    def move(self, state: State) -> None:
+        """Move to ``state`` along :data:`TRANSITIONS`. Holds the lock (or owns ``self``).
+
+        Raises:
+            RuntimeError: not a legal move (a bug in the engine).
+        """
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"{self!r}: illegal move from {self.state.name} to {state.name}")
+        self.state = state
+
+    def full(self) -> bool:
+        """A send would be refused now. Holds the lock (or is a glance)."""
+        if self.packets:
+            return self.queued + len(self.chunks) >= self.limit
+        return self.queued >= self.limit
+
+    def notify(self) -> None:
+        """Wake the threads waiting for the queue to empty, if any. Holds the lock."""
+        if self.waiters:
+            self.cond.notify_all()
+
+    def wait_empty(self, timeout: float | None) -> bool:
+        """Wait until the queue is empty; False on timeout or once it closes. Any thread
+        but the loop's."""
+        with self.cond:
+            self.waiters += 1
+            try:
+                self.cond.wait_for(lambda: not self.chunks or self.state is not READY, timeout)
+            finally:
+                self.waiters -= 1
+            return self.state is READY and not self.chunks
