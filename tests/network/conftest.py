@@ -1,6 +1,6 @@
 """Fixtures of the transport behaviour suite: one harness per transport.
 
-``net`` is parametrized over ``TCP``, ``FRAMED_TCP`` and the test ``UNIX`` transport. It
+``net`` is parametrized over ``TCP``, ``FRAMED_TCP``, ``WS`` and ``UNIX``. It
 makes nodes that run with ``for_each_async`` and push every event into a queue, raw
 sockets to poke at a listener, addresses to listen on, and cleans all of it up.
 """
@@ -39,12 +39,12 @@ from message_io import (
 from message_io.codec.framing import frame_header
 from message_io.network.adapter import ConnectConfig, ListenConfig
 
-from .unix_adapter import UNIX
+from .unix_probe import UNIX_PROBE
 
 TIMEOUT: Final = 10.0
 """Seconds any single wait may take before the test fails."""
 
-TRANSPORTS: Final = (Transport.TCP, Transport.FRAMED_TCP, Transport.WS, UNIX)
+TRANSPORTS: Final = (Transport.TCP, Transport.FRAMED_TCP, Transport.WS, Transport.UNIX)
 
 E = TypeVar("E")
 T = TypeVar("T")
@@ -171,7 +171,7 @@ class Net:
 
     @property
     def is_unix(self) -> bool:
-        return self.transport is UNIX
+        return self.transport in (Transport.UNIX, UNIX_PROBE)
 
     # -- addresses ---------------------------------------------------------------------
 
@@ -436,8 +436,8 @@ def framed(tmp_path: Path) -> Iterator[Net]:
 
 @pytest.fixture
 def unix_net(tmp_path: Path) -> Iterator[Net]:
-    """The harness for the test ``UNIX`` transport only (its remotes are instrumented)."""
-    with harness(UNIX, tmp_path) as net:
+    """The harness for ``UNIX_PROBE``: ``UNIX`` with instrumented connections."""
+    with harness(UNIX_PROBE, tmp_path) as net:
         yield net
 
 

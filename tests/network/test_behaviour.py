@@ -1,11 +1,12 @@
-"""How every connection-oriented transport behaves: one suite, run over TCP, FRAMED_TCP
-and the Unix-socket transport of :mod:`.unix_adapter`.
+"""How every connection-oriented transport behaves: one suite, run over TCP, FRAMED_TCP,
+WS and UNIX.
 
 ``Transport.TCP`` is a byte stream (a ``Message`` is what one read returned), so where
 message boundaries matter its tests compare the concatenated stream instead.
 
-The last section runs on the UNIX transport only: its adapter is ours, so it can record
-how the node drives a connection, and its addresses (paths) can be any ``os.PathLike``.
+The last section runs on UNIX only, with its connections instrumented
+(:mod:`.unix_probe`) to record how the node drives them; its addresses (paths) can be
+any ``os.PathLike``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from .conftest import (
     receive_one,
     recv_exactly,
 )
-from .unix_adapter import UNIX, accepted_remote
+from .unix_probe import accepted_remote
 
 SENT = SendStatus.SENT
 QUEUE_FULL = SendStatus.QUEUE_FULL
@@ -594,7 +595,7 @@ def test_raw_socket_bytes_match_the_wire_format(net: Net) -> None:
     assert server.expect(Disconnected) == Disconnected(endpoint)
 
 
-# -- the node's side of the adapter contract, probed with the instrumented UNIX adapter --
+# -- the node's side of the adapter contract, probed with the instrumented UNIX transport --
 
 
 def test_lingering_removed_connection_stops_reading_at_eof(unix_net: Net) -> None:
@@ -659,7 +660,7 @@ def test_connect_sync_keeps_the_os_error_when_the_loop_fails_first(unix_net: Net
     path = _PathAfterTwoTurns(unix_net.unused_addr(), client)
     try:
         with pytest.raises(message_io.ConnectError) as info:
-            client.network.connect_sync(UNIX, path, timeout=TIMEOUT)
+            client.network.connect_sync(unix_net.transport, path, timeout=TIMEOUT)
     finally:
         returned.set()
     assert not isinstance(info.value, message_io.ConnectTimeout)

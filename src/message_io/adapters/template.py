@@ -13,9 +13,9 @@ defaults. Then::
 
 The node polls ``fileno()``, calls your methods on its loop thread, queues and coalesces
 outgoing bytes, bounds memory, turns your exceptions into disconnections, and emits the
-events. ``docs/adapters.md`` walks through a complete transport over Unix sockets, and
-``tests/network/unix_adapter.py`` is that transport, passing the same behaviour suite as
-TCP. Every class below raises ``NotImplementedError`` until you fill it in.
+events. ``docs/adapters.md`` walks through the contract, and
+:mod:`message_io.adapters.unix` (``Transport.UNIX``) is a complete transport written with
+it alone. Every class below raises ``NotImplementedError`` until you fill it in.
 """
 
 from __future__ import annotations
