@@ -354,7 +354,7 @@ def _remove_stale(path: str) -> None:
 
     Raises:
         OSError: ``EEXIST`` if ``path`` is not a socket; ``EADDRINUSE`` if a listener
-            accepts connections there.
+            accepts connections there; what probing it met otherwise (``EACCES``).
     """
     try:
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
@@ -372,8 +372,10 @@ def _remove_stale(path: str) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
-    elif err != errno.ENOENT:  # connected, or a full backlog (EAGAIN): a live listener
+    elif err in (0, errno.EAGAIN):  # connected, or its backlog is full: a live listener
         raise OSError(errno.EADDRINUSE, "a listener is live on this socket", path)
+    elif err != errno.ENOENT:  # removed meanwhile: nothing to do
+        raise OSError(err, os.strerror(err), path)
 
 
 class UnixAdapter(Adapter):
