@@ -4,17 +4,19 @@ The suite needs pytest (``pip install pytest``); ``import message_io`` never imp
 this package. Subclass :class:`TransportSuite` in a test module and pytest collects
 its tests, run against your transport::
 
+    import itertools
     import socket
     from message_io import register_transport
     from message_io.testing import TransportSuite
 
     MY = register_transport("MY", MyAdapter())
+    names = itertools.count()
 
     class TestMyTransport(TransportSuite):
         transport = MY
 
         def listen_address(self) -> object:  # a fresh address per listener
-            return str(self.workdir / f"{len(list(self.workdir.iterdir()))}.sock")
+            return str(self.workdir / f"{next(names)}.sock")
 
         # Optional: a raw peer, for the tests of bad input, slow readers and resets.
         def raw_connect(self, addr, *, rcvbuf=None) -> socket.socket:
