@@ -97,6 +97,8 @@ EXPECTED_ALL = [
     "TransportRegistryError",
     "UdpConnectConfig",
     "UdpListenConfig",
+    "UnixConnectConfig",
+    "UnixListenConfig",
     "WsConnectConfig",
     "WsListenConfig",
     "register_transport",

@@ -1,4 +1,5 @@
-"""``import message_io`` loads no WebSocket or TLS code until WebSocket is used.
+"""``import message_io`` loads no WebSocket or TLS code until WebSocket is used, and
+never its test suite (:mod:`message_io.testing`, which needs pytest).
 
 Each check runs in a fresh interpreter: this test process has long imported everything.
 """
@@ -46,6 +47,14 @@ def test_import_message_io_loads_neither_websockets_nor_ssl() -> None:
         print(loaded(), Transport.WS, Transport.WS.id, Transport.WS.name)
         """)
     assert out == "[] Transport.WS 3 WS\n"
+
+
+def test_import_message_io_loads_neither_its_test_suite_nor_pytest() -> None:
+    out = run("""
+        import message_io
+        print(sorted(m for m in ("message_io.testing", "pytest") if m in sys.modules))
+        """)
+    assert out == "[]\n"
 
 
 def test_tcp_framed_tcp_and_udp_work_without_loading_websocket_code() -> None:

@@ -29,6 +29,8 @@ from .adapters import (
     TcpListenConfig,
     UdpConnectConfig,
     UdpListenConfig,
+    UnixConnectConfig,
+    UnixListenConfig,
 )
 from .errors import (
     AddressError,
@@ -118,6 +120,8 @@ __all__ = [
     "TransportRegistryError",
     "UdpConnectConfig",
     "UdpListenConfig",
+    "UnixConnectConfig",
+    "UnixListenConfig",
     "WsConnectConfig",
     "WsListenConfig",
     "register_transport",

@@ -1,8 +1,10 @@
-"""Fixtures of the transport behaviour suite: one harness per transport.
+"""Fixtures of the transport tests: one harness per transport.
 
-``net`` is parametrized over ``TCP``, ``FRAMED_TCP`` and the test ``UNIX`` transport. It
-makes nodes that run with ``for_each_async`` and push every event into a queue, raw
-sockets to poke at a listener, addresses to listen on, and cleans all of it up.
+A :class:`Net` makes nodes (:class:`message_io.testing.RecordingNode`: their loop runs
+in a thread and every event lands in a queue), raw sockets to poke at a listener and
+addresses to listen on, and cleans all of it up. The behaviour suite every transport
+passes is :mod:`message_io.testing`, run in ``test_conformance.py`` and ``test_unix.py``;
+the fixtures here serve the tests of each transport's own features.
 """
 
 from __future__ import annotations
@@ -10,17 +12,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import queue
 import shutil
 import socket
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any
 
 import pytest
-from websockets.frames import Close, Frame, Opcode
+from websockets.frames import Frame, Opcode
 
 import message_io
 from message_io import (
@@ -29,127 +29,38 @@ from message_io import (
     Endpoint,
     Message,
     NodeEvent,
-    NodeHandler,
-    NodeListener,
-    NodeTask,
     ResourceId,
-    Signal,
     Transport,
 )
 from message_io.codec.framing import frame_header
 from message_io.network.adapter import ConnectConfig, ListenConfig
+from message_io.testing import (
+    TIMEOUT,
+    Hook,
+    RecordingNode,
+    Worker,
+    kernel_send_capacity,
+    recv_exactly,
+)
 
-from .unix_adapter import UNIX
+from .unix_probe import UNIX_PROBE
 
-TIMEOUT: Final = 10.0
-"""Seconds any single wait may take before the test fails."""
+__all__ = [
+    "TIMEOUT",
+    "Net",
+    "Node",
+    "Worker",
+    "accepted",
+    "harness",
+    "kernel_send_capacity",
+    "raw_stream",
+    "receive_one",
+    "recv_exactly",
+    "ws_upgrade",
+]
 
-TRANSPORTS: Final = (Transport.TCP, Transport.FRAMED_TCP, Transport.WS, UNIX)
-
-E = TypeVar("E")
-T = TypeVar("T")
-
-Hook: TypeAlias = "Callable[[Node, NodeEvent[Any]], bool | None]"
-"""Runs on the loop thread for every event; returning True keeps it out of the queue."""
-
-
-class _Call:
-    """A function to run on a node's loop thread (sent as a signal)."""
-
-    __slots__ = ("fn", "result")
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self.fn = fn
-        self.result: queue.Queue[tuple[bool, object]] = queue.Queue()
-
-
-class Node:
-    """A node whose events land in :attr:`events`, with helpers to wait for them."""
-
-    def __init__(self, name: str, hook: Hook | None, **split_options: Any) -> None:
-        self.name = name
-        handler: NodeHandler[Any]
-        listener: NodeListener[Any]
-        handler, listener = message_io.split(**split_options)
-        self.handler = handler
-        self.listener = listener
-        self.events: queue.Queue[NodeEvent[Any]] = queue.Queue()
-        self.task: NodeTask | None = None
-        self._hook = hook
-
-    @property
-    def network(self) -> message_io.NetworkController:
-        return self.handler.network
-
-    def _on_event(self, event: NodeEvent[Any]) -> None:
-        if isinstance(event, Signal) and isinstance(event.value, _Call):
-            call = event.value
-            try:
-                call.result.put((True, call.fn()))
-            except BaseException as exc:
-                call.result.put((False, exc))
-            return
-        if self._hook is not None and self._hook(self, event):
-            return
-        self.events.put(event)
-
-    def start(self) -> None:
-        """Run the loop in a background thread."""
-        assert self.task is None, "started twice"
-        self.task = self.listener.for_each_async(
-            self._on_event, on_error="stop", name=f"node-{self.name}"
-        )
-
-    def stop(self) -> None:
-        """Stop the node and join its thread; re-raises what the callback raised."""
-        self.handler.stop()
-        if self.task is not None:
-            assert self.task.wait(TIMEOUT), f"node {self.name} did not stop"
-
-    def run_on_loop(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the loop thread and return its result (the loop must run)."""
-        call = _Call(fn)
-        self.handler.signals.send(call)
-        try:
-            ok, value = call.result.get(timeout=TIMEOUT)
-        except queue.Empty:
-            raise AssertionError(f"node {self.name}: the loop did not run the call") from None
-        if not ok:
-            assert isinstance(value, BaseException)
-            raise value
-        return value  # type: ignore[return-value]
-
-    def sync(self) -> None:
-        """Return once the loop has handled everything requested before this call
-        (removals, closes): two full turns of the loop."""
-        self.run_on_loop(lambda: None)
-        self.run_on_loop(lambda: None)
-
-    def next_event(self, timeout: float = TIMEOUT) -> NodeEvent[Any]:
-        try:
-            return self.events.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"node {self.name}: no event within {timeout} s") from None
-
-    def expect(self, kind: type[E], timeout: float = TIMEOUT) -> E:
-        """The next event, which must be a ``kind``."""
-        event = self.next_event(timeout)
-        assert isinstance(event, kind), f"node {self.name}: expected {kind.__name__}, got {event}"
-        return event
-
-    def wait_for(self, kind: type[E], predicate: Callable[[E], bool] = lambda _e: True) -> E:
-        """Skip events until a ``kind`` matching ``predicate``."""
-        while True:
-            event = self.next_event()
-            if isinstance(event, kind) and predicate(event):
-                return event
-
-    def drain_events(self) -> list[NodeEvent[Any]]:
-        """Every event queued right now."""
-        out: list[NodeEvent[Any]] = []
-        while not self.events.empty():  # the test thread is the only consumer
-            out.append(self.events.get_nowait())
-        return out
+Node = RecordingNode
+"""A node whose events land in a queue (the name the tests use)."""
 
 
 class Net:
@@ -171,7 +82,7 @@ class Net:
 
     @property
     def is_unix(self) -> bool:
-        return self.transport is UNIX
+        return self.transport in (Transport.UNIX, UNIX_PROBE)
 
     # -- addresses ---------------------------------------------------------------------
 
@@ -256,19 +167,9 @@ class Net:
     ) -> socket.socket:
         """A plain blocking socket connected to ``addr`` (closed at teardown), with a
         receive buffer of ``rcvbuf`` bytes and bound to ``bind`` first, if given."""
-        if self.is_unix:
-            family = socket.AF_UNIX
-        else:
-            family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
-        sock = self._keep(socket.socket(family, socket.SOCK_STREAM))
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if bind is not None:
-            sock.bind(bind)
-        sock.settimeout(TIMEOUT)
-        sock.connect(addr)
+        sock = self._keep(raw_stream(addr, rcvbuf=rcvbuf, bind=bind))
         if self.transport is Transport.WS:
-            _ws_upgrade(sock)
+            ws_upgrade(sock)
         return sock
 
     def wire(self, payload: bytes) -> bytes:
@@ -276,24 +177,6 @@ class Net:
         if self.transport is Transport.WS:
             return Frame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
         return frame_header(len(payload)) + payload if self.packet_based else payload
-
-    def client_wire(self, payload: bytes) -> bytes:
-        """The bytes a client sends for one message (WebSocket clients mask them)."""
-        if self.transport is Transport.WS:
-            return Frame(Opcode.BINARY, payload).serialize(mask=True, extensions=[])
-        return self.wire(payload)
-
-    def farewell_wire(self) -> bytes:
-        """What ``remove`` sends before closing an accepted connection."""
-        if self.transport is Transport.WS:
-            close = Close(1000, "").serialize()
-            return Frame(Opcode.CLOSE, close).serialize(mask=False, extensions=[])
-        return b""
-
-    @property
-    def has_handshake(self) -> bool:
-        """True if a client's handshake needs its node's loop (or ``connect_sync``)."""
-        return self.transport is Transport.WS
 
     # -- cleanup -----------------------------------------------------------------------
 
@@ -307,7 +190,29 @@ class Net:
             raise errors[0]
 
 
-def _ws_upgrade(sock: socket.socket) -> None:
+def raw_stream(addr: Any, *, rcvbuf: int | None = None, bind: Any = None) -> socket.socket:
+    """A plain blocking stream socket connected to ``addr`` (a Unix socket for a ``str``
+    path, TCP for a ``(host, port)``), with a receive buffer of ``rcvbuf`` bytes and
+    bound to ``bind`` first, if given. The caller closes it."""
+    if isinstance(addr, str):
+        family = socket.AF_UNIX
+    else:
+        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if bind is not None:
+            sock.bind(bind)
+        sock.settimeout(TIMEOUT)
+        sock.connect(addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def ws_upgrade(sock: socket.socket) -> None:
     """The opening handshake of a WebSocket client, by hand on a blocking socket."""
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
@@ -325,22 +230,6 @@ def _ws_upgrade(sock: socket.socket) -> None:
     assert response.startswith(b"HTTP/1.1 101 "), bytes(response)
 
 
-def kernel_send_capacity() -> int:
-    """An upper bound of what the kernel may buffer for one unread local connection
-    (its send buffer, which Linux autotunes up to ``tcp_wmem``'s maximum, or at most
-    ``wmem_max`` when set explicitly), so that a send queue larger than this can never
-    be drained into the kernel while the peer reads nothing."""
-    names = ("ipv4/tcp_wmem", "core/wmem_max", "core/wmem_default")
-    return max(4 * 1024 * 1024, *map(_sysctl_last_int, names))
-
-
-def _sysctl_last_int(name: str) -> int:
-    try:
-        return int(Path(f"/proc/sys/net/{name}").read_text().split()[-1])
-    except (OSError, ValueError, IndexError):
-        return 32 * 1024 * 1024  # no /proc: assume generously
-
-
 def _stop(node: Node) -> BaseException | None:
     """Stop ``node``; return what its callback raised (or the failure to stop)."""
     try:
@@ -348,16 +237,6 @@ def _stop(node: Node) -> BaseException | None:
     except BaseException as exc:
         return exc
     return None
-
-
-def recv_exactly(sock: socket.socket, size: int) -> bytes:
-    """Read exactly ``size`` bytes from a blocking socket (fails on EOF or timeout)."""
-    chunks = bytearray()
-    while len(chunks) < size:
-        data = sock.recv(min(size - len(chunks), 1 << 20))
-        assert data, f"EOF after {len(chunks)} of {size} bytes"
-        chunks += data
-    return bytes(chunks)
 
 
 def collect_stream(node: Node, endpoint: Endpoint, size: int) -> bytes:
@@ -389,28 +268,6 @@ def accepted(node: Node, listener_id: ResourceId) -> Endpoint:
     return event.endpoint
 
 
-class Worker:
-    """A daemon thread whose exception is re-raised by :meth:`join`."""
-
-    def __init__(self, target: Callable[[], object], name: str) -> None:
-        self._target = target
-        self._error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._target()
-        except BaseException as exc:
-            self._error = exc
-
-    def join(self, timeout: float = 3 * TIMEOUT) -> None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), f"thread {self.thread.name} did not finish"
-        if self._error is not None:
-            raise self._error
-
-
 @contextlib.contextmanager
 def harness(transport: Transport, tmp_path: Path) -> Iterator[Net]:
     """A :class:`Net` for ``transport``, closed (nodes stopped, sockets closed) on exit."""
@@ -419,12 +276,6 @@ def harness(transport: Transport, tmp_path: Path) -> Iterator[Net]:
         yield net
     finally:
         net.close()
-
-
-@pytest.fixture(params=TRANSPORTS, ids=lambda t: str(t.name))
-def net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Net]:
-    with harness(request.param, tmp_path) as each:
-        yield each
 
 
 @pytest.fixture
@@ -436,8 +287,8 @@ def framed(tmp_path: Path) -> Iterator[Net]:
 
 @pytest.fixture
 def unix_net(tmp_path: Path) -> Iterator[Net]:
-    """The harness for the test ``UNIX`` transport only (its remotes are instrumented)."""
-    with harness(UNIX, tmp_path) as net:
+    """The harness for ``UNIX_PROBE``: ``UNIX`` with instrumented connections."""
+    with harness(UNIX_PROBE, tmp_path) as net:
         yield net
 
 

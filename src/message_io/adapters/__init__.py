@@ -1,5 +1,8 @@
 """The built-in transports, one module each, registered as ``Transport.<NAME>``.
 
+``Transport.UNIX`` (Unix domain sockets, :mod:`.unix`) is registered only where the
+platform has ``socket.AF_UNIX``; its config classes exist everywhere.
+
 ``Transport.WS`` is registered here too, but its module (:mod:`.ws`, which imports
 ``websockets`` and ``ssl``) is imported only when it is first used: a ``connect`` or
 ``listen`` on it, its ``adapter`` or another property that asks the adapter, or the
@@ -9,6 +12,7 @@ name ``WsConnectConfig`` / ``WsListenConfig`` looked up in this package or in
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 
 from ..network.adapter import Adapter
@@ -23,6 +27,7 @@ from .udp import (
     UdpConnectConfig,
     UdpListenConfig,
 )
+from .unix import UnixAdapter, UnixConnectConfig, UnixListenConfig
 
 if TYPE_CHECKING:
     from .ws import WsConnectConfig, WsListenConfig
@@ -38,6 +43,8 @@ __all__ = [
     "TcpListenConfig",
     "UdpConnectConfig",
     "UdpListenConfig",
+    "UnixConnectConfig",
+    "UnixListenConfig",
     "WsConnectConfig",
     "WsListenConfig",
 ]
@@ -75,3 +82,6 @@ Transport.TCP = register_transport("TCP", TcpAdapter(), id=0)
 Transport.FRAMED_TCP = register_transport("FRAMED_TCP", FramedTcpAdapter(), id=1)
 Transport.UDP = register_transport("UDP", UdpAdapter(), id=2)
 Transport.WS = _register_lazy("WS", _ws_adapter, id=3)
+# Ids from 4 to 63 are the Python library's own.
+if hasattr(socket, "AF_UNIX"):
+    Transport.UNIX = register_transport("UNIX", UnixAdapter(), id=4)

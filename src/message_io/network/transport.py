@@ -28,9 +28,10 @@ class Transport:
     """A registered transport. Compare with ``is`` or ``==``; usable as a dict key.
 
     Built-in transports are class attributes: ``Transport.TCP``, ``Transport.FRAMED_TCP``,
-    ``Transport.UDP``, ``Transport.WS``.
+    ``Transport.UDP``, ``Transport.WS``, and ``Transport.UNIX`` where the platform has
+    Unix domain sockets.
     A registered one is also set as an attribute under its name
-    (``Transport.UNIX`` after ``register_transport("UNIX", ...)``).
+    (``Transport.QUIC`` after ``register_transport("QUIC", ...)``).
     """
 
     __slots__ = ("_adapter", "_factory", "_id", "_name")
@@ -39,6 +40,7 @@ class Transport:
     FRAMED_TCP: ClassVar[Transport]
     UDP: ClassVar[Transport]
     WS: ClassVar[Transport]
+    UNIX: ClassVar[Transport]
 
     _registry: ClassVar[dict[int, Transport]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
@@ -142,7 +144,7 @@ def register_transport(name: str, adapter: Adapter, *, id: int | None = None) ->
     """Register a transport so every node can ``connect``/``listen`` with it.
 
     Args:
-        name: An identifier, conventionally upper case (``"UNIX"``). It becomes an
+        name: An identifier, conventionally upper case (``"QUIC"``). It becomes an
             attribute of :class:`Transport`.
         adapter: The :class:`~message_io.network.adapter.Adapter` implementing it.
         id: The adapter id (0-65535); by default the lowest free id from 64 up (ids
