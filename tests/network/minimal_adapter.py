@@ -69,11 +69,11 @@ class MinimalLocal(MyLocal):
         deliver: Callable[[Address, bytes], object],
     ) -> None:
         try:
-            sock, _peer = self.sock.accept()
+            sock, peer = self.sock.accept()
         except BlockingIOError:
             return
         sock.setblocking(False)
-        accept_remote(self.remote_class(sock), "peer")
+        accept_remote(self.remote_class(sock), peer)
 
     def close(self) -> None:
         path = self.sock.getsockname()
@@ -95,7 +95,7 @@ class MinimalAdapter(MyAdapter):
         except BaseException:
             sock.close()
             raise
-        return ConnectionInfo(self.remote_class(sock), "", os.fspath(addr))
+        return ConnectionInfo(self.remote_class(sock), sock.getsockname(), os.fspath(addr))
 
     def listen(self, addr: Any, config: Any) -> ListeningInfo:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

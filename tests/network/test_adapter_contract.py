@@ -14,10 +14,11 @@ import inspect
 import itertools
 import os
 import queue
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import pytest
 
@@ -40,6 +41,7 @@ from message_io.network.adapter import (
     Remote,
 )
 from message_io.network.endpoint import Address
+from message_io.testing import TransportSuite
 
 from .minimal_adapter import MinimalAdapter, MinimalLocal, MinimalRemote
 
@@ -271,3 +273,29 @@ def test_declared_capabilities_decide_what_is_called(socket_dir: Path) -> None:
     assert outcome[0] == [SendStatus.SENT] * 3
     assert "header" in calls and "incomplete" in calls
     assert os.path.exists(socket_dir) and not os.path.exists(socket_dir / "d.sock")
+
+
+MINIMAL: Final = register_transport("MINIMAL_TEMPLATE", MinimalAdapter())
+_paths = itertools.count()
+
+
+class TestMinimalTemplate(TransportSuite):
+    """The template with only its required methods filled in passes the conformance
+    suite: a byte stream over Unix sockets, with a raw peer."""
+
+    transport: ClassVar[Transport] = MINIMAL
+    refuses_at_once: ClassVar[bool] = True  # its connect() raises: it has no pending()
+
+    def listen_address(self) -> object:
+        return str(self.workdir / f"{next(_paths)}.sock")
+
+    def refused_address(self) -> object:
+        return str(self.workdir / "nobody.sock")
+
+    def raw_connect(self, addr: Any, *, rcvbuf: int | None = None) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(TIMEOUT)
+        sock.connect(addr)
+        return sock

@@ -43,7 +43,8 @@ What the suite proves (each test's docstring says more):
 * backpressure: a peer that stops reading makes ``send`` return ``QUEUE_FULL``;
   ``Drained`` follows once it reads again, with nothing lost or reordered;
 * ``remove`` by resource id and by endpoint; a stopped peer is ``Disconnected``;
-  a refused connect is ``Connected(endpoint, False, error)`` and ``connect_sync`` raises;
+  a refused connect is ``Connected(endpoint, False, error)`` (or raises at once, for a
+  transport that says so in ``refuses_at_once``) and ``connect_sync`` raises;
 * ``connect_sync``, send statuses, events and data that arrive before the loop runs;
 * with a raw peer: garbage disconnects only that peer, the wire format both ways,
   queued bytes written after ``remove``, ``message_timeout`` and ``idle_timeout``,

@@ -22,6 +22,7 @@ import pytest
 from message_io import (
     Accepted,
     Connected,
+    ConnectError,
     Endpoint,
     Message,
     NodeEvent,
@@ -52,6 +53,11 @@ class SuiteBase:
 
     refused_errnos: ClassVar[tuple[int, ...]] = (errno.ECONNREFUSED, errno.ENOENT)
     """The ``errno`` values a connect to :meth:`refused_address` may fail with."""
+
+    refuses_at_once: ClassVar[bool] = False
+    """True if the transport's ``connect`` knows at once that nobody listens and raises
+    (``ConnectError``), as a Unix socket can; False (the default) if the refusal comes
+    later, as ``Connected(endpoint, False, error)`` (TCP: the OS answers with a reset)."""
 
     has_handshake: ClassVar[bool] = False
     """True if a client connection needs its node's loop to become ready (a handshake,
@@ -210,6 +216,19 @@ class SuiteBase:
         config = self.connect_config(**options)
         endpoint, _local = node.network.connect(self.transport, addr, config=config)
         return endpoint
+
+    def refused(self, node: RecordingNode, addr: Any) -> ConnectError | None:
+        """Connect ``node`` where nothing listens: the error ``connect`` raised at once
+        (:attr:`refuses_at_once`), or None once it has returned an endpoint and
+        ``Connected(endpoint, False)`` followed, as the transport says it does."""
+        if self.refuses_at_once:
+            with pytest.raises(ConnectError) as info:
+                self.connect(node, addr)
+            return info.value
+        late = self.connect(node, addr)
+        assert node.expect(Connected) == Connected(late, False)
+        assert node.network.is_ready(late.resource_id) is None
+        return None
 
     def connected(self, node: RecordingNode, addr: Any, **options: Any) -> Endpoint:
         """Connect ``node`` to ``addr`` and wait for ``Connected(endpoint, True)``."""

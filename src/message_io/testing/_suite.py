@@ -17,7 +17,9 @@ class TransportSuite(NodeTests, RawPeerTests):
     * :attr:`transport`: the registered :class:`~message_io.Transport` under test.
     * :meth:`listen_address`: where a listener may bind, fresh on each call
       (``"127.0.0.1:0"`` by default); :meth:`refused_address`: where nothing listens;
-      :attr:`refused_errnos`: how connecting there may fail.
+      :attr:`refused_errnos`: how connecting there may fail; :attr:`refuses_at_once`:
+      True if ``connect`` raises at once there instead of a later
+      ``Connected(endpoint, False)``.
     * :meth:`listen_config`, :meth:`connect_config`: the configs every listener and
       connection of the suite uses (a certificate, say), with a test's own options.
     * :attr:`has_handshake`: True if a client connection needs its node's loop.
