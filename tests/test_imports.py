@@ -120,6 +120,25 @@ def test_the_lazy_names_are_the_websocket_module_s_own() -> None:
     assert out == "ok\n"
 
 
+def test_the_unix_transport_is_loaded_on_first_use_too() -> None:
+    out = run("""
+        import message_io
+        unix = "message_io.adapters.unix"
+        before = unix in sys.modules
+        from message_io import UnixConnectConfig, UnixListenConfig, Transport
+        from message_io.adapters import unix as module
+
+        lazy = message_io.adapters.UnixConnectConfig
+        assert UnixConnectConfig is module.UnixConnectConfig is lazy
+        assert UnixListenConfig is module.UnixListenConfig
+        assert isinstance(Transport.UNIX.adapter, module.UnixAdapter)
+        assert "UnixListenConfig" in dir(message_io)
+        assert "UnixListenConfig" in dir(message_io.adapters)
+        print(before, Transport.UNIX.id, loaded())
+        """)
+    assert out == "False 4 []\n"
+
+
 def test_an_unknown_name_is_still_an_attribute_error() -> None:
     out = run("""
         import message_io

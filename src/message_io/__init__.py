@@ -29,8 +29,6 @@ from .adapters import (
     TcpListenConfig,
     UdpConnectConfig,
     UdpListenConfig,
-    UnixConnectConfig,
-    UnixListenConfig,
 )
 from .errors import (
     AddressError,
@@ -70,6 +68,7 @@ from .network import (
 from .node import NodeEvent, NodeHandler, NodeListener, NodeTask, Signal, split
 
 if TYPE_CHECKING:
+    from .adapters.unix import UnixConnectConfig, UnixListenConfig
     from .adapters.ws import WsConnectConfig, WsListenConfig
 
 del _adapters
@@ -128,13 +127,13 @@ __all__ = [
     "split",
 ]
 
-# The WebSocket configs are imported on first use, with the WebSocket module (which
-# needs ``websockets`` and ``ssl``): ``import message_io`` does not load that code.
-_LAZY = frozenset({"WsConnectConfig", "WsListenConfig"})
+# The WebSocket and Unix configs are imported on first use, with their transport's module
+# (WebSocket needs ``websockets`` and ``ssl``): ``import message_io`` does not load it.
+_LAZY = frozenset({"WsConnectConfig", "WsListenConfig", "UnixConnectConfig", "UnixListenConfig"})
 
 
 def __getattr__(name: str) -> Any:
-    """``WsConnectConfig`` and ``WsListenConfig``, imported on first use.
+    """The WebSocket and Unix config classes, imported on first use.
 
     Raises:
         AttributeError: no such name in :mod:`message_io`.

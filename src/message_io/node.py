@@ -245,12 +245,14 @@ class NodeListener(Generic[S]):
         loop = self._loop
         guarded = guarded_callback(callback, on_error, loop.peer_log)
         self._claim()
-        with loop.drive_lock:
-            try:
-                loop.run(guarded)
-            except BaseException as exc:
-                _stopped_by(exc)
-                raise
+        loop.acquire_drive()
+        try:
+            loop.run(guarded)
+        except BaseException as exc:
+            _stopped_by(exc)
+            raise
+        finally:
+            loop.release_drive()
 
     def for_each_async(
         self,
@@ -280,13 +282,15 @@ class NodeListener(Generic[S]):
         task: NodeTask
 
         def run() -> None:
-            with loop.drive_lock:
-                started.set()
-                try:
-                    loop.run(guarded)
-                except BaseException as exc:  # noqa: BLE001 - handed to wait()
-                    _stopped_by(exc)
-                    task._error = exc
+            loop.acquire_drive()
+            started.set()
+            try:
+                loop.run(guarded)
+            except BaseException as exc:  # noqa: BLE001 - handed to wait()
+                _stopped_by(exc)
+                task._error = exc
+            finally:
+                loop.release_drive()
 
         thread = threading.Thread(target=run, name=name, daemon=True)
         task = NodeTask(loop, thread)
@@ -310,7 +314,7 @@ class NodeListener(Generic[S]):
         if self._used:
             raise ListenerUsedError("this listener is consumed by for_each/for_each_async")
         loop = self._loop
-        loop.drive_lock.acquire()
+        loop.acquire_drive()
         try:
             event = loop.run_until_event(timeout)
         finally:

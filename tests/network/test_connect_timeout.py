@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -136,3 +137,49 @@ def test_a_dropped_syn_gives_up_at_the_connect_timeout() -> None:
         finally:
             for sock in fillers:
                 sock.close()
+
+
+def test_a_loop_started_while_connect_sync_drives_takes_over() -> None:
+    """connect_sync() drives the node itself when nobody does, but hands the loop over at
+    once to a for_each that starts meanwhile, and waits for its outcome instead."""
+    handler, listener = message_io.split()
+    outcome: queue.Queue[BaseException | None] = queue.Queue()
+
+    def connect() -> None:
+        try:
+            handler.network.connect_sync(SILENT, "nowhere", timeout=60.0)
+        except BaseException as exc:
+            outcome.put(exc)
+        else:
+            outcome.put(None)
+
+    made = len(_ADAPTER.remotes)
+    thread = threading.Thread(target=connect)
+    thread.start()
+    events: queue.Queue[NodeEvent[Any]] = queue.Queue()
+    with listener.for_each_async(events.put):
+        handler.signals.send("loop")
+        assert events.get(timeout=TIMEOUT) == message_io.Signal("loop")  # not after 60 s
+        assert len(_ADAPTER.remotes) == made + 1  # the connect is under way meanwhile
+        handler.stop()
+        assert isinstance(outcome.get(timeout=TIMEOUT), message_io.NodeStoppedError)
+    thread.join(TIMEOUT)
+    assert _ADAPTER.remotes[-1].closed
+
+
+def test_connect_sync_returns_while_another_thread_pulls_events() -> None:
+    """A thread blocked in receive() drives the node: connect_sync() in another thread
+    waits for the outcome that loop decides (no polling in slices), and the Connected
+    event comes after connect_sync has returned."""
+    server, server_listener = message_io.split()
+    client, client_listener = message_io.split()
+    with server_listener.for_each_async(lambda _event: None):
+        _listener_id, addr = server.network.listen(Transport.FRAMED_TCP, "127.0.0.1:0")
+        pulled: queue.Queue[object] = queue.Queue()
+        puller = threading.Thread(target=lambda: pulled.put(client_listener.receive(60.0)))
+        puller.start()
+        endpoint, _local = client.network.connect_sync(Transport.FRAMED_TCP, addr, timeout=TIMEOUT)
+        assert pulled.get(timeout=TIMEOUT) == Connected(endpoint, True)
+        puller.join(TIMEOUT)
+        client.stop()
+        server.stop()

@@ -1,17 +1,18 @@
 """The built-in transports, one module each, registered as ``Transport.<NAME>``.
 
-``Transport.UNIX`` (Unix domain sockets, :mod:`.unix`) is registered only where the
-platform has ``socket.AF_UNIX``; its config classes exist everywhere.
-
-``Transport.WS`` is registered here too, but its module (:mod:`.ws`, which imports
-``websockets`` and ``ssl``) is imported only when it is first used: a ``connect`` or
-``listen`` on it, its ``adapter`` or another property that asks the adapter, or the
-name ``WsConnectConfig`` / ``WsListenConfig`` looked up in this package or in
-:mod:`message_io`. A program that never uses WebSocket never loads that code.
+``Transport.WS`` and ``Transport.UNIX`` are registered here too, but their modules
+(:mod:`.ws`, which imports ``websockets`` and ``ssl``, and :mod:`.unix`) are imported
+only when first used: a ``connect`` or ``listen`` on the transport, its ``adapter`` or
+another property that asks the adapter, or the name of one of its config classes
+(``WsConnectConfig``, ``UnixListenConfig``...) looked up in this package or in
+:mod:`message_io`. A program that never uses them never loads that code.
+``Transport.UNIX`` is registered only where the platform has ``socket.AF_UNIX``; its
+config classes exist everywhere.
 """
 
 from __future__ import annotations
 
+import importlib
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +28,9 @@ from .udp import (
     UdpConnectConfig,
     UdpListenConfig,
 )
-from .unix import UnixAdapter, UnixConnectConfig, UnixListenConfig
 
 if TYPE_CHECKING:
+    from .unix import UnixConnectConfig, UnixListenConfig
     from .ws import WsConnectConfig, WsListenConfig
 
 __all__ = [
@@ -49,7 +50,13 @@ __all__ = [
     "WsListenConfig",
 ]
 
-_LAZY_WS = frozenset({"WsConnectConfig", "WsListenConfig"})
+# Configs of transports whose module is imported on first use, by the module's name.
+_LAZY = {
+    "WsConnectConfig": "ws",
+    "WsListenConfig": "ws",
+    "UnixConnectConfig": "unix",
+    "UnixListenConfig": "unix",
+}
 
 
 def _ws_adapter() -> Adapter:
@@ -58,23 +65,29 @@ def _ws_adapter() -> Adapter:
     return WsAdapter()
 
 
+def _unix_adapter() -> Adapter:
+    from .unix import UnixAdapter  # noqa: PLC0415 - imported on first use, see the docstring
+
+    return UnixAdapter()
+
+
 def __getattr__(name: str) -> Any:
-    """``WsConnectConfig`` and ``WsListenConfig``, imported from :mod:`.ws` on first use.
+    """The configs of WebSocket and Unix sockets, imported from :mod:`.ws` or
+    :mod:`.unix` on first use.
 
     Raises:
         AttributeError: no such name in this package.
     """
-    if name in _LAZY_WS:
-        from . import ws  # noqa: PLC0415 - imported on first use, see the docstring
-
-        value = getattr(ws, name)
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, name)
         globals()[name] = value  # later lookups do not come here
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY_WS)
+    return sorted(set(globals()) | set(_LAZY))
 
 
 # Ids 0, 1, 2 and 3 as in the Rust crate.
@@ -84,4 +97,4 @@ Transport.UDP = register_transport("UDP", UdpAdapter(), id=2)
 Transport.WS = _register_lazy("WS", _ws_adapter, id=3)
 # Ids from 4 to 63 are the Python library's own.
 if hasattr(socket, "AF_UNIX"):
-    Transport.UNIX = register_transport("UNIX", UnixAdapter(), id=4)
+    Transport.UNIX = _register_lazy("UNIX", _unix_adapter, id=4)

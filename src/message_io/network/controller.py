@@ -302,15 +302,17 @@ class NetworkController:
                 raise ConnectTimeout(
                     f"cannot connect to {_addr_text(addr)}: timed out after {timeout} s"
                 )
-            if loop.drive_lock.acquire(blocking=False):
+            if not loop.drive_wanted and loop.drive_lock.acquire(blocking=False):
+                # Nobody drives the node: run its loop here until the outcome (events go
+                # to the backlog), or until another thread asks to drive.
                 try:
-                    loop.drive_pending(conn, 0.05 if remaining is None else min(remaining, 0.05))
+                    loop.drive_until_decided(conn, remaining)
                 finally:
                     loop.release_drive()
             else:
-                # The loop runs on another thread and will resolve it; the short slice only
-                # matters if that loop stops driving (a pull-API caller between calls).
-                conn.resolved.wait(0.05 if remaining is None else min(remaining, 0.05))
+                # A loop runs on another thread: it decides the outcome, or stops driving
+                # (a pull-API caller between calls) and then this thread drives.
+                loop.wait_decided(conn, remaining)
         if conn.established and loop.running:
             assert conn.local_addr is not None  # set with the socket that connected
             return endpoint, conn.local_addr

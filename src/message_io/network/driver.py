@@ -111,6 +111,8 @@ class Driver:
         "requests",
         "running",
         "shut",
+        "sync_cond",
+        "sync_waiters",
         "timers",
         "waker",
     )
@@ -145,6 +147,9 @@ class Driver:
         self.input_paused = False
         # Resources the driver is to poll once their creators hold their ids.
         self.registrations: deque[Connection | Listener] = deque()
+        # connect_sync() callers waiting for an outcome (see decided).
+        self.sync_cond = threading.Condition()
+        self.sync_waiters = 0
         # What other threads ask of the driver: (resource, broken), see request_check.
         self.requests: deque[tuple[Connection | Listener, bool]] = deque()
 
@@ -152,6 +157,13 @@ class Driver:
         """Interrupt the poll, unless called by the driver itself (it will look anyway)."""
         if self.driver != _get_ident():
             self.waker.wake()
+
+    def decided(self, conn: Connection) -> None:
+        """``conn``'s outcome is known (ready, failed or closed): wake ``connect_sync``."""
+        conn.resolved.set()
+        if self.sync_waiters:
+            with self.sync_cond:
+                self.sync_cond.notify_all()
 
     def request_check(self, conn: Connection, broken: bool = False) -> None:
         """Ask the loop to look at ``conn`` (its write side failed if ``broken``). Any thread.
@@ -463,7 +475,7 @@ class Driver:
                 conn.reading = conn.reading_wanted()
                 self.poller.modify(conn.fd, conn.interest())
                 self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
-            conn.resolved.set()
+            self.decided(conn)
             self.timers.cancel(conn.deadline_timer)
             conn.deadline_timer = None
             remote = conn.remote
@@ -536,7 +548,7 @@ class Driver:
                 return
             conn.move(CLOSED)
         self.close_connection(conn)
-        conn.resolved.set()
+        self.decided(conn)
         failure = conn.remote.failure
         if conn.listener_id is None:
             log.debug("connection to %s failed: %s", conn.endpoint, describe(failure))
@@ -614,7 +626,7 @@ class Driver:
             remote.close()
             self.timers.cancel(conn.deadline_timer)
             conn.deadline_timer = None
-            conn.resolved.set()
+            self.decided(conn)
             return
         with conn.lock:
             if conn.fd < 0:
@@ -638,6 +650,6 @@ class Driver:
             conn.remote.close()
         except Exception:
             log.exception("close() of %s failed", conn.endpoint)
-        conn.resolved.set()
+        self.decided(conn)
 
     # -- connect_sync without a running loop ------------------------------------------

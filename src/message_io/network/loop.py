@@ -43,7 +43,7 @@ from .dial import Dial
 from .endpoint import Address, ResourceId, ResourceType
 from .input_guard import DEFAULT_MAX_INCOMPLETE_BYTES
 from .listener import Listener
-from .poller import signal_wakeup, wait_one
+from .poller import signal_wakeup
 from .resolver import Resolver
 from .resource import CLOSED, CLOSING, PENDING, READY
 
@@ -69,6 +69,7 @@ class Loop(Acceptor, Generic[S]):
         "_releases",
         "backlog",
         "drive_lock",
+        "drive_wanted",
         "owner",
         "resolver",
         "signals",
@@ -86,6 +87,7 @@ class Loop(Acceptor, Generic[S]):
         self.handlers[self.waker.fileno()] = self._on_wake
         self._poll = self.poller.fast_poll
         self.drive_lock = threading.Lock()
+        self.drive_wanted = 0  # threads blocked in acquire_drive() (under sync_cond)
         # The thread an outer event loop drives the node from, turn by turn (asyncio):
         # blocking calls refuse to run there even between turns.
         self.owner: int | None = None
@@ -149,7 +151,7 @@ class Loop(Acceptor, Generic[S]):
             if isinstance(conn.remote, Dial):
                 conn.remote.cancel()  # its resolver job, if not yet run, is skipped
             log.debug("removing %s (%d bytes still queued)", conn.endpoint, conn.queued)
-            conn.resolved.set()
+            self.decided(conn)
             self._request(conn, False)
             return True
         if resource is not None:
@@ -254,6 +256,9 @@ class Loop(Acceptor, Generic[S]):
                 self.shutdown()
             finally:
                 self.drive_lock.release()
+        if self.sync_waiters:  # a connect_sync may drive now
+            with self.sync_cond:
+                self.sync_cond.notify_all()
 
     # -- driving (the thread holding drive_lock) --------------------------------------
 
@@ -317,8 +322,8 @@ class Loop(Acceptor, Generic[S]):
             self.register_published()
         if self._releases:
             self._release_held()
-            if not self.running:
-                return
+            if not self.running or self.backlog:
+                return  # a pull (receive) has its events: it must not sleep in the poll
         timeout = self._poll_timeout(max_timeout)
         ready = self._poll(timeout)
         self.iteration += 1
@@ -357,10 +362,10 @@ class Loop(Acceptor, Generic[S]):
             return 0.0
         if self.holding:  # connect_sync() is about to release events: look soon
             max_timeout = _HOLD_POLL if max_timeout is None else min(max_timeout, _HOLD_POLL)
-        deadline = self.timers.next_deadline()
-        if deadline is None:
+        timers = self.timers.entries  # read in place: a call here costs 1% of a round trip
+        if not timers:
             return max_timeout
-        timeout = max(0.0, deadline - time.monotonic())
+        timeout = max(0.0, timers[0][0] - time.monotonic())
         return timeout if max_timeout is None else min(timeout, max_timeout)
 
     def _still_running(self) -> bool:
@@ -427,33 +432,61 @@ class Loop(Acceptor, Generic[S]):
             finally:
                 self.release_drive()
 
-    # -- connect_sync without a running loop ------------------------------------------
+    # -- connect_sync: driving until one outcome, or waiting for it -----------------
 
-    def drive_pending(self, conn: Connection, timeout: float) -> None:
-        """Advance one pending connection by polling only its fd (caller holds drive_lock).
+    def acquire_drive(self) -> None:
+        """Take ``drive_lock`` to drive the loop, blocking until it is free.
 
-        Used by ``connect_sync`` before any loop runs; the ``Connected`` event it produces
-        goes to the backlog and is delivered when the loop starts.
+        A ``connect_sync`` that holds it (driving the loop until its own outcome) is
+        asked to hand it over: it returns at once and waits instead.
         """
-        if conn.state is not PENDING:
+        if self.drive_lock.acquire(blocking=False):
             return
-        if isinstance(conn.remote, Dial):
-            # Its name resolves on another thread and its attempts are polled by the
-            # node's poller: run the whole loop for a while (events go to the backlog).
-            self.driver = _get_ident()
-            try:
-                self.iterate(timeout)
-            finally:
-                self.driver = None
-            return
-        if conn.fd < 0:
-            return
-        flags = wait_one(conn.fd, timeout)
-        if not flags:
-            return
-        self.on_pending(conn, flags)
+        with self.sync_cond:
+            self.drive_wanted += 1
+        try:
+            self.waker.wake()
+            self.drive_lock.acquire()
+        finally:
+            with self.sync_cond:
+                self.drive_wanted -= 1
 
-    # -- shutdown ----------------------------------------------------------------------
+    def drive_until_decided(self, conn: Connection, timeout: float | None) -> None:
+        """Run the loop until ``conn``'s outcome is known (caller holds ``drive_lock``).
+
+        ``connect_sync``'s turn when nobody else drives the node: every event goes to the
+        backlog, delivered once a loop runs. Returns early when ``timeout`` passes, the
+        node stops, or another thread asks to drive (:meth:`acquire_drive`).
+        """
+        self.driver = _get_ident()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            with self._signal_wakeup():  # Ctrl+C interrupts the wait at once
+                while self.running and not conn.resolved.is_set() and not self.drive_wanted:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return
+                    self.iterate(remaining)
+        finally:
+            self.driver = None
+
+    def wait_decided(self, conn: Connection, timeout: float | None) -> None:
+        """Wait until ``conn``'s outcome is known, the node stops, or nobody drives the
+        node any more (then the caller drives it: :meth:`drive_until_decided`); at most
+        ``timeout`` seconds. Not on the loop thread."""
+        with self.sync_cond:
+            self.sync_waiters += 1
+            try:
+                self.sync_cond.wait_for(
+                    lambda: (
+                        conn.resolved.is_set()
+                        or not self.running
+                        or not (self.drive_lock.locked() or self.drive_wanted)
+                    ),
+                    timeout,
+                )
+            finally:
+                self.sync_waiters -= 1
 
     # -- shutdown ----------------------------------------------------------------------
 

@@ -10,8 +10,7 @@ The waker is an ``eventfd`` (or a socket pair) that other threads write to so th
 ``stop()``, a new signal, an earlier timer or a close request is seen at once, instead of
 after a sampling timeout (the Rust crate samples every 50 ms).
 
-:func:`signal_wakeup` makes a signal (Ctrl+C) interrupt the poll, and :func:`wait_one`
-waits for one descriptor alone (a connection driven before any loop runs).
+:func:`signal_wakeup` makes a signal (Ctrl+C) interrupt the poll.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Final
 
-__all__ = ["HANGUP", "READ", "WRITE", "Poller", "Waker", "signal_wakeup", "wait_one"]
+__all__ = ["HANGUP", "READ", "WRITE", "Poller", "Waker", "signal_wakeup"]
 
 # Interest and readiness bits, epoll's own so that the hot path needs no conversion:
 # READ and WRITE are what handlers test; HUP/ERR count as both (the next read or write
@@ -229,18 +228,3 @@ def signal_wakeup(poller: Poller) -> Iterator[tuple[int, Callable[[int], None]] 
         poller.unregister(fd)
         rsock.close()
         wsock.close()
-
-
-def wait_one(fd: int, timeout: float) -> int:
-    """Wait up to ``timeout`` seconds for ``fd`` to be readable or writable, without the
-    node's poller (a connection driven before any loop runs). Returns READ/WRITE bits,
-    0 on timeout."""
-    poll = select.poll()
-    poll.register(fd, select.POLLIN | select.POLLOUT)
-    flags = 0
-    for _fd, mask in poll.poll(max(1, int(timeout * 1000) + 1)):
-        if mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
-            flags |= READ
-        if mask & (select.POLLOUT | select.POLLHUP | select.POLLERR):
-            flags |= WRITE
-    return flags
