@@ -35,8 +35,15 @@ What the node does for you, so an adapter need not:
   other resources carry on. Anything else is a bug in the adapter and is logged with its
   traceback, and also only disconnects that resource.
 
-The annotated skeleton in :mod:`message_io.adapters.template` is a good place to start,
-and ``docs/adapters.md`` walks through a complete Unix-domain-socket transport.
+What a transport can do is declared, never guessed: the capabilities of a
+:class:`Remote` are class attributes (:attr:`Remote.framing`, ``reports_incomplete``,
+``has_output``, ``text_messages``, ``full_duplex``, ``datagrams``), and every optional
+hook's default changes nothing.
+
+The annotated skeleton in :mod:`message_io.adapters.template` is a good place to start;
+``docs/adapters.md`` walks through :mod:`message_io.adapters.unix`, a complete transport
+written with this contract alone; :mod:`message_io.testing` is the conformance suite to
+run on yours.
 """
 
 from __future__ import annotations
