@@ -288,6 +288,7 @@ class WsRemote(Remote):
         self.max_message_size = max_message_size
         self.heartbeat_interval = ping_interval
         self._heard = True  # something arrived since the last heartbeat
+        self._failure: Exception | None = None  # why we failed the connection (_fail)
         self._pinged = False
         self._keys = b""  # a supply of masking keys (clients mask every frame)
         self._key_at = 0
@@ -507,13 +508,16 @@ class WsRemote(Remote):
             self._heard = True
             if self._on_frame(frame, deliver):
                 break  # the connection was failed: no later frame is processed (RFC 7.1.7)
-        if protocol.parser_exc is not None and not isinstance(protocol.parser_exc, EOFError):
+        # Ours (_fail), or the parser's (websockets documents parser_exc as where a
+        # parse error is kept).
+        error = self._failure if self._failure is not None else protocol.parser_exc
+        if error is not None and not isinstance(error, EOFError):
             close = protocol.close_sent
             _protocol_errors.log(
                 logging.INFO,
                 "websocket protocol error, closing with %s: %s",
                 close.code if close is not None else "no close frame",
-                protocol.parser_exc,
+                error,
             )
             return ReadStatus.DISCONNECTED
         if protocol.state is not OPEN:
@@ -574,13 +578,15 @@ class WsRemote(Remote):
         # protocol again after EOF would trip an assertion in websockets.)
         if protocol.state is OPEN:
             protocol.fail(code, reason)
-            protocol.parser_exc = exc
+            self._failure = exc
         self._fragments = bytearray()
         self._fragment_count = 0
         return True
 
     def take_output(self) -> Buffer | None:
-        if not self.protocol.writes:  # the common case: nothing to answer
+        # Protocol.writes is what data_to_send() hands over: looked at first, as the
+        # common case is nothing to answer and the call would cost more than the look.
+        if not self.protocol.writes:
             return None
         writes = self.protocol.data_to_send()
         if not writes:
