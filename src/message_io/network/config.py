@@ -38,6 +38,17 @@ DEFAULT_MIN_MESSAGE_RATE = 240.0
 """Default ``min_message_rate``, in bytes per second: Kestrel's ``MinRequestBodyDataRate``."""
 
 
+def _check_common(config: ConnectConfig | ListenConfig) -> None:
+    """The checks every connect and listen config makes: each field against its
+    annotation, ``send_buffer_limit`` >= 1, and the rate limit's range."""
+    check_fields(config)
+    if config.send_buffer_limit < 1:
+        raise ValueError(
+            f"{_field(config, 'send_buffer_limit')} must be >= 1, not {config.send_buffer_limit!r}"
+        )
+    _check_limits(config)
+
+
 def _check_limits(config: ConnectConfig | ListenConfig) -> None:
     """The range of ``min_message_rate`` (the ``*_timeout`` fields are checked by
     :func:`check_fields`)."""
@@ -346,12 +357,7 @@ class ConnectConfig:
     idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        if self.send_buffer_limit < 1:
-            raise ValueError(
-                f"{_field(self, 'send_buffer_limit')} must be >= 1, not {self.send_buffer_limit!r}"
-            )
-        _check_limits(self)
+        _check_common(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -382,9 +388,4 @@ class ListenConfig:
     idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        if self.send_buffer_limit < 1:
-            raise ValueError(
-                f"{_field(self, 'send_buffer_limit')} must be >= 1, not {self.send_buffer_limit!r}"
-            )
-        _check_limits(self)
+        _check_common(self)

@@ -393,6 +393,17 @@ class Connection(SendQueue):
             self.tail = None
             self.queued += len(wire)
 
+    def queue_farewell(self, *, going_away: bool) -> None:
+        """Queue the transport's goodbye (a close frame), if it has one: ``going_away``
+        when the node stops, not for ``remove``. Holds the lock."""
+        try:
+            farewell = self.remote.farewell(going_away)
+        except Exception:
+            log.exception("farewell() of %s failed", self.endpoint)
+            return
+        if farewell:
+            self.queue_wire(farewell)
+
     def schedule(self) -> SendStatus:
         """Decide when queued bytes are written. Holds the lock.
 

@@ -140,13 +140,7 @@ class Loop(Acceptor, Generic[S]):
                 was_ready = conn.state is READY
                 conn.move(CLOSING if was_ready else CLOSED)
                 if was_ready:
-                    try:
-                        farewell = conn.remote.farewell(False)
-                    except Exception:
-                        log.exception("farewell() of %s failed", conn.endpoint)
-                        farewell = None
-                    if farewell:
-                        conn.queue_wire(farewell)
+                    conn.queue_farewell(going_away=False)
                 conn.notify()
             if isinstance(conn.remote, Dial):
                 conn.remote.cancel()  # its resolver job, if not yet run, is skipped
@@ -511,13 +505,7 @@ class Loop(Acceptor, Generic[S]):
                 continue
             with resource.lock:
                 if resource.state is READY:
-                    try:
-                        farewell = resource.remote.farewell(True)
-                    except Exception:
-                        log.exception("farewell() of %s failed", resource.endpoint)
-                        farewell = None
-                    if farewell:
-                        resource.queue_wire(farewell)
+                    resource.queue_farewell(going_away=True)
                 if (resource.state is READY or resource.state is CLOSING) and resource.chunks:
                     try:
                         resource.flush()
