@@ -418,3 +418,30 @@ def test_signal_equality_hash_and_repr() -> None:
             assert number == 1
         case _:
             pytest.fail("Signal did not match positionally")
+
+
+def test_a_due_timer_can_be_cancelled_until_its_signal_is_delivered(
+    node: Node, clock: FakeClock
+) -> None:
+    """The "reply cancels the timeout" pattern: a timeout whose deadline has passed, but
+    whose signal the callback has not received yet, is still cancelled by the handler
+    of a signal delivered before it."""
+    handler, listener = node
+    timeout = handler.signals.send_with_timer("timeout", 1.0)
+    clock.advance(2.0)  # due now
+    handler.signals.send_with_priority("reply")  # delivered first, in the same turn
+    seen: list[object] = []
+
+    def on_event(event: NodeEvent[Any]) -> None:
+        assert isinstance(event, Signal)
+        seen.append(event.value)
+        if event.value == "reply":
+            seen.append(handler.signals.cancel_timer(timeout))
+            seen.append(handler.signals.pending())
+            handler.signals.send("end")
+        elif event.value == "end":
+            handler.stop()
+
+    with watchdog(handler, WAIT):
+        listener.for_each(on_event)
+    assert seen == ["reply", True, 0, "end"]

@@ -100,7 +100,7 @@ class EventSender(Generic[S]):
         self._lock = threading.Lock()
         self._closed = False
         self._priority: deque[S] = deque()
-        self._due: deque[S] = deque()
+        self._due: deque[int] = deque()  # ids of due timers, in deadline order
         self._normal: deque[S] = deque()
         self._timers: dict[int, Timer] = {}
         self._timer_values: dict[int, S] = {}
@@ -193,7 +193,8 @@ class EventSender(Generic[S]):
         return TimerId(timer_id)
 
     def cancel_timer(self, timer_id: TimerId) -> bool:
-        """Cancel a timer that has not fired yet.
+        """Cancel a timer whose signal has not been delivered yet (its deadline may have
+        passed: until the callback receives it, it can still be cancelled).
 
         Returns:
             True if the timer was pending and will now never fire; False if it already
@@ -202,34 +203,42 @@ class EventSender(Generic[S]):
         with self._lock:
             if self._timer_values.pop(timer_id, NOTHING) is NOTHING:
                 return False
-            self._timer_heap.cancel(self._timers.pop(timer_id, None))
+            timer = self._timers.pop(timer_id, None)
+            if timer is not None:
+                self._timer_heap.cancel(timer)
+            else:  # due already: its id waits in the due queue, and is skipped there
+                self.ready -= 1
             return True
 
     def pending(self) -> int:
         """How many signals are queued or waiting on a timer."""
         with self._lock:
-            return self.ready + len(self._timer_values)
+            return len(self._priority) + len(self._normal) + len(self._timer_values)
 
     # -- used by the loop (internal API) -----------------------------------------------
 
     def _fire(self, timer_id: int) -> None:
-        """A timer's deadline passed: its signal is due (loop thread)."""
+        """A timer's deadline passed: its signal is due (loop thread). The value stays
+        with the id until it is delivered, so that a cancel still works until then."""
         with self._lock:
             self._timers.pop(timer_id, None)
             if timer_id in self._timer_values:
-                self._due.append(self._timer_values.pop(timer_id))
+                self._due.append(timer_id)
                 self.ready += 1
 
     def take(self) -> object:
         """The next signal to deliver, or :data:`NOTHING` (loop thread)."""
         with self._lock:
             if self._priority:
-                queue = self._priority
-            elif self._due:
-                queue = self._due
-            elif self._normal:
-                queue = self._normal
-            else:
-                return NOTHING
-            self.ready -= 1
-            return queue.popleft()
+                self.ready -= 1
+                return self._priority.popleft()
+            due = self._due
+            while due:
+                value = self._timer_values.pop(due.popleft(), NOTHING)
+                if value is not NOTHING:  # else cancelled once due: already uncounted
+                    self.ready -= 1
+                    return value
+            if self._normal:
+                self.ready -= 1
+                return self._normal.popleft()
+            return NOTHING

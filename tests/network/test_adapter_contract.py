@@ -35,6 +35,7 @@ from message_io import (
 )
 from message_io.network.adapter import (
     Buffer,
+    Framing,
     HostName,
     PendingStatus,
     Readiness,
@@ -219,11 +220,22 @@ def baseline() -> tuple[object, ...]:
     return outcome
 
 
+# The capability a hook takes effect with: the override is declared with it, so that the
+# node really calls it (an undeclared override is never called, and warned about).
+ENABLED_BY: Final[dict[str, dict[str, object]]] = {
+    "header": {"framing": Framing.HEADER},
+    "incomplete": {"reports_incomplete": True},
+    "take_output": {"has_output": True},
+    "frame_text": {"text_messages": True},
+}
+
+
 @pytest.mark.parametrize("hook", sorted(REMOTE_HOOKS))
 def test_a_remote_hook_overridden_with_its_default_changes_nothing(
     hook: str, baseline: tuple[object, ...], socket_dir: Path
 ) -> None:
-    remote = type(f"Remote_{hook}", (MinimalRemote,), {hook: REMOTE_HOOKS[hook]})
+    members = {hook: REMOTE_HOOKS[hook], **ENABLED_BY.get(hook, {})}
+    remote = type(f"Remote_{hook}", (MinimalRemote,), members)
     assert _scenario(_transport(remote=remote), socket_dir / "s.sock") == baseline
 
 
@@ -245,7 +257,8 @@ def test_an_adapter_hook_overridden_with_its_default_changes_nothing(
 
 def test_declared_capabilities_decide_what_is_called(socket_dir: Path) -> None:
     """``header`` and ``incomplete`` are called only when declared (HEADER framing,
-    reports_incomplete), whatever the class overrides."""
+    reports_incomplete), whatever the class overrides; an undeclared override is warned
+    about, once per class."""
     calls: list[str] = []
 
     class Undeclared(MinimalRemote):
@@ -257,12 +270,18 @@ def test_declared_capabilities_decide_what_is_called(socket_dir: Path) -> None:
             calls.append("incomplete")
             return 0
 
-    outcome = _scenario(_transport(remote=Undeclared), socket_dir / "u.sock")
+    with pytest.warns(UserWarning) as warned:
+        outcome = _scenario(_transport(remote=Undeclared), socket_dir / "u.sock")
+    assert sorted(str(w.message).split(" but ")[0].split(".")[-1] for w in warned) == [
+        "Undeclared overrides header()",
+        "Undeclared overrides incomplete()",
+    ]
+    assert "framing = Framing.HEADER" in str(warned[0].message) + str(warned[1].message)
     assert outcome[0] == [SendStatus.SENT] * 3
     assert calls == []
 
     class Declared(Undeclared):
-        framing = message_io.network.adapter.Framing.HEADER
+        framing = Framing.HEADER
         reports_incomplete = True
 
         def header(self, size: int) -> bytes | None:
@@ -299,3 +318,31 @@ class TestMinimalTemplate(TransportSuite):
         sock.settimeout(TIMEOUT)
         sock.connect(addr)
         return sock
+
+
+@pytest.mark.parametrize(
+    ("refusal", "empty_status"),
+    [(None, SendStatus.RESOURCE_NOT_AVAILABLE), (b"", SendStatus.SENT)],
+    ids=["none", "empty"],
+)
+def test_frame_refuses_with_none_and_an_empty_result_sends_nothing(
+    socket_dir: Path, refusal: bytes | None, empty_status: SendStatus
+) -> None:
+    """``frame()`` returning None refuses any message (a transport that is closing);
+    an empty result refuses a non-empty message and sends an empty one as nothing."""
+
+    class Refusing(MinimalRemote):
+        def frame(self, data: Buffer) -> Buffer | None:
+            return refusal
+
+    handler, listener = message_io.split()
+    task = listener.for_each_async(lambda _event: None)
+    try:
+        transport = _transport(remote=Refusing)
+        _listener_id, addr = handler.network.listen(transport, socket_dir / "r.sock")
+        client, _local = handler.network.connect_sync(transport, addr, timeout=TIMEOUT)
+        assert handler.network.send(client, b"x") is SendStatus.RESOURCE_NOT_AVAILABLE
+        assert handler.network.send(client, b"") is empty_status
+    finally:
+        handler.stop()
+        assert task.wait(TIMEOUT)

@@ -10,7 +10,7 @@ import queue
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -29,6 +29,7 @@ from message_io.network.adapter import (
 )
 
 TIMEOUT = 10.0
+T = TypeVar("T")
 
 
 class _SilentRemote(Remote):
@@ -183,3 +184,52 @@ def test_connect_sync_returns_while_another_thread_pulls_events() -> None:
         puller.join(TIMEOUT)
         client.stop()
         server.stop()
+
+
+def test_stop_wakes_a_connect_sync_waiting_on_a_busy_loop() -> None:
+    """While the callback is busy (the loop cannot shut down yet), stop() from another
+    thread makes a waiting connect_sync() raise at once, not when the loop gets round
+    to it."""
+    handler, listener = message_io.split()
+    busy = threading.Event()
+    release = threading.Event()
+
+    def on_event(event: NodeEvent[Any]) -> None:
+        if event == message_io.Signal("block"):
+            busy.set()
+            release.wait(3 * TIMEOUT)  # longer than the test waits for the outcome
+
+    outcome: queue.Queue[BaseException | None] = queue.Queue()
+
+    def connect() -> None:
+        try:
+            handler.network.connect_sync(SILENT, "nowhere", timeout=None)
+        except BaseException as exc:  # handed to the test
+            outcome.put(exc)
+        else:
+            outcome.put(None)
+
+    waiting = threading.Event()
+
+    class Announcing(threading.Condition):
+        """The loop's condition for connect_sync waiters, saying when one waits."""
+
+        def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+            waiting.set()  # the lock is held: a notify cannot slip in before the wait
+            return super().wait_for(predicate, timeout)
+
+    handler._loop.sync_cond = Announcing()  # white box: to stop while it waits
+    task = listener.for_each_async(on_event)
+    try:
+        handler.signals.send("block")
+        assert busy.wait(TIMEOUT)
+        thread = threading.Thread(target=connect)
+        thread.start()
+        assert waiting.wait(TIMEOUT)
+        handler.stop()
+        assert isinstance(outcome.get(timeout=TIMEOUT), message_io.NodeStoppedError)
+        assert not release.is_set()  # the callback was still busy all along
+    finally:
+        release.set()
+        assert task.wait(TIMEOUT)
+    thread.join(TIMEOUT)

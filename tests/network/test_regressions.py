@@ -13,8 +13,10 @@ import pytest
 
 import message_io
 from message_io import (
+    Accepted,
     Connected,
     Drained,
+    Endpoint,
     FramedTcpConnectConfig,
     Message,
     NodeEvent,
@@ -24,7 +26,7 @@ from message_io import (
     TcpConnectConfig,
     Transport,
 )
-from message_io.codec.framing import FrameDecoder
+from message_io.codec.framing import FrameDecoder, frame_header
 from message_io.network.adapter import Readiness
 
 from .test_connect_timeout import SILENT, _SilentRemote
@@ -282,3 +284,61 @@ def test_a_burst_from_the_callback_is_written_once_it_is_large(
     # would still be queued here.
     assert queued < (count - 1) * (1 + len(message))
     assert _decode(wire) == [message] * count
+
+
+def test_a_descriptor_reused_within_an_iteration_gets_no_stale_readiness() -> None:
+    """The callback closes connection X while the poll's list still holds X's readiness;
+    another thread's connect() reuses X's descriptor number before the loop reaches that
+    entry. The new connection is polled only from the next iteration, so the stale
+    readiness must not reach it (it used to, and the loop died on a descriptor the
+    poller did not know)."""
+    handler, listener = message_io.split()
+    _listener_id, addr = handler.network.listen(Transport.FRAMED_TCP, "127.0.0.1:0")
+    assert isinstance(addr, tuple)
+    a = socket.create_connection((str(addr[0]), int(addr[1])))
+    x = socket.create_connection((str(addr[0]), int(addr[1])))
+    accepted: dict[Any, Endpoint] = {}
+    both_accepted = threading.Event()
+    written = threading.Event()
+    connect_now = threading.Event()
+    connected: queue.Queue[Endpoint] = queue.Queue()
+    events: queue.Queue[NodeEvent[Any]] = queue.Queue()
+    reused: list[int] = []
+
+    def on_event(event: NodeEvent[Any]) -> None:
+        if isinstance(event, Accepted):
+            accepted[event.endpoint.addr] = event.endpoint
+            if len(accepted) == 2:
+                both_accepted.set()
+                assert written.wait(TIMEOUT)  # both peers' bytes wait: one poll has both
+        elif isinstance(event, Message) and event.endpoint == accepted.get(a.getsockname()):
+            x_endpoint = accepted[x.getsockname()]
+            fd = handler._loop.connections[x_endpoint.resource_id].fd  # white box
+            assert handler.network.remove(x_endpoint)  # closed now: X's fd is free
+            connect_now.set()
+            new = connected.get(timeout=TIMEOUT)  # connect() returned, on another thread
+            reused.append(int(handler._loop.connections[new.resource_id].fd == fd))
+        else:
+            events.put(event)
+
+    task = listener.for_each_async(on_event, on_error="stop")
+    try:
+        assert both_accepted.wait(TIMEOUT)
+        a.sendall(frame_header(1) + b"a")
+        x.sendall(frame_header(1) + b"x")
+        written.set()
+        assert connect_now.wait(TIMEOUT)
+        endpoint, _local = handler.network.connect(Transport.FRAMED_TCP, addr)
+        connected.put(endpoint)
+        while True:  # the new connection is announced; the loop is alive
+            event = events.get(timeout=TIMEOUT)
+            if isinstance(event, Connected):
+                assert event == Connected(endpoint, True)
+                break
+        assert reused == [1]  # the setup did reuse the number (Linux: lowest free fd)
+        assert handler.is_running()
+    finally:
+        a.close()
+        x.close()
+        handler.stop()
+        assert task.wait(TIMEOUT)

@@ -27,6 +27,7 @@ from message_io import (
     Transport,
     UdpConnectConfig,
     UdpListenConfig,
+    split,
 )
 from message_io.adapters.udp import (
     MAX_INTERNET_PAYLOAD_LEN,
@@ -404,3 +405,25 @@ def test_write_after_an_icmp_error_still_sends() -> None:
     finally:
         peer.close()
         remote.close()
+
+
+def _loopback(host: str, port: int, family: int = 0, kind: int = 0, *_rest: Any) -> list[Any]:
+    """A resolver that answers every name at once with the loopback address."""
+    return [(socket.AF_INET, kind, 0, "", ("127.0.0.1", port))]
+
+
+def test_a_connection_to_a_host_name_bounds_its_queue_in_datagrams_too() -> None:
+    """A UDP connection made to a host name learns it carries datagrams when its
+    attempt wins: its send queue then counts packets as well as bytes, so that a flood of
+    empty datagrams under OS backpressure is bounded like on a connection to an address
+    (white box: the queue's accounting)."""
+    handler, _listener = split(resolver=_loopback)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        port = peer.getsockname()[1]
+        by_name, _ = handler.network.connect_sync(Transport.UDP, ("peer.test", port))
+        by_address, _ = handler.network.connect_sync(Transport.UDP, ("127.0.0.1", port))
+        connections = handler._loop.connections
+        assert connections[by_name.resource_id].packets is True
+        assert connections[by_address.resource_id].packets is True
+    handler.stop()

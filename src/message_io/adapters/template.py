@@ -89,9 +89,10 @@ class MyRemote(Remote):
         of reads is fine (polling is level-triggered). Return DISCONNECTED on EOF."""
         raise NotImplementedError
 
-    def frame(self, data: Buffer) -> Buffer | tuple[bytes, Buffer]:
+    def frame(self, data: Buffer) -> Buffer | tuple[bytes, Buffer] | None:
         """Optional (``framing = Framing.FRAME``, the default): the bytes of one message,
-        e.g. a length prefix and the payload. The default sends the payload as it is."""
+        e.g. a length prefix and the payload; None refuses it (closing). The default
+        sends the payload as it is."""
         return data
 
     # def header(self, size: int) -> bytes | None:

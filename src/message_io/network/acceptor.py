@@ -54,15 +54,16 @@ class Acceptor(Driver):
         """Add ``listener`` to the node and poll it; with ``publish_later``, only once
         ``listener.published`` is set (as :meth:`register_connection`), so that no
         ``Accepted`` or ``Message`` names its id before ``listen()`` has returned it."""
+        handler = functools.partial(self._on_listener, listener)
         with self.registry.lock:
             self.registry.add_listener(listener)
-            self.handlers[listener.fd] = functools.partial(self._on_listener, listener)
             driver = self.driver
             if not publish_later or driver is None or driver == _get_ident():
+                self.handlers[listener.fd] = handler
                 self.poller.register(listener.fd, listener.interest())
                 return
             listener.published = False
-            self.registrations.append(listener)
+            self.registrations.append((listener, handler))
         self.waker.wake()
 
     def _on_listener(self, listener: Listener, flags: int) -> None:

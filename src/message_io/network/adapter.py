@@ -264,17 +264,18 @@ class Remote(ABC):
             OSError or FrameError: the node disconnects this connection and logs it.
         """
 
-    def frame(self, data: Buffer) -> Buffer | tuple[bytes, Buffer]:
+    def frame(self, data: Buffer) -> Buffer | tuple[bytes, Buffer] | None:
         """Turn one message into the bytes to write (add a length prefix, a frame header).
 
         Called when :attr:`framing` is ``FRAME`` (the default), under the connection
-        lock, in send order, from the thread that sends. The
-        result is queued until written; it may be ``data`` itself, or a ``(header, body)``
-        pair that is queued as two chunks (no copy joins them: worth it for large
-        messages whose body is new bytes anyway, such as a masked payload). Return an empty
-        buffer for a non-empty message to refuse it (the connection is closing): ``send``
-        then returns ``RESOURCE_NOT_AVAILABLE``; an empty message framed as nothing is
-        simply sent as nothing. The default returns ``data`` unchanged (a raw stream).
+        lock, in send order, from the thread that sends. The result is queued until
+        written; it may be ``data`` itself, or a ``(header, body)`` pair that is queued as
+        two chunks (no copy joins them: worth it for large messages whose body is new
+        bytes anyway, such as a masked payload). Return ``None`` to refuse the message
+        (the connection is closing): ``send`` then returns ``RESOURCE_NOT_AVAILABLE``. An
+        empty result for an empty message is sent as nothing; an empty result for a
+        non-empty one also refuses it. The default returns ``data`` unchanged (a raw
+        stream).
         """
         return data
 

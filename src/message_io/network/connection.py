@@ -27,6 +27,8 @@ import errno
 import itertools
 import logging
 import threading
+import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -190,6 +192,11 @@ class Connection(SendQueue):
         self.remote = remote
         self.fd = remote.fileno()
         cls = type(remote)
+        if cls not in _checked:
+            _check_declared(cls)
+        # A datagram queue also counts packets (a connection to a host name learns it
+        # carries datagrams here, when its attempt wins).
+        self.packets = cls.datagrams
         # What the transport declared it does (see Remote's capabilities).
         self.incomplete = remote.incomplete if cls.reports_incomplete else None
         self.max_size = remote.max_message_size
@@ -199,7 +206,7 @@ class Connection(SendQueue):
         # or neither (bytes as given).
         framing = cls.framing
         self.header: Callable[[int], bytes | None] | None = None
-        self.frame: Callable[[Buffer], Buffer | tuple[bytes, Buffer]] | None = None
+        self.frame: Callable[[Buffer], Buffer | tuple[bytes, Buffer] | None] | None = None
         if framing is Framing.HEADER:
             self.header = remote.header
         elif framing is Framing.FRAME:
@@ -282,14 +289,16 @@ class Connection(SendQueue):
                     return _SENT  # no bytes at all: queue no empty chunk
             elif self.frame is not None:
                 framed = self.frame(data)
+                if framed is None:
+                    return _NOT_AVAILABLE  # the transport refuses it (closing)
                 if isinstance(framed, tuple):  # (header, body): the body is not copied
                     head, data = framed
                     size = len(data)
                 else:
                     data = framed
                     if not len(data):
-                        # Nothing to write for an empty message (a raw stream), else
-                        # the transport refuses it (closing).
+                        # Nothing to write for an empty message (a raw stream); for a
+                        # non-empty one, the older way to refuse it.
                         return _NOT_AVAILABLE if size else _SENT
                     size = len(data)
                     head = None
@@ -545,6 +554,8 @@ class DatagramConnection(Connection):
             packet: Buffer = data
             if frame is not None:  # frame() runs under the lock, in send order
                 framed = frame(data)
+                if framed is None:
+                    return _NOT_AVAILABLE  # the transport refuses it (closing)
                 packet = b"".join(framed) if isinstance(framed, tuple) else framed
                 if not self.chunks:
                     status = self._write_now(packet)
@@ -597,6 +608,29 @@ _NO_LIMITS: Final = Limits()
 def connection_class(remote: Remote) -> type[Connection]:
     """The node's connection class for ``remote``: datagram transports have their own."""
     return DatagramConnection if type(remote).datagrams else Connection
+
+
+# A hook whose effect needs a capability, and the declaration that enables it.
+_NEEDS: Final = (
+    ("header", "framing = Framing.HEADER", lambda cls: cls.framing is Framing.HEADER),
+    ("incomplete", "reports_incomplete = True", lambda cls: cls.reports_incomplete),
+    ("take_output", "has_output = True", lambda cls: cls.has_output),
+    ("frame_text", "text_messages = True", lambda cls: cls.text_messages),
+)
+_checked: weakref.WeakSet[type[Remote]] = weakref.WeakSet()
+
+
+def _check_declared(cls: type[Remote]) -> None:
+    """Warn, once per class, of a hook the class overrides but whose capability it does
+    not declare: the node never calls it (capabilities are declared, never guessed)."""
+    _checked.add(cls)
+    for hook, declaration, declared in _NEEDS:
+        if getattr(cls, hook) is not getattr(Remote, hook) and not declared(cls):
+            warnings.warn(
+                f"{cls.__qualname__} overrides {hook}() but does not declare {declaration}: "
+                "the node never calls it (see the capabilities of Remote)",
+                stacklevel=4,
+            )
 
 
 def drop_datagram(endpoint: Endpoint, exc: OSError) -> SendStatus:

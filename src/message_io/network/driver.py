@@ -146,7 +146,10 @@ class Driver:
         self.holding = 0
         self.input_paused = False
         # Resources the driver is to poll once their creators hold their ids.
-        self.registrations: deque[Connection | Listener] = deque()
+        # With the handler of each: it is installed when the descriptor is polled, never
+        # before (a descriptor number reused in this iteration could otherwise receive
+        # the readiness that the poll reported for the closed one).
+        self.registrations: deque[tuple[Connection | Listener, Callable[[int], None]]] = deque()
         # connect_sync() callers waiting for an outcome (see decided).
         self.sync_cond = threading.Condition()
         self.sync_waiters = 0
@@ -184,19 +187,18 @@ class Driver:
         the last thing before it returns: no event about the endpoint can reach the
         callback before its creator holds it.
         """
+        # Ready already (UDP): the first poll (the socket is writable) says Connected.
+        start = self._on_datagram_start if conn.state is READY else self._on_connection
+        handler = functools.partial(start, conn)
         with self.registry.lock:
             self.registry.add_connection(conn)
-            if conn.state is READY:
-                # Ready already (UDP); the first poll (the socket is writable) says Connected.
-                self.handlers[conn.fd] = functools.partial(self._on_datagram_start, conn)
-            else:
-                self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
             driver = self.driver
             if not publish_later or driver is None or driver == _get_ident():
+                self.handlers[conn.fd] = handler
                 self.poller.register(conn.fd, READ | WRITE)
                 return
             conn.published = False
-            self.registrations.append(conn)
+            self.registrations.append((conn, handler))
         self.waker.wake()
 
     def register_dial(self, conn: Connection) -> None:
@@ -210,16 +212,17 @@ class Driver:
         """Poll the connections whose creators now hold their endpoints (see
         ``register_connection``); the others wait (the poll does not sleep meanwhile:
         their creators are about to return)."""
-        waiting: deque[Connection | Listener] = deque()
+        waiting: deque[tuple[Connection | Listener, Callable[[int], None]]] = deque()
         registrations = self.registrations
         while registrations:
-            resource = registrations.popleft()
+            resource, handler = entry = registrations.popleft()
             if not resource.published:
-                waiting.append(resource)
+                waiting.append(entry)
                 continue
             with resource.lock:
                 if resource.fd < 0:  # closed meanwhile
                     continue
+                self.handlers[resource.fd] = handler
                 if isinstance(resource, Listener):
                     self.poller.register(resource.fd, resource.interest())
                 else:

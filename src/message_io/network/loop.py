@@ -225,6 +225,7 @@ class Loop(Acceptor, Generic[S]):
             log.debug("stopping the node")
         self.running = False
         self.registry.refuse()
+        self._wake_sync_waiters()  # a connect_sync waiting for an outcome raises now
         self.signals.close()
         if self.driver == _get_ident():
             return
@@ -250,9 +251,7 @@ class Loop(Acceptor, Generic[S]):
                 self.shutdown()
             finally:
                 self.drive_lock.release()
-        if self.sync_waiters:  # a connect_sync may drive now
-            with self.sync_cond:
-                self.sync_cond.notify_all()
+        self._wake_sync_waiters()  # a connect_sync may drive now
 
     # -- driving (the thread holding drive_lock) --------------------------------------
 
@@ -444,6 +443,13 @@ class Loop(Acceptor, Generic[S]):
         finally:
             with self.sync_cond:
                 self.drive_wanted -= 1
+                self.sync_cond.notify_all()  # interrupted (Ctrl+C): waiters look again
+
+    def _wake_sync_waiters(self) -> None:
+        """Make the threads in :meth:`wait_decided` look again (any thread)."""
+        if self.sync_waiters:
+            with self.sync_cond:
+                self.sync_cond.notify_all()
 
     def drive_until_decided(self, conn: Connection, timeout: float | None) -> None:
         """Run the loop until ``conn``'s outcome is known (caller holds ``drive_lock``).
