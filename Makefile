@@ -12,12 +12,12 @@ VENV310 := .venv310
 STAMP := $(VENV)/.installed
 STAMP310 := $(VENV310)/.installed
 
-.PHONY: demo test lint typecheck pytest pytest310 bench fuzz clean
+.PHONY: demo test lint typecheck pytest pytest310 wheel-check bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[test,lint,bench]'
+	$(VENV)/bin/python -m pip install -q -e '.[test,lint,bench,release]'
 	touch $@
 
 $(STAMP310): pyproject.toml
@@ -44,7 +44,20 @@ pytest: $(STAMP)
 pytest310: $(STAMP310)
 	$(VENV310)/bin/python -m pytest -q
 
-test: lint typecheck pytest pytest310
+test: lint typecheck pytest pytest310 wheel-check
+
+# The release check: build the sdist and wheel, check their metadata, install the wheel
+# (not editable) into a fresh virtual environment, and run the README's echo server and
+# client and the command-line tool's tests against that installation.
+WHEEL_VENV := .venv-wheel
+wheel-check: $(STAMP)
+	rm -rf dist $(WHEEL_VENV)
+	$(VENV)/bin/python -m build --outdir dist . > /dev/null
+	$(VENV)/bin/twine check --strict dist/*
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install -q dist/*.whl
+	MESSAGE_IO_PYTHON=$(abspath $(WHEEL_VENV))/bin/python \
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_cli.py
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py
@@ -57,4 +70,4 @@ fuzz: $(STAMP)
 	-o timeout=$$(( $(or $(FUZZ_SECONDS),300) + 600 ))
 
 clean:
-	rm -rf $(VENV) $(VENV310) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV310) $(WHEEL_VENV) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

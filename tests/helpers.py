@@ -15,8 +15,20 @@ from message_io import NodeHandler, NodeListener
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PYTHON_ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
-"""The environment of a Python subprocess that imports this checkout's message_io."""
+INSTALLED_PYTHON = os.environ.get("MESSAGE_IO_PYTHON")
+"""The interpreter of an installed message_io (a wheel in a fresh virtual environment,
+see ``make wheel-check``) to run the subprocess tests against, or None."""
+
+PYTHON = INSTALLED_PYTHON or sys.executable
+"""The interpreter of Python subprocesses: the installed one, else this one."""
+
+PYTHON_ENV = {
+    **os.environ,
+    "PYTHONUNBUFFERED": "1",
+    **({} if INSTALLED_PYTHON else {"PYTHONPATH": str(ROOT / "src")}),
+}
+"""The environment of a Python subprocess: it imports this checkout's message_io, or the
+installed one's."""
 
 Node = tuple[NodeHandler[Any], NodeListener[Any]]
 """What the ``node`` fixture (tests/conftest.py) gives: a fresh handler and listener."""
@@ -45,7 +57,7 @@ def run_python(*args: str, cwd: Path, timeout: float = 30) -> subprocess.Complet
     """Run ``python *args`` with this checkout's message_io from ``cwd``; its output as
     text (the caller checks the exit status)."""
     return subprocess.run(
-        [sys.executable, *args],
+        [PYTHON, *args],
         cwd=cwd,
         env=PYTHON_ENV,
         capture_output=True,

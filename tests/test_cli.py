@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Final
@@ -17,14 +15,15 @@ import message_io
 from message_io.cli import show
 from message_io.codec.framing import frame_header
 
-ROOT: Final = Path(__file__).resolve().parent.parent
-ENV: Final = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+from .helpers import INSTALLED_PYTHON, PYTHON, ROOT
+from .helpers import PYTHON_ENV as ENV
+
 TIMEOUT: Final = 20.0
 
 
 def tool(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "message_io", *args],
+        [PYTHON, "-m", "message_io", *args],
         env=ENV,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -35,7 +34,7 @@ def tool(*args: str) -> subprocess.Popen[str]:
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "message_io", *args],
+        [PYTHON, "-m", "message_io", *args],
         env=ENV,
         input=stdin,
         capture_output=True,
@@ -170,9 +169,24 @@ def test_unix_sockets_and_text_frames_too(tmp_path: Path) -> None:
 
 
 def test_the_installed_console_script_is_the_same_tool() -> None:
-    script = Path(sys.executable).with_name("message-io")
+    script = Path(PYTHON).with_name("message-io")
     assert script.exists(), "the package is installed with its console script (pip install -e .)"
     done = subprocess.run(
         [str(script), "--version"], capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
     assert (done.returncode, done.stdout) == (0, f"message-io {message_io.__version__}\n")
+
+
+def test_the_tool_runs_the_message_io_it_should() -> None:
+    """This checkout's source, or (``make wheel-check``) the installed wheel's."""
+    where = subprocess.run(
+        [PYTHON, "-c", "import message_io; print(message_io.__file__)"],
+        env=ENV,
+        cwd=Path(PYTHON).parent,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    ).stdout.strip()
+    in_checkout = Path(where).is_relative_to(ROOT / "src")
+    assert in_checkout is (INSTALLED_PYTHON is None), where

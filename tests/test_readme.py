@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
-from .helpers import run_python
-
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+from .helpers import PYTHON, ROOT, run_python
+from .helpers import PYTHON_ENV as ENV
 
 
 def _python_blocks() -> list[str]:
@@ -38,14 +34,14 @@ def test_readme_echo_server_and_client() -> None:
         "listener.for_each(on_event)", "print('ready', flush=True)\nlistener.for_each(on_event)"
     )
     server = subprocess.Popen(
-        [sys.executable, "-c", server_code], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True
+        [PYTHON, "-c", server_code], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True
     )
     client = None
     try:
         assert server.stdout is not None
         assert server.stdout.readline() == "ready\n"
         client = subprocess.Popen(
-            [sys.executable, "-c", client_code],
+            [PYTHON, "-c", client_code],
             cwd=ROOT,
             env=ENV,
             stdout=subprocess.PIPE,
@@ -77,7 +73,7 @@ def test_readme_echo_server_loses_nothing_to_a_slow_reader() -> None:
     )
     payloads = [bytes([index]) * (256 * 1024) for index in range(100)]
     with subprocess.Popen(
-        [sys.executable, "-c", server_code], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True
+        [PYTHON, "-c", server_code], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True
     ) as server:
         try:
             assert server.stdout is not None
