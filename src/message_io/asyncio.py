@@ -583,7 +583,9 @@ def split(
     of its own; stop it with ``handler.stop()`` or ``async with handler:``.
 
     Args:
-        signal_type, max_incomplete_bytes, resolver: As for :func:`message_io.split`.
+        signal_type: As for :func:`message_io.split`.
+        max_incomplete_bytes: As for :func:`message_io.split`.
+        resolver: As for :func:`message_io.split`.
 
     Returns:
         ``(handler, listener)``.

@@ -264,7 +264,8 @@ class NodeListener(Generic[S]):
         """Run the loop in a new background thread named ``name``; return at once.
 
         Args:
-            callback, on_error: As for :meth:`for_each`.
+            callback: As for :meth:`for_each`.
+            on_error: As for :meth:`for_each`.
             name: The thread's name.
 
         Returns:

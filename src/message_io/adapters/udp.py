@@ -136,10 +136,12 @@ class UdpConnectConfig(_UdpOptions, ConnectConfig):
             default the OS picks an address of the peer's family (IPv4 or IPv6) and a port.
         broadcast: Allow sending to broadcast addresses (``SO_BROADCAST``), e.g.
             ``"255.255.255.255:port"``.
-        reuse_address, reuse_port: ``SO_REUSEADDR`` / ``SO_REUSEPORT`` before binding
-            ``source_address``.
-        send_buffer_size, receive_buffer_size: ``SO_SNDBUF`` / ``SO_RCVBUF`` in bytes
-            (the OS may round or cap them); ``None`` keeps the OS default.
+        reuse_address: ``SO_REUSEADDR`` before binding ``source_address``.
+        reuse_port: ``SO_REUSEPORT`` before binding ``source_address``.
+        send_buffer_size: ``SO_SNDBUF`` in bytes (the OS may round or cap it); ``None``
+            keeps the OS default.
+        receive_buffer_size: ``SO_RCVBUF`` in bytes (the OS may round or cap it);
+            ``None`` keeps the OS default.
         bind_device: Bind to this network interface (``SO_BINDTODEVICE``, Linux).
         multicast_interface: The interface that sends to a multicast group: an IPv4
             address of it (``"192.168.1.5"``) or, for either family, its name (``"eth0"``)
@@ -167,16 +169,21 @@ class UdpListenConfig(_UdpOptions, ListenConfig):
             address (its subnet's broadcast address and ``255.255.255.255``) when listening
             on a specific IPv4 address, which the OS otherwise does not deliver (Linux; a
             listener on ``0.0.0.0`` receives them anyway).
-        reuse_address, reuse_port: ``SO_REUSEADDR`` / ``SO_REUSEPORT``; both are always on
-            for a multicast group, so that several listeners on one host all receive.
-        send_buffer_size, receive_buffer_size: ``SO_SNDBUF`` / ``SO_RCVBUF`` in bytes; a
-            larger receive buffer loses fewer datagrams in bursts.
+        reuse_address: ``SO_REUSEADDR``; always on for a multicast group, so that
+            several listeners on one host all receive.
+        reuse_port: ``SO_REUSEPORT``; always on for a multicast group, as
+            ``reuse_address``.
+        send_buffer_size: ``SO_SNDBUF`` in bytes.
+        receive_buffer_size: ``SO_RCVBUF`` in bytes; a larger receive buffer loses fewer
+            datagrams in bursts.
         bind_device: Bind to this network interface (``SO_BINDTODEVICE``, Linux).
         multicast_interface: The interface on which to join the group (and send to
             groups): an IPv4 address of it, or its name or index. ``None``: the routing
             table decides (on a host without a default route, give one).
-        multicast_ttl, multicast_loop: As in :class:`UdpConnectConfig`, for datagrams
-            sent from this listener to a group.
+        multicast_ttl: As in :class:`UdpConnectConfig`, for datagrams sent from this
+            listener to a group.
+        multicast_loop: As in :class:`UdpConnectConfig`, for datagrams sent from this
+            listener to a group.
         send_buffer_limit: See :class:`~message_io.network.adapter.ListenConfig`.
     """
 

@@ -119,8 +119,10 @@ class UnixConnectConfig(ConnectConfig):
 
     Attributes:
         max_message_size: The largest message sent or received on this connection.
-        connect_timeout, send_buffer_limit, message_timeout, min_message_rate,
-            idle_timeout: See :class:`~message_io.network.adapter.ConnectConfig`.
+
+    The other fields (``connect_timeout``, ``send_buffer_limit``, ``message_timeout``,
+    ``min_message_rate``, ``idle_timeout``) are those of
+    :class:`~message_io.network.adapter.ConnectConfig`.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -143,8 +145,10 @@ class UnixListenConfig(ListenConfig):
             decides. Only for paths: an abstract name has no file (``ValueError``).
         unlink_stale: Remove a socket file that nobody listens on before binding
             (see the module's documentation). False: an existing file is an error.
-        send_buffer_limit, handshake_timeout, message_timeout, min_message_rate,
-            idle_timeout: See :class:`~message_io.network.adapter.ListenConfig`.
+
+    The other fields (``send_buffer_limit``, ``handshake_timeout``, ``message_timeout``,
+    ``min_message_rate``, ``idle_timeout``) are those of
+    :class:`~message_io.network.adapter.ListenConfig`.
 
     Raises:
         TypeError: a field has the wrong type.

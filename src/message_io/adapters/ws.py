@@ -136,7 +136,9 @@ class WsConnectConfig(TcpConnectConfig):
         subprotocols: Subprotocols to offer.
         connect_timeout: Seconds for TCP, TLS and the opening handshake together
             (default 10).
-        source_address, bind_device, keepalive, nodelay, send_buffer_limit: As for TCP.
+
+    The other fields (``source_address``, ``bind_device``, ``keepalive``, ``nodelay``,
+    ``send_buffer_limit``) are as for TCP.
     """
 
     connect_timeout: float | None = 10.0
@@ -161,8 +163,9 @@ class WsListenConfig(TcpListenConfig):
 
     Attributes:
         ssl_context: A server-side TLS context: the listener speaks ``wss``.
-        certfile, keyfile: Or a PEM certificate chain and its key (``keyfile`` may be
-            omitted if the key is in ``certfile``): a default server context is built.
+        certfile: Or a PEM certificate chain (and its key, if ``keyfile`` is not
+            given): a default server context is built.
+        keyfile: The key of ``certfile``, if it is not in ``certfile`` itself.
         paths: Accept only these request paths (others get 404). ``None``: any path.
         origins: Accept only these ``Origin`` headers (``None`` in the collection
             accepts requests without one). ``None``: any origin.
@@ -174,8 +177,9 @@ class WsListenConfig(TcpListenConfig):
         ping_interval: As in :class:`WsConnectConfig`.
         handshake_timeout: Seconds a client may take for TLS and the opening handshake
             (default 10); bytes trickled meanwhile do not extend it.
-        bind_device, keepalive, nodelay, reuse_address, reuse_port, backlog,
-        send_buffer_limit: As for TCP.
+
+    The other fields (``bind_device``, ``keepalive``, ``nodelay``, ``reuse_address``,
+    ``reuse_port``, ``backlog``, ``send_buffer_limit``) are as for TCP.
     """
 
     handshake_timeout: float | None = 10.0

@@ -372,8 +372,9 @@ class ListenConfig:
         handshake_timeout: Seconds an accepted connection may take to become ready
             (its handshake) before it is dropped; ``None``: no limit. Bytes trickled by
             the peer do not extend it.
-        message_timeout, min_message_rate, idle_timeout: As in :class:`ConnectConfig`,
-            for each accepted connection.
+        message_timeout: As in :class:`ConnectConfig`, for each accepted connection.
+        min_message_rate: As in :class:`ConnectConfig`, for each accepted connection.
+        idle_timeout: As in :class:`ConnectConfig`, for each accepted connection.
 
     Raises:
         TypeError: a field's value does not match its annotation (the message names it).

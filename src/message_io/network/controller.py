@@ -258,7 +258,9 @@ class NetworkController:
         connection is not read until then).
 
         Args:
-            transport, addr, config: As for :meth:`connect`.
+            transport: As for :meth:`connect`.
+            addr: As for :meth:`connect`.
+            config: As for :meth:`connect`.
             timeout: Seconds to wait for the outcome (``None``: as long as the OS takes).
 
         Returns:
