@@ -12,7 +12,7 @@ VENV310 := .venv310
 STAMP := $(VENV)/.installed
 STAMP310 := $(VENV310)/.installed
 
-.PHONY: demo test lint typecheck pytest pytest310 wheel-check bench fuzz clean
+.PHONY: demo test lint typecheck pytest pytest310 wheel-check bench fuzz clean docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,19 @@ wheel-check: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py
+
+# The documentation site (mkdocs.yml) into site/. --strict makes every warning fatal: a
+# broken link or anchor, a docstring mkdocstrings cannot parse. The docs extra goes into
+# the same venv, with a stamp of its own. NO_MKDOCS_2_WARNING quiets Material's banner
+# about MkDocs 2.0, which the docs extra excludes (mkdocs<2).
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(VENV)/bin/python -m pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # A long fuzz campaign of tests/fuzz: FUZZ_SECONDS (default 300) split among the targets,
 # FUZZ_EXAMPLES (if set) caps each; failing inputs are kept in .hypothesis/fuzz.
