@@ -1,5 +1,8 @@
 """Run the message_io benchmarks, print the results and write ``docs/performance.md``.
 
+The report's figures (``docs/img/performance-*.svg``, one per section) are drawn by
+``plots.py`` from the same rows as its tables.
+
 ::
 
     python benchmarks/run.py                  # everything (about 3 minutes, and churn)
@@ -307,6 +310,15 @@ def _write_doc(
     seconds: float,
     commit: str,
 ) -> None:
+    from plots import plot_section  # matplotlib: only once everything is measured
+
+    def figure(slug: str, title: str, section_rows: list[Row]) -> str | None:
+        """Draw a section's figure next to the report; its Markdown, or None."""
+        name = f"img/performance-{slug}.svg"
+        if not plot_section(title, section_rows, path.parent / name):
+            return None
+        return f"![{title}: medians, min to max]({name})"
+
     command = "python benchmarks/run.py" + "".join(f" {shlex.quote(arg)}" for arg in sys.argv[1:])
     names = list(dict.fromkeys(row.benchmark for row in rows))
     samples = ", ".join(
@@ -338,45 +350,54 @@ def _write_doc(
         "side by side (same repeat). Absolute numbers vary from machine to machine and, on a",
         "shared machine, from minute to minute; the ratios are what to compare.",
         "",
+        "Each section but the connection churn has a figure under its table, drawn by",
+        "`benchmarks/plots.py` from the same samples: every variant's median as a bar,",
+        "message_io's blue and the others grey, a line from the lowest to the highest",
+        "sample, and the ratio in brackets.",
+        "",
     ]
     # TCP benchmarks: one table, then how each is measured; UDP has a section of its own.
     tcp_names = [name for name in names if name not in _OWN_SECTION]
     if tcp_names:
-        parts += [
-            "## Results",
-            "",
-            _markdown_table(_table([row for row in rows if row.benchmark in tcp_names])),
-            "",
-            "## How each is measured",
-            "",
-        ]
+        tcp_rows = [row for row in rows if row.benchmark in tcp_names]
+        parts += ["## Results", "", _markdown_table(_table(tcp_rows)), ""]
+        image = figure("tcp", "TCP and FramedTcp", tcp_rows)
+        if image is not None:
+            parts += [image, ""]
+        parts += ["## How each is measured", ""]
         for name in tcp_names:
             parts += [_method_text(name, args.quick), ""]
         parts += _nodelay_notes(rows)
     if "udp" in names:
+        udp_rows = [row for row in rows if row.benchmark == "udp"]
         parts += _section(
             "UDP",
             "`Transport.UDP`: round trips, and how fast a sender hands 100-byte datagrams to\n"
             "the OS (UDP has no flow control, so what arrives is reported beside it).",
-            [row for row in rows if row.benchmark == "udp"],
+            udp_rows,
             [_method_text("udp", args.quick)],
+            figure("udp", "UDP", udp_rows),
         )
     ws_names = [name for name in names if name in bench_ws.SECTIONS]
     if ws_names:
+        ws_rows = [row for row in rows if row.benchmark in ws_names]
         parts += _section(
             "WebSocket",
             "`Transport.WS` against the `websockets` library (on asyncio and uvloop), and\n"
             "against message_io's own FramedTcp for bulk transfers.",
-            [row for row in rows if row.benchmark in ws_names],
+            ws_rows,
             [bench_ws.method_text(name, args.quick) for name in ws_names],
+            figure("ws", "WebSocket", ws_rows),
         )
     if bench_asyncio.NAME in names:
+        asyncio_rows = [row for row in rows if row.benchmark == bench_asyncio.NAME]
         parts += _section(
             "asyncio",
             "`message_io.asyncio`, a node driven by the running event loop, against the\n"
             "synchronous `for_each` node and asyncio's own fastest form, a `Protocol`.",
-            [row for row in rows if row.benchmark == bench_asyncio.NAME],
+            asyncio_rows,
             [bench_asyncio.method_text(args.quick)],
+            figure("asyncio", "asyncio", asyncio_rows),
         )
     if bench_churn.NAME in names:
         parts += _section(
@@ -402,9 +423,14 @@ def _write_doc(
     path.write_text("\n".join(parts))
 
 
-def _section(title: str, intro: str, rows: list[Row], methods: list[str]) -> list[str]:
-    """The lines of a report section: title, introduction, table, how it is measured."""
+def _section(
+    title: str, intro: str, rows: list[Row], methods: list[str], image: str | None = None
+) -> list[str]:
+    """The lines of a report section: title, introduction, table, its figure (Markdown,
+    if any), how it is measured."""
     parts = [f"## {title}", "", *intro.split("\n"), "", _markdown_table(_table(rows)), ""]
+    if image is not None:
+        parts += [image, ""]
     for method in methods:
         parts += [method, ""]
     return parts
