@@ -66,7 +66,7 @@ def decode(data: bytes) -> dict[str, object] | None:
     """A JSON object with a ``type``, or None for anything else."""
     try:
         value = json.loads(data)
-    except ValueError:  # not JSON, not UTF-8
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
         return None
     if isinstance(value, dict) and isinstance(value.get("type"), str):
         return value
