@@ -21,14 +21,15 @@ hand, each message cut out of the stream as message-io delivers it), and for Web
 the ``websockets`` library's synchronous API (the Rust example uses tungstenite), without
 compression on either side. The payload is random bytes.
 
-UDP has no flow control, and a sender faster than its receiver loses datagrams in the
-receiver's socket buffer. Counting only what arrived would be dishonest and sending
-blindly would measure mostly loss, so both UDP runs pace the sender the same way: the
-receiver acknowledges every few datagrams with the number of bytes it has, and the
-sender keeps at most a window of datagrams in flight (sized to the receive buffer the OS
-grants). A window with no acknowledgement for 0.1 s is written off as lost and made up
-for by more datagrams, so the rate is always of data that arrived; the output says how
-many datagrams were lost. ``--size`` takes bytes or a unit (``8MiB``, ``500MB``,
+UDP has no flow control: a sender faster than its receiver loses datagrams in the
+receiver's socket buffer, so a rate of what was sent would say nothing, and sending
+blindly until everything has arrived (as the Rust example does) would mostly measure
+loss. Both UDP runs pace the sender the same way instead: the receiver acknowledges
+every few datagrams with the number of bytes it has, and the sender keeps at most a
+window of datagrams in flight (sized to the receive buffer the OS grants). A window with
+no acknowledgement for 0.1 s is written off as lost and made up for by more datagrams,
+so the rate is always of data that arrived; the output says how many datagrams were sent
+and how many arrived. ``--size`` takes bytes or a unit (``8MiB``, ``500MB``,
 ``1GiB``); the transports to run may be named (default: all).
 """
 
