@@ -233,3 +233,20 @@ def test_stop_wakes_a_connect_sync_waiting_on_a_busy_loop() -> None:
         release.set()
         assert task.wait(TIMEOUT)
     thread.join(TIMEOUT)
+
+
+@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.WS], ids=str)
+def test_connect_sync_to_a_listener_of_the_same_node_before_any_loop(
+    transport: Transport,
+) -> None:
+    """With no loop running, connect_sync() drives the whole node, so the node's own
+    listener accepts and answers the handshake (WebSocket's used to go unanswered: the
+    caller spun on its own socket until the timeout)."""
+    handler, listener = message_io.split()
+    _listener_id, addr = handler.network.listen(transport, "127.0.0.1:0")
+    endpoint, _local = handler.network.connect_sync(transport, addr, timeout=TIMEOUT)
+    assert handler.network.is_ready(endpoint.resource_id) is True
+    events = [listener.receive(TIMEOUT) for _ in range(2)]
+    assert Connected(endpoint, True) in events
+    assert any(isinstance(event, message_io.Accepted) for event in events)
+    handler.stop()
