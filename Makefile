@@ -17,7 +17,7 @@ STAMP310 := $(VENV310)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[test,lint,bench,release]'
+	$(VENV)/bin/python -m pip install -q -e '.[test,lint,bench,release,examples]'
 	touch $@
 
 $(STAMP310): pyproject.toml
