@@ -44,7 +44,7 @@ pytest: $(STAMP)
 pytest310: $(STAMP310)
 	$(VENV310)/bin/python -m pytest -q
 
-test: lint typecheck pytest pytest310 wheel-check
+test: lint typecheck pytest pytest310 wheel-check docs
 
 # The release check: build the sdist and wheel, check their metadata, install the wheel
 # (not editable) into a fresh virtual environment, and run the README's echo server and
