@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - an echo server and clients over every transport, then exits
-#   make test   - lint (ruff), types (mypy --strict), and the test suite on Python 3.11 and 3.10
+#   make test   - lint (ruff), types (mypy --strict), the test suite on Python 3.11 and 3.10,
+#                 the built wheel's check (make wheel-check) and the docs site (make docs)
 PYTHON ?= python3
 # pyenv's shims only work for the selected version, so prefer the interpreter's real path.
 PYTHON310 ?= $(shell ls $(HOME)/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n1 || true)
