@@ -25,7 +25,7 @@ $(STAMP310): pyproject.toml
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (set PYTHON310=/path/to/python3.10)"; exit 1; }
 	$(PYTHON310) -m venv $(VENV310)
 	$(VENV310)/bin/python -m pip install -q --upgrade pip
-	$(VENV310)/bin/python -m pip install -q -e '.[test]'
+	$(VENV310)/bin/python -m pip install -q -e '.[test,examples]'
 	touch $@
 
 demo: $(STAMP)
