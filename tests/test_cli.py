@@ -190,3 +190,51 @@ def test_the_tool_runs_the_message_io_it_should() -> None:
     ).stdout.strip()
     in_checkout = Path(where).is_relative_to(ROOT / "src")
     assert in_checkout is (INSTALLED_PYTHON is None), where
+
+
+def test_text_on_a_transport_without_text_messages_ends_with_1(
+    echo_server: tuple[subprocess.Popen[str], str],
+) -> None:
+    _server, addr = echo_server
+    done = run("connect", "framed-tcp", addr, "--text", stdin="hello\n")
+    assert done.returncode == 1
+    assert "--text is for transports with text messages" in done.stderr
+
+
+def test_lines_that_are_not_utf8_are_sent_as_they_are(
+    echo_server: tuple[subprocess.Popen[str], str],
+) -> None:
+    server, addr = echo_server
+    client = subprocess.Popen(
+        [PYTHON, "-m", "message_io", "connect", "framed-tcp", addr],
+        env=ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert client.stdin is not None and client.stdout is not None
+        client.stdin.write(b"\xff\xfe\n")
+        client.stdin.flush()
+        assert client.stdout.readline() == b"hex: ff fe\n"  # the echo, shown in hex
+        client.communicate(timeout=TIMEOUT)
+        assert client.returncode == 0
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate(timeout=TIMEOUT)
+    assert line(server.stdout).endswith(" hex: ff fe")
+
+
+def test_input_the_peer_does_not_read_is_reported_with_1() -> None:
+    """A server that accepts and never reads: what is still queued at the end of
+    ``--drain`` is said, and the status is 1 (nothing is dropped in silence)."""
+    with socket.create_server(("127.0.0.1", 0)) as deaf:
+        deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        port = deaf.getsockname()[1]
+        # 6 MB: more than the kernel's buffers hold, less than the send queue's bound (so
+        # no send waits for room: a peer that never reads holds back only the end).
+        lines = ("x" * 1000 + "\n") * 6_000
+        done = run("connect", "framed-tcp", f"127.0.0.1:{port}", "--drain", "0.5", stdin=lines)
+    assert done.returncode == 1
+    assert "bytes not sent: the peer did not read them in 0.5 s" in done.stderr

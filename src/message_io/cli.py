@@ -15,8 +15,11 @@ text when they are printable UTF-8, else as ``hex:`` and their bytes. What happe
 connections (listening, connected, a peer joining or leaving) goes to standard error,
 so standard output carries data only.
 
-Exit status: 0 at the end of the input or once the peer has left; 1 when the address
-cannot be listened on or connected to; 2 for a usage error; 130 on Ctrl+C.
+Exit status: 0 at the end of the input (once it has all left) or once the peer has left
+(a connection-oriented transport: UDP has no connection to end); 1 when the address
+cannot be listened on or connected to, or when some input could not be sent (refused,
+or not read by the peer within ``--drain`` seconds of the end of the input); 2 for a
+usage error; 130 on Ctrl+C.
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
 
-_DRAIN_TIMEOUT: Final = 10.0  # seconds the end of the input waits for messages to leave
 _END: Final = object()  # the signal that ends --wait
 
 
@@ -121,6 +123,14 @@ def _parser() -> argparse.ArgumentParser:
         help="after the end of the input, go on printing what arrives this long (default: 0)",
     )
     connect.add_argument(
+        "--drain",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="at the end of the input, how long the peer may take to read what is queued "
+        "(default: 10); past it, status 1",
+    )
+    connect.add_argument(
         "--timeout",
         type=float,
         default=10.0,
@@ -180,22 +190,39 @@ def _connect(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) 
     local_text = format_address(local) if isinstance(local, tuple) else str(local)
     _say(err, f"connected to {_peer(endpoint)} (from {local_text or 'an unnamed socket'})")
 
+    failed: list[str] = []  # why the input was not all sent, if it was not
+
     def send_lines() -> None:
+        # Bytes, not text: a line that is not UTF-8 is sent as it is (or, with --text,
+        # refused with a clear message).
+        lines = getattr(stdin, "buffer", None) or (line.encode() for line in stdin)
         try:
-            for line in stdin:
-                text = line[:-1] if line.endswith("\n") else line
-                data: bytes | str = text if args.text else text.encode()
+            for line in lines:
+                raw = line[:-1] if line.endswith(b"\n") else line
+                data: bytes | str = raw.decode() if args.text else raw
                 status = network.send_wait(endpoint, data)
                 if status.name != "SENT":
-                    _say(err, f"not sent: {status.name}")
+                    failed.append(f"a message of {len(raw)} bytes was not sent: {status.name}")
                     break
             else:
-                network.wait_drained(endpoint, _DRAIN_TIMEOUT)  # let the last ones leave
-                if args.wait > 0:  # answers may still come: stop when the timer fires
+                if not network.wait_drained(endpoint, args.drain):  # the last ones
+                    left = network.pending_bytes(endpoint)
+                    failed.append(
+                        f"{left} bytes not sent: the peer did not read them in {args.drain:g} s"
+                        if left
+                        else "the connection closed before all the input was sent"
+                    )
+                if not failed and args.wait > 0:  # answers may come: stop at the timer
                     handler.signals.send_with_timer(_END, args.wait)
                     return
+        except UnicodeDecodeError as exc:
+            failed.append(f"--text needs UTF-8 lines: {exc}")
+        except TypeError as exc:  # str on a transport without text messages
+            failed.append(f"{exc} (--text is for transports with text messages: ws)")
         except MessageIOError:
             pass  # the node stopped meanwhile (the peer left, or Ctrl+C)
+        except Exception as exc:  # noqa: BLE001 - said, and the tool ends instead of hanging
+            failed.append(f"{type(exc).__name__}: {exc}")
         handler.stop()
 
     def on_event(event: NodeEvent[Any]) -> None:
@@ -212,7 +239,9 @@ def _connect(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) 
     reader = threading.Thread(target=send_lines, name="message-io-stdin", daemon=True)
     reader.start()
     listener.for_each(on_event)
-    return EXIT_OK
+    for reason in failed:
+        _say(err, reason)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def main(

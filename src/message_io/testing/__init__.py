@@ -1,7 +1,7 @@
 """A conformance suite for transports: run the library's behaviour tests on your adapter.
 
-The suite needs pytest (``pip install pytest``); ``import message_io`` never imports
-this package. Subclass :class:`TransportSuite` in a test module and pytest collects
+The suite needs pytest (``pip install 'message-io[testing]'``); ``import message_io``
+never imports this package. Subclass :class:`TransportSuite` in a test module and pytest collects
 its tests, run against your transport::
 
     import itertools
