@@ -144,6 +144,13 @@ def _say(err: TextIO, text: str) -> None:
     print(f"message-io: {text}", file=err, flush=True)
 
 
+def _reason(exc: BaseException, what: str) -> str:
+    """``what`` failed because of ``exc``, in one line, without saying ``what`` twice
+    (the library's errors already name the address)."""
+    text = str(exc)
+    return text if text.startswith(what) else f"{what}: {text}"
+
+
 def _peer(endpoint: Endpoint) -> str:
     addr: Any = endpoint.addr
     return format_address(addr) if isinstance(addr, tuple) else str(addr) or "(unnamed)"
@@ -156,7 +163,7 @@ def _listen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _listener_id, local = network.listen(args.transport, args.addr)
     except (OSError, MessageIOError, ValueError) as exc:
         handler.stop()
-        _say(err, f"cannot listen on {args.addr}: {exc}")
+        _say(err, _reason(exc, f"cannot listen on {args.addr}"))
         return EXIT_FAILED
     local_text = format_address(local) if isinstance(local, tuple) else str(local)
     _say(err, f"listening on {_name(args.transport)} {local_text}")
@@ -185,7 +192,7 @@ def _connect(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) 
         endpoint, local = network.connect_sync(args.transport, args.addr, timeout=args.timeout)
     except (OSError, MessageIOError, ValueError) as exc:
         handler.stop()
-        _say(err, f"cannot connect to {args.addr}: {exc}")
+        _say(err, _reason(exc, f"cannot connect to {args.addr}"))
         return EXIT_FAILED
     local_text = format_address(local) if isinstance(local, tuple) else str(local)
     _say(err, f"connected to {_peer(endpoint)} (from {local_text or 'an unnamed socket'})")
