@@ -151,9 +151,13 @@ def _reason(exc: BaseException, what: str) -> str:
     return text if text.startswith(what) else f"{what}: {text}"
 
 
+def _address(addr: Any) -> str:
+    """An address as printed: ``host:port`` for an IP address, else as it is (a path)."""
+    return format_address(addr) if isinstance(addr, tuple) else str(addr)
+
+
 def _peer(endpoint: Endpoint) -> str:
-    addr: Any = endpoint.addr
-    return format_address(addr) if isinstance(addr, tuple) else str(addr) or "(unnamed)"
+    return _address(endpoint.addr) or "(unnamed)"
 
 
 def _listen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -165,8 +169,7 @@ def _listen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         handler.stop()
         _say(err, _reason(exc, f"cannot listen on {args.addr}"))
         return EXIT_FAILED
-    local_text = format_address(local) if isinstance(local, tuple) else str(local)
-    _say(err, f"listening on {_name(args.transport)} {local_text}")
+    _say(err, f"listening on {_name(args.transport)} {_address(local)}")
 
     def on_event(event: NodeEvent[Any]) -> None:
         if isinstance(event, Message):
@@ -194,8 +197,7 @@ def _connect(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) 
         handler.stop()
         _say(err, _reason(exc, f"cannot connect to {args.addr}"))
         return EXIT_FAILED
-    local_text = format_address(local) if isinstance(local, tuple) else str(local)
-    _say(err, f"connected to {_peer(endpoint)} (from {local_text or 'an unnamed socket'})")
+    _say(err, f"connected to {_peer(endpoint)} (from {_address(local) or 'an unnamed socket'})")
 
     failed: list[str] = []  # why the input was not all sent, if it was not
 
