@@ -53,13 +53,16 @@ def watchdog(handler: NodeHandler[Any], seconds: float = 10.0) -> Iterator[threa
         timer.join()
 
 
-def run_python(*args: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run ``python *args`` with this checkout's message_io from ``cwd``; its output as
-    text (the caller checks the exit status)."""
+def run_python(
+    *args: str, cwd: Path, timeout: float = 30, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` with this checkout's message_io from ``cwd``, ``stdin`` as its
+    input; its output as text (the caller checks the exit status)."""
     return subprocess.run(
         [PYTHON, *args],
         cwd=cwd,
         env=PYTHON_ENV,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -15,7 +15,7 @@ import message_io
 from message_io.cli import show
 from message_io.codec.framing import frame_header
 
-from .helpers import INSTALLED_PYTHON, PYTHON, ROOT
+from .helpers import INSTALLED_PYTHON, PYTHON, ROOT, run_python
 from .helpers import PYTHON_ENV as ENV
 
 TIMEOUT: Final = 20.0
@@ -33,15 +33,7 @@ def tool(*args: str) -> subprocess.Popen[str]:
 
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "message_io", *args],
-        env=ENV,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    return run_python("-m", "message_io", *args, cwd=ROOT, timeout=TIMEOUT, stdin=stdin)
 
 
 def line(stream: IO[str] | None) -> str:
