@@ -150,7 +150,7 @@ class Connection(SendQueue):
         listener_id: ResourceId | None = None,
         limits: Limits | None = None,
     ) -> None:
-        super().__init__(limit, packets=type(remote).datagrams)
+        super().__init__(limit, packets=False)  # bind() sets it from the transport
         self.loop = loop
         self.id = resource_id
         self.endpoint = endpoint

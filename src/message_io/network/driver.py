@@ -134,7 +134,7 @@ class Driver:
             timers=self.timers,
             peer_log=self.peer_log,
             lost=self.lost,
-            running=lambda: self.running,
+            running=self.still_running,
         )
         self.handlers: dict[int, Callable[[int], None]] = {}
         self.emit: Callable[[Any], object] = _discard
@@ -155,6 +155,10 @@ class Driver:
         self.sync_waiters = 0
         # What other threads ask of the driver: (resource, broken), see request_check.
         self.requests: deque[tuple[Connection | Listener, bool]] = deque()
+
+    def still_running(self) -> bool:
+        """False once the node stops: for a callback that must stop early then."""
+        return self.running
 
     def wake(self) -> None:
         """Interrupt the poll, unless called by the driver itself (it will look anyway)."""

@@ -332,7 +332,7 @@ class Loop(Acceptor, Generic[S]):
             if not self.running:
                 return
         if self.timers.entries:
-            self.timers.run_due(self._still_running)
+            self.timers.run_due(self.still_running)
             if not self.running:
                 return
         if self.signals.ready:
@@ -360,9 +360,6 @@ class Loop(Acceptor, Generic[S]):
             return max_timeout
         timeout = max(0.0, timers[0][0] - time.monotonic())
         return timeout if max_timeout is None else min(timeout, max_timeout)
-
-    def _still_running(self) -> bool:
-        return self.running
 
     def _deliver_signals(self) -> None:
         take = self.signals.take
