@@ -64,10 +64,12 @@ class _SilentRemote(Remote):
 class _SilentAdapter(Adapter):
     def __init__(self) -> None:
         self.remotes: list[_SilentRemote] = []
+        self.connecting = threading.Event()  # set by each connect
 
     def connect(self, addr: Any, config: Any) -> ConnectionInfo:
         remote = _SilentRemote()
         self.remotes.append(remote)
+        self.connecting.set()
         return ConnectionInfo(remote, "local", str(addr))
 
     def listen(self, addr: Any, config: Any) -> ListeningInfo:
@@ -155,13 +157,15 @@ def test_a_loop_started_while_connect_sync_drives_takes_over() -> None:
             outcome.put(None)
 
     made = len(_ADAPTER.remotes)
+    _ADAPTER.connecting.clear()
     thread = threading.Thread(target=connect)
     thread.start()
+    assert _ADAPTER.connecting.wait(TIMEOUT)  # connect_sync is under way, driving the node
     events: queue.Queue[NodeEvent[Any]] = queue.Queue()
     with listener.for_each_async(events.put):
         handler.signals.send("loop")
         assert events.get(timeout=TIMEOUT) == message_io.Signal("loop")  # not after 60 s
-        assert len(_ADAPTER.remotes) == made + 1  # the connect is under way meanwhile
+        assert len(_ADAPTER.remotes) == made + 1  # one connect, still pending
         handler.stop()
         assert isinstance(outcome.get(timeout=TIMEOUT), message_io.NodeStoppedError)
     thread.join(TIMEOUT)
