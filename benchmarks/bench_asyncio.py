@@ -10,7 +10,10 @@ As the latency benchmark: client and echo server are two processes pinned to CPU
 * *asyncio Protocol*: both ends are ``asyncio.Protocol`` subclasses speaking the same
   wire format (a 1-byte varint length prefix), the server echoing in ``data_received``:
   the fastest asyncio code can be, with no task switch per message.
-* The same two asyncio programs on uvloop, where installed.
+* *asyncio streams*: the same echo written with ``asyncio.start_server`` and
+  ``open_connection`` (``readexactly``, ``write``, ``drain``): asyncio's own coroutine
+  form, one task switch per message as ``async for`` has.
+* The same asyncio programs on uvloop, where installed.
 """
 
 from __future__ import annotations
@@ -222,6 +225,51 @@ def protocol_client(port: int, loop: str, warmup: int, count: int) -> float:
     return float(_run(loop, main))
 
 
+# -- asyncio streams -------------------------------------------------------------------------
+
+
+def streams_server(report: Report, loop: str) -> int:
+    async def main() -> int:
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            echoes = 0
+            try:
+                while True:
+                    head = await reader.readexactly(1)
+                    writer.write(head + await reader.readexactly(head[0]))
+                    await writer.drain()
+                    echoes += 1
+            except asyncio.IncompleteReadError:
+                writer.close()
+            done.set_result(echoes)
+
+        server = await asyncio.start_server(echo, HOST, 0)
+        report(server.sockets[0].getsockname()[1])
+        echoes = await done
+        server.close()
+        return echoes
+
+    return int(_run(loop, main))
+
+
+def streams_client(port: int, loop: str, warmup: int, count: int) -> float:
+    async def main() -> float:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        rounds = bench_latency.Rounds(warmup, count)
+        while True:
+            writer.write(_FRAME)
+            await writer.drain()
+            await reader.readexactly(len(_FRAME))
+            if rounds.echo():
+                break
+        writer.close()
+        await writer.wait_closed()
+        return rounds.seconds()
+
+    return float(_run(loop, main))
+
+
 # -- the cases -------------------------------------------------------------------------------
 
 
@@ -263,6 +311,20 @@ def cases(quick: bool) -> list[Case]:
                 partial(measure, protocol_server, protocol_client, (loop,)),
             )
         )
+        streams = f"{loop} streams, length-prefixed"
+        result.append(
+            Case(
+                Row(NAME, streams, _UNIT, higher_is_better=False),
+                partial(measure, streams_server, streams_client, (loop,)),
+            )
+        )
+        versus_streams = Row(
+            NAME,
+            f"message_io.asyncio on {loop}, vs its streams",
+            _UNIT,
+            higher_is_better=False,
+            baseline=streams,
+        )
         versus_protocol = Row(
             NAME,
             f"message_io.asyncio on {loop}, vs its Protocol",
@@ -298,9 +360,13 @@ def cases(quick: bool) -> list[Case]:
                     target_met=_within(1.15) if loop == "asyncio" else None,
                 ),
                 partial(
-                    measure, mio_async_server, mio_async_client, (loop,), also=[versus_protocol]
+                    measure,
+                    mio_async_server,
+                    mio_async_client,
+                    (loop,),
+                    also=[versus_protocol, versus_streams],
                 ),
-                extra_rows=(versus_protocol,),
+                extra_rows=(versus_protocol, versus_streams),
             )
         )
     return result
@@ -319,9 +385,11 @@ previous echo. *message_io.asyncio for_each*: the same programs with
 `send_nowait`, called by the event loop with no task switch per event. *Protocol*: both
 ends are `asyncio.Protocol` subclasses speaking the same bytes (a 1-byte varint length
 prefix), the server echoing from `data_received` and the client pinging from it:
-asyncio's fastest form, with no task switch per message. The
-*vs its Protocol* row repeats the message_io.asyncio samples against the Protocol baseline
-on the same loop. uvloop: {uvloop}."""
+asyncio's fastest form, with no task switch per message. *streams*: asyncio's own
+coroutine form, the counterpart of `async for`: the server awaits `readexactly` for the
+prefix and the payload, then writes the echo and awaits `drain`; the client writes, awaits
+`drain` and `readexactly`. The *vs its Protocol* and *vs its streams* rows repeat the
+message_io.asyncio samples against those baselines on the same loop. uvloop: {uvloop}."""
 
 
 def method_text(quick: bool) -> str:
