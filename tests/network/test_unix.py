@@ -248,7 +248,7 @@ def test_a_stale_socket_file_is_replaced(node: Node, sockdir: Path) -> None:
     stale_socket_file(path)
     listener_id, addr = node.network.listen(UNIX, path)
     endpoint, _local = node.network.connect_sync(UNIX, addr, timeout=TIMEOUT)
-    assert accepted(node, listener_id).resource_id.is_remote
+    assert both_ends(node, endpoint, listener_id).resource_id.is_remote
     assert node.network.send(endpoint, b"fresh") is SENT
 
 
@@ -307,7 +307,7 @@ def test_a_replaced_socket_file_is_left_to_its_new_owner(node: Node, sockdir: Pa
     node.sync()
     assert stat.S_ISSOCK(path.stat().st_mode)
     endpoint, _local = node.network.connect_sync(UNIX, addr, timeout=TIMEOUT)
-    assert accepted(node, second).resource_id.is_remote
+    assert both_ends(node, endpoint, second).resource_id.is_remote
     assert node.network.send(endpoint, b"to the new owner") is SENT
 
 

@@ -200,7 +200,11 @@ class NodeTests(SuiteBase):
         refused by ``send`` on both sides (``MAX_PACKET_SIZE_EXCEEDED``)."""
         size = self.large_message_size()
         payload = random.Random(8).randbytes(size)
-        server, listener_id, addr = self.echo_server()
+        # The echoes wait in the server's queue until the client reads them, and the
+        # client may fall behind by most of the message (a loaded machine): room for all
+        # of it and its framing, or an echo is refused (QUEUE_FULL) and the server stops.
+        config = self.listen_config(send_buffer_limit=2 * size)
+        server, listener_id, addr = self.echo_server(config=config)
         client = self.node("client")
         endpoint = self.connected(client, addr)
         server_ep = self.server_side(server, listener_id, client, endpoint)
@@ -281,18 +285,23 @@ class NodeTests(SuiteBase):
         client.sync()
 
         sent: list[bytes] = []
-        for k in range(4096):  # 256 MiB: far more than the kernel's buffers plus the queue
-            payload = k.to_bytes(4, "big") * (16 * 1024)
-            status = server.network.send(server_ep, payload)
-            if status is QUEUE_FULL:
-                pending = server.network.pending_bytes(server_ep)
-                assert limit <= pending <= limit + self.wire_size(payload), pending
-                break
-            assert status is SENT, status
-            sent.append(payload)
-        else:
+
+        def fill() -> None:
+            # On the loop thread: the loop cannot write the queue out between the refusal
+            # and the look at it. From another thread it may (the kernel often has room
+            # left when the queue fills), and fewer than send_buffer_limit bytes wait.
+            for k in range(4096):  # 256 MiB: far more than the kernel's buffers plus the queue
+                payload = k.to_bytes(4, "big") * (16 * 1024)
+                status = server.network.send(server_ep, payload)
+                if status is QUEUE_FULL:
+                    pending = server.network.pending_bytes(server_ep)
+                    assert limit <= pending <= limit + self.wire_size(payload), pending
+                    return
+                assert status is SENT, status
+                sent.append(payload)
             raise AssertionError("the send queue never filled up")
 
+        server.run_on_loop(fill)
         assert client.network.resume_reading(endpoint) is True
         if self.transport.is_packet_based:
             for payload in sent:
