@@ -85,6 +85,7 @@ RSS_TARGET_MIB: Final = 10.0
 _PING: Final = b"churn"
 _SAMPLE: Final = b"sample?"
 _SAMPLED: Final = b"sampled"
+_QUIET: Final = "measure if quiet"  # the server's own signal
 _LABELS: Final = {Transport.FRAMED_TCP: "FramedTcp", Transport.WS: "WS"}
 _BY_OPTION: Final = {"framed_tcp": Transport.FRAMED_TCP, "ws": Transport.WS}
 
@@ -213,7 +214,12 @@ def churn_server(report: Report, transport: Transport) -> list[Sample]:
             if event.endpoint == control:
                 handler.stop()
             else:
-                measure_if_quiet()
+                # Not now: while its Disconnected is delivered the connection is still
+                # being released (the engine holds it, so its Remote is alive). A signal
+                # comes after this callback has returned.
+                handler.signals.send(_QUIET)
+        elif isinstance(event, Signal) and event.value == _QUIET:
+            measure_if_quiet()
         else:
             problems.append(f"unexpected event {event!r}")
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import collections
 import gc
 import os
+import queue
+import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import Any, Final
 
 import pytest
 
+import message_io
 from message_io import (
     Accepted,
     Connected,
@@ -41,7 +44,7 @@ from message_io import (
 )
 from message_io.network.adapter import ConnectConfig, Remote
 
-from .conftest import Node, harness
+from .conftest import TIMEOUT, Node, harness
 
 CYCLES: Final = 300
 PAYLOAD: Final = b"churn"
@@ -161,3 +164,35 @@ def test_closed_connections_are_released(
         assert list(client_loop.registry.resources.values()) == []
         assert [r.id for r in server_loop.registry.resources.values()] == [listener_id]
         assert _open_fds() == fds
+
+
+@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.WS])
+def test_a_connection_is_freed_by_the_turn_that_closes_it(transport: Transport) -> None:
+    """Not only by the next turn: a signal sent from the ``Disconnected`` callback, which
+    the loop delivers later in the same turn, finds the connection's remote already
+    freed, with no collection of garbage."""
+    server, listener = message_io.split()
+    remote: list[weakref.ref[Remote]] = []
+    seen: queue.Queue[object] = queue.Queue()
+    announced = threading.Event()
+
+    def on_event(event: NodeEvent[Any]) -> None:
+        if isinstance(event, Accepted):
+            connection = server._loop.connections[event.endpoint.resource_id]
+            remote.append(weakref.ref(connection.remote))
+            announced.set()
+        elif isinstance(event, Disconnected):
+            server.signals.send("look")
+        elif event == message_io.Signal("look"):
+            seen.put(remote[0]())
+
+    _, addr = server.network.listen(transport, "127.0.0.1:0")
+    client, client_listener = message_io.split()
+    with (
+        listener.for_each_async(on_event, on_error="stop"),
+        client_listener.for_each_async(lambda _event: None),
+    ):
+        endpoint, _ = client.network.connect_sync(transport, addr, timeout=TIMEOUT)
+        assert announced.wait(TIMEOUT)
+        assert client.network.remove(endpoint)
+        assert seen.get(timeout=TIMEOUT) is None

@@ -327,6 +327,9 @@ class Loop(Acceptor, Generic[S]):
                 handler(flags)
                 if not self.running:
                     return
+        # The last handler holds its connection: one closed by it must not outlive it
+        # for the rest of the turn (the callbacks below may look at what is freed).
+        handler = None
         if self.dirty:
             self.flush_dirty()
             if not self.running:
