@@ -49,8 +49,9 @@ HOST: Final = "127.0.0.1"
 # Each side is forked from a fork server: a fresh interpreter that imported only the
 # benchmark modules (and message_io). So every side starts from the same interpreter and
 # allocator state whatever the parent did before (``fork`` from the parent would inherit
-# its malloc state, and glibc's mmap threshold, raised for good by the first free of a
-# large block, changes message_io's read costs; see docs/performance.md).
+# its malloc state). Then each side raises glibc's mmap threshold (_settle_malloc), as
+# the first free of a large block does for good in any long-running program.
+_SETTLE_BLOCK: Final = 1 << 20  # above every read buffer here, below glibc's 32 MiB cap
 _ctx = multiprocessing.get_context("forkserver")
 _ctx.set_forkserver_preload(["bench_latency", "bench_stream", "bench_udp"])
 
@@ -123,6 +124,17 @@ def _describe(args: Sequence[Any]) -> str:
     return "-".join(part for part in parts if part.isidentifier() or part.isdigit())
 
 
+def _settle_malloc() -> None:
+    """Put glibc's malloc in the state of a long-running program: until a block served
+    by ``mmap`` (128 KiB or more) is freed, every such block costs an ``mmap`` and a
+    ``munmap`` (asyncio's transports read into 256 KiB: its ``Protocol`` echo takes twice
+    as long); the first free raises the threshold to that block's size for good. When
+    it happens depended on what the fork server's imports did, so it is done here, the
+    same for every side."""
+    block = bytearray(_SETTLE_BLOCK)
+    del block
+
+
 def _child(
     target: Callable[..., Any],
     conn: Connection,
@@ -133,6 +145,7 @@ def _child(
     profile_dir: Path | None,
 ) -> None:
     try:
+        _settle_malloc()
         if cpus is not None:
             os.sched_setaffinity(0, cpus)
 
