@@ -30,12 +30,19 @@ from message_io import (
 )
 
 from ._base import SuiteBase
-from ._nodes import TIMEOUT, RecordingNode, Worker, assert_same_bytes, send_all
+from ._nodes import (
+    FILL_SIZE,
+    TIMEOUT,
+    RecordingNode,
+    Worker,
+    assert_same_bytes,
+    fill_queue,
+    send_all,
+)
 
 __all__ = ["NodeTests"]
 
 SENT = SendStatus.SENT
-QUEUE_FULL = SendStatus.QUEUE_FULL
 TOO_BIG = SendStatus.MAX_PACKET_SIZE_EXCEEDED
 
 BURST = 200_000
@@ -284,24 +291,15 @@ class NodeTests(SuiteBase):
         assert client.network.pause_reading(endpoint) is True
         client.sync()
 
-        sent: list[bytes] = []
-
-        def fill() -> None:
+        def fill() -> list[bytes]:
             # On the loop thread: the loop cannot write the queue out between the refusal
-            # and the look at it. From another thread it may (the kernel often has room
-            # left when the queue fills), and fewer than send_buffer_limit bytes wait.
-            for k in range(4096):  # 256 MiB: far more than the kernel's buffers plus the queue
-                payload = k.to_bytes(4, "big") * (16 * 1024)
-                status = server.network.send(server_ep, payload)
-                if status is QUEUE_FULL:
-                    pending = server.network.pending_bytes(server_ep)
-                    assert limit <= pending <= limit + self.wire_size(payload), pending
-                    return
-                assert status is SENT, status
-                sent.append(payload)
-            raise AssertionError("the send queue never filled up")
+            # and the look at it.
+            sent = fill_queue(server, server_ep)
+            pending = server.network.pending_bytes(server_ep)
+            assert limit <= pending <= limit + self.wire_size(bytes(FILL_SIZE)), pending
+            return sent
 
-        server.run_on_loop(fill)
+        sent = server.run_on_loop(fill)
         assert client.network.resume_reading(endpoint) is True
         if self.transport.is_packet_based:
             for payload in sent:

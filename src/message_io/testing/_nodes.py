@@ -194,6 +194,26 @@ def send_all(node: RecordingNode, endpoint: Endpoint, messages: list[bytes]) -> 
     return full
 
 
+FILL_SIZE: Final = 64 * 1024
+"""The size of each message :func:`fill_queue` sends."""
+
+
+def fill_queue(node: RecordingNode, endpoint: Endpoint) -> list[bytes]:
+    """Send :data:`FILL_SIZE`-byte messages to ``endpoint`` until ``QUEUE_FULL``; return
+    those sent, each ``SENT``. To find the queue still full afterwards, call it on the
+    loop thread (:meth:`RecordingNode.run_on_loop`): from another, the loop may write
+    part of the queue out meanwhile (the kernel often has room left when it fills)."""
+    sent: list[bytes] = []
+    for k in range(4096):  # 256 MiB: far more than the kernel's buffers plus the queue
+        payload = k.to_bytes(4, "big") * (FILL_SIZE // 4)
+        status = node.network.send(endpoint, payload)
+        if status is message_io.SendStatus.QUEUE_FULL:
+            return sent
+        assert status is message_io.SendStatus.SENT, status
+        sent.append(payload)
+    raise AssertionError("the send queue never filled up")
+
+
 def assert_same_bytes(got: bytes, expected: bytes) -> None:
     """``got == expected``, reporting the first difference instead of a huge diff."""
     if got == expected:

@@ -30,9 +30,9 @@ from message_io import (
 from ._base import SuiteBase
 from ._nodes import (
     TIMEOUT,
-    RecordingNode,
     Worker,
     assert_same_bytes,
+    fill_queue,
     kernel_send_capacity,
     recv_exactly,
 )
@@ -48,17 +48,6 @@ def read_until_closed(sock: socket.socket) -> None:
     with contextlib.suppress(ConnectionResetError):
         while sock.recv(65536):
             pass
-
-
-def fill_queue(server: RecordingNode, endpoint: Endpoint) -> list[bytes]:
-    """Send 64 KiB messages until ``QUEUE_FULL``; return what was accepted."""
-    sent: list[bytes] = []
-    for k in range(4096):
-        payload = k.to_bytes(4, "big") * (16 * 1024)
-        if server.network.send(endpoint, payload) is QUEUE_FULL:
-            return sent
-        sent.append(payload)
-    raise AssertionError("the send queue never filled up")
 
 
 class RawPeerTests(SuiteBase):
