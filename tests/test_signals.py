@@ -6,7 +6,6 @@ import math
 import queue
 import threading
 import time
-import types
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -38,11 +37,10 @@ class FakeClock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Replace ``time`` in the signal and timer modules (only there) by a fake clock."""
+    """Replace ``monotonic`` in the signal and timer modules (only there) by a fake clock."""
     fake = FakeClock()
-    fake_time = types.SimpleNamespace(monotonic=fake.monotonic)
-    monkeypatch.setattr(events_module, "time", fake_time)
-    monkeypatch.setattr(timers_module, "time", fake_time)
+    monkeypatch.setattr(events_module, "monotonic", fake.monotonic)
+    monkeypatch.setattr(timers_module, "monotonic", fake.monotonic)
     return fake
 
 

@@ -41,7 +41,7 @@ from typing import Any, Final, Generic, TypeVar, overload
 
 from .errors import ConnectError, ListenerUsedError, NodeStoppedError
 from .events import EventSender
-from .network.adapter import Buffer, ConnectConfig, ListenConfig, SendStatus
+from .network.adapter import BytesLike, ConnectConfig, ListenConfig, SendStatus
 from .network.controller import EndpointStatistics, NetworkController
 from .network.endpoint import Address, Endpoint, ResourceId
 from .network.loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop
@@ -351,7 +351,7 @@ class AsyncNetwork:
             local = ""
         return endpoint, local
 
-    async def send(self, endpoint: Endpoint, data: Buffer | str) -> SendStatus:
+    async def send(self, endpoint: Endpoint, data: BytesLike | str) -> SendStatus:
         """Send one message, waiting while ``endpoint``'s queue is full.
 
         Never returns ``QUEUE_FULL``: it waits for the queue to drain, then sends (in
@@ -377,7 +377,7 @@ class AsyncNetwork:
                 return SendStatus.RESOURCE_NOT_FOUND
             await driver.wait_room(endpoint)
 
-    def send_nowait(self, endpoint: Endpoint, data: Buffer | str) -> SendStatus:
+    def send_nowait(self, endpoint: Endpoint, data: BytesLike | str) -> SendStatus:
         """Send without waiting: the synchronous ``send``, ``QUEUE_FULL`` included. Any
         thread."""
         return self._sync.send(endpoint, data)

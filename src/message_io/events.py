@@ -26,10 +26,10 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
+from time import monotonic
 from typing import Final, Generic, NewType, TypeVar
 
 from .errors import NodeStoppedError
@@ -181,7 +181,7 @@ class EventSender(Generic[S]):
             )
         if not 0 <= seconds < float("inf"):
             raise ValueError(f"send_with_timer() delay must be a finite number >= 0, not {delay!r}")
-        deadline = time.monotonic() + seconds
+        deadline = monotonic() + seconds
         with self._lock:
             if self._closed:
                 raise _stopped()

@@ -28,6 +28,8 @@ from message_io import (
     Transport,
 )
 from message_io.codec.framing import encode_frame, frame_header
+from message_io.network.connection import Connection
+from message_io.network.input_guard import InputGuard
 
 TIMEOUT = 10.0
 LOCAL = "127.0.0.1:0"
@@ -46,22 +48,12 @@ class Server:
         self.addr: tuple[str, int] = (str(addr[0]), int(addr[1]))
         self.peak = 0  # the most incomplete_bytes ever seen after a read
         self.holding = threading.Event()  # set once a read left an unfinished message
-        guard = self.handler._loop.guard
-        server = self
-
-        class Watched(type(guard)):  # type: ignore[misc]
-            """The node's input guard, reporting what unfinished messages hold after a read."""
-
-            __slots__ = ()
-
-            def account(self, *args: Any) -> None:
-                super().account(*args)
-                server.peak = max(server.peak, self.incomplete_bytes)
-                if self.incomplete_bytes:
-                    server.holding.set()
-
-        guard.__class__ = Watched  # the same slots: only this method changes
+        self.handler._loop.guard.on_hold = self._on_hold
         self.task = listener.for_each_async(self._on_event, on_error="stop")
+
+    def _on_hold(self, guard: InputGuard, _conn: Connection) -> None:
+        self.peak = max(self.peak, guard.incomplete_bytes)
+        self.holding.set()
 
     def _on_event(self, event: NodeEvent[Any]) -> None:
         if isinstance(event, Message):

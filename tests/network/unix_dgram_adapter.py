@@ -9,6 +9,7 @@ process as ``Transport.UNIX_DGRAM`` (see :data:`UNIX_DGRAM`).
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
@@ -97,7 +98,8 @@ class DgramAdapter(Adapter):
         sock.setblocking(False)
         sock.bind("")  # an abstract address of its own, so that replies can reach it
         sock.connect(addr)
-        return ConnectionInfo(DgramRemote(sock), sock.getsockname(), addr)
+        # An abstract name comes as bytes; an Address is a tuple or a str.
+        return ConnectionInfo(DgramRemote(sock), os.fsdecode(sock.getsockname()), addr)
 
     def listen(self, addr: Any, config: ListenConfig) -> ListeningInfo:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

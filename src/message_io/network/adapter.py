@@ -53,7 +53,7 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .address import (
     HostName,
@@ -79,6 +79,7 @@ __all__ = [
     "DEFAULT_SEND_BUFFER_LIMIT",
     "Adapter",
     "Buffer",
+    "BytesLike",
     "ConnectConfig",
     "ConnectionInfo",
     "Framing",
@@ -103,7 +104,16 @@ __all__ = [
 # transport author finds everything here.
 
 Buffer = bytes | bytearray | memoryview
-"""Any bytes-like object accepted by ``send``."""
+"""The bytes a transport is given to write: ``send`` turns any :class:`BytesLike` into
+one of these (a flat byte view of other buffers)."""
+
+
+class BytesLike(Protocol):
+    """Any object of the buffer protocol that ``send`` accepts: ``bytes``, ``bytearray``,
+    ``memoryview``, ``array.array``, ``mmap``, a NumPy array... (``collections.abc.Buffer``
+    from Python 3.12 on)."""
+
+    def __buffer__(self, flags: int, /) -> memoryview: ...
 
 
 class SendStatus(enum.Enum):

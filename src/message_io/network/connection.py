@@ -36,6 +36,7 @@ from typing import Any, Final, Protocol
 from ..util.timers import Timer
 from .adapter import (
     Buffer,
+    BytesLike,
     ConnectConfig,
     Framing,
     ListenConfig,
@@ -244,11 +245,13 @@ class Connection(SendQueue):
 
     # -- sending (any thread) --------------------------------------------------------
 
-    def send(self, data: Buffer | str) -> SendStatus:
-        if data.__class__ is not bytes and data.__class__ is not bytearray:
-            if isinstance(data, str):
-                return self._send_text(data)
-            data = _as_bytes_view(data)
+    def send(self, message: BytesLike | str) -> SendStatus:
+        if type(message) is bytes or type(message) is bytearray:
+            data: Buffer = message
+        elif isinstance(message, str):
+            return self._send_text(message)
+        else:
+            data = _as_bytes_view(message)
         size = len(data)
         with self.lock:
             state = self.state
@@ -515,8 +518,20 @@ class DatagramConnection(Connection):
 
     __slots__ = ()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        loop: Host,
+        resource_id: ResourceId,
+        endpoint: Endpoint,
+        remote: Remote,
+        *,
+        limit: int,
+        listener_id: ResourceId | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(
+            loop, resource_id, endpoint, remote, limit=limit, listener_id=listener_id, limits=limits
+        )
         # Accepted ones still go through pending(), and ones to a host name first dial.
         if self.listener_id is None and not isinstance(self.remote, Dial):
             self.move(READY)
@@ -533,11 +548,13 @@ class DatagramConnection(Connection):
         except OSError as exc:
             return drop_datagram(self.endpoint, exc) if self.state is READY else _NOT_FOUND
 
-    def send(self, data: Buffer | str) -> SendStatus:
-        if data.__class__ is not bytes and data.__class__ is not bytearray:
-            if isinstance(data, str):
-                return self._send_text(data)
-            data = _as_bytes_view(data)
+    def send(self, message: BytesLike | str) -> SendStatus:
+        if type(message) is bytes or type(message) is bytearray:
+            data: Buffer = message
+        elif isinstance(message, str):
+            return self._send_text(message)
+        else:
+            data = _as_bytes_view(message)
         max_size = self.max_size
         if max_size is not None and len(data) > max_size:
             return _TOO_BIG
@@ -647,7 +664,15 @@ def _readonly(data: Buffer) -> bool:
     return isinstance(data, memoryview) and data.readonly and type(data.obj) is bytes
 
 
-def _as_bytes_view(data: Buffer) -> Buffer:
+def as_buffer(data: BytesLike) -> Buffer:
+    """``data`` as bytes a transport can write: itself if ``bytes`` or ``bytearray``, else
+    a flat byte view (see :func:`_as_bytes_view`)."""
+    if type(data) is bytes or type(data) is bytearray:
+        return data
+    return _as_bytes_view(data)
+
+
+def _as_bytes_view(data: BytesLike) -> Buffer:
     """A flat view of ``data`` whose ``len()`` counts bytes (or a copy, if not contiguous).
 
     ``array('i')`` or a 2-D memoryview would otherwise announce their item count as the

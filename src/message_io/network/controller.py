@@ -21,7 +21,7 @@ from ..errors import (
 )
 from .adapter import (
     Adapter,
-    Buffer,
+    BytesLike,
     ConnectConfig,
     ConnectionInfo,
     HostName,
@@ -373,7 +373,7 @@ class NetworkController:
         listener.published = True  # the last step: now the loop may poll it
         return result
 
-    def send(self, endpoint: Endpoint, data: Buffer | str) -> SendStatus:
+    def send(self, endpoint: Endpoint, data: BytesLike | str) -> SendStatus:
         """Send one message to ``endpoint``; never blocks, never busy-waits.
 
         The message is written now if the OS takes it, or queued and written by the loop,
@@ -410,7 +410,7 @@ class NetworkController:
         return SendStatus.RESOURCE_NOT_FOUND
 
     def send_wait(
-        self, endpoint: Endpoint, data: Buffer | str, timeout: float | None = None
+        self, endpoint: Endpoint, data: BytesLike | str, timeout: float | None = None
     ) -> SendStatus:
         """Send one message, waiting out backpressure instead of refusing it.
 

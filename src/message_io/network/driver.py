@@ -54,6 +54,11 @@ __all__ = ["CLOSE_LINGER", "Driver"]
 
 log = logging.getLogger("message_io")
 
+# what one connection's flush did (Driver._flush_one)
+_KEPT: Final = 0
+_BROKEN: Final = 1
+_DRAINED: Final = 2
+
 # How long a removed connection may take to write what was queued before it is closed.
 CLOSE_LINGER: Final = 5.0
 
@@ -224,13 +229,14 @@ class Driver:
                 waiting.append(entry)
                 continue
             with resource.lock:
-                if resource.fd < 0:  # closed meanwhile
-                    continue
-                self.handlers[resource.fd] = handler
-                if isinstance(resource, Listener):
-                    self.poller.register(resource.fd, resource.interest())
-                else:
-                    self.poller.register(resource.fd, READ | WRITE if resource.reading else WRITE)
+                if resource.fd >= 0:  # not closed meanwhile
+                    self.handlers[resource.fd] = handler
+                    if isinstance(resource, Listener):
+                        self.poller.register(resource.fd, resource.interest())
+                    else:
+                        self.poller.register(
+                            resource.fd, READ | WRITE if resource.reading else WRITE
+                        )
         registrations.extend(waiting)
 
     # -- dials ---------------------------------------------------------------------------
@@ -280,28 +286,35 @@ class Driver:
         dirty = self.dirty
         self.dirty = []
         for conn in dirty:
-            with conn.lock:
-                conn.dirty = False
-                if conn.state is not READY or conn.write_armed or not conn.chunks:
-                    continue
-                broken = False
-                try:
-                    conn.flush()
-                except Exception as exc:  # noqa: BLE001
-                    log.debug("write to %s failed: %r", conn.endpoint, exc)
-                    broken = True
-                if not broken and conn.chunks:
-                    conn.arm_write()
-                drained = not broken and not conn.chunks and conn.want_drain
-                if drained:
-                    conn.want_drain = False
-                    conn.warned = False
+            outcome = self._flush_one(conn)
             if not self.running:
                 return
-            if broken:
+            if outcome == _BROKEN:
                 self.lost(conn)
-            elif drained:
+            elif outcome == _DRAINED:
                 self.emit(Drained(conn.endpoint))
+
+    def _flush_one(self, conn: Connection) -> int:
+        """Write what ``conn`` queued since the last turn: ``_BROKEN`` if the write
+        failed, ``_DRAINED`` if its queue emptied with a ``Drained`` owed, else
+        ``_KEPT`` (the rest waits for writability)."""
+        with conn.lock:
+            conn.dirty = False
+            if conn.state is not READY or conn.write_armed or not conn.chunks:
+                return _KEPT
+            try:
+                conn.flush()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("write to %s failed: %r", conn.endpoint, exc)
+                return _BROKEN
+            if conn.chunks:
+                conn.arm_write()
+                return _KEPT
+            if not conn.want_drain:
+                return _KEPT
+            conn.want_drain = False
+            conn.warned = False
+            return _DRAINED
 
     # -- connections -------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ class InputGuard:
         "incomplete_bytes",
         "lost",
         "max_incomplete_bytes",
+        "on_hold",
         "paused",
         "peer_log",
         "registry",
@@ -79,6 +80,9 @@ class InputGuard:
         self.peer_log = peer_log
         self.lost = lost
         self.running = running
+        # Called after each read that leaves ``conn`` holding part of a message
+        # (diagnostics and tests: what a slow or hostile peer makes the node hold).
+        self.on_hold: Callable[[InputGuard, Connection], None] | None = None
 
     def account(self, conn: Connection, held: int, completed: bool) -> None:
         """Record what ``conn`` holds after a read (``completed``: it ended messages)."""
@@ -90,6 +94,8 @@ class InputGuard:
         if not held:
             conn.partial_since = 0.0
             return
+        if self.on_hold is not None:
+            self.on_hold(self, conn)
         now = time.monotonic()
         if completed or not previous:
             conn.partial_since = now  # a new message began in this read

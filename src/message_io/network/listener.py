@@ -12,8 +12,8 @@ import logging
 from collections import deque
 from typing import Protocol
 
-from .adapter import Buffer, Local, Remote, SendStatus
-from .connection import Limits, drop_datagram
+from .adapter import BytesLike, Local, Remote, SendStatus
+from .connection import Limits, as_buffer, drop_datagram
 from .endpoint import Address, Endpoint, ResourceId
 from .poller import READ, WRITE, Poller
 from .resource import READY, SendQueue
@@ -87,8 +87,9 @@ class Listener(SendQueue):
         self.chunks: deque[tuple[Endpoint, bytes]] = deque()
         self.drain_for: set[Endpoint] = set()  # refused sends: tell each one Drained
 
-    def send_to(self, endpoint: Endpoint, data: Buffer) -> SendStatus:
+    def send_to(self, endpoint: Endpoint, message: BytesLike) -> SendStatus:
         """Send one datagram from this listener to ``endpoint.addr`` (any thread)."""
+        data = as_buffer(message)
         if not self.chunks:  # nothing waits: no order to keep, no lock to take
             try:
                 return self.local.send_to(endpoint.addr, data)

@@ -14,8 +14,8 @@ entries make up half of the heap (past a floor), the heap is rebuilt without the
 churn of connections, each with a few timers, never leaves memory behind.
 
 Adding a timer earlier than every other one calls ``wake``: the loop may be asleep in a
-poll that would otherwise outlast it. Times are read through the module's ``time``, so a
-test may replace it with a fake clock.
+poll that would otherwise outlast it. Times are read through the module's ``monotonic``,
+so a test may replace it with a fake clock.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-import time
 from collections.abc import Callable
+from time import monotonic
 from typing import Final
 
 __all__ = ["Timer", "TimerHeap"]
@@ -65,7 +65,7 @@ class TimerHeap:
 
     def add(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` on the loop thread after ``delay`` seconds. Any thread."""
-        return self.add_at(time.monotonic() + delay, callback)
+        return self.add_at(monotonic() + delay, callback)
 
     def add_at(self, deadline: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` on the loop thread at ``deadline`` (``time.monotonic()``).
@@ -108,7 +108,7 @@ class TimerHeap:
         Stops early once ``keep_going()`` is False after a callback (the node stopped).
         """
         entries = self.entries
-        now = time.monotonic()
+        now = monotonic()
         if not entries or entries[0][0] > now:  # the common case, without the lock
             return
         while True:
@@ -117,9 +117,11 @@ class TimerHeap:
                 if not entries or entries[0][0] > now:
                     return
                 _deadline, _seq, timer = heapq.heappop(entries)
-                if timer.cancelled:
+                skip = timer.cancelled
+                if skip:
                     self._cancelled -= 1
-                    continue
+            if skip:
+                continue
             callback = timer.callback
             timer.cancelled = True  # done: a late cancel() is a no-op
             timer.callback = None
