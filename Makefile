@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - an echo server and clients over every transport, then exits
-#   make test   - lint (ruff), types (mypy --strict), the test suite on Python 3.11 and 3.10,
-#                 the built wheel's check (make wheel-check) and the docs site (make docs)
+#   make test   - lint (ruff), types (mypy --strict), the test suite on Python 3.11 (with the
+#                 compiled engine, then without it) and 3.10, the built wheel's check
+#                 (make wheel-check) and the docs site (make docs)
 PYTHON ?= python3
 # pyenv's shims only work for the selected version, so prefer the interpreter's real path.
 PYTHON310 ?= $(shell ls $(HOME)/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n1 || true)
@@ -12,23 +13,42 @@ VENV := .venv
 VENV310 := .venv310
 STAMP := $(VENV)/.installed
 STAMP310 := $(VENV310)/.installed
+BUILT := $(VENV)/.built
+BUILT310 := $(VENV310)/.built
+# What the build tools need to compile the engine in place (setup.py, pyproject.toml).
+BUILD_TOOLS := pip "setuptools>=77" "mypy>=1.15"
+# The modules setup.py compiles: a change to one of them rebuilds the extensions.
+COMPILED_SOURCES := $(shell sed -n 's|^    "\(message_io/.*\.py\)",$$|src/\1|p' setup.py)
 
-.PHONY: demo test lint typecheck pytest pytest310 wheel-check bench fuzz clean docs
+.PHONY: demo build test lint typecheck pytest pytest310 wheel-check bench fuzz clean docs
 
+# The editable installs skip the compilation (MESSAGE_IO_NO_EXTENSIONS=1): $(BUILT) does
+# it, and again whenever a compiled module changes.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[test,lint,bench,release,examples]'
+	$(VENV)/bin/python -m pip install -q --upgrade $(BUILD_TOOLS)
+	MESSAGE_IO_NO_EXTENSIONS=1 $(VENV)/bin/python -m pip install -q -e '.[test,lint,bench,release,examples]'
 	touch $@
 
 $(STAMP310): pyproject.toml
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (set PYTHON310=/path/to/python3.10)"; exit 1; }
 	$(PYTHON310) -m venv $(VENV310)
-	$(VENV310)/bin/python -m pip install -q --upgrade pip
-	$(VENV310)/bin/python -m pip install -q -e '.[test,examples]'
+	$(VENV310)/bin/python -m pip install -q --upgrade $(BUILD_TOOLS)
+	MESSAGE_IO_NO_EXTENSIONS=1 $(VENV310)/bin/python -m pip install -q -e '.[test,examples]'
 	touch $@
 
-demo: $(STAMP)
+# The compiled engine, built in place beside its sources (about 40 s per Python).
+$(BUILT): $(STAMP) setup.py $(COMPILED_SOURCES)
+	$(VENV)/bin/python -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+$(BUILT310): $(STAMP310) setup.py $(COMPILED_SOURCES)
+	$(VENV310)/bin/python -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+build: $(BUILT)
+
+demo: $(BUILT)
 	$(VENV)/bin/python examples/demo.py
 
 lint: $(STAMP)
@@ -39,11 +59,13 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy tools/autobahn  # a separate run: its run.py would clash with benchmarks/run.py
 
-pytest: $(STAMP)
-	$(VENV)/bin/python -m pytest
+# MESSAGE_IO_EXPECT tells tests/test_compiled.py which engine must be running.
+pytest: $(BUILT)
+	MESSAGE_IO_EXPECT=compiled $(VENV)/bin/python -m pytest
+	MESSAGE_IO_NO_EXTENSIONS=1 MESSAGE_IO_EXPECT=pure $(VENV)/bin/python -m pytest -q
 
-pytest310: $(STAMP310)
-	$(VENV310)/bin/python -m pytest -q
+pytest310: $(BUILT310)
+	MESSAGE_IO_EXPECT=compiled $(VENV310)/bin/python -m pytest -q
 
 test: lint typecheck pytest pytest310 wheel-check docs
 
@@ -60,7 +82,7 @@ wheel-check: $(STAMP)
 	MESSAGE_IO_PYTHON=$(abspath $(WHEEL_VENV))/bin/python \
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_cli.py
 
-bench: $(STAMP)
+bench: $(BUILT)
 	$(VENV)/bin/python benchmarks/run.py
 
 # The documentation site (mkdocs.yml) into site/. --strict makes every warning fatal: a
@@ -78,10 +100,11 @@ docs: $(DOCS_STAMP)
 
 # A long fuzz campaign of tests/fuzz: FUZZ_SECONDS (default 300) split among the targets,
 # FUZZ_EXAMPLES (if set) caps each; failing inputs are kept in .hypothesis/fuzz.
-fuzz: $(STAMP)
+fuzz: $(BUILT)
 	MESSAGE_IO_FUZZ_SECONDS=$(or $(FUZZ_SECONDS),300) MESSAGE_IO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
 	$(VENV)/bin/python -m pytest tests/fuzz -q -p no:cacheprovider \
 	-o timeout=$$(( $(or $(FUZZ_SECONDS),300) + 600 ))
 
 clean:
-	rm -rf $(VENV) $(VENV310) $(WHEEL_VENV) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV310) $(WHEEL_VENV) dist build .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find src -name '*.so' -delete

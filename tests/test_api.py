@@ -57,6 +57,7 @@ EXPECTED_ALL = [
     "Accepted",
     "Address",
     "AddressError",
+    "COMPILED",
     "ConfigError",
     "ConnectError",
     "ConnectTimeout",

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# First of all: it chooses between the compiled engine and its sources.
+from . import _compiled
 from . import adapters as _adapters  # registers the built-in transports
 from .adapters import (
     FramedTcpConnectConfig,
@@ -67,6 +69,11 @@ from .network import (
 )
 from .node import NodeEvent, NodeHandler, NodeListener, NodeTask, Signal, split
 
+#: True if the engine runs compiled (the extension modules that a build with a C compiler
+#: makes), False if it runs from its Python sources: no compiler at build time, or
+#: ``MESSAGE_IO_NO_EXTENSIONS=1`` at build or run time. Both behave the same.
+COMPILED: bool = _compiled.ACTIVE
+
 if TYPE_CHECKING:
     from .adapters.unix import UnixConnectConfig, UnixListenConfig
     from .adapters.ws import WsConnectConfig, WsListenConfig
@@ -76,6 +83,7 @@ del _adapters
 __version__ = "0.1.0"
 
 __all__ = [
+    "COMPILED",
     "Accepted",
     "Address",
     "AddressError",

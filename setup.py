@@ -1,0 +1,87 @@
+"""Build message_io, with its engine compiled by mypyc when it can be.
+
+The modules in ``COMPILED`` are ordinary, ``mypy --strict`` typed Python. mypyc turns
+them into C extension modules that sit beside their sources; the sources stay in the
+package and are what runs when the extensions are absent or turned off
+(``MESSAGE_IO_NO_EXTENSIONS=1``, at build time or at run time).
+
+The build never fails for want of the accelerator: with ``MESSAGE_IO_NO_EXTENSIONS=1``
+set, or when mypyc or a C compiler is missing or the compilation fails, it warns and
+builds the pure-Python package.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+# The engine's hot path: poll, read, decode, emit, send. Public types (events, endpoints,
+# configs) and the adapters stay interpreted, so users may subclass and inspect them.
+COMPILED = [
+    "message_io/codec/framing.py",
+    "message_io/codec/varint.py",
+    "message_io/network/acceptor.py",
+    "message_io/network/connection.py",
+    "message_io/network/driver.py",
+    "message_io/network/input_guard.py",
+    "message_io/network/listener.py",
+    "message_io/network/loop.py",
+    "message_io/network/poller.py",
+    "message_io/network/registry.py",
+    "message_io/network/resource.py",
+    "message_io/util/timers.py",
+]
+
+HERE = Path(__file__).resolve().parent
+
+
+def _disabled() -> bool:
+    return os.environ.get("MESSAGE_IO_NO_EXTENSIONS", "") not in ("", "0")
+
+
+class OptionalBuildExt(build_ext):
+    """``build_ext`` that falls back to the pure-Python package instead of failing."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the pure package
+            _fallback(f"the extensions did not build ({exc!r})")
+
+    def build_extension(self, ext: Any) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            _fallback(f"{ext.name} did not build ({exc!r})")
+            raise
+
+
+def _fallback(why: str) -> None:
+    warnings.warn(
+        f"message_io: {why}; installing the pure-Python package (slower, same behaviour)",
+        stacklevel=1,
+    )
+
+
+def _extensions() -> list[Any]:
+    if _disabled():
+        return []
+    try:
+        from mypyc.build import mypycify  # noqa: PLC0415 - optional: the build may lack it
+    except ImportError:
+        _fallback("mypyc is not installed")
+        return []
+    try:
+        return list(mypycify([f"src/{path}" for path in COMPILED], opt_level="3"))
+    except Exception as exc:  # noqa: BLE001
+        _fallback(f"mypyc failed ({exc!r})")
+        return []
+
+
+if __name__ == "__main__":
+    setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,120 @@
+"""Which engine runs: the compiled extension modules or their Python sources.
+
+``make test`` runs the suite with the compiled engine and again with
+``MESSAGE_IO_NO_EXTENSIONS=1``, and says in ``MESSAGE_IO_EXPECT`` which one each run
+must get, so that a build that silently fell back to Python cannot pass as compiled.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import message_io
+from message_io import _compiled
+from message_io.network import loop as loop_module
+
+from .helpers import PYTHON_ENV
+
+PACKAGE = Path(message_io.__file__).parent
+# Modules that setup.py compiles: the engine's hot path.
+ENGINE = ("network/loop", "network/connection", "network/driver", "codec/framing")
+
+
+def _is_extension(path: str | None) -> bool:
+    return path is not None and path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def _built() -> bool:
+    """True if this checkout or installation has the compiled engine beside its sources."""
+    return any(
+        (PACKAGE / (module + suffix)).exists()
+        for module in ENGINE
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+    )
+
+
+def _probe(package_parent: Path, **env: str) -> list[str]:
+    """Import message_io from ``package_parent`` in a fresh interpreter; report
+    ``COMPILED``, the engine modules' files, and any warnings."""
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    import message_io\n"
+        "    import message_io.network.loop, message_io.network.connection\n"
+        "print(message_io.COMPILED)\n"
+        "print(message_io.network.loop.__file__)\n"
+        "print(message_io.network.connection.__file__)\n"
+        "print(len(caught), *(str(w.message) for w in caught))\n"
+    )
+    environment = {**PYTHON_ENV, "PYTHONPATH": str(package_parent), **env}
+    environment.pop("MESSAGE_IO_NO_EXTENSIONS", None)
+    environment.update(env)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.splitlines()
+
+
+def test_the_running_engine_is_the_expected_one() -> None:
+    loaded = _is_extension(loop_module.__file__)
+    assert message_io.COMPILED is loaded
+    expect = os.environ.get("MESSAGE_IO_EXPECT")
+    if expect is None:
+        pytest.skip("MESSAGE_IO_EXPECT not set: this run states no expectation")
+    assert expect in ("compiled", "pure"), expect
+    assert message_io.COMPILED is (expect == "compiled"), (
+        f"expected the {expect} engine, got {loop_module.__file__}"
+    )
+
+
+def test_the_switch_turns_the_extensions_off_for_every_module() -> None:
+    if not _built():
+        pytest.skip("no compiled engine in this installation (built without a C compiler?)")
+    on = _probe(PACKAGE.parent)
+    assert on[0] == "True"
+    assert _is_extension(on[1]) and _is_extension(on[2]), on
+    off = _probe(PACKAGE.parent, MESSAGE_IO_NO_EXTENSIONS="1")
+    assert off[0] == "False"
+    assert off[1].endswith("loop.py") and off[2].endswith("connection.py"), off
+    assert off[3] == "0", off  # turned off on purpose: nothing to warn about
+
+
+def test_an_extension_older_than_its_source_is_not_used(tmp_path: Path) -> None:
+    if not _built():
+        pytest.skip("no compiled engine in this installation (built without a C compiler?)")
+    copy = tmp_path / "message_io"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for shared in PACKAGE.parent.glob("*__mypyc*"):  # mypyc's runtime, beside the package
+        shutil.copy2(shared, tmp_path)
+    assert _probe(tmp_path)[0] == "True"  # the copy as built runs compiled
+    source = copy / "network" / "driver.py"
+    extension = next(copy.glob("network/driver.*.so"))
+    newer = extension.stat().st_mtime + 60
+    os.utime(source, (newer, newer))  # as if edited a minute after the build
+    stale = _probe(tmp_path)
+    assert stale[0] == "False", stale
+    assert stale[1].endswith("loop.py"), stale  # all or nothing: loop.py was not edited
+    assert stale[3].startswith("1 message_io: compiled modules older than their sources"), stale
+    assert "driver.py" in stale[3]
+
+
+def test_without_extensions_nothing_is_chosen(tmp_path: Path) -> None:
+    copy = tmp_path / "message_io"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd"))
+    assert _compiled.select(copy) is False
+    plain = _probe(tmp_path)
+    assert plain[0] == "False" and plain[1].endswith("loop.py"), plain
+    assert plain[3] == "0", plain  # a pure installation is normal: no warning
