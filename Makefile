@@ -69,8 +69,9 @@ pytest310: $(BUILT310)
 
 test: lint typecheck pytest pytest310 wheel-check docs
 
-# The release check: build the sdist and wheel, check their metadata, install the wheel
-# (not editable) into a fresh virtual environment, and run the README's echo server and
+# The release check: build the sdist and wheel (the wheel from the sdist, compiling the
+# engine), check their metadata, install the wheel (not editable) into a fresh virtual
+# environment, check that its engine is compiled, and run the README's echo server and
 # client and the command-line tool's tests against that installation.
 WHEEL_VENV := .venv-wheel
 wheel-check: $(STAMP)
@@ -79,6 +80,8 @@ wheel-check: $(STAMP)
 	$(VENV)/bin/twine check --strict dist/*
 	$(PYTHON) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/python -m pip install -q dist/*.whl
+	$(WHEEL_VENV)/bin/python -c 'import message_io, sys; sys.exit(not message_io.COMPILED)' \
+	|| { echo "the wheel's engine is not compiled"; exit 1; }
 	MESSAGE_IO_PYTHON=$(abspath $(WHEEL_VENV))/bin/python \
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_cli.py
 
