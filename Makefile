@@ -16,7 +16,7 @@ STAMP310 := $(VENV310)/.installed
 BUILT := $(VENV)/.built
 BUILT310 := $(VENV310)/.built
 # What the build tools need to compile the engine in place (setup.py, pyproject.toml).
-BUILD_TOOLS := pip "setuptools>=77" "mypy>=1.15"
+BUILD_TOOLS := pip "setuptools>=77" "mypy>=1.15" "websockets>=14"
 # The modules setup.py compiles: a change to one of them rebuilds the extensions.
 COMPILED_SOURCES := $(shell sed -n 's|^    "\(message_io/.*\.py\)",$$|src/\1|p' setup.py)
 

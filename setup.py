@@ -78,7 +78,7 @@ def _extensions() -> list[Any]:
         return []
     try:
         return list(mypycify([f"src/{path}" for path in COMPILED], opt_level="3"))
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - it exits on a type error
         _fallback(f"mypyc failed ({exc!r})")
         return []
 
