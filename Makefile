@@ -39,11 +39,11 @@ $(STAMP310): pyproject.toml
 
 # The compiled engine, built in place beside its sources (about 40 s per Python).
 $(BUILT): $(STAMP) setup.py $(COMPILED_SOURCES)
-	$(VENV)/bin/python -m pip install -q --no-build-isolation --no-deps -e .
+	MESSAGE_IO_REQUIRE_EXTENSIONS=1 $(VENV)/bin/python -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
 $(BUILT310): $(STAMP310) setup.py $(COMPILED_SOURCES)
-	$(VENV310)/bin/python -m pip install -q --no-build-isolation --no-deps -e .
+	MESSAGE_IO_REQUIRE_EXTENSIONS=1 $(VENV310)/bin/python -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
 build: $(BUILT)
@@ -76,7 +76,7 @@ test: lint typecheck pytest pytest310 wheel-check docs
 WHEEL_VENV := .venv-wheel
 wheel-check: $(STAMP)
 	rm -rf dist $(WHEEL_VENV)
-	$(VENV)/bin/python -m build --outdir dist . > /dev/null
+	MESSAGE_IO_REQUIRE_EXTENSIONS=1 $(VENV)/bin/python -m build --outdir dist . > /dev/null
 	$(VENV)/bin/twine check --strict dist/*
 	$(PYTHON) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/python -m pip install -q dist/*.whl

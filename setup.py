@@ -7,7 +7,8 @@ package and are what runs when the extensions are absent or turned off
 
 The build never fails for want of the accelerator: with ``MESSAGE_IO_NO_EXTENSIONS=1``
 set, or when mypyc or a C compiler is missing or the compilation fails, it warns and
-builds the pure-Python package.
+builds the pure-Python package; ``MESSAGE_IO_REQUIRE_EXTENSIONS=1`` (``make build``)
+makes such a failure fatal instead.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class OptionalBuildExt(build_ext):
 
 
 def _fallback(why: str) -> None:
+    if os.environ.get("MESSAGE_IO_REQUIRE_EXTENSIONS", "") not in ("", "0"):
+        raise RuntimeError(f"message_io: {why}")  # make build: a failure must show
     warnings.warn(
         f"message_io: {why}; installing the pure-Python package (slower, same behaviour)",
         stacklevel=1,
