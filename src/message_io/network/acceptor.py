@@ -189,7 +189,7 @@ class Acceptor(Driver):
         with listener.lock:
             listener.fd = -1
             listener.move(CLOSED)
-            listener.chunks.clear()
+            listener.chunks = ()  # frees what was queued
             listener.queued = 0
             listener.notify()
         self.poller.unregister(fd)

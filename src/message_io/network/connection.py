@@ -182,7 +182,10 @@ class Connection(SendQueue):
         self.dirty = False
         self.read_closed = False  # the peer's EOF was seen while closing
         self.direct_iter = -1
-        self.resolved = threading.Event()
+        # The outcome is known (ready, failed or closed): connect_sync waits for it on
+        # the loop's sync_cond (a flag, not an Event: an Event is a lock, a condition and
+        # a deque, and every connection would carry one).
+        self.resolved = False
         self.established = False
         self.bind(remote)
 
@@ -323,7 +326,7 @@ class Connection(SendQueue):
                     return _SENT
                 with memoryview(wire) as view:
                     rest = self.tail = bytearray(view[written:])
-                self.chunks.append(rest)
+                self.push(rest)
                 self.queued = len(rest)
                 self.arm_write()
                 return _SENT
@@ -331,7 +334,7 @@ class Connection(SendQueue):
                 tail = self.tail
                 if tail is None:
                     tail = self.tail = bytearray()
-                    self.chunks.append(tail)
+                    self.push(tail)
                 if head:
                     tail += head
                 tail += data
@@ -339,10 +342,10 @@ class Connection(SendQueue):
                 if head:
                     tail = self.tail
                     if tail is None:
-                        self.chunks.append(head)
+                        self.push(head)
                     else:
                         tail += head
-                self.chunks.append(data)
+                self.push(data)
                 self.tail = None
             self.queued += size + (len(head) if head else 0)
             if self.write_armed:
@@ -401,7 +404,7 @@ class Connection(SendQueue):
     def queue_wire(self, wire: Buffer) -> None:
         """Queue bytes ready for the wire after everything queued. Holds the lock."""
         if wire:
-            self.chunks.append(wire)
+            self.push(wire)
             self.tail = None
             self.queued += len(wire)
 
@@ -467,6 +470,10 @@ class Connection(SendQueue):
             OSError: the connection is broken.
         """
         chunks = self.chunks
+        if isinstance(chunks, tuple):  # nothing was ever queued
+            self.queued = 0
+            self.notify()
+            return
         remote = self.remote
         while chunks:
             if len(chunks) > 1:
@@ -536,7 +543,7 @@ class DatagramConnection(Connection):
         if self.listener_id is None and not isinstance(self.remote, Dial):
             self.move(READY)
             self.established = True
-            self.resolved.set()
+            self.resolved = True
 
     def _write_now(self, packet: Buffer) -> SendStatus | None:
         """Hand one datagram to the OS: its status, or None if the OS pushes back."""
@@ -582,7 +589,7 @@ class DatagramConnection(Connection):
                 self.want_drain = True
                 return _QUEUE_FULL
             packet = bytes(packet)  # the caller may reuse its buffer once send returns
-            self.chunks.append(packet)
+            self.push(packet)
             self.queued += len(packet)
             self.arm_write()
             return _SENT
@@ -590,6 +597,10 @@ class DatagramConnection(Connection):
     def flush(self) -> None:
         """Write queued datagrams until the queue is empty or the OS pushes back."""
         chunks = self.chunks
+        if isinstance(chunks, tuple):  # nothing was ever queued
+            self.queued = 0
+            self.notify()
+            return
         write = self.remote.write
         while chunks:
             packet = chunks[0]

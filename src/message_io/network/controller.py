@@ -295,7 +295,7 @@ class NetworkController:
             conn.remote.start()
         endpoint = conn.endpoint
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not conn.resolved.is_set():
+        while not conn.resolved:
             if not loop.running:
                 raise NodeStoppedError("the node was stopped while connecting")
             remaining = None if deadline is None else deadline - time.monotonic()

@@ -172,7 +172,7 @@ class Driver:
 
     def decided(self, conn: Connection) -> None:
         """``conn``'s outcome is known (ready, failed or closed): wake ``connect_sync``."""
-        conn.resolved.set()
+        conn.resolved = True
         if self.sync_waiters:
             with self.sync_cond:
                 self.sync_cond.notify_all()
@@ -654,7 +654,7 @@ class Driver:
             fd = conn.fd
             conn.fd = -1
             conn.move(CLOSED)
-            conn.chunks.clear()
+            conn.chunks = ()  # frees what was queued
             conn.tail = None
             conn.queued = 0
             conn.notify()

@@ -84,7 +84,7 @@ class Listener(SendQueue):
         self.datagrams: list[tuple[Address, bytes]] = []
         self.on_remote = lambda remote, addr: self.accepted.append((remote, addr))
         self.on_datagram = lambda addr, data: self.datagrams.append((addr, data))
-        self.chunks: deque[tuple[Endpoint, bytes]] = deque()
+        # SendQueue.chunks: (endpoint, datagram) pairs, pushed once the OS pushes back.
         self.drain_for: set[Endpoint] = set()  # refused sends: tell each one Drained
 
     def send_to(self, endpoint: Endpoint, message: BytesLike) -> SendStatus:
@@ -104,7 +104,7 @@ class Listener(SendQueue):
                 self.drain_for.add(endpoint)
                 return _QUEUE_FULL
             packet = bytes(data)
-            self.chunks.append((endpoint, packet))
+            self.push((endpoint, packet))
             self.queued += len(packet)
             if not self.write_armed:
                 self.write_armed = True
@@ -153,6 +153,7 @@ class Listener(SendQueue):
             chunks = self.chunks
             send_to = self.local.send_to
             while chunks:
+                assert isinstance(chunks, deque)  # not the empty tuple: it has items
                 endpoint, packet = chunks[0]
                 try:
                     status = send_to(endpoint.addr, packet)

@@ -462,7 +462,7 @@ class Loop(Acceptor, Generic[S]):
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             with self._signal_wakeup():  # Ctrl+C interrupts the wait at once
-                while self.running and not conn.resolved.is_set() and not self.drive_wanted:
+                while self.running and not conn.resolved and not self.drive_wanted:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return
@@ -479,7 +479,7 @@ class Loop(Acceptor, Generic[S]):
             try:
                 self.sync_cond.wait_for(
                     lambda: (
-                        conn.resolved.is_set()
+                        conn.resolved
                         or not self.running
                         or not (self.drive_lock.locked() or self.drive_wanted)
                     ),

@@ -64,19 +64,27 @@ class SendQueue:
         "write_armed",
     )
 
-    chunks: deque[Any]
+    chunks: deque[Any] | tuple[()]
 
     def __init__(self, limit: int, *, packets: bool) -> None:
         self.limit = limit
         self.packets = packets
         self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
+        # Made by the first wait_empty(): most connections never have a thread waiting.
+        self.cond: threading.Condition | None = None
         self.waiters = 0  # threads in wait_drained(); notify only if there are some
-        self.chunks = deque()
+        self.chunks = ()  # a deque from the first push(): an idle connection needs none
         self.queued = 0
         self.state = PENDING
         self.want_drain = False  # a send was refused: say Drained once empty
         self.write_armed = False  # polled for writing
+
+    def push(self, chunk: Any) -> None:
+        """Queue ``chunk`` after the others. Holds the lock."""
+        chunks = self.chunks
+        if isinstance(chunks, tuple):
+            chunks = self.chunks = deque()
+        chunks.append(chunk)
 
     def move(self, state: State) -> None:
         """Move to ``state`` along :data:`TRANSITIONS`. Holds the lock (or owns ``self``).
@@ -96,16 +104,20 @@ class SendQueue:
 
     def notify(self) -> None:
         """Wake the threads waiting for the queue to empty, if any. Holds the lock."""
-        if self.waiters:
+        if self.waiters and self.cond is not None:
             self.cond.notify_all()
 
     def wait_empty(self, timeout: float | None) -> bool:
         """Wait until the queue is empty; False on timeout or once it closes. Any thread
         but the loop's."""
-        with self.cond:
+        with self.lock:
+            cond = self.cond
+            if cond is None:
+                cond = self.cond = threading.Condition(self.lock)
+        with cond:
             self.waiters += 1
             try:
-                self.cond.wait_for(lambda: not self.chunks or self.state is not READY, timeout)
+                cond.wait_for(lambda: not self.chunks or self.state is not READY, timeout)
             finally:
                 self.waiters -= 1
             return self.state is READY and not self.chunks
