@@ -7,7 +7,7 @@ The report's figures (``docs/img/performance-*.svg``, one per section) are drawn
 
     python benchmarks/run.py                  # everything (about 3 minutes, and churn)
     python benchmarks/run.py --quick          # fewer messages, 3 samples (about 30 s, and churn)
-    python benchmarks/run.py --only latency   # or throughput, bulk, udp, ws, asyncio, churn
+    python benchmarks/run.py --only latency   # or throughput, bulk, udp, ws, asyncio, churn, idle
     python benchmarks/run.py --only churn     # 50,000 connections per transport (1-2 minutes)
     python benchmarks/run.py --no-write       # print only
     python benchmarks/run.py --quick --profile /tmp/prof   # cProfile stats of every side
@@ -36,6 +36,7 @@ from pathlib import Path
 import bench_asyncio
 import bench_churn
 import bench_common
+import bench_idle
 import bench_latency
 import bench_stream
 import bench_udp
@@ -48,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 
 # benchmarks with a section of their own
-_OWN_SECTION = {"udp", bench_churn.NAME, bench_asyncio.NAME}
+_OWN_SECTION = {"udp", bench_churn.NAME, bench_asyncio.NAME, bench_idle.NAME}
 _OWN_SECTION.update(bench_ws.SECTIONS)  # WebSocket: round trip, 100 B, bulk
 
 # name: (the variants, samples per variant in a full run; --quick takes 3 of each)
@@ -61,6 +62,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], list[Case]], int]] = {
     bench_asyncio.NAME: (bench_asyncio.cases, 5),
     # one long run per transport: it measures what is left after 50,000 connections
     bench_churn.NAME: (bench_churn.cases, 1),
+    bench_idle.NAME: (bench_idle.cases, 1),  # steady: min and max agree within 1%
 }
 
 METHODS = {
@@ -401,6 +403,15 @@ def _write_doc(
             asyncio_rows,
             [bench_asyncio.method_text(args.quick)],
             figure("asyncio", "asyncio", asyncio_rows),
+        )
+    if bench_idle.NAME in names:
+        idle_rows = [row for row in rows if row.benchmark == bench_idle.NAME]
+        parts += _section(
+            "Idle connections",
+            "What each open but silent connection costs a server in memory.",
+            idle_rows,
+            [bench_idle.method_text(args.quick)],
+            figure("idle", "Idle connections", idle_rows),
         )
     if bench_churn.NAME in names:
         parts += _section(
