@@ -238,6 +238,43 @@ def parse_ws_address(addr: Any) -> WebSocketURI:
 class WsRemote(Remote):
     """One WebSocket connection, client or server side, over TCP or TLS."""
 
+    # Every attribute in a slot: no per-instance dict (the base classes have none of
+    # their own slots, but a dict is only made for an attribute outside them).
+    __slots__ = (
+        "_accept",
+        "_after",
+        "_client",
+        "_closed_early",
+        "_early",
+        "_failure",
+        "_fd",
+        "_feed",
+        "_fragment_count",
+        "_fragments",
+        "_fragments_text",
+        "_headers",
+        "_heard",
+        "_held_input",
+        "_key_at",
+        "_keys",
+        "_out",
+        "_phase",
+        "_pinged",
+        "_reader",
+        "_request_seen",
+        "_server_hostname",
+        "_stream",
+        "_tail",
+        "_tls",
+        "_want",
+        "failure",
+        "heartbeat_interval",
+        "max_fragments",
+        "max_message_size",
+        "protocol",
+        "socket",
+    )
+
     full_duplex = False  # the protocol's state (and TLS's) serves both directions
     framing = Framing.FRAME  # a client masks every payload: frame() copies it anyway
     reports_incomplete = True
@@ -681,6 +718,8 @@ class WsRemote(Remote):
 class WsServerRemote(WsRemote):
     """An accepted WebSocket connection: its frames are not masked, so a binary message
     goes out as a header followed by the payload itself, never copied."""
+
+    __slots__ = ()
 
     framing = Framing.HEADER
 
