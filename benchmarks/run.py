@@ -336,7 +336,12 @@ def _write_doc(
         f"- **Date:** {now}; the whole run took {seconds:.0f} s",
         f"- **Machine:** {_machine()}",
         f"- **Python:** {platform.python_implementation()} {platform.python_version()}",
-        f"- **message_io:** {message_io.__version__} (commit {commit})",
+        f"- **message_io:** {message_io.__version__} (commit {commit}); engine "
+        + (
+            "compiled (mypyc)"
+            if message_io.COMPILED
+            else "pure Python (`MESSAGE_IO_NO_EXTENSIONS=1` or no compiler)"
+        ),
         f"- **Samples per variant:** {samples}, interleaved; median, min and max shown",
         "",
         "Each variant runs its two ends as two fresh processes talking over loopback",
