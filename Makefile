@@ -64,8 +64,10 @@ pytest: $(BUILT)
 	MESSAGE_IO_EXPECT=compiled $(VENV)/bin/python -m pytest
 	MESSAGE_IO_NO_EXTENSIONS=1 MESSAGE_IO_EXPECT=pure $(VENV)/bin/python -m pytest -q
 
+# PYTHONMALLOC=debug: CPython's debug allocator catches the compiled code's buffer
+# overruns, double frees and API misuse as they happen.
 pytest310: $(BUILT310)
-	MESSAGE_IO_EXPECT=compiled $(VENV310)/bin/python -m pytest -q
+	PYTHONMALLOC=debug MESSAGE_IO_EXPECT=compiled $(VENV310)/bin/python -m pytest -q
 
 test: lint typecheck pytest pytest310 wheel-check docs
 
