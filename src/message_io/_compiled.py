@@ -54,13 +54,18 @@ class _SourceFinder:
 
 
 def _extensions(root: Path) -> list[tuple[Path, Path]]:
-    """Each extension module of the package with its ``.py`` source."""
+    """Each extension module of the package with its ``.py`` source (the package and its
+    subpackages, one level deep: where the compiled modules are)."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     found = []
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        for extension in root.rglob("*" + suffix):
-            source = extension.with_name(extension.name[: -len(suffix)] + ".py")
-            if source.is_file():
-                found.append((extension, source))
+    folders = [str(root), *(entry.path for entry in os.scandir(root) if entry.is_dir())]
+    for folder in folders:
+        for entry in os.scandir(folder):
+            if entry.name.endswith(suffixes):
+                stem = entry.name.split(".", 1)[0]
+                source = Path(folder, stem + ".py")
+                if source.is_file():
+                    found.append((Path(entry.path), source))
     return found
 
 
