@@ -220,13 +220,17 @@ class FrameDecoder:
             self.have += avail
             return n
         end = pos + missing
+        # The whole of ``data`` is the payload when a large frame's payload was read
+        # apart: keep that very object. (CPython's ``data[0:len(data)]`` returns ``data``
+        # itself, but compiled code copies it, into fresh pages: 250 times slower.)
+        piece = data if pos == 0 and end == n else data[pos:end]
         chunks = self._chunks
         if chunks:
-            chunks.append(data[pos:end])
+            chunks.append(piece)
             out.append(b"".join(chunks))
             self._chunks = []
         else:
-            out.append(data[pos:end])
+            out.append(piece)
         self.need = -1
         self.have = self._hlen = 0
         return end
