@@ -7,7 +7,7 @@ The report's figures (``docs/img/performance-*.svg``, one per section) are drawn
 
     python benchmarks/run.py                  # everything (about 3 minutes, and churn)
     python benchmarks/run.py --quick          # fewer messages, 3 samples (about 30 s, and churn)
-    python benchmarks/run.py --only latency   # or throughput, bulk, udp, ws, asyncio, churn, idle
+    python benchmarks/run.py --only latency   # or throughput receive bulk udp ws asyncio churn idle
     python benchmarks/run.py --only churn     # 50,000 connections per transport (1-2 minutes)
     python benchmarks/run.py --no-write       # print only
     python benchmarks/run.py --quick --profile /tmp/prof   # cProfile stats of every side
@@ -38,6 +38,7 @@ import bench_churn
 import bench_common
 import bench_idle
 import bench_latency
+import bench_receive
 import bench_stream
 import bench_udp
 import bench_ws
@@ -49,13 +50,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 
 # benchmarks with a section of their own
-_OWN_SECTION = {"udp", bench_churn.NAME, bench_asyncio.NAME, bench_idle.NAME}
+_OWN_SECTION = {"udp", bench_churn.NAME, bench_asyncio.NAME, bench_idle.NAME, bench_receive.NAME}
 _OWN_SECTION.update(bench_ws.SECTIONS)  # WebSocket: round trip, 100 B, bulk
 
 # name: (the variants, samples per variant in a full run; --quick takes 3 of each)
 BENCHMARKS: dict[str, tuple[Callable[[bool], list[Case]], int]] = {
     "latency": (bench_latency.cases, 5),
     "throughput": (bench_stream.throughput_cases, 5),
+    bench_receive.NAME: (bench_receive.cases, 5),
     "bulk": (bench_stream.bulk_cases, 7),
     "udp": (bench_udp.cases, 5),
     "ws": (bench_ws.cases, 5),
@@ -408,6 +410,16 @@ def _write_doc(
             asyncio_rows,
             [bench_asyncio.method_text(args.quick)],
             figure("asyncio", "asyncio", asyncio_rows),
+        )
+    if bench_receive.NAME in names:
+        receive_rows = [row for row in rows if row.benchmark == bench_receive.NAME]
+        parts += _section(
+            "Receive only",
+            "How fast a receiver takes 100-byte length-prefixed messages from a sender that\n"
+            "outpaces it: message_io against asyncio's and uvloop's own `Protocol`.",
+            receive_rows,
+            [bench_receive.method_text(args.quick)],
+            figure("receive", "Receive only", receive_rows),
         )
     if bench_idle.NAME in names:
         idle_rows = [row for row in rows if row.benchmark == bench_idle.NAME]
