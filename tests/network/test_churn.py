@@ -196,3 +196,23 @@ def test_a_connection_is_freed_by_the_turn_that_closes_it(transport: Transport) 
         assert announced.wait(TIMEOUT)
         assert client.network.remove(endpoint)
         assert seen.get(timeout=TIMEOUT) is None
+
+
+@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.UDP])
+def test_an_idle_connection_carries_no_queue_condition_or_event(transport: Transport) -> None:
+    """What an idle connection would never use is made when first needed: the send
+    queue by the first message the OS does not take at once, the condition by the first
+    thread that waits for a drain. (They were 2.5 KiB of every idle connection.)"""
+    handler, listener = message_io.split()
+    _, addr = handler.network.listen(transport, "127.0.0.1:0")
+    with listener.for_each_async(lambda _event: None):
+        endpoint, _ = handler.network.connect_sync(transport, addr, timeout=TIMEOUT)
+        connection = handler._loop.connections[endpoint.resource_id]
+        assert connection.resolved is True  # a flag, not a threading.Event
+        assert connection.chunks == ()
+        assert connection.cond is None
+        assert handler.network.send(endpoint, b"written at once") is message_io.SendStatus.SENT
+        assert connection.chunks == ()  # the OS took it: nothing was queued
+        assert handler.network.wait_drained(endpoint, TIMEOUT)  # a thread waits: made now
+        assert connection.cond is not None
+    handler.stop()
