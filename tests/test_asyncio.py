@@ -564,9 +564,13 @@ def test_unconsumed_events_are_bounded_and_the_peer_is_slowed_down(run: Run) -> 
                 loop = asyncio.get_running_loop()
                 sent = 0
                 blocked = False
+                unsent = b""  # what a partial send left: the stream must stay whole
                 while not blocked:  # flood until the kernel refuses for a second
                     try:
-                        sent += peer.send(frame * 64)
+                        data = unsent or frame * 64
+                        written = peer.send(data)
+                        sent += written
+                        unsent = data[written:]
                     except BlockingIOError:
                         writable = await loop.run_in_executor(
                             None, lambda: select.select([], [peer], [], 1.0)[1]
