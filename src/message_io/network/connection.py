@@ -188,6 +188,12 @@ class Connection(SendQueue):
         self.resolved = False
         self.established = False
         self.bind(remote)
+        self.created()
+
+    def created(self) -> None:
+        """The end of ``__init__``, for a subclass to extend (a constructor override
+        would have to repeat every parameter). A stream connection waits for its
+        handshake: nothing to do."""
 
     def bind(self, remote: Remote) -> None:
         """Take ``remote`` as this connection's transport: its descriptor and what the
@@ -525,20 +531,8 @@ class DatagramConnection(Connection):
 
     __slots__ = ()
 
-    def __init__(
-        self,
-        loop: Host,
-        resource_id: ResourceId,
-        endpoint: Endpoint,
-        remote: Remote,
-        *,
-        limit: int,
-        listener_id: ResourceId | None = None,
-        limits: Limits | None = None,
-    ) -> None:
-        super().__init__(
-            loop, resource_id, endpoint, remote, limit=limit, listener_id=listener_id, limits=limits
-        )
+    def created(self) -> None:
+        """One made by ``connect`` to an address is ready at once."""
         # Accepted ones still go through pending(), and ones to a host name first dial.
         if self.listener_id is None and not isinstance(self.remote, Dial):
             self.move(READY)
