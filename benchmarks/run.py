@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import bench_asyncio
 import bench_churn
@@ -49,8 +50,30 @@ import message_io
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 
+# Benchmarks of one row group each, with a section (table, method, figure) of their own:
+# (module, title, introduction), in the report's order.
+_SECTIONS: list[tuple[ModuleType, str, str]] = [
+    (
+        bench_asyncio,
+        "asyncio",
+        "`message_io.asyncio`, a node driven by the running event loop, against the\n"
+        "synchronous `for_each` node and asyncio's own fastest form, a `Protocol`.",
+    ),
+    (
+        bench_receive,
+        "Receive only",
+        "How fast a receiver takes 100-byte length-prefixed messages from a sender that\n"
+        "outpaces it: message_io against asyncio's and uvloop's own `Protocol`.",
+    ),
+    (
+        bench_idle,
+        "Idle connections",
+        "What each open but silent connection costs a server in memory.",
+    ),
+]
+
 # benchmarks with a section of their own
-_OWN_SECTION = {"udp", bench_churn.NAME, bench_asyncio.NAME, bench_idle.NAME, bench_receive.NAME}
+_OWN_SECTION = {"udp", bench_churn.NAME, *(module.NAME for module, _, _ in _SECTIONS)}
 _OWN_SECTION.update(bench_ws.SECTIONS)  # WebSocket: round trip, 100 B, bulk
 
 # name: (the variants, samples per variant in a full run; --quick takes 3 of each)
@@ -401,35 +424,16 @@ def _write_doc(
             [bench_ws.method_text(name, args.quick) for name in ws_names],
             figure("ws", "WebSocket", ws_rows),
         )
-    if bench_asyncio.NAME in names:
-        asyncio_rows = [row for row in rows if row.benchmark == bench_asyncio.NAME]
-        parts += _section(
-            "asyncio",
-            "`message_io.asyncio`, a node driven by the running event loop, against the\n"
-            "synchronous `for_each` node and asyncio's own fastest form, a `Protocol`.",
-            asyncio_rows,
-            [bench_asyncio.method_text(args.quick)],
-            figure("asyncio", "asyncio", asyncio_rows),
-        )
-    if bench_receive.NAME in names:
-        receive_rows = [row for row in rows if row.benchmark == bench_receive.NAME]
-        parts += _section(
-            "Receive only",
-            "How fast a receiver takes 100-byte length-prefixed messages from a sender that\n"
-            "outpaces it: message_io against asyncio's and uvloop's own `Protocol`.",
-            receive_rows,
-            [bench_receive.method_text(args.quick)],
-            figure("receive", "Receive only", receive_rows),
-        )
-    if bench_idle.NAME in names:
-        idle_rows = [row for row in rows if row.benchmark == bench_idle.NAME]
-        parts += _section(
-            "Idle connections",
-            "What each open but silent connection costs a server in memory.",
-            idle_rows,
-            [bench_idle.method_text(args.quick)],
-            figure("idle", "Idle connections", idle_rows),
-        )
+    for module, title, intro in _SECTIONS:
+        if module.NAME in names:
+            section_rows = [row for row in rows if row.benchmark == module.NAME]
+            parts += _section(
+                title,
+                intro,
+                section_rows,
+                [module.method_text(args.quick)],
+                figure(module.NAME, title, section_rows),
+            )
     if bench_churn.NAME in names:
         parts += _section(
             "Connection churn",
