@@ -13,13 +13,14 @@ subtracted.
 
 from __future__ import annotations
 
+import asyncio
 import cProfile
 import multiprocessing
 import os
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "Row",
     "Stats",
     "configs",
+    "run_async",
     "run_pair",
 ]
 
@@ -117,6 +119,15 @@ def configs(transport: Transport, *, nodelay: bool = True) -> tuple[Any, Any]:
     if transport is Transport.TCP:
         return TcpConnectConfig(nodelay=nodelay), TcpListenConfig(nodelay=nodelay)
     raise ValueError(f"no benchmark configs for {transport!r}")
+
+
+def run_async(loop: str, main: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``main`` on a new event loop of kind ``loop`` (``asyncio`` or ``uvloop``)."""
+    if loop == "uvloop":
+        import uvloop  # optional; imported only by the processes that use it
+
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def _describe(args: Sequence[Any]) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
 
-from bench_common import HOST, BenchmarkError, Case, Report, Row, run_pair
+from bench_common import HOST, BenchmarkError, Case, Report, Row, run_async, run_pair
 
 NAME: Final = "idle"
 UNIT: Final = "KiB/connection"
@@ -110,7 +110,7 @@ def _asyncio_server(report: Report, loop_name: str, count: int) -> float:
         server.close()
         return result
 
-    return _run(serve(), loop_name)
+    return float(run_async(loop_name, serve()))
 
 
 def _websockets_server(report: Report, loop_name: str, count: int) -> float:
@@ -140,15 +140,7 @@ def _websockets_server(report: Report, loop_name: str, count: int) -> float:
             server.close(close_connections=False)
             return result
 
-    return _run(main(), loop_name)
-
-
-def _run(main: Any, loop_name: str) -> float:
-    if loop_name == "uvloop":
-        import uvloop
-
-        return float(uvloop.run(main))
-    return float(asyncio.run(main))
+    return float(run_async(loop_name, main()))
 
 
 # -- the client: open `count` connections, hold them until the server closes -----------

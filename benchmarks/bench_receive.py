@@ -20,7 +20,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
 
-from bench_common import HOST, BenchmarkError, Case, Report, Row, run_pair
+from bench_common import HOST, BenchmarkError, Case, Report, Row, run_async, run_pair
 
 import message_io
 from message_io import Disconnected, Message, Transport
@@ -130,11 +130,7 @@ def asyncio_receiver(report: Report, count: int, loop_name: str) -> float:
         server.close()
         return _rate(messages, count, first, last)
 
-    if loop_name == "uvloop":
-        import uvloop
-
-        return float(uvloop.run(main()))
-    return float(asyncio.run(main()))
+    return float(run_async(loop_name, main()))
 
 
 def _sample(receiver: Callable[..., float], args: tuple[Any, ...], count: int) -> float:

@@ -48,13 +48,13 @@ import importlib.util
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
 
 import bench_latency
 import bench_stream
-from bench_common import HOST, BenchmarkError, Case, Report, Row, run_pair
+from bench_common import HOST, BenchmarkError, Case, Report, Row, run_async, run_pair
 
 import message_io
 from message_io import Disconnected, Message, SendStatus, Transport
@@ -88,15 +88,6 @@ def _url(port: int) -> str:
     return f"ws://{HOST}:{port}/"
 
 
-def _run_async(loop: str, main: Coroutine[Any, Any, Any]) -> Any:
-    """Run ``main`` on a new event loop of kind ``loop`` (``asyncio`` or ``uvloop``)."""
-    if loop == "uvloop":
-        import uvloop  # optional; imported only by the processes that use it
-
-        return uvloop.run(main)
-    return asyncio.run(main)
-
-
 # -- websockets: round trip ------------------------------------------------------------------
 
 
@@ -123,7 +114,7 @@ def websockets_echo_server(report: Report, loop: str) -> int:
             await done
         return echoes
 
-    return int(_run_async(loop, main()))
+    return int(run_async(loop, main()))
 
 
 def websockets_ping_client(port: int, loop: str, warmup: int, count: int) -> float:
@@ -143,7 +134,7 @@ def websockets_ping_client(port: int, loop: str, warmup: int, count: int) -> flo
                     raise BenchmarkError("wrong echo")
             return (time.perf_counter() - t0) / count
 
-    return float(_run_async(loop, main()))
+    return float(run_async(loop, main()))
 
 
 # -- websockets: one way ---------------------------------------------------------------------
@@ -180,7 +171,7 @@ def websockets_receiver(report: Report, loop: str, count: int, size: int) -> flo
         _check(received, messages, count, size)
         return t_end
 
-    return float(_run_async(loop, main()))
+    return float(run_async(loop, main()))
 
 
 def websockets_sender(port: int, loop: str, count: int, size: int) -> float:
@@ -197,7 +188,7 @@ def websockets_sender(port: int, loop: str, count: int, size: int) -> float:
             await ws.wait_closed()  # the receiver closes once it has everything
         return t_start
 
-    return float(_run_async(loop, main()))
+    return float(run_async(loop, main()))
 
 
 # -- message_io WS ---------------------------------------------------------------------------
