@@ -52,8 +52,8 @@ demo: $(BUILT)
 	$(VENV)/bin/python examples/demo.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples tools
-	$(VENV)/bin/ruff format --check src tests benchmarks examples tools
+	$(VENV)/bin/ruff check src tests benchmarks examples tools setup.py
+	$(VENV)/bin/ruff format --check src tests benchmarks examples tools setup.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -41,8 +41,9 @@ COMPILED = [
 HERE = Path(__file__).resolve().parent
 
 
-def _disabled() -> bool:
-    return os.environ.get("MESSAGE_IO_NO_EXTENSIONS", "") not in ("", "0")
+def _flag(name: str) -> bool:
+    """An environment variable set to anything but empty or ``0``."""
+    return os.environ.get(name, "") not in ("", "0")
 
 
 class OptionalBuildExt(build_ext):
@@ -63,7 +64,7 @@ class OptionalBuildExt(build_ext):
 
 
 def _fallback(why: str) -> None:
-    if os.environ.get("MESSAGE_IO_REQUIRE_EXTENSIONS", "") not in ("", "0"):
+    if _flag("MESSAGE_IO_REQUIRE_EXTENSIONS"):
         raise RuntimeError(f"message_io: {why}")  # make build: a failure must show
     warnings.warn(
         f"message_io: {why}; installing the pure-Python package (slower, same behaviour)",
@@ -72,7 +73,7 @@ def _fallback(why: str) -> None:
 
 
 def _extensions() -> list[Any]:
-    if _disabled():
+    if _flag("MESSAGE_IO_NO_EXTENSIONS"):
         return []
     try:
         from mypyc.build import mypycify  # noqa: PLC0415 - optional: the build may lack it
