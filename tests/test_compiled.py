@@ -54,8 +54,8 @@ def _probe(package_parent: Path, **env: str) -> list[str]:
         "print(message_io.network.connection.__file__)\n"
         "print(len(caught), *(str(w.message) for w in caught))\n"
     )
-    environment = {**PYTHON_ENV, "PYTHONPATH": str(package_parent), **env}
-    environment.pop("MESSAGE_IO_NO_EXTENSIONS", None)
+    environment = {**PYTHON_ENV, "PYTHONPATH": str(package_parent)}
+    environment.pop("MESSAGE_IO_NO_EXTENSIONS", None)  # only what the caller sets
     environment.update(env)
     result = subprocess.run(
         [sys.executable, "-c", code],
