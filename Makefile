@@ -20,7 +20,7 @@ BUILD_TOOLS := pip "setuptools>=77" "mypy>=1.15" "websockets>=14"
 # The modules setup.py compiles: a change to one of them rebuilds the extensions.
 COMPILED_SOURCES := $(shell sed -n 's|^    "\(message_io/.*\.py\)",$$|src/\1|p' setup.py)
 
-.PHONY: demo build test lint typecheck pytest pytest310 wheel-check bench fuzz clean docs
+.PHONY: demo build test lint typecheck pytest pytest310 wheel-check bench fuzz fuzz-ws clean docs
 
 # The editable installs skip the compilation (MESSAGE_IO_NO_EXTENSIONS=1): $(BUILT) does
 # it, and again whenever a compiled module changes.
@@ -109,6 +109,14 @@ fuzz: $(BUILT)
 	MESSAGE_IO_FUZZ_SECONDS=$(or $(FUZZ_SECONDS),300) MESSAGE_IO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
 	$(VENV)/bin/python -m pytest tests/fuzz -q -p no:cacheprovider \
 	-o timeout=$$(( $(or $(FUZZ_SECONDS),300) + 600 ))
+
+# The differential campaign of the WebSocket frame input against websockets' own parser:
+# FUZZ_CASES inputs (a million by default, about 4 minutes), from seed FUZZ_SEED; the
+# smallest input of each kind of behaviour is kept in .hypothesis/fuzz/ws_frames.jsonl
+# (copy it over tests/fuzz/corpus/ws_frames.jsonl to have the test suite replay it).
+fuzz-ws: $(BUILT)
+	$(VENV)/bin/python -m tests.fuzz.ws_differential --cases $(or $(FUZZ_CASES),1000000) \
+	--seed $(or $(FUZZ_SEED),1) --corpus .hypothesis/fuzz/ws_frames.jsonl
 
 clean:
 	rm -rf $(VENV) $(VENV310) $(WHEEL_VENV) dist build .mypy_cache .ruff_cache .pytest_cache .hypothesis

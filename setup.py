@@ -26,6 +26,7 @@ from setuptools.command.build_ext import build_ext
 COMPILED = [
     "message_io/codec/framing.py",
     "message_io/codec/varint.py",
+    "message_io/codec/ws_frames.py",
     "message_io/network/acceptor.py",
     "message_io/network/connection.py",
     "message_io/network/driver.py",

@@ -44,6 +44,7 @@ from websockets.speedups import apply_mask
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
 
+from ..codec.ws_frames import FrameInput
 from ..errors import AddressError
 from ..network.adapter import (
     Buffer,
@@ -255,6 +256,7 @@ class WsRemote(Remote):
         "_headers",
         "_heard",
         "_held_input",
+        "_input",
         "_key_at",
         "_keys",
         "_out",
@@ -307,11 +309,10 @@ class WsRemote(Remote):
         self._client = isinstance(protocol, ClientProtocol)
         self._accept = accept
         self._out = bytearray()  # handshake bytes not yet written
-        # What is read goes to the protocol; during a server's handshake, through a note
-        # of whether the request line ended within the line limit (see _refusal).
-        self._feed: Callable[[bytes], None] = (
-            protocol.receive_data if accept is None else self._feed_request
-        )
+        # What is read goes to the protocol: during the handshake, only up to the end of
+        # the request or response (see _feed_head); once open, through a FrameInput.
+        self._feed: Callable[[bytes], None] = self._feed_head
+        self._input: FrameInput | None = None
         self._request_seen = 0  # bytes before the request's first LF; -1 once one came
         self._tail = b""  # the last bytes of the request so far (to find its end)
         self._after: bytearray | None = None  # bytes behind the request, held
@@ -409,12 +410,6 @@ class WsRemote(Remote):
                 response = self._accept(protocol, event)
                 protocol.send_response(response)
                 self._collect_handshake_output()
-                after, self._after = self._after, None
-                if after and response.status_code == 101:
-                    # What came behind the request, parsed now that the connection is
-                    # open, exactly as if it had come in a later read.
-                    protocol.receive_data(bytes(after))
-                    self._held_input = True
                 if response.status_code != 101:  # refused (404...): answered, then closed
                     self.failure = ConnectionRefusedError(
                         f"refused with {response.status_code} {response.reason_phrase}"
@@ -425,8 +420,8 @@ class WsRemote(Remote):
                 pass  # client side: the protocol checked it (handshake_exc)
             elif self._on_frame(event, self._early.append):
                 break  # the connection was failed: nothing after that frame counts
-        if protocol.state is not CONNECTING:
-            self._feed = protocol.receive_data  # the request is over: no more notes
+        if protocol.state is not CONNECTING and self._input is None:
+            self._open_input()
         if protocol.handshake_exc is not None:
             self.failure = protocol.handshake_exc
             self._collect_handshake_output()  # a server's error response (414, 431...)
@@ -450,13 +445,15 @@ class WsRemote(Remote):
         self._want = Readiness.READ
         return PendingStatus.INCOMPLETE
 
-    def _feed_request(self, data: bytes) -> None:
-        """Feed the request to the protocol, noting where its first line ended.
+    def _feed_head(self, data: bytes) -> None:
+        """Feed the request (or response) to the protocol, noting where a request's
+        first line ended.
 
-        Only the request goes in: bytes behind its blank line wait in ``_after`` until
-        the server has answered, then are parsed as frames of the open connection
-        (websockets would parse them while still connecting). So a close frame or a
-        protocol error has the same effect whether it comes with the request or later.
+        Only the request or response goes in: bytes behind its blank line wait in
+        ``_after`` until the connection is open (a server has answered), then go in
+        through the ``FrameInput``, which must see every frame from the first (see
+        :mod:`message_io.codec.ws_frames`). So a close frame or a protocol error has the
+        same effect whether it comes with the request or later.
         """
         if self._after is not None:  # the request is complete: hold the rest
             self._after += data
@@ -472,8 +469,32 @@ class WsRemote(Remote):
             self.protocol.receive_data(data)
             return
         cut = end + 4 - len(tail)
+        protocol = self.protocol
+        protocol.receive_data(data[:cut])
+        if self._client and protocol.state is not OPEN:
+            # Refused (a body may follow) or failed: the protocol takes all there is.
+            self._feed = protocol.receive_data
+            if cut < len(data):
+                protocol.receive_data(data[cut:])
+            return
         self._after = bytearray(data[cut:])
-        self.protocol.receive_data(data[:cut])
+
+    def _open_input(self) -> None:
+        """The handshake is over: what is read from now on, starting with what came
+        behind the request or response, goes in through a ``FrameInput`` (if open)."""
+        protocol = self.protocol
+        after, self._after = self._after, None
+        if protocol.state is OPEN and not protocol.extensions:
+            self._input = FrameInput(
+                protocol, masked=not self._client, max_size=self.max_message_size
+            )
+            self._feed = self._input.feed
+        else:
+            self._feed = protocol.receive_data
+        if after:
+            # Parsed now that the connection is open, exactly as if in a later read.
+            self._feed(bytes(after))
+            self._held_input = True
 
     def _refusal(self, exc: Exception) -> bytes:
         """The answer of websockets' servers to a request over its size limits, for the
@@ -503,7 +524,6 @@ class WsRemote(Remote):
     def _read_into_protocol(self) -> ReadStatus:
         """Feed what the OS has (all of it, for TLS) to the protocol."""
         recv = self._stream.recv
-        feed = self._feed
         tls = self._stream is not self.socket
         for _ in range(_READS_PER_EVENT):
             try:
@@ -517,7 +537,7 @@ class WsRemote(Remote):
             if not data:
                 self.protocol.receive_eof()
                 return ReadStatus.DISCONNECTED
-            feed(data)
+            self._feed(data)  # looked up each time: the handshake may change it
             if len(data) < INPUT_BUFFER_SIZE and not (tls and self._stream.pending()):  # type: ignore[attr-defined]
                 return ReadStatus.OK
         if tls and self._stream.pending():  # type: ignore[attr-defined]
@@ -545,9 +565,14 @@ class WsRemote(Remote):
             self._early.clear()
         status = self._read_into_protocol()
         protocol = self.protocol
-        for frame in protocol.events_received():
+        source = self._input
+        frames = protocol.events_received() if source is None else source.take()
+        if frames:
             self._heard = True
-            if self._on_frame(frame, deliver):
+        for frame in frames:
+            if frame.__class__ is bytes:  # a binary message taken by the FrameInput
+                deliver(frame)
+            elif self._on_frame(frame, deliver):
                 break  # the connection was failed: no later frame is processed (RFC 7.1.7)
         # Ours (_fail), or the parser's (websockets documents parser_exc as where a
         # parse error is kept).

@@ -1,0 +1,183 @@
+"""The input of an open WebSocket connection: whole data frames cut out directly, every
+other frame parsed by the ``websockets`` protocol.
+
+Theory of operation
+-------------------
+``websockets``' Sans-I/O protocol parses every frame in Python: about 2.4 µs for a
+small one, most of a WebSocket receiver's time. :class:`FrameInput` sits in front of it
+and takes the common frame itself: a whole (not cut short by the read), unfragmented
+binary or text frame with no reserved bit set, masked as the side requires and within
+the size limit, arriving while no fragmented message is under way and the protocol is
+``OPEN``. Its payload is sliced out of the bytes read (and unmasked, on the server
+side, with ``websockets``' own C ``apply_mask``). Everything else (control frames,
+fragments, a frame cut by the end of a read, a header the protocol would refuse,
+anything after a close frame or an error) goes to the protocol, byte for byte, so its
+state, its replies (pong, close) and its close codes stay exactly what they would be
+had it seen all the bytes.
+
+That works because :class:`FrameInput` knows where every frame starts: it reads the
+header of each frame it hands over (keeping the first bytes of a header cut by the end
+of a read, at most 14) and counts the bytes still owed to the protocol. So the
+protocol's parser is always between two frames when a frame is taken from it, exactly
+as after a frame it parsed itself. The protocol must be at such a boundary when the
+input is created: right after the opening handshake, with nothing behind it fed yet.
+
+A frame the protocol parses is only processed after the bytes fed with it; so the
+frames of one read come out in one list, in order: a payload taken here is a ``bytes``
+(binary) or a ``websockets`` ``Frame`` (text, which the caller decodes), a frame parsed
+by the protocol is its ``Frame`` (the protocol's events: after the handshake, nothing
+else).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN, Event, Protocol
+from websockets.speedups import apply_mask
+
+__all__ = ["FrameInput"]
+
+_FIN_BINARY: Final = 0x82
+_FIN_TEXT: Final = 0x81
+_FIN: Final = 0x80
+_OPCODE: Final = 0x0F
+_TEXT: Final = 1
+_BINARY: Final = 2
+_CONT: Final = 0
+_MASK_BIT: Final = 0x80
+_LENGTH: Final = 0x7F
+
+
+def header_size(first_two: int, masked: bool) -> int:
+    """The size of a frame header whose second byte is ``first_two`` (2 to 14 bytes)."""
+    length = first_two & _LENGTH
+    size = 2 if length < 126 else 4 if length == 126 else 10
+    return size + 4 if masked else size
+
+
+def payload_size(head: bytes | bytearray, at: int) -> int:
+    """The payload length announced by the complete header at ``head[at:]``."""
+    length = head[at + 1] & _LENGTH
+    if length < 126:
+        return length
+    if length == 126:
+        return int.from_bytes(head[at + 2 : at + 4], "big")
+    return int.from_bytes(head[at + 2 : at + 10], "big")
+
+
+class FrameInput:
+    """The bytes read from one open WebSocket connection, made into frames.
+
+    ``protocol``: the connection's ``websockets`` protocol, ``OPEN``, its parser between
+    two frames. ``masked``: whether frames must come masked (the server side).
+    ``max_size``: the largest payload taken directly (the protocol's own limit; larger
+    ones go to it, to be refused), or ``None``.
+    """
+
+    __slots__ = ("_fragmented", "_head", "_owed", "frames", "masked", "max_size", "protocol")
+
+    def __init__(self, protocol: Protocol, *, masked: bool, max_size: int | None) -> None:
+        self.protocol = protocol
+        self.masked = masked
+        self.max_size = max_size
+        self.frames: list[bytes | Event] = []
+        self._owed = 0  # bytes of the frame under way that the protocol has yet to get
+        self._head = b""  # the start of a header cut by the end of a read
+        self._fragmented = False  # a fragmented message is under way
+
+    def take(self) -> list[bytes | Event]:
+        """The frames of what was fed since the last call, in order (see the module)."""
+        frames = self.frames
+        if frames:
+            self.frames = []
+        return frames
+
+    def feed(self, data: bytes) -> None:
+        """Take the frames in ``data``, the next bytes read (not empty)."""
+        protocol = self.protocol
+        pos = 0
+        end = len(data)
+        if self._head:  # a header cut short: the protocol has its first bytes
+            pos = self._complete_header(data)
+            if pos < 0:
+                return
+        while pos < end:
+            if self._owed:
+                pos = self._hand_over(data, pos)
+                continue
+            if protocol.state is not OPEN:  # closing, or failed: the rest is the protocol's
+                protocol.receive_data(data[pos:] if pos else data)
+                return
+            first = data[pos]
+            if end - pos < 2:
+                self._owe_header(data, pos)
+                return
+            second = data[pos + 1]
+            masked = self.masked
+            start = pos + header_size(second, masked)
+            if start > end:
+                self._owe_header(data, pos)
+                return
+            size = payload_size(data, pos)
+            stop = start + size
+            limit = self.max_size
+            if (
+                first in (_FIN_BINARY, _FIN_TEXT)
+                and bool(second & _MASK_BIT) == masked
+                and stop <= end
+                and not self._fragmented
+                and (limit is None or size <= limit)
+            ):
+                if masked:
+                    payload = apply_mask(memoryview(data)[start:stop], data[start - 4 : start])
+                else:
+                    payload = data[start:stop]
+                if first == _FIN_BINARY:
+                    self.frames.append(payload)
+                else:
+                    self.frames.append(Frame(Opcode.TEXT, payload))
+                pos = stop
+                continue
+            self._note(first)
+            self._owed = stop - pos
+            pos = self._hand_over(data, pos)
+
+    def _note(self, first: int) -> None:
+        """Follow the fragmentation of the messages through a frame's first byte."""
+        opcode = first & _OPCODE
+        if opcode in (_TEXT, _BINARY):
+            self._fragmented = not first & _FIN
+        elif opcode == _CONT and first & _FIN:
+            self._fragmented = False
+
+    def _hand_over(self, data: bytes, pos: int) -> int:
+        """Feed the protocol what it is owed of the frame under way from ``data[pos:]``;
+        return the position after it."""
+        stop = min(len(data), pos + self._owed)
+        self.protocol.receive_data(data[pos:stop] if pos or stop < len(data) else data)
+        self._owed -= stop - pos
+        self.frames.extend(self.protocol.events_received())
+        return stop
+
+    def _owe_header(self, data: bytes, pos: int) -> None:
+        """The end of ``data`` cuts a header short: hand it over, keep a copy."""
+        self._head = data[pos:]
+        self.protocol.receive_data(self._head)
+        self.frames.extend(self.protocol.events_received())
+
+    def _complete_header(self, data: bytes) -> int:
+        """Go on with the header cut short: return 0, the frame's bytes owed to the
+        protocol now counted from the start of ``data``, or -1 if ``data`` ended first."""
+        cut = self._head
+        head = cut + data[:14]  # a header has at most 14 bytes
+        if len(head) < 2 or len(head) < header_size(head[1], self.masked):
+            self._head = head  # all of data: the header is still cut short
+            self.protocol.receive_data(data)
+            self.frames.extend(self.protocol.events_received())
+            return -1
+        self._head = b""
+        self._note(head[0])
+        self._owed = header_size(head[1], self.masked) + payload_size(head, 0) - len(cut)
+        return 0
