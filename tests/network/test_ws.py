@@ -30,7 +30,8 @@ from message_io import (
     WsConnectConfig,
     WsListenConfig,
 )
-from message_io.adapters.ws import DEFAULT_PATH, WsRemote, frame_header, parse_ws_address
+from message_io.adapters.ws import DEFAULT_PATH, parse_ws_address
+from message_io.codec.ws_frames import Masker, frame_header
 
 from .conftest import TIMEOUT, Net, accepted
 
@@ -357,10 +358,7 @@ def test_outgoing_frames_are_what_websockets_builds(size: int, opcode: Opcode) -
     reader.state = OPEN
     reader.parser = reader.parse()
     next(reader.parser)
-    client = WsRemote.__new__(WsRemote)  # only its masking state is needed
-    client._keys = b""
-    client._key_at = 0
-    wire = client._masked(first, payload)
+    wire = Masker().frame(first, payload)
     reader.receive_data(wire)
     (frame,) = reader.events_received()
     assert isinstance(frame, Frame)

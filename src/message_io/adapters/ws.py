@@ -29,7 +29,6 @@ import logging
 import os
 import socket
 import ssl
-import struct
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
@@ -40,11 +39,10 @@ from websockets.frames import Opcode
 from websockets.http11 import MAX_LINE_LENGTH, Request, Response
 from websockets.protocol import CONNECTING, OPEN
 from websockets.server import ServerProtocol
-from websockets.speedups import apply_mask
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
 
-from ..codec.ws_frames import FrameInput
+from ..codec.ws_frames import FrameInput, Masker, frame_header
 from ..errors import AddressError
 from ..network.adapter import (
     Buffer,
@@ -96,22 +94,7 @@ _READS_PER_EVENT: Final = 4
 _TCP, _TLS, _WS = 0, 1, 2  # handshake phases
 _BINARY: Final = 0x82  # FIN + opcode 2
 _TEXT: Final = 0x81  # FIN + opcode 1
-_MASKED: Final = 0x80
-_LENGTH_16: Final = struct.Struct("!BBH")
-_LENGTH_64: Final = struct.Struct("!BBQ")
-_KEY_BYTES: Final = 4096  # masking keys drawn from os.urandom this many bytes at a time
 _SPLIT_FRAME: Final = 16 * 1024  # client frames from this size go out as header + body
-
-
-def frame_header(first: int, size: int, mask_bit: int = 0) -> bytes:
-    """The header of a whole (FIN) data frame of ``size`` bytes (RFC 6455 5.2), without
-    the masking key. Outgoing frames only: parsing is left to ``websockets``, and the
-    tests check these bytes against its ``Frame.serialize``."""
-    if size < 126:
-        return bytes((first, size | mask_bit))
-    if size < 65536:
-        return _LENGTH_16.pack(first, 126 | mask_bit, size)
-    return _LENGTH_64.pack(first, 127 | mask_bit, size)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,8 +240,7 @@ class WsRemote(Remote):
         "_heard",
         "_held_input",
         "_input",
-        "_key_at",
-        "_keys",
+        "_masker",
         "_out",
         "_phase",
         "_pinged",
@@ -332,8 +314,7 @@ class WsRemote(Remote):
         self._heard = True  # something arrived since the last heartbeat
         self._failure: Exception | None = None  # why we failed the connection (_fail)
         self._pinged = False
-        self._keys = b""  # a supply of masking keys (clients mask every frame)
-        self._key_at = 0
+        self._masker = Masker() if self._client else None  # clients mask every frame
         if self._phase == _WS and self._client:
             self._request()
 
@@ -668,33 +649,20 @@ class WsRemote(Remote):
     def frame(self, data: Buffer) -> Buffer | tuple[bytes, Buffer] | None:
         if self.protocol.state is not OPEN:
             return None  # our close frame is out: no data frame may follow (RFC 6455 5.5.1)
-        if self._client:
+        masker = self._masker
+        if masker is not None:
             if len(data) >= _SPLIT_FRAME:  # header and masked body queued apart: no join
-                head, body = self._mask(_BINARY, data)
-                return head, body
-            return self._masked(_BINARY, data)
+                return masker.split(_BINARY, data)
+            return masker.frame(_BINARY, data)
         return frame_header(_BINARY, len(data)) + data
 
     def frame_text(self, data: bytes) -> Buffer:
         if self.protocol.state is not OPEN:
             return b""
-        if self._client:
-            return self._masked(_TEXT, data)
+        masker = self._masker
+        if masker is not None:
+            return masker.frame(_TEXT, data)
         return frame_header(_TEXT, len(data)) + data
-
-    def _masked(self, first: int, data: Buffer) -> bytes:
-        head, body = self._mask(first, data)
-        return head + body
-
-    def _mask(self, first: int, data: Buffer) -> tuple[bytes, bytes]:
-        """A client frame: its header with the masking key, and the masked payload."""
-        at = self._key_at
-        if at >= len(self._keys):
-            self._keys = os.urandom(_KEY_BYTES)  # strong entropy, as RFC 6455 asks
-            at = 0
-        key = self._keys[at : at + 4]
-        self._key_at = at + 4
-        return frame_header(first, len(data), _MASKED) + key, apply_mask(data, key)
 
     def write(self, data: Buffer) -> int:
         try:

@@ -31,13 +31,15 @@ else).
 
 from __future__ import annotations
 
+import os
+import struct
 from typing import Final
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event, Protocol
 from websockets.speedups import apply_mask
 
-__all__ = ["FrameInput"]
+__all__ = ["FrameInput", "Masker", "frame_header"]
 
 _FIN_BINARY: Final = 0x82
 _FIN_TEXT: Final = 0x81
@@ -48,6 +50,46 @@ _BINARY: Final = 2
 _CONT: Final = 0
 _MASK_BIT: Final = 0x80
 _LENGTH: Final = 0x7F
+_VIEW_FROM: Final = 4096  # masked payloads from this size are unmasked from a view
+_LENGTH_16: Final = struct.Struct("!BBH")
+_LENGTH_64: Final = struct.Struct("!BBQ")
+_KEY_BYTES: Final = 4096  # masking keys drawn from os.urandom this many bytes at a time
+
+
+def frame_header(first: int, size: int, mask_bit: int = 0) -> bytes:
+    """The header of a data frame of ``size`` bytes whose first byte is ``first`` (RFC
+    6455 5.2), without the masking key: ``mask_bit`` is 0x80 for a masked frame."""
+    if size < 126:
+        return bytes((first, size | mask_bit))
+    if size < 65536:
+        return _LENGTH_16.pack(first, 126 | mask_bit, size)
+    return _LENGTH_64.pack(first, 127 | mask_bit, size)
+
+
+class Masker:
+    """The outgoing frames of a client, masked (RFC 6455 5.3) with keys drawn from
+    ``os.urandom`` (strong entropy, as the RFC asks) 1,024 at a time."""
+
+    __slots__ = ("_at", "_keys")
+
+    def __init__(self) -> None:
+        self._keys = b""
+        self._at = 0
+
+    def split(self, first: int, data: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+        """A frame of ``data``: its header with the masking key, and the masked payload."""
+        at = self._at
+        if at >= len(self._keys):
+            self._keys = os.urandom(_KEY_BYTES)
+            at = 0
+        key = self._keys[at : at + 4]
+        self._at = at + 4
+        return frame_header(first, len(data), _MASK_BIT) + key, apply_mask(data, key)
+
+    def frame(self, first: int, data: bytes | bytearray | memoryview) -> bytes:
+        """A frame of ``data``, masked, in one piece."""
+        head, body = self.split(first, data)
+        return head + body
 
 
 def header_size(first_two: int, masked: bool) -> int:
@@ -131,7 +173,11 @@ class FrameInput:
                 and (limit is None or size <= limit)
             ):
                 if masked:
-                    payload = apply_mask(memoryview(data)[start:stop], data[start - 4 : start])
+                    key = data[start - 4 : start]
+                    if size < _VIEW_FROM:
+                        payload = apply_mask(data[start:stop], key)
+                    else:  # no copy before the one unmasking makes
+                        payload = apply_mask(memoryview(data)[start:stop], key)
                 else:
                     payload = data[start:stop]
                 if first == _FIN_BINARY:
