@@ -17,10 +17,13 @@ import asyncio
 import cProfile
 import multiprocessing
 import os
+import resource
+import socket
 import statistics
+import struct
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -41,7 +44,9 @@ __all__ = [
     "Report",
     "Row",
     "Stats",
+    "abort",
     "configs",
+    "raise_fd_limit",
     "run_async",
     "run_pair",
 ]
@@ -119,6 +124,33 @@ def configs(transport: Transport, *, nodelay: bool = True) -> tuple[Any, Any]:
     if transport is Transport.TCP:
         return TcpConnectConfig(nodelay=nodelay), TcpListenConfig(nodelay=nodelay)
     raise ValueError(f"no benchmark configs for {transport!r}")
+
+
+_LINGER_OFF: Final = struct.pack("ii", 1, 0)  # struct linger: on, 0 s
+
+
+def abort(socks: Iterable[socket.socket]) -> None:
+    """Close ``socks`` with a reset (``SO_LINGER`` 0): nothing lingers on either side.
+
+    For a side that ends thousands of connections: a normal close leaves each one to the
+    FIN handshake, whose packets the kernel drops when its loopback backlog is full (1,000
+    by default) and sends again later, in bursts that can drop packets of the next run, a
+    SYN among them (a 1 s wait). A reset needs no answer: the peer's socket is gone at
+    once, however the peer closes it later.
+    """
+    for sock in socks:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
+        sock.close()
+
+
+def raise_fd_limit(connections: int) -> None:
+    """Raise this process's soft limit of open files to its hard limit, for a side
+    holding ``connections`` sockets; :class:`BenchmarkError` if even that is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < connections + 100:
+        raise BenchmarkError(f"{connections:,} connections need more fds than allowed ({hard})")
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def run_async(loop: str, main: Coroutine[Any, Any, Any]) -> Any:

@@ -19,22 +19,28 @@ Senders:
   ``QUEUE_FULL``, by the ``Drained`` event that follows.
 * message_io, foreign thread: the node runs ``for_each_async``; the main thread calls
   ``send`` in a loop, and on ``QUEUE_FULL`` waits with ``wait_drained`` and sends again.
+* pyzmq (small messages only, if installed): a ``PUSH`` socket that ``connect``s and
+  ``send``s in a loop, once ``poll`` says the connection is up (``IMMEDIATE``: no
+  message is queued before). Its own framing; the baseline of the ZeroMQ users.
 
 Receivers:
 
 * plain: ``recv_into`` a reused 64 KiB buffer; for framed streams every frame is cut out
   as its own object (as message_io delivers them), for bulk the bytes are only counted.
 * message_io: counts ``Message`` events and their bytes in the callback.
+* pyzmq: a ``PULL`` socket that ``bind``s and ``recv``s the messages one by one (each
+  its own ``bytes``), counting them and their bytes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 from bench_common import HOST, BenchmarkError, Case, Report, Row, configs, run_pair
 
@@ -51,13 +57,20 @@ from message_io import (
 )
 
 __all__ = [
+    "HAVE_PYZMQ",
     "bulk_bytes",
     "bulk_cases",
     "measure_mio",
     "measure_plain",
+    "measure_zmq",
+    "pyzmq_version",
     "throughput_cases",
     "throughput_count",
 ]
+
+HAVE_PYZMQ: Final = importlib.util.find_spec("zmq") is not None
+"""Whether the throughput benchmark has its pyzmq row (an optional benchmark dependency)."""
+_ZMQ_TIMEOUT_MS: Final = 30_000  # the longest any pyzmq call may wait
 
 _RECV_BUFFER = 64 * 1024
 _SENT = SendStatus.SENT
@@ -332,6 +345,87 @@ def measure_mio(
     return float(t_end - t_start)
 
 
+# -- pyzmq -----------------------------------------------------------------------------------
+
+
+def zmq_receiver(report: Report, count: int, size: int) -> float:
+    """A PULL socket: receive ``count`` messages of ``size`` bytes; the time of the last."""
+    import zmq
+
+    context = zmq.Context()
+    sock = context.socket(zmq.PULL)
+    received = 0
+    messages = 0
+    try:
+        sock.setsockopt(zmq.RCVTIMEO, _ZMQ_TIMEOUT_MS)
+        sock.bind(f"tcp://{HOST}:*")
+        report(int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1]))
+        recv = sock.recv
+        try:
+            for _ in range(count):
+                data = recv()
+                messages += 1
+                received += len(data)
+                if len(data) != size:
+                    raise BenchmarkError(f"a message of {len(data)} bytes, expected {size}")
+        except zmq.Again:
+            raise BenchmarkError(f"no message for {_ZMQ_TIMEOUT_MS / 1000:g} s") from None
+        t_end = time.perf_counter()
+    finally:
+        sock.close(linger=0)
+        context.term()
+    _check(received, count, size, messages)
+    return t_end
+
+
+def zmq_sender(port: int, count: int, size: int) -> float:
+    """A PUSH socket: send ``count`` messages of ``size`` bytes; the time of the first."""
+    import zmq
+
+    context = zmq.Context()
+    sock = context.socket(zmq.PUSH)
+    try:
+        sock.setsockopt(zmq.SNDTIMEO, _ZMQ_TIMEOUT_MS)
+        sock.setsockopt(zmq.LINGER, _ZMQ_TIMEOUT_MS)  # close: deliver what is queued
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # no peer until connected: poll waits for it
+        sock.connect(f"tcp://{HOST}:{port}")
+        if not sock.poll(_ZMQ_TIMEOUT_MS, zmq.POLLOUT):
+            raise BenchmarkError("the PUSH socket did not connect")
+        send = sock.send
+        payload = b"x" * size
+        t_start = time.perf_counter()
+        try:
+            for _ in range(count):
+                send(payload)
+        except zmq.Again:
+            raise BenchmarkError(f"a send waited {_ZMQ_TIMEOUT_MS / 1000:g} s") from None
+    finally:
+        sock.close()
+        context.term()
+    return t_start
+
+
+def measure_zmq(count: int, size: int, timeout: float) -> float:
+    """Seconds from the first send to the last receive, pyzmq PUSH to PULL."""
+    t_end, t_start = run_pair(
+        zmq_receiver,
+        zmq_sender,
+        server_args=(count, size),
+        client_args=(count, size),
+        timeout=timeout,
+    )
+    return float(t_end - t_start)
+
+
+def pyzmq_version() -> str:
+    """``pyzmq X (libzmq Y)``, or that it is not installed."""
+    if not HAVE_PYZMQ:
+        return "pyzmq (not installed: skipped)"
+    import zmq
+
+    return f"pyzmq {zmq.pyzmq_version()} (libzmq {zmq.zmq_version()})"
+
+
 # -- the cases -------------------------------------------------------------------------------
 
 _TRANSPORTS = ((Transport.FRAMED_TCP, "FramedTcp"), (Transport.TCP, "Tcp"))
@@ -365,6 +459,13 @@ def throughput_cases(quick: bool) -> list[Case]:
             _rate(count, partial(measure_plain, count, size, True, False, timeout)),
         )
     ]
+    if HAVE_PYZMQ:
+        cases.append(
+            Case(
+                Row("throughput", "pyzmq PUSH/PULL", unit, higher_is_better=True),
+                _rate(count, partial(measure_zmq, count, size, timeout)),
+            )
+        )
     for transport, label in _TRANSPORTS:
         for thread in (False, True):
             how = "foreign thread" if thread else "loop thread"

@@ -1,12 +1,12 @@
 """The figures of ``docs/performance.md``, drawn from the same rows as its tables.
 
 One SVG per report section; in it, one panel per benchmark and unit (a round trip in µs,
-a rate in messages or datagrams per second, a transfer in GB/s), one horizontal bar per
-variant in the table's order: the median, with a line from the lowest to the highest
-sample. message_io's variants are blue, the others (plain sockets, the ``websockets``
-library, asyncio's ``Protocol``) grey; a variant compared with a baseline is labelled
-with the ratio the table shows. Units that compare nothing (the share of datagrams that
-arrived, memory, file descriptors) stay in the tables only.
+a rate in messages, datagrams, deliveries or accepts per second, a transfer in GB/s),
+one horizontal bar per variant in the table's order: the median, with a line from the
+lowest to the highest sample. message_io's variants are blue, the others (plain sockets,
+the ``websockets`` library, asyncio's ``Protocol``, pyzmq) grey; a variant compared with
+a baseline is labelled with the ratio the table shows. Units that compare nothing (the
+share of datagrams that arrived, memory, file descriptors) stay in the tables only.
 
 The SVGs are written to be diffable: text stays text (``svg.fonttype = "none"``), no
 date, and element ids from a fixed salt, so a new run changes only what moved.
@@ -33,6 +33,8 @@ PLOTTED_UNITS: dict[str, tuple[str, float]] = {
     "msgs/s": ("million messages/s", 1e-6),
     "datagrams/s": ("million datagrams/s", 1e-6),
     "GB/s": ("GB/s", 1.0),
+    "deliveries/s": ("million deliveries/s", 1e-6),
+    "accepts/s": ("thousand accepts/s", 1e-3),
 }
 
 _OTHERS = "#9e9e9e"

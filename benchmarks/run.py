@@ -5,9 +5,10 @@ The report's figures (``docs/img/performance-*.svg``, one per section) are drawn
 
 ::
 
-    python benchmarks/run.py                  # everything (about 3 minutes, and churn)
-    python benchmarks/run.py --quick          # fewer messages, 3 samples (about 30 s, and churn)
-    python benchmarks/run.py --only latency   # or throughput receive bulk udp ws asyncio churn idle
+    python benchmarks/run.py                  # everything (about 4 minutes, and churn)
+    python benchmarks/run.py --quick          # fewer messages, 3 samples (1 minute, and churn)
+    python benchmarks/run.py --only latency   # or throughput receive fanout bulk udp ws asyncio
+                                              # churn idle accept
     python benchmarks/run.py --only churn     # 50,000 connections per transport (1-2 minutes)
     python benchmarks/run.py --no-write       # print only
     python benchmarks/run.py --quick --profile /tmp/prof   # cProfile stats of every side
@@ -34,9 +35,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import bench_accept
 import bench_asyncio
 import bench_churn
 import bench_common
+import bench_fanout
 import bench_idle
 import bench_latency
 import bench_receive
@@ -66,9 +69,21 @@ _SECTIONS: list[tuple[ModuleType, str, str]] = [
         "outpaces it: message_io against asyncio's and uvloop's own `Protocol`.",
     ),
     (
+        bench_fanout,
+        "Fan-out",
+        "One server sending the same 100-byte message to each of many clients, round after\n"
+        "round: message_io against asyncio's and uvloop's own `Protocol` server.",
+    ),
+    (
         bench_idle,
         "Idle connections",
         "What each open but silent connection costs a server in memory.",
+    ),
+    (
+        bench_accept,
+        "Accepts per second",
+        "How fast a server takes a burst of new connections: message_io against asyncio's\n"
+        "and uvloop's `Protocol` servers, and the `websockets` server for WebSocket.",
     ),
 ]
 
@@ -81,6 +96,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], list[Case]], int]] = {
     "latency": (bench_latency.cases, 5),
     "throughput": (bench_stream.throughput_cases, 5),
     bench_receive.NAME: (bench_receive.cases, 5),
+    bench_fanout.NAME: (bench_fanout.cases, 5),
     "bulk": (bench_stream.bulk_cases, 7),
     "udp": (bench_udp.cases, 5),
     "ws": (bench_ws.cases, 5),
@@ -88,6 +104,8 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], list[Case]], int]] = {
     # one long run per transport: it measures what is left after 50,000 connections
     bench_churn.NAME: (bench_churn.cases, 1),
     bench_idle.NAME: (bench_idle.cases, 1),  # steady: min and max agree within 1%
+    # 3: a websockets sample takes 5 s (10,000 handshakes at 2,000-3,000 a second)
+    bench_accept.NAME: (bench_accept.cases, 3),
 }
 
 METHODS = {
@@ -127,7 +145,12 @@ only while the receiver is the slower end). Plain baseline: blocking sockets,
 one `sendall` per 101-byte frame (1-byte varint header + 100 bytes), with Nagle's
 algorithm on (the default: the kernel coalesces the small writes, three times faster
 than with `TCP_NODELAY` here); the receiver does `recv_into` a 64 KiB buffer and cuts
-every frame out as its own object, as message_io delivers them.""",
+every frame out as its own object, as message_io delivers them. *pyzmq PUSH/PULL*: the
+ZeroMQ baseline, {pyzmq}: the receiver `bind`s a PULL socket and `recv`s the messages
+one by one (each its own `bytes`, its size checked); the sender `connect`s a PUSH socket
+(with `IMMEDIATE`, and the clock starts once `poll` says the connection is up) and
+`send`s them in a loop; ZeroMQ's own framing (a 2-byte header each), default high-water
+marks (1,000 messages queued on each side) and one I/O thread per process.""",
     "bulk": """\
 **Bulk throughput.** {size} in 64 KiB messages, one way, between two unpinned processes;
 the receiver counts the bytes (and, on `FramedTcp`, checks every message is 64 KiB) and a
@@ -199,7 +222,7 @@ def _ratio(row: Row, rows: dict[str, Row]) -> tuple[float, float, float] | None:
 
 
 def _fmt(value: float, unit: str) -> str:
-    if unit in ("msgs/s", "datagrams/s"):
+    if unit in ("msgs/s", "datagrams/s", "deliveries/s"):
         return f"{value / 1e6:.3f}M"
     if unit == "GB/s":
         return f"{value:.2f}"
@@ -318,6 +341,7 @@ def _method_text(name: str, quick: bool) -> str:
         rate_count=f"{bench_udp.rate_count(quick):,}",
         rcvbuf=_bytes(bench_udp.RECEIVE_BUFFER),
         rmem_max=_rmem_max() if name == "udp" else "",
+        pyzmq=bench_stream.pyzmq_version(),
     )
 
 
@@ -449,9 +473,11 @@ def _write_doc(
         "receivers count messages and bytes (and message sizes on `FramedTcp` and UDP), and",
         "any difference, any exception on either side, or a run over its time limit fails",
         "the whole benchmark (exit status 1, no report written); the churn server counts",
-        "the connections it accepted, echoed and saw close. The one exception is a",
-        "datagram lost on the way in the UDP send rate: the kernel may drop datagrams, so",
-        "the receiver reports how many arrived, and only more than were sent fails the run.",
+        "the connections it accepted, echoed and saw close, the accept servers the ones",
+        "they accepted, and the fan-out client compares every connection's bytes with the",
+        "rounds sent. The one exception is a datagram lost on the way in the UDP send rate:",
+        "the kernel may drop datagrams, so the receiver reports how many arrived, and only",
+        "more than were sent fails the run.",
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
