@@ -95,13 +95,16 @@ class FramedTcpRemote(TcpRemote):
     ) -> None:
         super().__init__(sock, connecting=connecting, read_size=_READ_SIZE)
         self.max_message_size = max_message_size
-        self._decoder = FrameDecoder(max_message_size)
-        self._frames: list[bytes] = []
+        # Made by the first read: an idle connection holds no decoder (208 bytes) and
+        # no list (56).
+        self._decoder: FrameDecoder | None = None
+        self._frames: list[bytes] | None = None
         self._large = False  # the peer sends large frames: read them header, then payload
 
     def incomplete(self) -> int:
         """Bytes of the frame being received (header and payload so far)."""
-        return self._decoder.buffered
+        decoder = self._decoder
+        return 0 if decoder is None else decoder.buffered
 
     # The varint header; a static method so the send path makes one call, not two.
     header = staticmethod(frame_header)
@@ -114,14 +117,22 @@ class FramedTcpRemote(TcpRemote):
         header), then the payload in one read of its exact size, so that the bytes the
         OS returns *are* the message and are never copied again.
         """
-        recv = self._recv
+        recv = self.socket.recv
         decoder = self._decoder
+        if decoder is None:
+            limit = self.max_message_size
+            assert limit is not None  # set by __init__
+            decoder = self._decoder = FrameDecoder(limit)
         feed = decoder.feed
         # The node hands us a list's ``append`` (Remote.receive documents it): decode
         # straight into that list instead of calling ``deliver`` once per message.
         target = getattr(deliver, "__self__", None)
         direct = type(target) is list
-        frames: list[bytes] = target if direct else self._frames  # type: ignore[assignment]
+        if direct:
+            frames: list[bytes] = target  # type: ignore[assignment]
+        else:
+            frames = self._frames if self._frames is not None else []
+            self._frames = frames
         size = self._read_size
         try:
             for _ in range(4):
