@@ -24,7 +24,9 @@ _sides = st.booleans()
 def _cases(draw: st.DrawFn) -> Case:
     masked = draw(_sides)
     stream: WsStream = draw(st.one_of(streams(masked), hostile_streams(masked)))
-    return Case(masked, stream.max_size, stream.data, tuple(draw(cuts())))
+    points = tuple(draw(cuts()))
+    close_after = draw(st.integers(-1, len(points) + 1) | st.just(-1))
+    return Case(masked, stream.max_size, stream.data, points, close_after)
 
 
 @fuzz_target(short=300, case=_cases())
@@ -41,12 +43,12 @@ def test_the_frame_input_agrees_with_the_protocol(case: Case) -> None:
 def test_every_whole_data_frame_is_taken_directly(
     masked: bool, sizes: list[int], points: list[int]
 ) -> None:
-    """Unfragmented binary frames: exactly those that no cut splits are taken directly
-    (the others are the protocol's), whatever the cuts did to the frames before them."""
+    """Unfragmented binary frames: exactly those whose header no cut splits are taken
+    directly (the others are the protocol's), whatever the cuts did to the frames
+    before them, and whether or not their payload is cut."""
     key = b"\x01\x02\x03\x04" if masked else None
     frames = [frame(BINARY, bytes([n % 251]) * n, key=key) for n in sizes]
-    data = b"".join(frames)
-    pieces = cut(data, points)
+    pieces = cut(b"".join(frames), points)
     ends = set()
     at = 0
     for piece in pieces:
@@ -54,10 +56,10 @@ def test_every_whole_data_frame_is_taken_directly(
         ends.add(at)
     whole = 0
     start = 0
-    for framed in frames:
-        stop = start + len(framed)
-        whole += not any(start < end < stop for end in ends)
-        start = stop
+    for framed, n in zip(frames, sizes, strict=True):
+        head = len(framed) - n  # the header's size
+        whole += not any(start < end < start + head for end in ends)
+        start += len(framed)
     protocol = open_protocol(masked, None)
     source = FrameInput(protocol, masked=masked, max_size=None)
     taken = 0

@@ -53,6 +53,9 @@ class Case:
     max_size: int | None
     data: bytes
     cuts: tuple[int, ...]
+    close_after: int = -1
+    """Our side sends a close frame after this many pieces (as ``remove`` does), and the
+    peer's bytes keep coming; -1: never."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -61,13 +64,20 @@ class Case:
                 "max_size": self.max_size,
                 "data": self.data.hex(),
                 "cuts": list(self.cuts),
+                "close_after": self.close_after,
             }
         )
 
     @classmethod
     def from_json(cls, text: str) -> Case:
         raw = json.loads(text)
-        return cls(raw["masked"], raw["max_size"], bytes.fromhex(raw["data"]), tuple(raw["cuts"]))
+        return cls(
+            raw["masked"],
+            raw["max_size"],
+            bytes.fromhex(raw["data"]),
+            tuple(raw["cuts"]),
+            raw.get("close_after", -1),
+        )
 
 
 def open_protocol(masked: bool, max_size: int | None) -> Protocol:
@@ -107,7 +117,7 @@ def _frame(item: object) -> tuple[int, bytes, bool]:
     return (item.opcode.value, bytes(item.data), item.fin)
 
 
-def _end(protocol: Protocol, masked: bool) -> tuple[Any, ...]:
+def _end(protocol: Protocol, masked: bool, kept: int = 0) -> tuple[Any, ...]:
     sent = protocol.data_to_send()
     # A client masks what it sends with random keys: only the sizes can agree.
     out = [len(chunk) for chunk in sent] if not masked else [bytes(chunk) for chunk in sent]
@@ -118,9 +128,15 @@ def _end(protocol: Protocol, masked: bool) -> tuple[Any, ...]:
         None if close_sent is None else (close_sent.code, close_sent.reason),
         None if close_rcvd is None else (close_rcvd.code, close_rcvd.reason),
         type(protocol.parser_exc).__name__,
-        len(protocol.reader.buffer),
+        str(protocol.parser_exc),
+        len(protocol.reader.buffer) + kept,  # payload bytes held, by either
         out,
     )
+
+
+def _close(protocol: Protocol) -> None:
+    if protocol.state is OPEN:
+        protocol.send_close(1000)
 
 
 @dataclass
@@ -134,7 +150,9 @@ class Run:
 def run_alone(case: Case, pieces: list[bytes]) -> Run:
     protocol = open_protocol(case.masked, case.max_size)
     steps = []
-    for piece in pieces:
+    for i, piece in enumerate(pieces):
+        if i == case.close_after:
+            _close(protocol)
         protocol.receive_data(piece)
         frames = [_frame(event) for event in protocol.events_received()]
         steps.append((frames, _end(protocol, case.masked)))
@@ -149,12 +167,16 @@ def run_through_input(case: Case, pieces: list[bytes]) -> Run:
     source = FrameInput(protocol, masked=case.masked, max_size=case.max_size)
     steps = []
     taken = 0
-    for piece in pieces:
+    for i, piece in enumerate(pieces):
+        if i == case.close_after:
+            _close(protocol)
         source.feed(piece)
         items = source.take()
         taken += sum(1 for item in items if item.__class__ is bytes)
         assert not protocol.events_received(), "an event was left behind in the protocol"
-        steps.append(([_frame(item) for item in items], _end(protocol, case.masked)))
+        end = _end(protocol, case.masked, source.kept_size)
+        steps.append(([_frame(item) for item in items], end))
+    source.end()
     protocol.receive_eof()
     after_eof = [_frame(event) for event in protocol.events_received()]
     steps.append((after_eof, _end(protocol, case.masked)))
@@ -186,6 +208,7 @@ def signature(case: Case, run: Run) -> tuple[Any, ...]:
         end[0],
         end[1][0] if end[1] else None,
         end[3],
+        case.close_after >= 0,
     )
 
 
@@ -248,7 +271,8 @@ def random_case(rng: random.Random, seeds: list[Case]) -> Case:
         ]
         data = apply_mutations(data, ops)
     points = tuple(rng.randrange(len(data) + 1) for _ in range(rng.choice((0, 1, 2, 5, 20))))
-    return Case(masked, limit, data, points)
+    close_after = rng.randrange(len(points) + 2) if rng.random() < 0.15 else -1
+    return Case(masked, limit, data, points, close_after)
 
 
 def load(path: Path) -> list[Case]:

@@ -517,10 +517,10 @@ class WsRemote(Remote):
                 return ReadStatus.OK
             except (ConnectionError, ssl.SSLError) as exc:
                 log.debug("websocket connection lost: %s", exc)
-                self.protocol.receive_eof()
+                self._receive_eof()
                 return ReadStatus.DISCONNECTED
             if not data:
-                self.protocol.receive_eof()
+                self._receive_eof()
                 return ReadStatus.DISCONNECTED
             self._feed(data)  # looked up each time: the handshake may change it
             if len(data) < INPUT_BUFFER_SIZE and not (tls and self._stream.pending()):  # type: ignore[attr-defined]
@@ -530,11 +530,19 @@ class WsRemote(Remote):
             return self._read_into_protocol()
         return ReadStatus.OK
 
+    def _receive_eof(self) -> None:
+        if self._input is not None:
+            self._input.end()
+        self.protocol.receive_eof()
+
     def incomplete(self) -> int:
-        """Bytes of the frame being received (what the protocol's reader holds of it) and
-        of the fragments of an unfinished message, plus one while such a message is under
-        way (so that one begun with empty fragments does not read as none)."""
-        return len(self._reader.buffer) + len(self._fragments) + (self._fragment_count > 0)
+        """Bytes of the frame being received (what the protocol's reader or the
+        FrameInput holds of it) and of the fragments of an unfinished message, plus one
+        while such a message is under way (so that one begun with empty fragments does
+        not read as none)."""
+        source = self._input
+        kept = 0 if source is None else source.kept_size
+        return len(self._reader.buffer) + kept + len(self._fragments) + (self._fragment_count > 0)
 
     def buffered(self) -> bool:
         if self._early or self._closed_early or self._held_input:

@@ -118,7 +118,19 @@ class FrameInput:
     ones go to it, to be refused), or ``None``.
     """
 
-    __slots__ = ("_fragmented", "_head", "_owed", "frames", "masked", "max_size", "protocol")
+    __slots__ = (
+        "_fragmented",
+        "_head",
+        "_kept",
+        "_kept_head",
+        "_left",
+        "_owed",
+        "frames",
+        "kept_size",
+        "masked",
+        "max_size",
+        "protocol",
+    )
 
     def __init__(self, protocol: Protocol, *, masked: bool, max_size: int | None) -> None:
         self.protocol = protocol
@@ -128,6 +140,12 @@ class FrameInput:
         self._owed = 0  # bytes of the frame under way that the protocol has yet to get
         self._head = b""  # the start of a header cut by the end of a read
         self._fragmented = False  # a fragmented message is under way
+        # A frame taken here whose payload goes on in later reads: its header, the
+        # pieces of its payload so far and their size, and the bytes still to come.
+        self._kept_head = b""
+        self._kept: list[bytes] | None = None
+        self.kept_size = 0
+        self._left = 0
 
     def take(self) -> list[bytes | Event]:
         """The frames of what was fed since the last call, in order (see the module)."""
@@ -143,14 +161,17 @@ class FrameInput:
         end = len(data)
         if self._head:  # a header cut short: the protocol has its first bytes
             pos = self._complete_header(data)
-            if pos < 0:
-                return
+        elif self._kept is not None:  # a payload cut short: it goes on here
+            pos = self._go_on(data)
+        if pos < 0:
+            return
         while pos < end:
             if self._owed:
                 pos = self._hand_over(data, pos)
                 continue
             if protocol.state is not OPEN:  # closing, or failed: the rest is the protocol's
                 protocol.receive_data(data[pos:] if pos else data)
+                self.frames.extend(protocol.events_received())
                 return
             first = data[pos]
             if end - pos < 2:
@@ -168,27 +189,77 @@ class FrameInput:
             if (
                 first in (_FIN_BINARY, _FIN_TEXT)
                 and bool(second & _MASK_BIT) == masked
-                and stop <= end
                 and not self._fragmented
                 and (limit is None or size <= limit)
             ):
-                if masked:
-                    key = data[start - 4 : start]
-                    if size < _VIEW_FROM:
-                        payload = apply_mask(data[start:stop], key)
-                    else:  # no copy before the one unmasking makes
-                        payload = apply_mask(memoryview(data)[start:stop], key)
-                else:
+                if stop > end:  # the payload goes on in later reads: keep it till then
+                    self._kept_head = data[pos:start]
+                    self._kept = [data[start:]]
+                    self.kept_size = end - start
+                    self._left = stop - end
+                    return
+                if not masked:
                     payload = data[start:stop]
-                if first == _FIN_BINARY:
-                    self.frames.append(payload)
-                else:
-                    self.frames.append(Frame(Opcode.TEXT, payload))
+                elif size < _VIEW_FROM:
+                    payload = apply_mask(data[start:stop], data[start - 4 : start])
+                else:  # no copy before the one unmasking makes
+                    payload = apply_mask(memoryview(data)[start:stop], data[start - 4 : start])
+                self._emit(first, payload)
                 pos = stop
                 continue
             self._note(first)
             self._owed = stop - pos
             pos = self._hand_over(data, pos)
+
+    def end(self) -> None:
+        """The stream ends: a frame kept cut short goes to the protocol, which will say
+        what its end means (call its ``receive_eof`` next)."""
+        if self._kept is not None:
+            self._give_up_kept()
+
+    def _emit(self, first: int, payload: bytes) -> None:
+        if first == _FIN_BINARY:
+            self.frames.append(payload)
+        else:
+            self.frames.append(Frame(Opcode.TEXT, payload))
+
+    def _go_on(self, data: bytes) -> int:
+        """Add to the payload kept; return where in ``data`` the frames after it start,
+        or -1 if ``data`` ended first."""
+        kept = self._kept
+        assert kept is not None
+        if self.protocol.state is not OPEN:
+            # Closed or failed meanwhile (by the caller): the protocol takes the frame,
+            # and will do with it what it does in that state.
+            self._owed = self._left
+            self._give_up_kept()
+            return 0
+        left = self._left
+        if len(data) < left:
+            kept.append(data)
+            self.kept_size += len(data)
+            self._left = left - len(data)
+            return -1
+        kept.append(data[:left] if left < len(data) else data)
+        payload = b"".join(kept)
+        head = self._kept_head
+        if self.masked:
+            payload = apply_mask(payload, head[-4:])
+        self._kept = None
+        self.kept_size = 0
+        self._left = 0
+        self._emit(head[0], payload)
+        return left
+
+    def _give_up_kept(self) -> None:
+        """Hand the frame kept so far to the protocol."""
+        kept = self._kept
+        assert kept is not None
+        self._kept = None
+        self.kept_size = 0
+        self._left = 0
+        self.protocol.receive_data(self._kept_head + b"".join(kept))
+        self.frames.extend(self.protocol.events_received())
 
     def _note(self, first: int) -> None:
         """Follow the fragmentation of the messages through a frame's first byte."""
