@@ -5,15 +5,18 @@ Theory of operation
 -------------------
 ``websockets``' Sans-I/O protocol parses every frame in Python: about 2.4 µs for a
 small one, most of a WebSocket receiver's time. :class:`FrameInput` sits in front of it
-and takes the common frame itself: a whole (not cut short by the read), unfragmented
-binary or text frame with no reserved bit set, masked as the side requires and within
-the size limit, arriving while no fragmented message is under way and the protocol is
-``OPEN``. Its payload is sliced out of the bytes read (and unmasked, on the server
-side, with ``websockets``' own C ``apply_mask``). Everything else (control frames,
-fragments, a frame cut by the end of a read, a header the protocol would refuse,
-anything after a close frame or an error) goes to the protocol, byte for byte, so its
-state, its replies (pong, close) and its close codes stay exactly what they would be
-had it seen all the bytes.
+and takes the common frame itself: an unfragmented binary or text frame with no
+reserved bit set, masked as the side requires and within the size limit, arriving
+while no fragmented message is under way and the protocol is ``OPEN``, whose header
+came whole in one read. Its payload is sliced out of the bytes read; one that goes on
+in later reads is kept, in pieces, until complete, then joined once (at most the size
+limit, as the protocol would have buffered). On the server side it is unmasked with
+``websockets``' own C ``apply_mask``. Everything else (control frames, fragments, a
+header cut by the end of a read, a header the protocol would refuse, anything after a
+close frame or an error) goes to the protocol, byte for byte, so its state, its
+replies (pong, close), its close codes and its errors stay exactly what they would be
+had it seen all the bytes. So does a kept frame if the stream ends (:meth:`end`) or
+the connection stops being ``OPEN`` before it is complete.
 
 That works because :class:`FrameInput` knows where every frame starts: it reads the
 header of each frame it hands over (keeping the first bytes of a header cut by the end
