@@ -59,10 +59,19 @@ _LENGTH_64: Final = struct.Struct("!BBQ")
 _KEY_BYTES: Final = 4096  # masking keys drawn from os.urandom this many bytes at a time
 
 
+# The headers of small whole data frames, made once: [text, binary][unmasked, masked].
+_SMALL: Final = [
+    [[bytes((first, size | mask_bit)) for size in range(126)] for mask_bit in (0, _MASK_BIT)]
+    for first in (_FIN_TEXT, _FIN_BINARY)
+]
+
+
 def frame_header(first: int, size: int, mask_bit: int = 0) -> bytes:
     """The header of a data frame of ``size`` bytes whose first byte is ``first`` (RFC
     6455 5.2), without the masking key: ``mask_bit`` is 0x80 for a masked frame."""
     if size < 126:
+        if first in (_FIN_BINARY, _FIN_TEXT):
+            return _SMALL[first - _FIN_TEXT][mask_bit >> 7][size]
         return bytes((first, size | mask_bit))
     if size < 65536:
         return _LENGTH_16.pack(first, 126 | mask_bit, size)
@@ -168,11 +177,15 @@ class FrameInput:
             pos = self._go_on(data)
         if pos < 0:
             return
+        # Looked at again only after feeding the protocol: nothing else changes it
+        # during this call (a property: as costly as the rest of a small frame's path).
+        is_open = protocol.state is OPEN
         while pos < end:
             if self._owed:
                 pos = self._hand_over(data, pos)
+                is_open = protocol.state is OPEN
                 continue
-            if protocol.state is not OPEN:  # closing, or failed: the rest is the protocol's
+            if not is_open:  # closing, or failed: the rest is the protocol's
                 protocol.receive_data(data[pos:] if pos else data)
                 self.frames.extend(protocol.events_received())
                 return
@@ -213,6 +226,7 @@ class FrameInput:
             self._note(first)
             self._owed = stop - pos
             pos = self._hand_over(data, pos)
+            is_open = protocol.state is OPEN
 
     def end(self) -> None:
         """The stream ends: a frame kept cut short goes to the protocol, which will say
