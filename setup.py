@@ -36,6 +36,7 @@ COMPILED = [
     "message_io/network/poller.py",
     "message_io/network/registry.py",
     "message_io/network/resource.py",
+    "message_io/util/guarded.py",
     "message_io/util/timers.py",
 ]
 

@@ -17,7 +17,7 @@ import functools
 import logging
 import threading
 import time
-from typing import Final
+from typing import Any, Final
 
 from ..errors import NodeStoppedError
 from .connection import Connection, connection_class, describe
@@ -40,9 +40,11 @@ _ACCEPT_PAUSE: Final = 0.1
 _ENDPOINT_CACHE: Final = 4096
 
 _get_ident = threading.get_ident
-_new = object.__new__
-_set_endpoint = Message.__dict__["endpoint"].__set__
-_set_data = Message.__dict__["data"].__set__
+# Final: compiled, C statics, not looked up in the module's dictionary per message.
+_new: Final = object.__new__
+_MESSAGE: Final = Message
+_set_endpoint: Final[Any] = Message.__dict__["endpoint"].__set__
+_set_data: Final[Any] = Message.__dict__["data"].__set__
 
 
 class Acceptor(Driver):
@@ -140,7 +142,7 @@ class Acceptor(Driver):
                     if len(cache) > _ENDPOINT_CACHE:
                         cache.clear()
                     peer = cache[addr] = Endpoint(listener.id, addr)
-                message = _new(Message)  # Message(peer, data), the fast way
+                message = _new(_MESSAGE)  # Message(peer, data), the fast way
                 _set_endpoint(message, peer)
                 _set_data(message, data)
                 emit(message)
