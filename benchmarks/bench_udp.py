@@ -40,6 +40,8 @@ be anything up to ``count`` (more fails the run).
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import socket
 import threading
 import time
@@ -48,7 +50,7 @@ from functools import partial
 from typing import Any, Final
 
 import bench_latency
-from bench_common import HOST, BenchmarkError, Case, Report, Row, run_pair
+from bench_common import HOST, BenchmarkError, Case, Report, Row, run_async, run_pair
 
 import message_io
 from message_io import (
@@ -123,6 +125,74 @@ def plain_ping_client(port: int, warmup: int, count: int) -> float:
             if recv(_RECV_SIZE) != _PAYLOAD:
                 raise BenchmarkError("wrong echo")
         return (time.perf_counter() - t0) / count
+
+
+# -- round trip: asyncio and uvloop DatagramProtocol ------------------------------------------
+
+
+def asyncio_echo_server(report: Report, total: int, loop_name: str) -> int:
+    """Echo ``total`` datagrams from a ``DatagramProtocol`` (``sendto`` the sender)."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        echoes = 0
+
+        class Echo(asyncio.DatagramProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport: Any = transport
+
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                nonlocal echoes
+                self.transport.sendto(data, addr)
+                echoes += 1
+                if echoes == total and not done.done():
+                    done.set_result(None)
+
+        transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=(HOST, 0))
+        report(transport.get_extra_info("sockname")[1])
+        await asyncio.wait_for(done, 60)
+        transport.close()
+        return echoes
+
+    return int(run_async(loop_name, main()))
+
+
+def asyncio_ping_client(port: int, warmup: int, count: int, loop_name: str) -> float:
+    """Ping from ``datagram_received`` (a connected endpoint), as message_io's client."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        total = warmup + count
+        rounds = 0
+        t0 = 0.0
+
+        class Ping(asyncio.DatagramProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport: Any = transport
+                transport.sendto(_PAYLOAD)  # type: ignore[attr-defined]
+
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                nonlocal rounds, t0
+                if data != _PAYLOAD:
+                    done.set_exception(BenchmarkError("wrong echo"))
+                    return
+                rounds += 1
+                if rounds == warmup:
+                    t0 = time.perf_counter()
+                if rounds == total:
+                    done.set_result((time.perf_counter() - t0) / count)
+                    return
+                self.transport.sendto(_PAYLOAD)
+
+        transport, _ = await loop.create_datagram_endpoint(Ping, remote_addr=(HOST, port))
+        try:
+            return float(await asyncio.wait_for(done, 60))
+        finally:
+            transport.close()
+
+    return float(run_async(loop_name, main()))
 
 
 # -- round trip: message_io -----------------------------------------------------------------
@@ -347,17 +417,22 @@ def _measure_latency(
     *,
     warmup: int,
     count: int,
+    client_args: tuple[Any, ...] = (),
+    also: Row | None = None,
 ) -> float:
+    """µs per round trip; also appended to ``also`` (the same sample, another ratio)."""
     total = warmup + count
     answers, seconds = run_pair(
         server_side,
         client_side,
         server_args=(total, *server_args),
-        client_args=(warmup, count),
+        client_args=(warmup, count, *client_args),
         pin_cpu0=True,
     )
     if answers != total:
         raise BenchmarkError(f"the server answered {answers} of {total}")
+    if also is not None:
+        also.samples.append(float(seconds) * 1e6)
     return float(seconds) * 1e6
 
 
@@ -403,6 +478,8 @@ def _ratio_at_least(limit: float) -> Callable[[float, float | None], bool]:
 
 
 LATENCY_BASELINE: Final = "plain sockets, 1-byte round trip"
+_HAVE_UVLOOP: Final = importlib.util.find_spec("uvloop") is not None
+_LOOP_BASELINE: Final = "uvloop DatagramProtocol, 1-byte round trip"
 RATE_BASELINE: Final = "plain sockets, send 100 B"
 
 
@@ -412,6 +489,16 @@ def cases(quick: bool) -> list[Case]:
     warmup, count = latency_counts(quick)
     unit = "µs/round trip"
     latency = partial(_measure_latency, warmup=warmup, count=count)
+    # The same samples as the message_io row, as a ratio to uvloop's (or asyncio's).
+    vs_loop = Row(
+        "udp",
+        "message_io Udp, 1-byte round trip, vs the event loop's DatagramProtocol",
+        unit,
+        higher_is_better=False,
+        baseline=_LOOP_BASELINE if _HAVE_UVLOOP else "asyncio DatagramProtocol, 1-byte round trip",
+        target="<= 1x uvloop",
+        target_met=_ratio_at_most(1.0),
+    )
     result = [
         Case(
             Row("udp", LATENCY_BASELINE, unit, higher_is_better=False),
@@ -437,9 +524,29 @@ def cases(quick: bool) -> list[Case]:
                 target="<= 1.3x plain",
                 target_met=_ratio_at_most(1.3),
             ),
-            partial(latency, mio_echo_server, mio_ping_client, ()),
+            partial(latency, mio_echo_server, mio_ping_client, (), also=vs_loop),
+            extra_rows=(vs_loop,),
         ),
     ]
+    result.extend(
+        Case(
+            Row(
+                "udp",
+                f"{loop_name} DatagramProtocol, 1-byte round trip",
+                unit,
+                higher_is_better=False,
+                baseline=LATENCY_BASELINE,
+            ),
+            partial(
+                latency,
+                asyncio_echo_server,
+                asyncio_ping_client,
+                (loop_name,),
+                client_args=(loop_name,),
+            ),
+        )
+        for loop_name in (("asyncio", "uvloop") if _HAVE_UVLOOP else ("asyncio",))
+    )
     n = rate_count(quick)
     senders: tuple[tuple[str, Callable[..., int], Callable[..., Any], tuple[Any, ...]], ...] = (
         (RATE_BASELINE, plain_receiver, plain_sender, ()),

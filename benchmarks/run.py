@@ -170,7 +170,11 @@ which sends from the listening socket (`sendto`). Plain baseline: blocking socke
 connected on both ends (the server `connect`s to the client after the first datagram),
 `send` + `recv`; *recvfrom/sendto server*: the plain server stays unconnected and answers
 with `sendto` to the address `recvfrom` gave, as a server answering any peer from one
-socket (message_io's listener among them) must. *Send rate*: a sender sends {rate_count}
+socket (message_io's listener among them) must. *DatagramProtocol*: asyncio's own
+fastest form, on asyncio and on uvloop: the server's `datagram_received` answers with
+`transport.sendto(data, addr)`, the client (a connected endpoint) sends each ping from
+`datagram_received` of the previous echo; the message_io row is repeated with its ratio
+to uvloop's. *Send rate*: a sender sends {rate_count}
 datagrams of 100 bytes one way to a receiver in another process, the sender pinned to
 CPU 0 and the receiver to CPU 1 (so neither runs on the other's CPU: steadier samples).
 UDP has no flow control: on loopback a send never waits, the kernel puts the datagram in
