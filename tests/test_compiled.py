@@ -101,7 +101,7 @@ def test_an_extension_older_than_its_source_is_not_used(tmp_path: Path) -> None:
         shutil.copy2(shared, tmp_path)
     assert _probe(tmp_path)[0] == "True"  # the copy as built runs compiled
     source = copy / "network" / "driver.py"
-    extension = next(copy.glob("network/driver.*.so"))
+    extension = _own_extension(copy / "network" / "driver")
     newer = extension.stat().st_mtime + 60
     os.utime(source, (newer, newer))  # as if edited a minute after the build
     stale = _probe(tmp_path)
@@ -109,6 +109,35 @@ def test_an_extension_older_than_its_source_is_not_used(tmp_path: Path) -> None:
     assert stale[1].endswith("loop.py"), stale  # all or nothing: loop.py was not edited
     assert stale[3].startswith("1 message_io: compiled modules older than their sources"), stale
     assert "driver.py" in stale[3]
+
+
+def _own_extension(module: Path) -> Path:
+    """The extension of ``module`` that this interpreter imports."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = module.with_name(module.name + suffix)
+        if path.exists():
+            return path
+    raise AssertionError(f"no extension of {module} for this Python")
+
+
+def test_another_pythons_extension_is_not_taken_for_a_stale_one(tmp_path: Path) -> None:
+    """A tree built for two Pythons (make test builds 3.11 and 3.10 in place): the other
+    one's extensions are never imported here, so however old they are, they do not
+    make this one fall back to the sources."""
+    if not _built():
+        pytest.skip("no compiled engine in this installation (built without a C compiler?)")
+    copy = tmp_path / "message_io"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for shared in PACKAGE.parent.glob("*__mypyc*"):
+        shutil.copy2(shared, tmp_path)
+    source = copy / "network" / "driver.py"
+    other = copy / "network" / "driver.cpython-29-x86_64-linux-gnu.so"
+    other.write_bytes(b"")
+    older = source.stat().st_mtime - 3600
+    os.utime(other, (older, older))  # built an hour before the source was last edited
+    probe = _probe(tmp_path)
+    assert probe[0] == "True", probe
+    assert probe[3] == "0", probe  # no warning
 
 
 def test_without_extensions_nothing_is_chosen(tmp_path: Path) -> None:

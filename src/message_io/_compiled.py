@@ -56,13 +56,16 @@ class _SourceFinder:
 def _extensions(root: Path) -> list[tuple[Path, Path]]:
     """Each extension module of the package with its ``.py`` source (the package and its
     subpackages, one level deep: where the compiled modules are)."""
-    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    # This interpreter's own suffixes, whole: another Python's build of the same tree
+    # (loop.cpython-310-...so beside loop.cpython-311-...so) ends with ".so" too, but is
+    # never imported here, so its age does not count.
+    suffixes = set(importlib.machinery.EXTENSION_SUFFIXES)
     found = []
     folders = [str(root), *(entry.path for entry in os.scandir(root) if entry.is_dir())]
     for folder in folders:
         for entry in os.scandir(folder):
-            if entry.name.endswith(suffixes):
-                stem = entry.name.split(".", 1)[0]
+            stem, dot, rest = entry.name.partition(".")
+            if dot and dot + rest in suffixes:
                 source = Path(folder, stem + ".py")
                 if source.is_file():
                     found.append((Path(entry.path), source))
