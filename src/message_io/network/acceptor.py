@@ -24,7 +24,7 @@ from .connection import Connection, connection_class, describe
 from .driver import Driver
 from .endpoint import Endpoint, ResourceType
 from .listener import Listener
-from .net_event import Drained, Message
+from .net_event import Drained, Message, MessageDraft
 from .poller import READ, WRITE
 from .resource import CLOSED, PENDING, READY
 
@@ -41,10 +41,8 @@ _ENDPOINT_CACHE: Final = 4096
 
 _get_ident = threading.get_ident
 # Final: compiled, C statics, not looked up in the module's dictionary per message.
-_new: Final = object.__new__
+_DRAFT: Final[Any] = MessageDraft
 _MESSAGE: Final = Message
-_set_endpoint: Final[Any] = Message.__dict__["endpoint"].__set__
-_set_data: Final[Any] = Message.__dict__["data"].__set__
 
 
 class Acceptor(Driver):
@@ -142,9 +140,10 @@ class Acceptor(Driver):
                     if len(cache) > _ENDPOINT_CACHE:
                         cache.clear()
                     peer = cache[addr] = Endpoint(listener.id, addr)
-                message = _new(_MESSAGE)  # Message(peer, data), the fast way
-                _set_endpoint(message, peer)
-                _set_data(message, data)
+                message = _DRAFT()  # Message(peer, data), made from a draft
+                message.endpoint = peer
+                message.data = data
+                message.__class__ = _MESSAGE
                 emit(message)
                 if listener.state is not READY or not self.running:
                     return

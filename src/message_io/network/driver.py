@@ -45,7 +45,15 @@ from .connection import Connection, connection_class, describe
 from .dial import Dial, pending_status
 from .input_guard import DEFAULT_MAX_INCOMPLETE_BYTES, InputGuard
 from .listener import Listener
-from .net_event import Accepted, Connected, Disconnected, Drained, Message, TextMessage
+from .net_event import (
+    Accepted,
+    Connected,
+    Disconnected,
+    Drained,
+    Message,
+    MessageDraft,
+    TextMessage,
+)
 from .poller import HANGUP, READ, WRITE, Poller, Waker
 from .registry import Registry
 from .resource import CLOSED, CLOSING, PENDING, READY
@@ -64,10 +72,8 @@ CLOSE_LINGER: Final = 5.0
 
 _get_ident = threading.get_ident
 # Final: compiled, C statics, not looked up in the module's dictionary per message.
-_new: Final = object.__new__
+_DRAFT: Final[Any] = MessageDraft
 _MESSAGE: Final = Message
-_set_endpoint: Final[Any] = Message.__dict__["endpoint"].__set__
-_set_data: Final[Any] = Message.__dict__["data"].__set__
 
 
 def _readiness(mask: int) -> Readiness:
@@ -401,11 +407,12 @@ class Driver:
                 if data.__class__ is str:
                     emit(TextMessage(endpoint, data.encode(), data))
                 else:
-                    # Message(endpoint, data), without the frozen dataclass's __init__:
-                    # half the cost, and this runs once per message received.
-                    message = _new(_MESSAGE)
-                    _set_endpoint(message, endpoint)
-                    _set_data(message, data)
+                    # Message(endpoint, data), made from a draft (see MessageDraft):
+                    # this runs once per message received.
+                    message = _DRAFT()
+                    message.endpoint = endpoint
+                    message.data = data
+                    message.__class__ = _MESSAGE
                     emit(message)
                 if conn.state is not READY or not self.running:
                     return
