@@ -30,6 +30,7 @@ COMPILED = [
     "message_io/network/acceptor.py",
     "message_io/network/connection.py",
     "message_io/network/driver.py",
+    "message_io/network/framed_reader.py",
     "message_io/network/input_guard.py",
     "message_io/network/listener.py",
     "message_io/network/loop.py",

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..codec.framing import FrameDecoder, frame_header
-from ..codec.varint import MAX_VARINT_LEN, decode_varint
 from ..network.adapter import Framing, ReadStatus
+from ..network.framed_reader import DISCONNECTED, LARGE, read_frames
 from .tcp import (
     INPUT_BUFFER_SIZE,
     TcpAdapter,
@@ -40,8 +40,6 @@ DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
 # 64 KiB: a larger recv() makes CPython allocate (and the allocator mmap) a buffer that
 # big for every read, even for a 1-byte message: 17 us instead of 2.4 us here.
 _READ_SIZE: Final = 64 * 1024
-_MAX_READ: Final = 4 * 1024 * 1024
-_LARGE_FRAME: Final = 32 * 1024
 
 
 def _check_max(value: int) -> None:
@@ -95,10 +93,8 @@ class FramedTcpRemote(TcpRemote):
     ) -> None:
         super().__init__(sock, connecting=connecting, read_size=_READ_SIZE)
         self.max_message_size = max_message_size
-        # Made by the first read: an idle connection holds no decoder (208 bytes) and
-        # no list (56).
+        # Made by the first read: an idle connection holds no decoder (208 bytes).
         self._decoder: FrameDecoder | None = None
-        self._frames: list[bytes] | None = None
         self._large = False  # the peer sends large frames: read them header, then payload
 
     def incomplete(self) -> int:
@@ -110,69 +106,26 @@ class FramedTcpRemote(TcpRemote):
     header = staticmethod(frame_header)
 
     def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
-        """Read and decode frames.
-
-        Small frames: read 64 KiB at a time and cut the frames out of it. Large frames
-        (from 32 KiB): read each one's header apart (peek, then consume exactly the
-        header), then the payload in one read of its exact size, so that the bytes the
-        OS returns *are* the message and are never copied again.
-        """
-        recv = self.socket.recv
+        """Read and decode frames (see :mod:`message_io.network.framed_reader`)."""
         decoder = self._decoder
         if decoder is None:
             limit = self.max_message_size
             assert limit is not None  # set by __init__
             decoder = self._decoder = FrameDecoder(limit)
-        feed = decoder.feed
         # The node hands us a list's ``append`` (Remote.receive documents it): decode
         # straight into that list instead of calling ``deliver`` once per message.
         target = getattr(deliver, "__self__", None)
-        direct = type(target) is list
-        if direct:
-            frames: list[bytes] = target  # type: ignore[assignment]
+        if type(target) is list:
+            result = read_frames(self.socket, decoder, target, self._read_size, self._large)
         else:
-            frames = self._frames if self._frames is not None else []
-            self._frames = frames
-        size = self._read_size
-        try:
-            for _ in range(4):
-                # decoder.wanted, read from its public fields: a property call costs as
-                # much as the rest of a small message's receive path.
-                need = decoder.need
-                wanted = need - decoder.have if need >= 0 else 0
-                if wanted >= _LARGE_FRAME or (wanted and self._large):
-                    data = recv(min(wanted, _MAX_READ))
-                elif self._large and not decoder.buffered:
-                    head = recv(MAX_VARINT_LEN, socket.MSG_PEEK)
-                    parsed = decode_varint(head) if head else None
-                    if parsed is not None and parsed[0] >= _LARGE_FRAME:
-                        feed(recv(parsed[1]), frames)  # just the header
-                        continue
-                    self._large = False
-                    data = recv(size) if head else b""
-                else:
-                    data = recv(size)
-                if not data:
-                    return ReadStatus.DISCONNECTED
-                if direct:
-                    feed(data, frames)
-                else:
-                    try:
-                        feed(data, frames)
-                    finally:
-                        for frame in frames:
-                            deliver(frame)
-                        frames.clear()
-                need = decoder.need
-                if need >= _LARGE_FRAME and need - decoder.have >= _LARGE_FRAME:
-                    self._large = True
-                elif len(data) < size:
-                    break
-        except BlockingIOError:
-            pass
-        except ConnectionError:
-            return ReadStatus.DISCONNECTED
-        return ReadStatus.OK
+            frames: list[bytes] = []
+            try:
+                result = read_frames(self.socket, decoder, frames, self._read_size, self._large)
+            finally:
+                for frame in frames:
+                    deliver(frame)
+        self._large = bool(result & LARGE)
+        return ReadStatus.DISCONNECTED if result & DISCONNECTED else ReadStatus.OK
 
 
 class FramedTcpLocal(TcpLocal):

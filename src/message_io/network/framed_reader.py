@@ -1,0 +1,74 @@
+"""Reading length-prefixed frames from a stream socket: the receive loop of
+``FramedTcpRemote``, compiled with the engine.
+
+Small frames: read 64 KiB at a time and cut the frames out of it. Large frames (from
+32 KiB): read each one's header apart (peek, then consume exactly the header), then the
+payload in one read of its exact size, so that the bytes the OS returns *are* the
+message and are never copied again. The adapter keeps its state (the decoder, whether
+the peer sends large frames); this module only runs the loop, in C rather than in the
+interpreter, where it cost about 0.8 µs per read (a round trip reads twice).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Final
+
+from ..codec.framing import FrameDecoder
+from ..codec.varint import MAX_VARINT_LEN, decode_varint
+
+__all__ = ["DISCONNECTED", "LARGE", "LARGE_FRAME", "MAX_READ", "read_frames"]
+
+MAX_READ: Final = 4 * 1024 * 1024
+"""The largest single read of a large frame's payload."""
+LARGE_FRAME: Final = 32 * 1024
+"""From this size, a frame's payload is read apart, in one read of its size."""
+
+DISCONNECTED: Final = 1
+"""Flag of :func:`read_frames`' result: the peer closed (or reset) the connection."""
+LARGE: Final = 2
+"""Flag of :func:`read_frames`' result: the peer sends large frames."""
+
+_READS: Final = 4  # reads per call at most: one connection cannot starve the others
+_PEEK: Final = socket.MSG_PEEK
+
+
+def read_frames(
+    sock: socket.socket, decoder: FrameDecoder, frames: list[bytes], size: int, large: bool
+) -> int:
+    """Read what ``sock`` has (up to four reads of ``size`` bytes, or of a large frame's
+    payload), decoding the frames into ``frames``.
+
+    ``large``: the peer was sending large frames at the last call. Returns
+    :data:`DISCONNECTED` and :data:`LARGE` or-ed together. Raises ``FrameError`` (from
+    the decoder) with the frames decoded before it already in ``frames``.
+    """
+    try:
+        for _ in range(_READS):
+            need = decoder.need
+            wanted = need - decoder.have if need >= 0 else 0
+            if wanted >= LARGE_FRAME or (wanted and large):
+                data = sock.recv(min(wanted, MAX_READ))
+            elif large and not decoder.buffered:
+                head = sock.recv(MAX_VARINT_LEN, _PEEK)
+                parsed = decode_varint(head) if head else None
+                if parsed is not None and parsed[0] >= LARGE_FRAME:
+                    decoder.feed(sock.recv(parsed[1]), frames)  # just the header
+                    continue
+                large = False
+                data = sock.recv(size) if head else b""
+            else:
+                data = sock.recv(size)
+            if not data:
+                return DISCONNECTED | (LARGE if large else 0)
+            decoder.feed(data, frames)
+            need = decoder.need
+            if need >= LARGE_FRAME and need - decoder.have >= LARGE_FRAME:
+                large = True
+            elif len(data) < size:
+                break
+    except BlockingIOError:
+        pass
+    except ConnectionError:
+        return DISCONNECTED | (LARGE if large else 0)
+    return LARGE if large else 0
