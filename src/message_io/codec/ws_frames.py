@@ -104,9 +104,9 @@ class Masker:
         return head + body
 
 
-def header_size(first_two: int, masked: bool) -> int:
-    """The size of a frame header whose second byte is ``first_two`` (2 to 14 bytes)."""
-    length = first_two & _LENGTH
+def header_size(second: int, masked: bool) -> int:
+    """The size of a frame header whose second byte is ``second`` (2 to 14 bytes)."""
+    length = second & _LENGTH
     size = 2 if length < 126 else 4 if length == 126 else 10
     return size + 4 if masked else size
 
@@ -186,8 +186,7 @@ class FrameInput:
                 is_open = protocol.state is OPEN
                 continue
             if not is_open:  # closing, or failed: the rest is the protocol's
-                protocol.receive_data(data[pos:] if pos else data)
-                self.frames.extend(protocol.events_received())
+                self._give(data[pos:] if pos else data)
                 return
             first = data[pos]
             if end - pos < 2:
@@ -258,24 +257,29 @@ class FrameInput:
             self._left = left - len(data)
             return -1
         kept.append(data[:left] if left < len(data) else data)
-        payload = b"".join(kept)
         head = self._kept_head
+        payload = self._release_kept()
         if self.masked:
             payload = apply_mask(payload, head[-4:])
-        self._kept = None
-        self.kept_size = 0
-        self._left = 0
         self._emit(head[0], payload)
         return left
 
-    def _give_up_kept(self) -> None:
-        """Hand the frame kept so far to the protocol."""
+    def _release_kept(self) -> bytes:
+        """The payload kept so far, in one piece; nothing is kept any more."""
         kept = self._kept
         assert kept is not None
         self._kept = None
         self.kept_size = 0
         self._left = 0
-        self.protocol.receive_data(self._kept_head + b"".join(kept))
+        return b"".join(kept)
+
+    def _give_up_kept(self) -> None:
+        """Hand the frame kept so far to the protocol."""
+        self._give(self._kept_head + self._release_kept())
+
+    def _give(self, data: bytes) -> None:
+        """Feed ``data`` to the protocol and collect the frames it parsed."""
+        self.protocol.receive_data(data)
         self.frames.extend(self.protocol.events_received())
 
     def _note(self, first: int) -> None:
@@ -290,16 +294,14 @@ class FrameInput:
         """Feed the protocol what it is owed of the frame under way from ``data[pos:]``;
         return the position after it."""
         stop = min(len(data), pos + self._owed)
-        self.protocol.receive_data(data[pos:stop] if pos or stop < len(data) else data)
         self._owed -= stop - pos
-        self.frames.extend(self.protocol.events_received())
+        self._give(data[pos:stop] if pos or stop < len(data) else data)
         return stop
 
     def _owe_header(self, data: bytes, pos: int) -> None:
         """The end of ``data`` cuts a header short: hand it over, keep a copy."""
         self._head = data[pos:]
-        self.protocol.receive_data(self._head)
-        self.frames.extend(self.protocol.events_received())
+        self._give(self._head)
 
     def _complete_header(self, data: bytes) -> int:
         """Go on with the header cut short: return 0, the frame's bytes owed to the
@@ -308,8 +310,7 @@ class FrameInput:
         head = cut + data[:14]  # a header has at most 14 bytes
         if len(head) < 2 or len(head) < header_size(head[1], self.masked):
             self._head = head  # all of data: the header is still cut short
-            self.protocol.receive_data(data)
-            self.frames.extend(self.protocol.events_received())
+            self._give(data)
             return -1
         self._head = b""
         self._note(head[0])
