@@ -229,7 +229,6 @@ class WsRemote(Remote):
         "_after",
         "_client",
         "_closed_early",
-        "_early",
         "_failure",
         "_fd",
         "_feed",
@@ -300,7 +299,6 @@ class WsRemote(Remote):
         self._after: bytearray | None = None  # bytes behind the request, held
         self._held_input = False  # parsed by the protocol, not yet by receive()
         self._want = Readiness.WRITE if connecting else Readiness.READ
-        self._early: list[bytes | str] = []  # messages that came with the handshake
         # The message being received in fragments: their payloads so far, in one buffer
         # (a list of a million 1-byte bytes objects would hold 40 times the payload),
         # how many frames it came in (0: none under way), and its kind.
@@ -403,8 +401,8 @@ class WsRemote(Remote):
             elif isinstance(event, Response):  # client side: checked by the protocol
                 if protocol.state is OPEN:
                     event.headers.clear()  # kept by the parser, as a request is
-            elif self._on_frame(event, self._early.append):
-                break  # the connection was failed: nothing after that frame counts
+            else:  # _feed_head gives the protocol the request or response alone
+                raise AssertionError(f"a frame parsed during the handshake: {event!r}")
         if protocol.state is not CONNECTING and self._input is None:
             self._open_input()
         if protocol.handshake_exc is not None:
@@ -545,17 +543,13 @@ class WsRemote(Remote):
         return len(self._reader.buffer) + kept + len(self._fragments) + (self._fragment_count > 0)
 
     def buffered(self) -> bool:
-        if self._early or self._closed_early or self._held_input:
+        if self._closed_early or self._held_input:
             return True
         tls = self._stream is not self.socket
         return tls and self._stream.pending() > 0  # type: ignore[attr-defined]
 
     def receive(self, deliver: Callable[[bytes | str], object]) -> ReadStatus:
         self._held_input = False
-        if self._early:
-            for message in self._early:
-                deliver(message)
-            self._early.clear()
         status = self._read_into_protocol()
         protocol = self.protocol
         source = self._input
