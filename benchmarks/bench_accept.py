@@ -81,10 +81,31 @@ def _somaxconn() -> int:
         return 4096
 
 
-def _rate(accepted: int, count: int, first: float, last: float) -> float:
-    if accepted != count:
-        raise BenchmarkError(f"the server accepted {accepted:,} of {count:,} connections")
-    return (count - 1) / (last - first)
+class _Arrivals:
+    """Counts the accepted connections, noting the time of the first and of the last."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.accepted = 0
+        self.first = self.last = 0.0
+
+    def arrive(self) -> bool:
+        """One more accepted; True if it was the last one expected."""
+        self.accepted += 1
+        if self.accepted == 1:
+            self.first = time.perf_counter()
+        elif self.accepted == self.count:
+            self.last = time.perf_counter()
+            return True
+        return False
+
+    def rate(self) -> float:
+        """Accepts per second from the first to the last."""
+        if self.accepted != self.count:
+            raise BenchmarkError(
+                f"the server accepted {self.accepted:,} of {self.count:,} connections"
+            )
+        return (self.count - 1) / (self.last - self.first)
 
 
 # -- servers: report(port), count `count` accepts, return accepts per second ----------------
@@ -103,25 +124,19 @@ def mio_server(report: Report, transport_name: str, count: int) -> float:
     )
     handler, listener = message_io.split()
     _, addr = handler.network.listen(transport, f"{HOST}:0", config=config)
-    accepted = 0
-    first = last = 0.0
+    arrivals = _Arrivals(count)
 
     def on_event(event: message_io.NodeEvent[Any]) -> None:
-        nonlocal accepted, first, last
         if event.__class__ is Accepted:
-            accepted += 1
-            if accepted == 1:
-                first = time.perf_counter()
-            elif accepted == count:
-                last = time.perf_counter()
+            if arrivals.arrive():
                 handler.stop()
-        elif event.__class__ is Signal:  # the time limit: _rate says how many came
+        elif event.__class__ is Signal:  # the time limit: rate() says how many came
             handler.stop()
 
     handler.signals.send_with_timer(None, TIMEOUT)
     report(addr[1])
     listener.for_each(on_event)
-    return _rate(accepted, count, first, last)
+    return arrivals.rate()
 
 
 def asyncio_server(report: Report, loop_name: str, count: int) -> float:
@@ -129,24 +144,18 @@ def asyncio_server(report: Report, loop_name: str, count: int) -> float:
 
     async def main() -> float:
         done = asyncio.get_running_loop().create_future()
-        accepted = 0
-        first = last = 0.0
+        arrivals = _Arrivals(count)
 
         class Count(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                nonlocal accepted, first, last
-                accepted += 1
-                if accepted == 1:
-                    first = time.perf_counter()
-                elif accepted == count:
-                    last = time.perf_counter()
+                if arrivals.arrive():
                     done.set_result(None)
 
         server = await asyncio.get_running_loop().create_server(Count, HOST, 0, backlog=count)
         report(server.sockets[0].getsockname()[1])
         await asyncio.wait_for(done, TIMEOUT)
         server.close()
-        return _rate(accepted, count, first, last)
+        return arrivals.rate()
 
     return float(run_async(loop_name, main()))
 
@@ -159,16 +168,10 @@ def websockets_server(report: Report, loop_name: str, count: int) -> float:
     async def main() -> float:
         done = asyncio.get_running_loop().create_future()
         stop = asyncio.Event()
-        accepted = 0
-        first = last = 0.0
+        arrivals = _Arrivals(count)
 
         async def handler(_connection: ServerConnection) -> None:
-            nonlocal accepted, first, last
-            accepted += 1
-            if accepted == 1:
-                first = time.perf_counter()
-            elif accepted == count:
-                last = time.perf_counter()
+            if arrivals.arrive():
                 done.set_result(None)
             await stop.wait()
 
@@ -177,7 +180,7 @@ def websockets_server(report: Report, loop_name: str, count: int) -> float:
             await asyncio.wait_for(done, TIMEOUT)
             stop.set()
             server.close(close_connections=False)
-        return _rate(accepted, count, first, last)
+        return arrivals.rate()
 
     return float(run_async(loop_name, main()))
 
@@ -189,16 +192,14 @@ def plain_server(report: Report, count: int) -> float:
     with socket.create_server((HOST, 0), backlog=count) as lsock:
         report(lsock.getsockname()[1])
         accept = lsock.accept
-        conn, _ = accept()
-        first = time.perf_counter()
-        conns.append(conn)
-        for _ in range(count - 1):
+        arrivals = _Arrivals(count)
+        for _ in range(count):
             conn, _ = accept()
+            arrivals.arrive()
             conns.append(conn)
-        last = time.perf_counter()
     for conn in conns:
         conn.close()
-    return _rate(len(conns), count, first, last)
+    return arrivals.rate()
 
 
 # -- the client: `count` connections, as fast as the accept queue has room for them -------
