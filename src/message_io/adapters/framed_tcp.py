@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..codec.framing import FrameDecoder, frame_header
+from ..codec.framing import frame_header
 from ..network.adapter import Framing, ReadStatus
-from ..network.framed_reader import DISCONNECTED, LARGE, read_frames
+from ..network.framed_reader import FrameReader
 from .tcp import (
     INPUT_BUFFER_SIZE,
     TcpAdapter,
@@ -40,6 +40,11 @@ DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
 # 64 KiB: a larger recv() makes CPython allocate (and the allocator mmap) a buffer that
 # big for every read, even for a 1-byte message: 17 us instead of 2.4 us here.
 _READ_SIZE: Final = 64 * 1024
+
+# Module globals, not attributes of the enum: ``ReadStatus.OK`` costs 70 ns a read (the
+# enum's metaclass has a ``__getattr__``), a global 8.
+_OK: Final = ReadStatus.OK
+_DISCONNECTED: Final = ReadStatus.DISCONNECTED
 
 
 def _check_max(value: int) -> None:
@@ -93,39 +98,38 @@ class FramedTcpRemote(TcpRemote):
     ) -> None:
         super().__init__(sock, connecting=connecting, read_size=_READ_SIZE)
         self.max_message_size = max_message_size
-        # Made by the first read: an idle connection holds no decoder (208 bytes).
-        self._decoder: FrameDecoder | None = None
-        self._large = False  # the peer sends large frames: read them header, then payload
+        self._reader = FrameReader(sock, max_message_size, _READ_SIZE)
 
     def incomplete(self) -> int:
         """Bytes of the frame being received (header and payload so far)."""
-        decoder = self._decoder
-        return 0 if decoder is None else decoder.buffered
+        return self._reader.incomplete()
 
     # The varint header; a static method so the send path makes one call, not two.
     header = staticmethod(frame_header)
 
     def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
         """Read and decode frames (see :mod:`message_io.network.framed_reader`)."""
-        decoder = self._decoder
-        if decoder is None:
-            limit = self.max_message_size
-            assert limit is not None  # set by __init__
-            decoder = self._decoder = FrameDecoder(limit)
-        # The node hands us a list's ``append`` (Remote.receive documents it): decode
-        # straight into that list instead of calling ``deliver`` once per message.
+        # A list's ``append`` (the node's, when it does not call the reader itself):
+        # decode straight into that list instead of calling ``deliver`` per message.
         target = getattr(deliver, "__self__", None)
         if type(target) is list:
-            result = read_frames(self.socket, decoder, target, self._read_size, self._large)
+            closed = self._reader.read(target)
         else:
             frames: list[bytes] = []
             try:
-                result = read_frames(self.socket, decoder, frames, self._read_size, self._large)
+                closed = self._reader.read(frames)
             finally:
                 for frame in frames:
                     deliver(frame)
-        self._large = bool(result & LARGE)
-        return ReadStatus.DISCONNECTED if result & DISCONNECTED else ReadStatus.OK
+        return _DISCONNECTED if closed else _OK
+
+    def _frame_reader(self) -> FrameReader | None:
+        """The reader behind :meth:`receive` and :meth:`incomplete`, for the node to call
+        directly; None in a subclass that overrides either (the node calls them then)."""
+        cls = type(self)
+        if cls.receive is FramedTcpRemote.receive and cls.incomplete is FramedTcpRemote.incomplete:
+            return self._reader
+        return None
 
 
 class FramedTcpLocal(TcpLocal):

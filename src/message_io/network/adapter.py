@@ -53,7 +53,7 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .address import (
     HostName,
@@ -72,6 +72,9 @@ from .config import (
     check_fields,
 )
 from .endpoint import Address
+
+if TYPE_CHECKING:
+    from .framed_reader import FrameReader
 
 __all__ = [
     "DEFAULT_MESSAGE_TIMEOUT",
@@ -375,6 +378,19 @@ class Remote(ABC):
         not read until memory is freed.
         """
         return 0
+
+    def _frame_reader(self) -> FrameReader | None:
+        """Internal API, for the built-in framed transport: a compiled reader that the
+        node calls in place of :meth:`receive` and :meth:`incomplete`. Asked once, when
+        the connection is made. Default: None (the node calls them)."""
+        return None
+
+    def _direct_socket(self) -> socket.socket | None:
+        """Internal API, for the built-in stream transports: the socket that
+        :meth:`write` sends to as it is (``send``, 0 when it would block), for the node
+        to call its ``send`` without calling :meth:`write`. Asked once, when the
+        connection is made. Default: None (the node calls :meth:`write`)."""
+        return None
 
     def heartbeat(self) -> None:
         """Called under the lock every :attr:`heartbeat_interval` seconds once ready: send

@@ -127,10 +127,12 @@ class Connection(SendQueue):
         "progress_at",
         "published",
         "read_closed",
+        "reader",
         "reading",
         "refused",
         "remote",
         "resolved",
+        "sock",
         "stream_header",
         "tail",
         "user_paused",
@@ -209,6 +211,11 @@ class Connection(SendQueue):
         self.packets = cls.datagrams
         # What the transport declared it does (see Remote's capabilities).
         self.incomplete = remote.incomplete if cls.reports_incomplete else None
+        # The built-in transports' shortcuts: the node reads with a compiled reader and
+        # writes to the socket itself, where their methods would do just that.
+        plain_reads = cls.reports_incomplete and cls.full_duplex and not cls.has_output
+        self.reader = remote._frame_reader() if plain_reads else None
+        self.sock = remote._direct_socket()
         self.max_size = remote.max_message_size
         self.output = remote.take_output if cls.has_output else None
         self.full_duplex = cls.full_duplex
@@ -322,8 +329,15 @@ class Connection(SendQueue):
                 # message of the iteration goes straight to the OS, nothing is queued.
                 self.direct_iter = iteration
                 wire = head + data if head else data
+                sock = self.sock
                 try:
-                    written = self.remote.write(wire)
+                    if sock is None:
+                        written = self.remote.write(wire)
+                    else:
+                        try:
+                            written = sock.send(wire)
+                        except BlockingIOError:
+                            written = 0
                 except Exception as exc:  # noqa: BLE001 - any write failure ends it
                     log.debug("write to %s failed: %r", self.endpoint, exc)
                     self.loop.request_check(self, broken=True)

@@ -8,6 +8,10 @@ message and are never copied again. The adapter keeps its state (the decoder, wh
 the peer sends large frames); this module only runs the loop, in C rather than in the
 interpreter: a read of one small frame costs 0.78 µs above a plain ``recv`` so, against
 1.05 µs interpreted.
+
+:class:`FrameReader` holds that state for ``FramedTcpRemote``: the node calls its
+:meth:`~FrameReader.read` itself, compiled code calling compiled code, instead of going
+through the adapter's interpreted ``receive`` and ``incomplete`` on every read.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Final
 from ..codec.framing import FrameDecoder
 from ..codec.varint import MAX_VARINT_LEN, decode_varint
 
-__all__ = ["DISCONNECTED", "LARGE", "LARGE_FRAME", "MAX_READ", "read_frames"]
+__all__ = ["DISCONNECTED", "LARGE", "LARGE_FRAME", "MAX_READ", "FrameReader", "read_frames"]
 
 MAX_READ: Final = 4 * 1024 * 1024
 """The largest single read of a large frame's payload."""
@@ -73,3 +77,43 @@ def read_frames(
     except ConnectionError:
         return DISCONNECTED | (LARGE if large else 0)
     return LARGE if large else 0
+
+
+class FrameReader:
+    """The receiving state of one length-prefixed stream: its socket, its decoder (made
+    by the first read: an idle connection holds none), whether its peer sends large
+    frames.
+
+    Args:
+        sock: The connected, non-blocking socket.
+        max_message_size: The largest payload accepted (the decoder's limit).
+        size: Bytes per read of small frames.
+    """
+
+    def __init__(self, sock: socket.socket, max_message_size: int, size: int) -> None:
+        self.sock = sock
+        self.max_message_size = max_message_size
+        self.size = size
+        self.decoder: FrameDecoder | None = None
+        self.large = False
+
+    def read(self, frames: list[bytes]) -> bool:
+        """Read what the socket has, appending the payloads to ``frames`` (see
+        :func:`read_frames`); True if the peer closed the connection.
+
+        Raises:
+            FrameError: the peer broke the framing (the frames before it are in
+                ``frames``).
+            OSError: the connection failed.
+        """
+        decoder = self.decoder
+        if decoder is None:
+            decoder = self.decoder = FrameDecoder(self.max_message_size)
+        result = read_frames(self.sock, decoder, frames, self.size, self.large)
+        self.large = (result & LARGE) != 0
+        return (result & DISCONNECTED) != 0
+
+    def incomplete(self) -> int:
+        """Bytes of the frame being received (header and payload so far)."""
+        decoder = self.decoder
+        return 0 if decoder is None else decoder.buffered
