@@ -100,6 +100,12 @@ _IP_PKTINFO: Final[int | None] = getattr(
     socket, "IP_PKTINFO", 8 if sys.platform.startswith("linux") else None
 )
 
+# The enum's members as globals (see tcp.py: a lookup on the enum costs 70 ns).
+_OK: Final = ReadStatus.OK
+_DISCONNECTED: Final = ReadStatus.DISCONNECTED
+_SENT: Final = SendStatus.SENT
+_TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
+
 
 @dataclass(frozen=True, kw_only=True)
 class _UdpOptions:
@@ -306,7 +312,7 @@ class UdpRemote(Remote):
             if first and not _waiting(self._fd, self._pending):
                 break  # the usual single datagram: no failing recv to find out
             first = False
-        return ReadStatus.OK
+        return _OK
 
     def write(self, data: Buffer) -> int:
         try:
@@ -404,7 +410,7 @@ class UdpLocal(Local):
                 looked up for every datagram, in the sending thread).
         """
         if len(data) > self._max_size:
-            return SendStatus.MAX_PACKET_SIZE_EXCEEDED
+            return _TOO_BIG
         if addr.__class__ is not tuple:
             addr = self._sockaddr(addr)
         elif addr[0] not in self._literal_hosts:
@@ -418,7 +424,7 @@ class UdpLocal(Local):
             self._sendto(data, addr)
         except TypeError:
             self._sendto(data, self._sockaddr(addr))
-        return SendStatus.SENT
+        return _SENT
 
     def _sockaddr(self, addr: Any) -> tuple[Any, ...]:
         check_ip_address(addr, _DESTINATION)

@@ -106,6 +106,10 @@ _ACCEPTS_PER_EVENT: Final = 64
 _SUN_PATH: Final = 108  # sizeof(sun_path) on Linux
 _ABSTRACT_PREFIX: Final = "\0"
 
+# The enum's members as globals (see tcp.py: a lookup on the enum costs 70 ns).
+_OK: Final = ReadStatus.OK
+_DISCONNECTED: Final = ReadStatus.DISCONNECTED
+
 
 def _check_max(config: object, value: int) -> None:
     if not 0 <= value < 2**64:
@@ -275,11 +279,11 @@ class UnixRemote(Remote):
             try:
                 data = recv(size)
             except BlockingIOError:
-                return ReadStatus.OK
+                return _OK
             except ConnectionError:
-                return ReadStatus.DISCONNECTED
+                return _DISCONNECTED
             if not data:
-                return ReadStatus.DISCONNECTED
+                return _DISCONNECTED
             try:
                 decoder.feed(data, frames)  # a FrameError disconnects this peer
             finally:
@@ -288,7 +292,7 @@ class UnixRemote(Remote):
                 frames.clear()
             if len(data) < size:
                 break  # the OS had no more: skip the read that would say "would block"
-        return ReadStatus.OK
+        return _OK
 
     def write(self, data: Buffer) -> int:
         try:

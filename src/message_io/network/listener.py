@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Protocol
+from typing import Final, Protocol
 
 from .adapter import BytesLike, Local, Remote, SendStatus
 from .connection import Limits, as_buffer, drop_datagram
@@ -22,10 +22,10 @@ __all__ = ["Listener", "ListenerHost"]
 
 log = logging.getLogger("message_io")
 
-_SENT = SendStatus.SENT
-_NOT_FOUND = SendStatus.RESOURCE_NOT_FOUND
-_NOT_AVAILABLE = SendStatus.RESOURCE_NOT_AVAILABLE
-_QUEUE_FULL = SendStatus.QUEUE_FULL
+_SENT: Final = SendStatus.SENT
+_NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
+_NOT_AVAILABLE: Final = SendStatus.RESOURCE_NOT_AVAILABLE
+_QUEUE_FULL: Final = SendStatus.QUEUE_FULL
 
 
 class ListenerHost(Protocol):
