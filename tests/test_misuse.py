@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from message_io import NodeStoppedError, Transport
+from message_io import NetworkController, NodeStoppedError, SendStatus, Transport
 
 from .helpers import Node
 
@@ -60,7 +60,20 @@ def test_send_to_the_tuple_connect_returns_is_a_type_error_naming_the_argument(
     with pytest.raises(TypeError) as info:
         handler.network.send(pair, b"x")  # type: ignore[arg-type]
     assert str(info.value) == "send() endpoint must be an Endpoint, not tuple"
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    # The traceback shows the TypeError alone: no AttributeError chained to it.
+    error = info.value
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+def test_send_through_the_class_method_does_the_same(node: Node) -> None:
+    """``NetworkController.send`` called on the class (the documented method) sends as
+    ``handler.network.send`` does."""
+    handler, _listener = node
+    _listener_id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+    server, _ = handler.network.connect_sync(Transport.FRAMED_TCP, addr)
+    assert NetworkController.send(handler.network, server, b"x") is SendStatus.SENT
+    with pytest.raises(TypeError, match=r"send\(\) endpoint must be an Endpoint, not int"):
+        NetworkController.send(handler.network, 3, b"x")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("endpoint", [None, "127.0.0.1:80", 3])

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import itertools
 import threading
+from typing import Any, Final
 
 from ..errors import NodeStoppedError
+from .adapter import SendStatus
 from .connection import Connection
 from .dial import Dial
 from .endpoint import ResourceId, ResourceType
 from .listener import Listener
 
 __all__ = ["Registry"]
+
+_NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
 
 
 class Registry:
@@ -50,6 +54,33 @@ class Registry:
             if counter is None:
                 counter = self._counters[key] = itertools.count()
             return ResourceId.new(adapter_id, resource_type, next(counter))
+
+    def send(self, endpoint: Any, data: Any) -> SendStatus:
+        """Send ``data`` to the connection or the listener's peer ``endpoint`` names:
+        :meth:`NetworkController.send <message_io.NetworkController.send>`, whose
+        documentation it follows. Any thread.
+
+        Raises:
+            TypeError: ``endpoint`` is not an Endpoint; ``data`` is a ``str`` for a
+                listener's peer (or for a transport without text messages).
+        """
+        try:
+            resource_id = endpoint._resource_id  # the slot: no property call
+        except AttributeError:
+            resource_id = None
+        if resource_id is None:
+            # Raised here, not in the handler: the lookup's AttributeError would be
+            # chained to it in the traceback.
+            raise TypeError(f"send() endpoint must be an Endpoint, not {type(endpoint).__name__}")
+        conn = self.connections.get(resource_id)
+        if conn is not None:
+            return conn.send(data)
+        listener = self.listeners.get(resource_id)
+        if listener is not None:
+            if isinstance(data, str):
+                raise TypeError(f"{endpoint} takes bytes-like messages, not str")
+            return listener.send_to(endpoint, data)
+        return _NOT_FOUND
 
     def add_connection(self, conn: Connection) -> None:
         """Add ``conn``; its descriptor too unless it is still dialing. Holds the lock.
