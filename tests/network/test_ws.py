@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -30,7 +31,7 @@ from message_io import (
     WsConnectConfig,
     WsListenConfig,
 )
-from message_io.adapters.ws import DEFAULT_PATH, parse_ws_address
+from message_io.adapters.ws import DEFAULT_PATH, WsRemote, parse_ws_address
 from message_io.codec.ws_frames import Masker, frame_header
 
 from .conftest import TIMEOUT, Net, accepted
@@ -374,3 +375,29 @@ def test_subprotocols(ws: Net) -> None:
         Transport.WS, addr, config=WsConnectConfig(subprotocols=("other",))
     )
     assert client.expect(Connected) == Connected(refused, False)
+
+
+def test_only_plain_ws_lets_the_node_write_to_the_socket_itself() -> None:
+    """The node's direct write (``Remote._direct_socket``) is for plain ``ws`` with the
+    adapter's own ``write``: never once TLS may wrap the socket, nor past an override."""
+
+    class Overriding(WsRemote):
+        def write(self, data: Any) -> int:
+            return super().write(data)
+
+    def made(cls: type[WsRemote], sock: socket.socket, tls: ssl.SSLContext | None) -> WsRemote:
+        return cls(
+            sock,
+            ServerProtocol(),
+            connecting=False,
+            tls=tls,
+            max_message_size=None,
+            ping_interval=None,
+        )
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    a, b = socket.socketpair()
+    with a, b:
+        assert made(WsRemote, a, None)._direct_socket() is a
+        assert made(WsRemote, a, context)._direct_socket() is None
+        assert made(Overriding, a, None)._direct_socket() is None

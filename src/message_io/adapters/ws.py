@@ -680,6 +680,13 @@ class WsRemote(Remote):
         except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return 0
 
+    def _direct_socket(self) -> socket.socket | None:
+        """The socket, for plain ``ws`` (never wrapped in TLS) when :meth:`write` is this
+        class's own: what it sends to as it is."""
+        if self._tls is None and type(self).write is WsRemote.write:
+            return self.socket
+        return None
+
     def write_many(self, buffers: list[Buffer]) -> int:
         if self._stream is self.socket:
             try:
