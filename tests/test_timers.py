@@ -54,3 +54,23 @@ def test_due_timers_run_and_cancelled_ones_do_not() -> None:
         assert loop.timers.entries == []
     finally:
         loop.shutdown()
+
+
+def test_cancelling_the_earliest_timer_takes_it_out_of_the_heap_at_once() -> None:
+    """The loop plans its poll from the earliest entry: a cancelled one there would keep
+    it reading the clock every turn until it surfaced. Cancelled entries behind it go
+    with it; a live one stops the clean-up."""
+    loop: Loop[object] = Loop()
+    try:
+        first = loop.add_timer(10, Held().fire)
+        second = loop.add_timer(20, Held().fire)
+        later = loop.add_timer(30, lambda: None)
+        loop.cancel_timer(second)  # not the earliest: stays until it surfaces
+        assert len(loop.timers.entries) == 3
+        loop.cancel_timer(first)  # the earliest, and the cancelled one behind it
+        assert [entry[2] for entry in loop.timers.entries] == [later]
+        loop.cancel_timer(later)
+        assert loop.timers.entries == []
+        assert loop.next_timeout() is None
+    finally:
+        loop.shutdown()

@@ -122,6 +122,10 @@ class _Driver:
         """Ask the event loop for the next turn the node needs without a readable fd."""
         timeout = self.engine.next_timeout()
         if timeout is None:
+            timer = self._timer
+            if timer is not None:  # what it was for is gone (a deadline met, cancelled)
+                self._timer = None
+                timer.cancel()
             return
         if timeout <= 0.0:
             if self._soon is None:

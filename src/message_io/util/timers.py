@@ -9,7 +9,8 @@ the order they were made. Any thread may add or cancel one (under the heap's loc
 the loop thread runs them, outside the lock, so a callback may add or cancel timers.
 
 Cancelling drops the callback at once, and with it whatever it refers to (a connection
-and its protocol state), but leaves the heap entry until it surfaces. When cancelled
+and its protocol state); the heap entry goes at once if it is the earliest, else when it
+surfaces. When cancelled
 entries make up half of the heap (past a floor), the heap is rebuilt without them: a
 churn of connections, each with a few timers, never leaves memory behind.
 
@@ -91,7 +92,14 @@ class TimerHeap:
         timer.callback = None
         with self._lock:
             self._cancelled += 1
-            if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self.entries):
+            entries = self.entries
+            # A cancelled entry at the top goes at once: the loop would otherwise plan its
+            # poll around it and look at the clock on every turn until it surfaced (a
+            # connect deadline, cancelled on Connected, stays ten seconds).
+            while entries and entries[0][2].cancelled:
+                heapq.heappop(entries)
+                self._cancelled -= 1
+            if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(entries):
                 self.entries = [entry for entry in self.entries if not entry[2].cancelled]
                 heapq.heapify(self.entries)
                 self._cancelled = 0
