@@ -69,14 +69,19 @@ class Message:
         return f"Message({self.endpoint!r}, data=<{len(self.data)} bytes>)"
 
 
-class MessageDraft:
-    """A ``Message`` being made by the engine: the same slots, in the same order, without
-    the frozen dataclass's ``__setattr__``. The engine sets both fields, then makes the
-    object a ``Message`` by assigning its ``__class__`` (CPython allows it between classes
-    of the same layout): no argument tuple is built on the way, a third of the cost of
-    making a message. Never seen outside the engine."""
+class MessageDraft(Message):
+    """A ``Message`` being made by the engine: a subclass that adds no slot and takes
+    back ``object``'s own ``__init__`` and ``__setattr__`` (C slots, no Python call). The
+    engine sets both fields, then makes the object a ``Message`` by assigning its
+    ``__class__``: no argument tuple is built on the way, and CPython accepts the
+    assignment at once, a subclass that adds nothing being the same layout (two sibling
+    classes would have their ``__slots__`` compared on every message). Never seen
+    outside the engine."""
 
-    __slots__ = ("endpoint", "data")  # noqa: RUF023 - the order of Message's own
+    __slots__ = ()
+    __init__ = object.__init__
+    __setattr__ = object.__setattr__
+    __delattr__ = object.__delattr__
 
 
 def _check_draft() -> None:
