@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from message_io import NetworkController, NodeStoppedError, SendStatus, Transport
+from message_io import Endpoint, NetworkController, NodeStoppedError, SendStatus, Transport
+from message_io.network.adapter import BytesLike
 
 from .helpers import Node
 
@@ -74,6 +75,24 @@ def test_send_through_the_class_method_does_the_same(node: Node) -> None:
     assert NetworkController.send(handler.network, server, b"x") is SendStatus.SENT
     with pytest.raises(TypeError, match=r"send\(\) endpoint must be an Endpoint, not int"):
         NetworkController.send(handler.network, 3, b"x")  # type: ignore[arg-type]
+
+
+def test_a_controller_subclass_that_overrides_send_gets_it_called(node: Node) -> None:
+    """``handler.network.send`` is the engine's method only where ``send`` is the
+    class's own."""
+    handler, _listener = node
+    seen: list[bytes] = []
+
+    class Recording(NetworkController):
+        def send(self, endpoint: Endpoint, data: BytesLike | str) -> SendStatus:
+            seen.append(bytes(data) if not isinstance(data, str) else data.encode())
+            return super().send(endpoint, data)
+
+    _listener_id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+    server, _ = handler.network.connect_sync(Transport.FRAMED_TCP, addr)
+    recording = Recording(handler.network._loop)
+    assert recording.send(server, b"x") is SendStatus.SENT
+    assert seen == [b"x"]
 
 
 @pytest.mark.parametrize("endpoint", [None, "127.0.0.1:80", 3])

@@ -318,8 +318,10 @@ class AsyncNetwork:
         self._sync = sync
         self._driver = driver
         # As NetworkController.send: the engine's method itself, one frame less per
-        # message than :meth:`send_nowait` below (which does the same).
-        self.__dict__["send_nowait"] = sync.send
+        # message than :meth:`send_nowait` below (which does the same), unless a
+        # subclass overrides it.
+        if type(self).send_nowait is AsyncNetwork.send_nowait:
+            self.__dict__["send_nowait"] = sync.send
 
     async def connect(
         self, transport: Transport, addr: Any, *, config: ConnectConfig | None = None

@@ -16,6 +16,7 @@ import message_io
 from message_io import Connected, Message, Transport, register_transport
 from message_io.adapters.framed_tcp import FramedTcpAdapter, FramedTcpLocal, FramedTcpRemote
 from message_io.adapters.tcp import TcpRemote
+from message_io.errors import FrameTooLarge
 from message_io.network.adapter import Buffer, ReadStatus
 
 from .conftest import TIMEOUT
@@ -24,9 +25,10 @@ _names = itertools.count()
 
 
 class _Counting(FramedTcpRemote):
-    """Counts the calls of the methods a subclass may override."""
+    """Records the calls of the methods a subclass may override (and what ``write`` got)."""
 
     calls: list[str]
+    written: list[bytes]
 
     def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
         self.calls.append("receive")
@@ -38,6 +40,7 @@ class _Counting(FramedTcpRemote):
 
     def write(self, data: Buffer) -> int:
         self.calls.append("write")
+        self.written.append(bytes(data))
         return super().write(data)
 
 
@@ -92,11 +95,12 @@ def test_the_built_in_remotes_take_the_shortcuts() -> None:
         assert TcpRemote(b, connecting=False)._direct_socket() is b
 
 
-def test_a_subclass_that_overrides_reading_or_writing_gets_its_methods_called(
+def test_a_subclass_gets_its_methods_called(
     node: tuple[message_io.NodeHandler[Any], message_io.NodeListener[Any]],
 ) -> None:
     calls: list[str] = []
-    remote = type("Remote", (_Counting,), {"calls": calls})
+    written: list[bytes] = []
+    remote = type("Remote", (_Counting,), {"calls": calls, "written": written})
     with socket.socket() as sock:
         made = remote(sock, connecting=False, max_message_size=1)
         assert made._frame_reader() is None
@@ -106,22 +110,27 @@ def test_a_subclass_that_overrides_reading_or_writing_gets_its_methods_called(
 
     assert got == [b"first", b"second" * 1000]
     assert {"receive", "incomplete", "write"} <= set(calls)
+    # The first message is the one the node writes at once: through write() too.
+    assert any(b"first" in data for data in written)
 
 
-def test_overriding_write_alone_keeps_the_reader(
-    node: tuple[message_io.NodeHandler[Any], message_io.NodeListener[Any]],
-) -> None:
-    calls: list[str] = []
-
-    class Remote(FramedTcpRemote):
-        def write(self, data: Buffer) -> int:
-            calls.append("write")
-            return super().write(data)
-
-    with socket.socket() as sock:
-        made = Remote(sock, connecting=False, max_message_size=1)
-        assert made._direct_socket() is None
-        assert made._frame_reader() is not None
-
-    assert _echo_once(node, _transport(Remote)) == [b"first", b"second" * 1000]
-    assert "write" in calls
+def test_a_subclass_that_replaces_its_socket_or_limit_is_read_from_them() -> None:
+    """A subclass may wrap its socket or change its limit after ``__init__``:
+    ``receive`` reads the socket and applies the limit the remote has then."""
+    first, first_peer = socket.socketpair()
+    second, second_peer = socket.socketpair()
+    with first, first_peer, second, second_peer:
+        for sock in (first, second):
+            sock.setblocking(False)
+        remote = type("Remote", (FramedTcpRemote,), {})(
+            first, connecting=False, max_message_size=100
+        )
+        remote.socket = second
+        remote.max_message_size = 3
+        second_peer.sendall(b"\x02ok")
+        got: list[bytes] = []
+        assert remote.receive(got.append) is ReadStatus.OK
+        assert got == [b"ok"]
+        second_peer.sendall(b"\x05toolong")
+        with pytest.raises(FrameTooLarge):
+            remote.receive(got.append)

@@ -23,6 +23,7 @@ from .tcp import (
     TcpListenConfig,
     TcpLocal,
     TcpRemote,
+    built_in,
 )
 
 __all__ = [
@@ -87,6 +88,7 @@ class FramedTcpRemote(TcpRemote):
 
     framing = Framing.HEADER  # the varint length, then the payload itself
     reports_incomplete = True
+    _built_in = True
 
     def __init__(
         self,
@@ -108,15 +110,23 @@ class FramedTcpRemote(TcpRemote):
 
     def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
         """Read and decode frames (see :mod:`message_io.network.framed_reader`)."""
+        reader = self._reader
+        # A subclass may have replaced the socket (wrapped it) or the limit since
+        # __init__: the reader follows, as when they were read here at each call.
+        reader.sock = self.socket
+        if reader.decoder is None:
+            limit = self.max_message_size
+            assert limit is not None  # set by __init__
+            reader.max_message_size = limit
         # A list's ``append`` (the node's, when it does not call the reader itself):
         # decode straight into that list instead of calling ``deliver`` per message.
         target = getattr(deliver, "__self__", None)
         if type(target) is list:
-            closed = self._reader.read(target)
+            closed = reader.read(target)
         else:
             frames: list[bytes] = []
             try:
-                closed = self._reader.read(frames)
+                closed = reader.read(frames)
             finally:
                 for frame in frames:
                     deliver(frame)
@@ -124,11 +134,9 @@ class FramedTcpRemote(TcpRemote):
 
     def _frame_reader(self) -> FrameReader | None:
         """The reader behind :meth:`receive` and :meth:`incomplete`, for the node to call
-        directly; None in a subclass that overrides either (the node calls them then)."""
-        cls = type(self)
-        if cls.receive is FramedTcpRemote.receive and cls.incomplete is FramedTcpRemote.incomplete:
-            return self._reader
-        return None
+        directly: for this class itself. A subclass may override them or replace the
+        socket: the node calls :meth:`receive` and :meth:`incomplete` for it."""
+        return self._reader if built_in(self) else None
 
 
 class FramedTcpLocal(TcpLocal):

@@ -242,10 +242,18 @@ def connect_status(sock: socket.socket) -> PendingStatus:
     return PendingStatus.READY
 
 
+def built_in(remote: Remote) -> bool:
+    """True for an instance of a built-in remote class itself, not of a subclass: the
+    node's shortcuts (``Remote._direct_socket``, ``Remote._frame_reader``) are for the
+    classes that say ``_built_in = True`` in their own body."""
+    return "_built_in" in vars(type(remote))
+
+
 class TcpRemote(Remote):
     """One TCP connection. Subclassed by framed transports, which add a decoder."""
 
     framing = Framing.NONE  # a raw byte stream: messages are written as given
+    _built_in = True
 
     def __init__(
         self,
@@ -315,8 +323,9 @@ class TcpRemote(Remote):
             return 0
 
     def _direct_socket(self) -> socket.socket | None:
-        """The socket, unless a subclass overrides :meth:`write` (the node calls it then)."""
-        return self.socket if type(self).write is TcpRemote.write else None
+        """The socket, for the built-in classes themselves. A subclass may override
+        :meth:`write` or replace the socket: the node calls :meth:`write` for it."""
+        return self.socket if built_in(self) else None
 
     def close(self) -> None:
         self.socket.close()

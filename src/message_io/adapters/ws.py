@@ -65,6 +65,7 @@ from .tcp import (
     TcpConnectConfig,
     TcpListenConfig,
     TcpLocal,
+    built_in,
     connect_status,
 )
 
@@ -267,6 +268,7 @@ class WsRemote(Remote):
     reports_incomplete = True
     has_output = True  # pongs and close replies
     text_messages = True
+    _built_in = True
 
     def __init__(
         self,
@@ -681,11 +683,10 @@ class WsRemote(Remote):
             return 0
 
     def _direct_socket(self) -> socket.socket | None:
-        """The socket, for plain ``ws`` (never wrapped in TLS) when :meth:`write` is this
-        class's own: what it sends to as it is."""
-        if self._tls is None and type(self).write is WsRemote.write:
-            return self.socket
-        return None
+        """The socket, for plain ``ws`` (never wrapped in TLS), from the built-in classes
+        themselves: what :meth:`write` sends to as it is. A subclass gets its
+        :meth:`write` called."""
+        return self.socket if self._tls is None and built_in(self) else None
 
     def write_many(self, buffers: list[Buffer]) -> int:
         if self._stream is self.socket:
@@ -732,6 +733,7 @@ class WsServerRemote(WsRemote):
     __slots__ = ()
 
     framing = Framing.HEADER
+    _built_in = True
 
     def header(self, size: int) -> bytes | None:
         if self.protocol.state is not OPEN:

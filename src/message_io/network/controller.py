@@ -97,8 +97,11 @@ class NetworkController:
         self._connections = loop.connections  # the same dict for the node's life
         # ``send`` is the registry's own method, which does what :meth:`send` says: one
         # frame less per message (0.14 us), the engine's code called straight from the
-        # caller's (an instance attribute takes precedence over a method).
-        self.__dict__["send"] = loop.registry.send
+        # caller's (an instance attribute takes precedence over a method). Not in a
+        # subclass that overrides send(). Bound here, once: a test double replaces
+        # ``handler.network.send``, the instance's attribute, not the class's method.
+        if type(self).send is NetworkController.send:
+            self.__dict__["send"] = loop.registry.send
 
     def connect(
         self, transport: Transport, addr: Any, *, config: ConnectConfig | None = None
