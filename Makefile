@@ -20,7 +20,7 @@ BUILD_TOOLS := pip "setuptools>=77" "mypy>=1.15" "websockets>=14"
 # The modules setup.py compiles: a change to one of them rebuilds the extensions.
 COMPILED_SOURCES := $(shell sed -n 's|^    "\(message_io/.*\.py\)",$$|src/\1|p' setup.py)
 
-.PHONY: demo build test lint typecheck pytest pytest310 wheel-check bench fuzz fuzz-ws valgrind clean docs
+.PHONY: demo build test lint typecheck pytest pytest310 wheel-check bench instructions fuzz fuzz-ws valgrind clean docs
 
 # The editable installs skip the compilation (MESSAGE_IO_NO_EXTENSIONS=1): $(BUILT) does
 # it, and again whenever a compiled module changes.
@@ -89,6 +89,12 @@ wheel-check: $(STAMP)
 
 bench: $(BUILT)
 	$(VENV)/bin/python benchmarks/run.py
+
+# Instructions per round trip and per message received, counted by callgrind (valgrind):
+# a figure the machine's noise does not move, to compare two versions of the engine
+# (PYTHONPATH=other/src make instructions). About 10 minutes.
+instructions: $(BUILT)
+	$(VENV)/bin/python benchmarks/instructions.py
 
 # The documentation site (mkdocs.yml) into site/. --strict makes every warning fatal: a
 # broken link or anchor, a docstring mkdocstrings cannot parse. The docs extra goes into

@@ -1,0 +1,238 @@
+"""Instructions per operation, counted by callgrind: a figure the machine's noise does not
+move, for comparing two versions of the engine.
+
+``make instructions`` (or ``python benchmarks/instructions.py [--only NAME ...]``) runs
+each scenario in a fresh process under ``valgrind --tool=callgrind``, twice, with ``n1``
+and then ``n2`` operations, and prints ``(Ir(n2) - Ir(n1)) / (n2 - n1)``: what one more
+operation costs in user-space instructions, start-up and set-up cancelled out. The
+kernel's share (the system calls' work) is not counted: the wall-clock benchmarks
+(``make bench``) measure that.
+
+To compare two trees, run it once with each on ``PYTHONPATH`` (the children inherit it)::
+
+    PYTHONPATH=/path/to/other/src python benchmarks/instructions.py
+
+Scenarios (both ends of a round trip run in one process, on one loop):
+
+* ``rtt-sync``: a message_io node connected to itself over FramedTcp, 1-byte ping-pong
+  from the ``for_each`` callback; one operation is one round trip.
+* ``rtt-asyncio``: the same with ``message_io.asyncio`` (``await listener.for_each``) on
+  asyncio's loop.
+* ``rtt-protocol``: two ``asyncio.Protocol`` objects, the same bytes (1-byte varint
+  prefix), echoing in ``data_received``; ``rtt-uvloop``: the same on uvloop.
+* ``receive``: a FramedTcp node receiving 100-byte messages that a plain socket thread
+  sends in 100 KB writes; one operation is one message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Final, cast
+
+import message_io
+import message_io.asyncio as mio
+from message_io import Connected, Message, Transport
+
+_HOST: Final = "127.0.0.1"
+_PING: Final = b"x"
+_FRAME: Final = b"\x01x"  # the ping with its varint length prefix
+_SIZE: Final = 100
+_BATCH: Final = 1000  # messages per write of the receive scenario's sender
+_CHILD_TIMEOUT: Final = 900.0  # seconds for one run under callgrind (about 50x slower)
+
+
+def rtt_sync(count: int) -> None:
+    handler, listener = message_io.split()
+    _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
+    server, _ = handler.network.connect(Transport.FRAMED_TCP, addr)
+    send = handler.network.send
+    echoes = 0
+
+    def on_event(event: message_io.NodeEvent[Any]) -> None:
+        nonlocal echoes
+        if event.__class__ is Message:
+            if event.endpoint is server or event.endpoint == server:
+                echoes += 1
+                if echoes >= count:
+                    handler.stop()
+                    return
+            send(event.endpoint, event.data)
+        elif event.__class__ is Connected and event.endpoint == server:
+            send(server, _PING)
+
+    listener.for_each(on_event)
+
+
+def _run_on(loop_name: str, main: Callable[[], Any]) -> None:
+    if loop_name == "uvloop":
+        import uvloop  # optional: imported where used
+
+        event_loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    else:
+        event_loop = asyncio.new_event_loop()
+    try:
+        event_loop.run_until_complete(main())
+    finally:
+        event_loop.close()
+
+
+def rtt_asyncio(count: int) -> None:
+    async def main() -> None:
+        handler, listener = mio.split()
+        _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
+        server, _ = await handler.network.connect(Transport.FRAMED_TCP, addr)
+        send = handler.network.send_nowait
+        echoes = 0
+
+        def on_event(event: message_io.NodeEvent[Any]) -> None:
+            nonlocal echoes
+            if event.__class__ is Message:
+                if event.endpoint is server or event.endpoint == server:
+                    echoes += 1
+                    if echoes >= count:
+                        handler.stop()
+                        return
+                send(event.endpoint, event.data)
+
+        send(server, _PING)
+        await listener.for_each(on_event)
+
+    _run_on("asyncio", main)
+
+
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class _Ping(asyncio.Protocol):
+    def __init__(self, count: int, done: asyncio.Future[None]) -> None:
+        self.count = count
+        self.done = done
+        self.echoes = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(_FRAME)
+
+    def data_received(self, data: bytes) -> None:
+        self.echoes += 1
+        if self.echoes >= self.count:
+            self.done.set_result(None)
+            return
+        self.transport.write(_FRAME)
+
+
+def _rtt_protocol(loop_name: str, count: int) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_Echo, _HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        done: asyncio.Future[None] = loop.create_future()
+        transport, _ = await loop.create_connection(lambda: _Ping(count, done), _HOST, port)
+        await done
+        transport.close()
+        server.close()
+
+    _run_on(loop_name, main)
+
+
+def receive(count: int) -> None:
+    handler, listener = message_io.split()
+    _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
+    assert isinstance(addr, tuple)
+    port: int = addr[1]
+    frame = bytes([_SIZE]) + b"x" * _SIZE
+
+    def sender() -> None:
+        with socket.create_connection((_HOST, port)) as sock:
+            chunk = frame * _BATCH
+            for _ in range(count // _BATCH):
+                sock.sendall(chunk)
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    received = 0
+
+    def on_event(event: message_io.NodeEvent[Any]) -> None:
+        nonlocal received
+        if event.__class__ is Message:
+            received += 1
+            if received == count:
+                handler.stop()
+
+    listener.for_each(on_event)
+    thread.join()
+
+
+# name -> (run, n1, n2, unit)
+SCENARIOS: Final[dict[str, tuple[Callable[[int], None], int, int, str]]] = {
+    "rtt-sync": (rtt_sync, 2_000, 6_000, "round trip"),
+    "rtt-asyncio": (rtt_asyncio, 2_000, 6_000, "round trip"),
+    "rtt-protocol": (lambda n: _rtt_protocol("asyncio", n), 2_000, 6_000, "round trip"),
+    "rtt-uvloop": (lambda n: _rtt_protocol("uvloop", n), 2_000, 6_000, "round trip"),
+    "receive": (receive, 100_000, 300_000, "message"),
+}
+
+
+def _instructions(name: str, count: int) -> int:
+    """User-space instructions of one child process running ``name`` ``count`` times."""
+    result = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            name,
+            str(count),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=_CHILD_TIMEOUT,
+    )
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"{name} x {count} failed:\n{result.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), help="these only")
+    parser.add_argument("--child", nargs=2, metavar=("NAME", "COUNT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        name, count = args.child
+        SCENARIOS[name][0](int(count))
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is needed (apt install valgrind)")
+    names = args.only or list(SCENARIOS)
+    if "rtt-uvloop" in names and importlib.util.find_spec("uvloop") is None:
+        names.remove("rtt-uvloop")
+    print(f"message_io {message_io.__file__} (compiled: {message_io.COMPILED})")
+    print(f"{'scenario':<14} {'instructions':>12}  per")
+    for name in names:
+        _run, n1, n2, unit = SCENARIOS[name]
+        per = (_instructions(name, n2) - _instructions(name, n1)) / (n2 - n1)
+        print(f"{name:<14} {per:>12,.0f}  {unit}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
