@@ -74,3 +74,19 @@ def test_cancelling_the_earliest_timer_takes_it_out_of_the_heap_at_once() -> Non
         assert loop.next_timeout() is None
     finally:
         loop.shutdown()
+
+
+def test_a_cancelled_timer_that_surfaces_when_the_earlier_ones_run_goes_with_them() -> None:
+    loop: Loop[object] = Loop()
+    ran: list[str] = []
+    try:
+        loop.add_timer(0, lambda: ran.append("due"))
+        behind = loop.add_timer(3600, Held().fire)
+        live = loop.add_timer(7200, lambda: None)
+        loop.cancel_timer(behind)  # not the earliest: it stays, behind the due one
+        assert len(loop.timers.entries) == 3
+        loop.timers.run_due(lambda: True)
+        assert ran == ["due"]
+        assert [entry[2] for entry in loop.timers.entries] == [live]
+    finally:
+        loop.shutdown()

@@ -9,10 +9,11 @@ the order they were made. Any thread may add or cancel one (under the heap's loc
 the loop thread runs them, outside the lock, so a callback may add or cancel timers.
 
 Cancelling drops the callback at once, and with it whatever it refers to (a connection
-and its protocol state); the heap entry goes at once if it is the earliest, else when it
-surfaces. When cancelled
-entries make up half of the heap (past a floor), the heap is rebuilt without them: a
-churn of connections, each with a few timers, never leaves memory behind.
+and its protocol state). The earliest entry is always a live timer, which the loop plans
+its poll around: a cancelled entry goes at once when it is the earliest, or when the
+timers before it have run. When cancelled entries make up half of the heap (past a
+floor), the heap is rebuilt without them: a churn of connections, each with a few
+timers, never leaves memory behind.
 
 Adding a timer earlier than every other one calls ``wake``: the loop may be asleep in a
 poll that would otherwise outlast it. Times are read through the module's ``monotonic``,
@@ -92,18 +93,22 @@ class TimerHeap:
         timer.callback = None
         with self._lock:
             self._cancelled += 1
+            self._drop_cancelled_top()
             entries = self.entries
-            # A cancelled entry at the top goes at once: the loop would otherwise plan its
-            # poll around it and look at the clock on every turn until it surfaced (a
-            # connect deadline, cancelled on Connected, stays ten seconds).
-            while entries and entries[0][2].cancelled:
-                heapq.heappop(entries)
-                self._cancelled -= 1
             if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(entries):
-                self.entries = [entry for entry in self.entries if not entry[2].cancelled]
+                self.entries = [entry for entry in entries if not entry[2].cancelled]
                 heapq.heapify(self.entries)
                 self._cancelled = 0
         return True
+
+    def _drop_cancelled_top(self) -> None:
+        """Pop the cancelled entries at the top of the heap (holds the lock). Left there,
+        the loop would plan its poll around one and look at the clock on every turn until
+        its deadline (a connect deadline, cancelled on ``Connected``, stays ten seconds)."""
+        entries = self.entries
+        while entries and entries[0][2].cancelled:
+            heapq.heappop(entries)
+            self._cancelled -= 1
 
     def next_deadline(self) -> float | None:
         """The earliest deadline in the heap (a cancelled one may surface early), or None."""
@@ -126,8 +131,9 @@ class TimerHeap:
                     return
                 _deadline, _seq, timer = heapq.heappop(entries)
                 skip = timer.cancelled
-                if skip:
+                if skip:  # cancelled by another thread as it was popped
                     self._cancelled -= 1
+                self._drop_cancelled_top()
             if skip:
                 continue
             callback = timer.callback
