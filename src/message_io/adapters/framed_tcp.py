@@ -99,7 +99,7 @@ class FramedTcpRemote(TcpRemote):
     ) -> None:
         super().__init__(sock, connecting=connecting, read_size=_READ_SIZE)
         self.max_message_size = max_message_size
-        self._reader = FrameReader(sock, max_message_size, _READ_SIZE)
+        self._reader = FrameReader(sock, max_message_size, self._read_size)
 
     def incomplete(self) -> int:
         """Bytes of the frame being received (header and payload so far)."""

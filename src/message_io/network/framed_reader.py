@@ -4,14 +4,14 @@
 Small frames: read 64 KiB at a time and cut the frames out of it. Large frames (from
 32 KiB): read each one's header apart (peek, then consume exactly the header), then the
 payload in one read of its exact size, so that the bytes the OS returns *are* the
-message and are never copied again. The adapter keeps its state (the decoder, whether
-the peer sends large frames); this module only runs the loop, in C rather than in the
-interpreter: a read of one small frame costs 0.78 µs above a plain ``recv`` so, against
-1.05 µs interpreted.
+message and are never copied again. The loop runs in C rather than in the interpreter:
+a read of one small frame costs 0.78 µs above a plain ``recv`` so, against 1.05 µs
+interpreted.
 
-:class:`FrameReader` holds that state for ``FramedTcpRemote``: the node calls its
-:meth:`~FrameReader.read` itself, compiled code calling compiled code, instead of going
-through the adapter's interpreted ``receive`` and ``incomplete`` on every read.
+:class:`FrameReader` holds a connection's state (its decoder, whether the peer sends
+large frames) for ``FramedTcpRemote``, whose ``receive`` and ``incomplete`` delegate to
+it; the node calls its :meth:`~FrameReader.read` itself, compiled code calling compiled
+code, for the built-in class.
 """
 
 from __future__ import annotations
