@@ -39,6 +39,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, cast
 
+from bench_common import run_async
+
 import message_io
 import message_io.asyncio as mio
 from message_io import Connected, Message, Transport
@@ -51,11 +53,15 @@ _BATCH: Final = 1000  # messages per write of the receive scenario's sender
 _CHILD_TIMEOUT: Final = 900.0  # seconds for one run under callgrind (about 50x slower)
 
 
-def rtt_sync(count: int) -> None:
-    handler, listener = message_io.split()
-    _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
-    server, _ = handler.network.connect(Transport.FRAMED_TCP, addr)
-    send = handler.network.send
+def _ping_pong(
+    server: message_io.Endpoint,
+    count: int,
+    send: Callable[[message_io.Endpoint, bytes], object],
+    stop: Callable[[], None],
+) -> Callable[[message_io.NodeEvent[Any]], None]:
+    """The callback of a node connected to itself: ``server`` is its connection's
+    endpoint. The ping goes out on ``Connected``; both sides echo every message; after
+    ``count`` echoes back at the connecting side, ``stop()``."""
     echoes = 0
 
     def on_event(event: message_io.NodeEvent[Any]) -> None:
@@ -64,26 +70,20 @@ def rtt_sync(count: int) -> None:
             if event.endpoint is server or event.endpoint == server:
                 echoes += 1
                 if echoes >= count:
-                    handler.stop()
+                    stop()
                     return
             send(event.endpoint, event.data)
         elif event.__class__ is Connected and event.endpoint == server:
             send(server, _PING)
 
-    listener.for_each(on_event)
+    return on_event
 
 
-def _run_on(loop_name: str, main: Callable[[], Any]) -> None:
-    if loop_name == "uvloop":
-        import uvloop  # optional: imported where used
-
-        event_loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    else:
-        event_loop = asyncio.new_event_loop()
-    try:
-        event_loop.run_until_complete(main())
-    finally:
-        event_loop.close()
+def rtt_sync(count: int) -> None:
+    handler, listener = message_io.split()
+    _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
+    server, _ = handler.network.connect(Transport.FRAMED_TCP, addr)
+    listener.for_each(_ping_pong(server, count, handler.network.send, handler.stop))
 
 
 def rtt_asyncio(count: int) -> None:
@@ -91,23 +91,12 @@ def rtt_asyncio(count: int) -> None:
         handler, listener = mio.split()
         _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
         server, _ = await handler.network.connect(Transport.FRAMED_TCP, addr)
-        send = handler.network.send_nowait
-        echoes = 0
+        # Connected is queued: for_each delivers it first, and the ping goes out.
+        await listener.for_each(
+            _ping_pong(server, count, handler.network.send_nowait, handler.stop)
+        )
 
-        def on_event(event: message_io.NodeEvent[Any]) -> None:
-            nonlocal echoes
-            if event.__class__ is Message:
-                if event.endpoint is server or event.endpoint == server:
-                    echoes += 1
-                    if echoes >= count:
-                        handler.stop()
-                        return
-                send(event.endpoint, event.data)
-
-        send(server, _PING)
-        await listener.for_each(on_event)
-
-    _run_on("asyncio", main)
+    run_async("asyncio", main())
 
 
 class _Echo(asyncio.Protocol):
@@ -147,7 +136,7 @@ def _rtt_protocol(loop_name: str, count: int) -> None:
         transport.close()
         server.close()
 
-    _run_on(loop_name, main)
+    run_async(loop_name, main())
 
 
 def receive(count: int) -> None:
