@@ -35,8 +35,10 @@ COMPILED = [
     "message_io/network/listener.py",
     "message_io/network/loop.py",
     "message_io/network/poller.py",
+    "message_io/network/reader.py",
     "message_io/network/registry.py",
     "message_io/network/resource.py",
+    "message_io/network/ws_reader.py",
     "message_io/util/guarded.py",
     "message_io/util/timers.py",
 ]

@@ -16,6 +16,7 @@ Scenarios (both ends of a round trip run in one process, on one loop):
 
 * ``rtt-sync``: a message_io node connected to itself over FramedTcp, 1-byte ping-pong
   from the ``for_each`` callback; one operation is one round trip.
+* ``rtt-ws``, ``rtt-udp``: the same over WebSocket (``ws``) and UDP.
 * ``rtt-asyncio``: the same with ``message_io.asyncio`` (``await listener.for_each``) on
   asyncio's loop.
 * ``rtt-protocol``: two ``asyncio.Protocol`` objects, the same bytes (1-byte varint
@@ -79,10 +80,10 @@ def _ping_pong(
     return on_event
 
 
-def rtt_sync(count: int) -> None:
+def rtt_sync(count: int, transport: Transport = Transport.FRAMED_TCP) -> None:
     handler, listener = message_io.split()
-    _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
-    server, _ = handler.network.connect(Transport.FRAMED_TCP, addr)
+    _, addr = handler.network.listen(transport, f"{_HOST}:0")
+    server, _ = handler.network.connect(transport, addr)
     listener.for_each(_ping_pong(server, count, handler.network.send, handler.stop))
 
 
@@ -170,6 +171,8 @@ def receive(count: int) -> None:
 # name -> (run, n1, n2, unit)
 SCENARIOS: Final[dict[str, tuple[Callable[[int], None], int, int, str]]] = {
     "rtt-sync": (rtt_sync, 2_000, 6_000, "round trip"),
+    "rtt-ws": (lambda n: rtt_sync(n, Transport.WS), 2_000, 6_000, "round trip"),
+    "rtt-udp": (lambda n: rtt_sync(n, Transport.UDP), 2_000, 6_000, "round trip"),
     "rtt-asyncio": (rtt_asyncio, 2_000, 6_000, "round trip"),
     "rtt-protocol": (lambda n: _rtt_protocol("asyncio", n), 2_000, 6_000, "round trip"),
     "rtt-uvloop": (lambda n: _rtt_protocol("uvloop", n), 2_000, 6_000, "round trip"),

@@ -170,6 +170,7 @@ def run_through_input(case: Case, pieces: list[bytes]) -> Run:
     for i, piece in enumerate(pieces):
         if i == case.close_after:
             _close(protocol)
+            source.refresh()  # the owner's duty after changing the protocol's state
         source.feed(piece)
         items = source.take()
         taken += sum(1 for item in items if item.__class__ is bytes)

@@ -58,6 +58,7 @@ from ..network.adapter import (
     parse_host_port,
     resolve_address,
 )
+from ..network.ws_reader import WsReader
 from ..util.throttle import LogThrottle
 from .tcp import (
     INPUT_BUFFER_SIZE,
@@ -95,7 +96,6 @@ _READS_PER_EVENT: Final = 4
 _TCP, _TLS, _WS = 0, 1, 2  # handshake phases
 _BINARY: Final = 0x82  # FIN + opcode 2
 _TEXT: Final = 0x81  # FIN + opcode 1
-_SPLIT_FRAME: Final = 16 * 1024  # client frames from this size go out as header + body
 
 # The enum's members as globals (see tcp.py: a lookup on the enum costs 70 ns).
 _OK: Final = ReadStatus.OK
@@ -535,9 +535,12 @@ class WsRemote(Remote):
         return _OK
 
     def _receive_eof(self) -> None:
-        if self._input is not None:
-            self._input.end()
+        source = self._input
+        if source is not None:
+            source.end()
         self.protocol.receive_eof()
+        if source is not None:
+            source.refresh()
 
     def incomplete(self) -> int:
         """Bytes of the frame being received (what the protocol's reader or the
@@ -546,7 +549,12 @@ class WsRemote(Remote):
         not read as none)."""
         source = self._input
         kept = 0 if source is None else source.kept_size
-        return len(self._reader.buffer) + kept + len(self._fragments) + (self._fragment_count > 0)
+        return kept + self._held_outside()
+
+    def _held_outside(self) -> int:
+        """What :meth:`incomplete` counts outside the ``FrameInput``: the protocol's
+        parser buffer and the fragments so far."""
+        return len(self._reader.buffer) + len(self._fragments) + (self._fragment_count > 0)
 
     def buffered(self) -> bool:
         if self._closed_early or self._held_input:
@@ -555,11 +563,20 @@ class WsRemote(Remote):
         return tls and self._stream.pending() > 0  # type: ignore[attr-defined]
 
     def receive(self, deliver: Callable[[bytes | str], object]) -> ReadStatus:
-        self._held_input = False
         status = self._read_into_protocol()
-        protocol = self.protocol
         source = self._input
-        frames = protocol.events_received() if source is None else source.take()
+        frames = self.protocol.events_received() if source is None else source.take()
+        if self._settle(frames, deliver):
+            return _DISCONNECTED
+        return status
+
+    def _settle(self, frames: list[Any], deliver: Callable[[bytes | str], object]) -> bool:
+        """Deliver the messages among ``frames`` (the frames of one read, in order) and
+        act on the rest; True if the connection is over: failed by a protocol error
+        (logged here), or closed by a close frame (replied to) or the end of the stream.
+        Also what the node's compiled reader calls when a read needs the protocol."""
+        self._held_input = False
+        protocol = self.protocol
         if frames:
             self._heard = True
         for frame in frames:
@@ -578,10 +595,8 @@ class WsRemote(Remote):
                 close.code if close is not None else "no close frame",
                 error,
             )
-            return _DISCONNECTED
-        if protocol.state is not OPEN:
-            return _DISCONNECTED  # a close frame (replied to) or EOF
-        return status
+            return True
+        return protocol.state is not OPEN  # a close frame (replied to) or EOF
 
     def _on_frame(self, frame: Any, deliver: Callable[[bytes | str], object]) -> bool:
         """Handle one received frame; True if it failed the connection."""
@@ -638,6 +653,8 @@ class WsRemote(Remote):
         if protocol.state is OPEN:
             protocol.fail(code, reason)
             self._failure = exc
+            if self._input is not None:
+                self._input.refresh()
         self._fragments = bytearray()
         self._fragment_count = 0
         return True
@@ -663,9 +680,7 @@ class WsRemote(Remote):
             return None  # our close frame is out: no data frame may follow (RFC 6455 5.5.1)
         masker = self._masker
         if masker is not None:
-            if len(data) >= _SPLIT_FRAME:  # header and masked body queued apart: no join
-                return masker.split(_BINARY, data)
-            return masker.frame(_BINARY, data)
+            return masker.binary(data)
         return frame_header(_BINARY, len(data)) + data
 
     def frame_text(self, data: bytes) -> Buffer:
@@ -688,6 +703,17 @@ class WsRemote(Remote):
         :meth:`write` called."""
         return self.socket if self._tls is None and built_in(self) else None
 
+    def _frame_reader(self) -> WsReader | None:
+        """For plain ``ws`` once open, from the built-in classes themselves: the
+        compiled reader (:mod:`message_io.network.ws_reader`) that the node calls in
+        place of :meth:`receive` and :meth:`incomplete`, and whose framing it uses in
+        place of :meth:`header` and :meth:`frame`. None before the handshake is over,
+        with an extension, and for a subclass (the node calls its methods)."""
+        source = self._input
+        if source is None or self._tls is not None or not built_in(self):
+            return None
+        return WsReader(self, self.socket, source, self._masker, INPUT_BUFFER_SIZE)
+
     def write_many(self, buffers: list[Buffer]) -> int:
         if self._stream is self.socket:
             try:
@@ -706,9 +732,13 @@ class WsRemote(Remote):
         return self.write(joined)
 
     def heartbeat(self) -> None:
-        if self._pinged and not self._heard:
+        source = self._input
+        heard = self._heard or (source is not None and source.heard)
+        if self._pinged and not heard:
             raise TimeoutError(f"no answer to a ping within {self.heartbeat_interval} s")
         self._heard = False
+        if source is not None:
+            source.heard = False
         if self.protocol.state is OPEN:
             self.protocol.send_ping(os.urandom(4))
             self._pinged = True
@@ -718,6 +748,8 @@ class WsRemote(Remote):
         if protocol.state is not OPEN:
             return None
         protocol.send_close(1001 if going_away else 1000)
+        if self._input is not None:
+            self._input.refresh()
         return b"".join(protocol.data_to_send()) or None
 
     def close(self) -> None:

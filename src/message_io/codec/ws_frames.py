@@ -25,6 +25,11 @@ protocol's parser is always between two frames when a frame is taken from it, ex
 as after a frame it parsed itself. The protocol must be at such a boundary when the
 input is created: right after the opening handshake, with nothing behind it fed yet.
 
+Whether the protocol is ``OPEN`` is read once per call that may change it (its
+``receive_data`` here; its owner calls :meth:`FrameInput.refresh` after its ``fail``,
+``send_close`` or ``receive_eof``), not per frame: the state is a Python property, as
+costly as the rest of a small frame's path.
+
 A frame the protocol parses is only processed after the bytes fed with it; so the
 frames of one read come out in one list, in order: a payload taken here is a ``bytes``
 (binary) or a ``websockets`` ``Frame`` (text, which the caller decodes), a frame parsed
@@ -42,7 +47,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event, Protocol
 from websockets.speedups import apply_mask
 
-__all__ = ["FrameInput", "Masker", "frame_header"]
+__all__ = ["SPLIT_FRAME", "FrameInput", "Masker", "frame_header"]
 
 _FIN_BINARY: Final = 0x82
 _FIN_TEXT: Final = 0x81
@@ -57,6 +62,8 @@ _VIEW_FROM: Final = 4096  # masked payloads from this size are unmasked from a v
 _LENGTH_16: Final = struct.Struct("!BBH")
 _LENGTH_64: Final = struct.Struct("!BBQ")
 _KEY_BYTES: Final = 4096  # masking keys drawn from os.urandom this many bytes at a time
+SPLIT_FRAME: Final = 16 * 1024
+"""From this size, :meth:`Masker.binary` gives a frame as its header and its body."""
 
 
 # The headers of small whole data frames, made once: [text, binary][unmasked, masked].
@@ -103,6 +110,13 @@ class Masker:
         head, body = self.split(first, data)
         return head + body
 
+    def binary(self, data: bytes | bytearray | memoryview) -> bytes | tuple[bytes, bytes]:
+        """A whole binary frame of ``data``, masked: in one piece if small, else as its
+        header and its body (queued apart: no join of a large payload)."""
+        if len(data) >= SPLIT_FRAME:
+            return self.split(_FIN_BINARY, data)
+        return self.frame(_FIN_BINARY, data)
+
 
 def header_size(second: int, masked: bool) -> int:
     """The size of a frame header whose second byte is ``second`` (2 to 14 bytes)."""
@@ -138,6 +152,9 @@ class FrameInput:
         "_left",
         "_owed",
         "frames",
+        "gave",
+        "heard",
+        "is_open",
         "kept_size",
         "masked",
         "max_size",
@@ -149,6 +166,12 @@ class FrameInput:
         self.masked = masked
         self.max_size = max_size
         self.frames: list[bytes | Event] = []
+        # Whether the protocol is OPEN: looked at after each call that may change its
+        # state (a property, as costly as the rest of a small frame's path). The owner
+        # calls refresh() after it calls the protocol's fail, send_close or receive_eof.
+        self.is_open = protocol.state is OPEN
+        self.gave = False  # bytes went to the protocol since the owner last cleared this
+        self.heard = False  # a frame came out since the owner last cleared this
         self._owed = 0  # bytes of the frame under way that the protocol has yet to get
         self._head = b""  # the start of a header cut by the end of a read
         self._fragmented = False  # a fragmented message is under way
@@ -164,11 +187,16 @@ class FrameInput:
         frames = self.frames
         if frames:
             self.frames = []
+            self.heard = True
         return frames
+
+    def refresh(self) -> None:
+        """Look at the protocol's state again: call after changing it from outside
+        (its ``fail``, ``send_close``, ``receive_eof``)."""
+        self.is_open = self.protocol.state is OPEN
 
     def feed(self, data: bytes) -> None:
         """Take the frames in ``data``, the next bytes read (not empty)."""
-        protocol = self.protocol
         pos = 0
         end = len(data)
         if self._head:  # a header cut short: the protocol has its first bytes
@@ -177,13 +205,11 @@ class FrameInput:
             pos = self._go_on(data)
         if pos < 0:
             return
-        # Looked at again only after feeding the protocol: nothing else changes it
-        # during this call (a property: as costly as the rest of a small frame's path).
-        is_open = protocol.state is OPEN
+        is_open = self.is_open
         while pos < end:
             if self._owed:
                 pos = self._hand_over(data, pos)
-                is_open = protocol.state is OPEN
+                is_open = self.is_open
                 continue
             if not is_open:  # closing, or failed: the rest is the protocol's
                 self._give(data[pos:] if pos else data)
@@ -225,7 +251,7 @@ class FrameInput:
             self._note(first)
             self._owed = stop - pos
             pos = self._hand_over(data, pos)
-            is_open = protocol.state is OPEN
+            is_open = self.is_open
 
     def end(self) -> None:
         """The stream ends: a frame kept cut short goes to the protocol, which will say
@@ -244,7 +270,7 @@ class FrameInput:
         or -1 if ``data`` ended first."""
         kept = self._kept
         assert kept is not None
-        if self.protocol.state is not OPEN:
+        if not self.is_open:
             # Closed or failed meanwhile (by the caller): the protocol takes the frame,
             # and will do with it what it does in that state.
             self._owed = self._left
@@ -279,8 +305,11 @@ class FrameInput:
 
     def _give(self, data: bytes) -> None:
         """Feed ``data`` to the protocol and collect the frames it parsed."""
-        self.protocol.receive_data(data)
-        self.frames.extend(self.protocol.events_received())
+        protocol = self.protocol
+        protocol.receive_data(data)
+        self.frames.extend(protocol.events_received())
+        self.is_open = protocol.state is OPEN
+        self.gave = True
 
     def _note(self, first: int) -> None:
         """Follow the fragmentation of the messages through a frame's first byte."""

@@ -74,7 +74,7 @@ from .config import (
 from .endpoint import Address
 
 if TYPE_CHECKING:
-    from .framed_reader import FrameReader
+    from .reader import Reader
 
 __all__ = [
     "DEFAULT_MESSAGE_TIMEOUT",
@@ -379,10 +379,12 @@ class Remote(ABC):
         """
         return 0
 
-    def _frame_reader(self) -> FrameReader | None:
-        """Internal API, for the built-in framed transport: a compiled reader that the
-        node calls in place of :meth:`receive` and :meth:`incomplete`. Asked once, when
-        the connection is made. Default: None (the node calls them)."""
+    def _frame_reader(self) -> Reader | None:
+        """Internal API, for the built-in transports: a compiled reader that the node
+        calls in place of :meth:`receive` and :meth:`incomplete` (and whose framers, if
+        it has them, in place of :meth:`header` or :meth:`frame`). Asked when the
+        connection is made and again when it becomes ready. Default: None (the node
+        calls the methods)."""
         return None
 
     def _direct_socket(self) -> socket.socket | None:

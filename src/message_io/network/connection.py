@@ -211,10 +211,8 @@ class Connection(SendQueue):
         self.packets = cls.datagrams
         # What the transport declared it does (see Remote's capabilities).
         self.incomplete = remote.incomplete if cls.reports_incomplete else None
-        # The built-in transports' shortcuts: the node reads with a compiled reader and
-        # writes to the socket itself, where their methods would do just that.
-        plain_reads = cls.reports_incomplete and cls.full_duplex and not cls.has_output
-        self.reader = remote._frame_reader() if plain_reads else None
+        # The built-in transports' shortcut for writing: the node writes to the socket
+        # itself, where their methods would do just that.
         self.sock = remote._direct_socket()
         self.max_size = remote.max_message_size
         self.output = remote.take_output if cls.has_output else None
@@ -230,6 +228,21 @@ class Connection(SendQueue):
             self.frame = remote.frame
         # Small messages can be appended to the tail buffer as header + payload.
         self.stream_header = self.frame is None
+        self.take_reader()
+
+    def take_reader(self) -> None:
+        """Ask the transport for its compiled reader: the built-in transports' shortcut
+        for reading (and framing), where their methods would do just that. Asked by
+        :meth:`bind`, and again (under the lock) when the connection becomes ready: a
+        transport with a handshake has one only then."""
+        reader = self.remote._frame_reader()
+        self.reader = reader
+        if reader is not None:
+            header, frame = reader.framers()
+            if header is not None and self.header is not None:
+                self.header = header
+            if frame is not None and self.frame is not None:
+                self.frame = frame
 
     def is_ready(self) -> bool:
         """True while it carries messages (a fresh look at :attr:`state`)."""

@@ -56,6 +56,8 @@ from .net_event import (
     TextMessage,
 )
 from .poller import HANGUP, READ, WRITE, Poller, Waker
+from .reader import CLOSED as _READ_CLOSED
+from .reader import OUTPUT as _OUTPUT
 from .registry import Registry
 from .resource import CLOSED, CLOSING, PENDING, READY
 
@@ -381,8 +383,15 @@ class Driver:
         reader = conn.reader
         try:
             if reader is not None:
-                # The built-in framed transport: its compiled reader, called directly.
-                status = _DISCONNECTED if reader.read(batch) else _OK  # type: ignore[arg-type]
+                # A built-in transport: its compiled reader, called directly.
+                if conn.full_duplex:
+                    result = reader.read(batch)
+                else:
+                    with conn.lock:
+                        result = reader.read(batch)
+                        if result & _OUTPUT:
+                            self._take_output(conn)
+                status = _DISCONNECTED if result & _READ_CLOSED else _OK
             elif conn.full_duplex:
                 status = conn.remote.receive(batch.append)
                 if conn.output is not None:
@@ -517,6 +526,8 @@ class Driver:
                     return
                 conn.move(READY)
                 conn.established = True
+                if conn.reader is None:
+                    conn.take_reader()  # a transport with a handshake has one only now
                 # Read unless paused meanwhile (pause_reading while it connected, or
                 # the node's input is paused).
                 conn.reading = conn.reading_wanted()

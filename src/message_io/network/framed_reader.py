@@ -17,10 +17,11 @@ code, for the built-in class.
 from __future__ import annotations
 
 import socket
-from typing import Final
+from typing import Any, Final
 
 from ..codec.framing import FrameDecoder
 from ..codec.varint import MAX_VARINT_LEN, decode_varint
+from .reader import CLOSED, Reader
 
 __all__ = ["DISCONNECTED", "LARGE", "LARGE_FRAME", "MAX_READ", "FrameReader", "read_frames"]
 
@@ -79,7 +80,7 @@ def read_frames(
     return LARGE if large else 0
 
 
-class FrameReader:
+class FrameReader(Reader):
     """The receiving state of one length-prefixed stream: its socket, its decoder (made
     by the first read: an idle connection holds none), whether its peer sends large
     frames.
@@ -97,9 +98,10 @@ class FrameReader:
         self.decoder: FrameDecoder | None = None
         self.large = False
 
-    def read(self, frames: list[bytes]) -> bool:
+    def read(self, frames: list[Any]) -> int:
         """Read what the socket has, appending the payloads to ``frames`` (see
-        :func:`read_frames`); True if the peer closed the connection.
+        :func:`read_frames`); :data:`~message_io.network.reader.CLOSED` if the peer
+        closed the connection, else 0.
 
         Raises:
             FrameError: the peer broke the framing (the frames before it are in
@@ -111,7 +113,7 @@ class FrameReader:
             decoder = self.decoder = FrameDecoder(self.max_message_size)
         result = read_frames(self.sock, decoder, frames, self.size, self.large)
         self.large = (result & LARGE) != 0
-        return (result & DISCONNECTED) != 0
+        return CLOSED if result & DISCONNECTED else 0
 
     def incomplete(self) -> int:
         """Bytes of the frame being received (header and payload so far)."""

@@ -1,0 +1,130 @@
+"""Reading an open, plain (``ws``, not TLS) WebSocket connection: the receive path of
+``WsRemote``, compiled with the engine.
+
+The common read is a few small binary frames, cut out of the bytes read by the
+connection's :class:`~message_io.codec.ws_frames.FrameInput` without the protocol's
+parser. :class:`WsReader` runs that read in C, from the ``recv`` to the node's list of
+messages, and hands back to the remote's interpreted code only what needs the protocol:
+a read after which the protocol was given bytes (control frames, fragments, a header
+cut short, anything after a close or an error), a text message (to be checked as
+UTF-8), or the end of the stream. So it never changes what the connection does, only how
+fast its common case runs.
+
+It also frames the binary messages sent on the connection (a header for the server
+side, a masked frame for the client side), from the protocol state that the input
+tracks, under the connection's lock as the remote's ``header`` and ``frame`` are.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, Final
+
+from ..codec.ws_frames import FrameInput, Masker, frame_header
+from .reader import CLOSED, OUTPUT, Reader
+
+__all__ = ["WsReader"]
+
+log = logging.getLogger("message_io")
+
+_READS: Final = 4  # reads per call at most: one connection cannot starve the others
+_FIN_BINARY: Final = 0x82
+
+
+class WsReader(Reader):
+    """The receiving (and framing) state of one open ``ws`` connection.
+
+    Args:
+        remote: The ``WsRemote``: its ``_settle``, ``_receive_eof`` and
+            ``_held_outside`` take what needs the protocol.
+        sock: The connected, non-blocking socket.
+        source: The remote's input, the protocol ``OPEN`` when it was made.
+        masker: The client side's masker; None on the server side.
+        size: Bytes per read.
+    """
+
+    def __init__(
+        self,
+        remote: Any,
+        sock: socket.socket,
+        source: FrameInput,
+        masker: Masker | None,
+        size: int,
+    ) -> None:
+        self.remote = remote
+        self.sock = sock
+        self.source = source
+        self.masker = masker
+        self.size = size
+        # Bytes held where the fast path does not look: the protocol's parser buffer and
+        # the fragments of an unfinished message (the remote's), as of the last time the
+        # remote took a read. Neither changes unless the protocol is given bytes.
+        self.outside = 0
+
+    def read(self, frames: list[Any]) -> int:
+        source = self.source
+        sock = self.sock
+        size = self.size
+        ended = False
+        try:
+            for _ in range(_READS):
+                data = sock.recv(size)
+                if not data:
+                    ended = True
+                    break
+                source.feed(data)
+                if len(data) < size:
+                    break
+        except BlockingIOError:
+            pass
+        except ConnectionError as exc:
+            log.debug("websocket connection lost: %s", exc)
+            ended = True
+        remote = self.remote
+        if ended:
+            remote._receive_eof()  # first: a frame kept cut short goes to the protocol
+            taken = source.take()
+        else:
+            taken = source.take()
+            if not source.gave:
+                # The protocol saw nothing: its state, its output and its errors are as
+                # they were after the last read (open, nothing to send, none).
+                for item in taken:
+                    if item.__class__ is not bytes:
+                        break
+                else:
+                    frames.extend(taken)
+                    return 0
+        source.gave = False
+        closed: bool = remote._settle(taken, frames.append)
+        self.outside = remote._held_outside()
+        result = CLOSED if closed or ended else 0
+        if remote.protocol.writes:
+            result |= OUTPUT
+        return result
+
+    def incomplete(self) -> int:
+        return self.source.kept_size + self.outside
+
+    def framers(
+        self,
+    ) -> tuple[Callable[[int], bytes | None] | None, Callable[[Any], Any] | None]:
+        if self.masker is None:
+            return self.header, None
+        return None, self.frame
+
+    def header(self, size: int) -> bytes | None:
+        """The header of a binary frame of ``size`` bytes (server side: not masked), or
+        None once the connection is closing."""
+        if not self.source.is_open:
+            return None  # our close frame is out: no data frame may follow (RFC 6455 5.5.1)
+        return frame_header(_FIN_BINARY, size)
+
+    def frame(self, data: Any) -> bytes | tuple[bytes, bytes] | None:
+        """``data`` as a masked binary frame (client side), or None once closing."""
+        masker = self.masker
+        if not self.source.is_open or masker is None:
+            return None
+        return masker.binary(data)

@@ -1,0 +1,252 @@
+"""The compiled reader of open plain ``ws`` connections (``network/ws_reader.py``): what
+the node calls in place of ``WsRemote.receive``, ``incomplete``, ``header`` and
+``frame``. Each test drives two ``WsRemote`` objects through their handshake over a
+socket pair, then reads with the reader as the node does, and checks it does what the
+remote's own methods would: messages, replies, the end, and the state that the protocol
+and the heartbeat see."""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
+
+from message_io.adapters.ws import WsRemote, WsServerRemote
+from message_io.codec.ws_frames import Masker, frame_header
+from message_io.network.adapter import PendingStatus, Readiness
+from message_io.network.reader import CLOSED, OUTPUT
+from message_io.network.ws_reader import WsReader
+
+from .conftest import TIMEOUT
+
+
+def _open(
+    server_cls: type[WsRemote], client_cls: type[WsRemote], ends: tuple[socket.socket, ...]
+) -> tuple[WsRemote, WsRemote]:
+    """A server and a client remote on the two ends, through their opening handshake."""
+    a, b = ends
+    for sock in ends:
+        sock.setblocking(False)
+    server = server_cls(
+        a,
+        ServerProtocol(),
+        connecting=False,
+        tls=None,
+        max_message_size=1 << 20,
+        ping_interval=None,
+        accept=lambda protocol, request: protocol.accept(request),
+    )
+    client = client_cls(
+        b,
+        ClientProtocol(parse_uri("ws://x/")),
+        connecting=False,
+        tls=None,
+        max_message_size=1 << 20,
+        ping_interval=None,
+    )
+    done = {server: False, client: False}
+    while True:
+        for remote in (client, server):
+            if not done[remote]:
+                status = remote.pending(Readiness.READ | Readiness.WRITE)
+                assert status is not PendingStatus.DISCONNECTED, remote.failure
+                done[remote] = status is PendingStatus.READY
+        if all(done.values()):
+            return server, client
+        assert select.select([a, b], [], [], TIMEOUT)[0], "the handshake stalled"
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[WsRemote, WsRemote, WsReader, WsReader]]:
+    ends = socket.socketpair()
+    with ends[0], ends[1]:
+        server, client = _open(WsServerRemote, WsRemote, ends)
+        server_reader = server._frame_reader()
+        client_reader = client._frame_reader()
+        assert isinstance(server_reader, WsReader)
+        assert isinstance(client_reader, WsReader)
+        yield server, client, server_reader, client_reader
+
+
+def _read(reader: WsReader, sock: socket.socket) -> tuple[list[Any], int]:
+    """What one read takes, once ``sock`` has something."""
+    assert select.select([sock], [], [], TIMEOUT)[0], "nothing to read"
+    got: list[Any] = []
+    return got, reader.read(got)
+
+
+def _write(remote: WsRemote, data: Any) -> None:
+    wire = b"".join(data) if isinstance(data, tuple) else bytes(data)
+    assert remote.write(wire) == len(wire)
+
+
+def test_only_the_built_in_classes_once_open_hand_out_a_reader() -> None:
+    class Overriding(WsRemote):
+        pass
+
+    class OverridingServer(WsServerRemote):
+        pass
+
+    ends = socket.socketpair()
+    with ends[0], ends[1]:
+        fresh = WsServerRemote(
+            ends[0],
+            ServerProtocol(),
+            connecting=False,
+            tls=None,
+            max_message_size=None,
+            ping_interval=None,
+        )
+        assert fresh._frame_reader() is None  # the handshake is not over
+    ends = socket.socketpair()
+    with ends[0], ends[1]:
+        server, client = _open(OverridingServer, Overriding, ends)
+        assert server._frame_reader() is None
+        assert client._frame_reader() is None
+
+
+def test_binary_messages_text_and_a_ping_take_the_right_ways(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader],
+) -> None:
+    server, client, server_reader, client_reader = pair
+    header, frame = client_reader.framers()
+    assert header is None and frame is not None  # a client masks: whole frames
+    _write(client, frame(b"one"))
+    _write(client, frame(b"two"))
+    got, result = _read(server_reader, server.socket)
+    assert (got, result) == ([b"one", b"two"], 0)
+    assert all(type(message) is bytes for message in got)
+
+    # A text message is checked as UTF-8 by the remote; a ping is answered (OUTPUT).
+    _write(client, client._masker.frame(0x81, "héllo".encode()))  # type: ignore[union-attr]
+    _write(client, Masker().frame(0x89, b"p"))
+    got, result = _read(server_reader, server.socket)
+    assert got == ["héllo"]
+    assert result == OUTPUT
+    pong = server.take_output()
+    assert pong is not None
+    client.protocol.receive_data(bytes(pong))
+    [event] = client.protocol.events_received()
+    assert isinstance(event, Frame) and event.opcode is Opcode.PONG and event.data == b"p"
+
+
+def test_the_server_side_frames_with_headers_and_stops_once_closing(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader],
+) -> None:
+    server, client, server_reader, client_reader = pair
+    header, frame = server_reader.framers()
+    assert frame is None and header is not None
+    assert header(5) == frame_header(0x82, 5)
+    _write(server, header(5) + b"hello")  # type: ignore[operator]
+    got, result = _read(client_reader, client.socket)
+    assert (got, result) == ([b"hello"], 0)
+
+    farewell = server.farewell(going_away=False)  # our close frame: no data frame after it
+    assert farewell is not None
+    assert header(5) is None
+    assert server.header(5) is None  # the remote's own method agrees
+
+
+def test_a_close_frame_read_ends_the_connection_and_is_answered(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader],
+) -> None:
+    server, client, server_reader, _ = pair
+    client.protocol.send_close(1000, "bye")
+    _write(client, b"".join(client.protocol.data_to_send()))
+    got, result = _read(server_reader, server.socket)
+    assert got == []
+    assert result == CLOSED | OUTPUT
+    reply = server.take_output()
+    assert reply is not None and Close.parse(bytes(reply)[2:]).code == 1000
+    header, _ = server_reader.framers()
+    assert header is not None and header(1) is None  # closing: no data frame any more
+    assert server.protocol.state is not OPEN
+
+
+def test_the_end_of_the_stream_ends_it(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader],
+) -> None:
+    server, client, server_reader, _ = pair
+    _, frame = _framers(client)
+    _write(client, frame(b"last"))
+    client.socket.shutdown(socket.SHUT_WR)
+    got, result = _read(server_reader, server.socket)
+    if result == 0:  # the message and the end came in two reads
+        more, result = _read(server_reader, server.socket)
+        got += more
+    assert got == [b"last"]
+    assert result & CLOSED
+
+
+def test_a_frame_cut_short_counts_as_incomplete(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader],
+) -> None:
+    server, client, server_reader, _ = pair
+    _, frame = _framers(client)
+    wire = frame(b"x" * 1000)
+    assert isinstance(wire, bytes)
+    _write(client, wire[:500])
+    got, result = _read(server_reader, server.socket)
+    assert (got, result) == ([], 0)
+    assert server_reader.incomplete() == server.incomplete() > 0
+    _write(client, wire[500:])
+    got, result = _read(server_reader, server.socket)
+    assert (got, result) == ([b"x" * 1000], 0)
+    assert server_reader.incomplete() == server.incomplete() == 0
+
+    # A header cut short goes to the protocol's parser: counted from there.
+    wire = frame(b"y" * 300)
+    assert isinstance(wire, bytes)
+    _write(client, wire[:1])
+    got, result = _read(server_reader, server.socket)
+    assert (got, result) == ([], 0)
+    assert server_reader.incomplete() == server.incomplete() == 1
+    _write(client, wire[1:])
+    got, result = _read(server_reader, server.socket)
+    assert (got, result) == ([b"y" * 300], 0)
+    assert server_reader.incomplete() == 0
+
+
+def test_a_message_read_by_the_reader_answers_the_heartbeat(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader],
+) -> None:
+    server, client, server_reader, _ = pair
+    server.heartbeat()  # sends a ping: the peer must be heard from before the next one
+    _, frame = _framers(client)
+    _write(client, frame(b"alive"))
+    got, _ = _read(server_reader, server.socket)
+    assert got == [b"alive"]
+    server.heartbeat()  # heard: no TimeoutError
+    with pytest.raises(TimeoutError):
+        server.heartbeat()  # nothing since the last one
+
+
+def _framers(remote: WsRemote) -> tuple[Any, Any]:
+    reader = remote._frame_reader()
+    assert reader is not None
+    return reader.framers()
+
+
+def test_bad_utf8_fails_the_connection_and_stops_the_framing(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader],
+) -> None:
+    server, client, server_reader, _ = pair
+    _, frame = _framers(client)
+    _write(client, frame(b"before"))
+    _write(client, client._masker.frame(0x81, b"\xff"))  # type: ignore[union-attr]
+    _write(client, frame(b"after"))
+    got, result = _read(server_reader, server.socket)
+    assert got == [b"before"]  # nothing after the failure is processed (RFC 6455 7.1.7)
+    assert result == CLOSED | OUTPUT
+    reply = server.take_output()
+    assert reply is not None and Close.parse(bytes(reply)[2:]).code == 1007
+    header, _ = server_reader.framers()
+    assert header is not None and header(1) is None
