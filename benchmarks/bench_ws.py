@@ -545,7 +545,12 @@ receiver), between two unpinned processes; a sample is bytes / time from first s
 last receive, in GB/s. message_io senders as for 100-byte messages (loop thread: 64
 messages per turn; foreign thread); default configs (4 MiB `send_buffer_limit`, 16 MiB
 `max_message_size`). The baseline of each WS row is message_io FramedTcp with the same
-sender, the bulk benchmark's own variant, measured in the same run.""",
+sender, the bulk benchmark's own variant, measured in the same run. The foreign-thread
+WS sender trails because each masked 64 KiB copy lands on pages just given back to the
+OS: glibc trims the heap each time the send queue drains, so the next copies fault their
+pages in again. Run with `MALLOC_TRIM_THRESHOLD_=100000000` (glibc keeps that much free
+memory instead), the same sender measured 3.2 to 4.0 GB/s on this machine (three runs);
+the benchmark runs with the default.""",
 }
 
 
