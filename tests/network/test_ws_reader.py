@@ -88,6 +88,13 @@ def _write(remote: WsRemote, data: Any) -> None:
     assert remote.write(wire) == len(wire)
 
 
+def _framers(remote: WsRemote) -> tuple[Any, Any]:
+    """The framers of a fresh reader of ``remote`` (header, frame)."""
+    reader = remote._frame_reader()
+    assert reader is not None
+    return reader.framers()
+
+
 def test_only_the_built_in_classes_once_open_hand_out_a_reader() -> None:
     class Overriding(WsRemote):
         pass
@@ -227,12 +234,6 @@ def test_a_message_read_by_the_reader_answers_the_heartbeat(
     server.heartbeat()  # heard: no TimeoutError
     with pytest.raises(TimeoutError):
         server.heartbeat()  # nothing since the last one
-
-
-def _framers(remote: WsRemote) -> tuple[Any, Any]:
-    reader = remote._frame_reader()
-    assert reader is not None
-    return reader.framers()
 
 
 def test_bad_utf8_fails_the_connection_and_stops_the_framing(
