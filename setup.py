@@ -29,6 +29,7 @@ COMPILED = [
     "message_io/codec/ws_frames.py",
     "message_io/network/acceptor.py",
     "message_io/network/connection.py",
+    "message_io/network/datagrams.py",
     "message_io/network/driver.py",
     "message_io/network/framed_reader.py",
     "message_io/network/input_guard.py",

@@ -1,10 +1,12 @@
-"""The node reads FramedTcp with its compiled reader and writes TCP to the socket itself,
-bypassing ``receive``, ``incomplete`` and ``write``: only where those are the built-in
-ones. A subclass that overrides one of them gets it called, as the adapter contract
-says."""
+"""The node reads FramedTcp and UDP with their compiled readers, writes TCP and UDP to
+the socket itself, and reads and sends a UDP listener's datagrams with its compiled
+source, bypassing ``receive``, ``incomplete``, ``write``, ``accept`` and ``send_to``:
+only where those are the built-in ones. A subclass that overrides one of them gets it
+called, as the adapter contract says."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import socket
 from collections.abc import Callable, Iterator
@@ -16,8 +18,15 @@ import message_io
 from message_io import Connected, Message, Transport, register_transport
 from message_io.adapters.framed_tcp import FramedTcpAdapter, FramedTcpLocal, FramedTcpRemote
 from message_io.adapters.tcp import TcpRemote
+from message_io.adapters.udp import UdpAdapter, UdpLocal, UdpRemote
 from message_io.errors import FrameTooLarge
-from message_io.network.adapter import Buffer, ReadStatus
+from message_io.network.adapter import (
+    Buffer,
+    ConnectionInfo,
+    ListeningInfo,
+    ReadStatus,
+    SendStatus,
+)
 
 from .conftest import TIMEOUT
 
@@ -134,3 +143,93 @@ def test_a_subclass_that_replaces_its_socket_or_limit_is_read_from_them() -> Non
         second_peer.sendall(b"\x05toolong")
         with pytest.raises(FrameTooLarge):
             remote.receive(got.append)
+
+
+# -- UDP -------------------------------------------------------------------------------
+
+
+class _CountingUdpRemote(UdpRemote):
+    calls: list[str]
+
+    def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
+        self.calls.append("receive")
+        return super().receive(deliver)
+
+    def write(self, data: Buffer) -> int:
+        self.calls.append("write")
+        return super().write(data)
+
+
+class _CountingUdpLocal(UdpLocal):
+    calls: list[str]
+
+    def accept(
+        self,
+        accept_remote: Callable[[Any, Any], object],
+        deliver: Callable[[Any, bytes], object],
+    ) -> None:
+        self.calls.append("accept")
+        super().accept(accept_remote, deliver)
+
+    def send_to(self, addr: Any, data: Buffer) -> SendStatus:
+        self.calls.append("send_to")
+        return super().send_to(addr, data)
+
+
+def test_the_built_in_udp_classes_take_the_shortcuts() -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+    ):
+        remote = UdpRemote(a)
+        assert remote._frame_reader() is not None
+        assert remote._direct_socket() is a
+        assert UdpLocal(b)._datagram_source() is not None
+        # A listener that filters broadcasts by destination reads with recvmsg: its own
+        # accept() is called.
+        filtered = UdpLocal(b, accept_destinations=frozenset({b"\x7f\x00\x00\x01"}))
+        assert filtered._datagram_source() is None
+
+
+def test_udp_subclasses_get_their_methods_called(
+    node: tuple[message_io.NodeHandler[Any], message_io.NodeListener[Any]],
+) -> None:
+    calls: list[str] = []
+    remote_cls = type("Remote", (_CountingUdpRemote,), {"calls": calls})
+    local_cls = type("Local", (_CountingUdpLocal,), {"calls": calls})
+
+    class Adapter(UdpAdapter):
+        def connect_to(self, *args: Any, **kwargs: Any) -> ConnectionInfo:
+            info = super().connect_to(*args, **kwargs)
+            made = info.remote
+            assert isinstance(made, UdpRemote)
+            return dataclasses.replace(info, remote=remote_cls(made.socket))
+
+        def listen(self, addr: Any, config: Any) -> ListeningInfo:
+            info = super().listen(addr, config)
+            made = info.local
+            assert isinstance(made, UdpLocal)
+            return dataclasses.replace(info, local=local_cls(made.socket))
+
+    transport = register_transport(f"SHORTCUTS_{next(_names)}", Adapter())
+    with socket.socket() as sock:
+        assert remote_cls(sock)._frame_reader() is None
+        assert remote_cls(sock)._direct_socket() is None
+        assert local_cls(sock)._datagram_source() is None
+
+    handler, listener = node
+    _, addr = handler.network.listen(transport, "127.0.0.1:0")
+    client, _ = handler.network.connect(transport, addr)
+    handler.network.send(client, b"ping")
+    answered = False
+    while True:
+        event = listener.receive(TIMEOUT)
+        assert event is not None, f"timed out; calls: {calls}"
+        if isinstance(event, Message) and event.endpoint != client:
+            assert event.data == b"ping"
+            handler.network.send(event.endpoint, b"pong")  # from the listener
+            answered = True
+        elif isinstance(event, Message):
+            assert answered and event.data == b"pong"
+            break
+    assert {"receive", "write", "accept", "send_to"} <= set(calls)

@@ -242,11 +242,12 @@ def connect_status(sock: socket.socket) -> PendingStatus:
     return PendingStatus.READY
 
 
-def built_in(remote: Remote) -> bool:
-    """True for an instance of a built-in remote class itself, not of a subclass: the
-    node's shortcuts (``Remote._direct_socket``, ``Remote._frame_reader``) are for the
-    classes that say ``_built_in = True`` in their own body."""
-    return "_built_in" in vars(type(remote))
+def built_in(resource: Remote | Local) -> bool:
+    """True for an instance of a built-in remote or local class itself, not of a
+    subclass: the node's shortcuts (``Remote._direct_socket``, ``Remote._frame_reader``,
+    ``Local._datagram_source``) are for the classes that say ``_built_in = True`` in
+    their own body."""
+    return "_built_in" in vars(type(resource))
 
 
 class TcpRemote(Remote):

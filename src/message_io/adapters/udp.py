@@ -22,7 +22,6 @@ truncated.
 
 from __future__ import annotations
 
-import array
 import errno
 import ipaddress
 import logging
@@ -32,13 +31,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
-
-try:  # POSIX
-    import termios
-    from fcntl import ioctl as _ioctl
-except ImportError:  # pragma: no cover - elsewhere, read until "would block"
-    termios = None  # type: ignore[assignment]
-    _ioctl = None  # type: ignore[assignment]
 
 from ..errors import AddressError
 from ..network.adapter import (
@@ -59,9 +51,9 @@ from ..network.adapter import (
     host_name,
     resolve_address,
 )
+from ..network.datagrams import RECV_SIZE, DatagramReader, DatagramSource
 from ..network.endpoint import Address
-from ..util.throttle import LogThrottle
-from .tcp import _bind_device
+from .tcp import _bind_device, built_in
 
 __all__ = [
     "MAX_INTERNET_PAYLOAD_LEN",
@@ -76,7 +68,6 @@ __all__ = [
 
 log = logging.getLogger("message_io")
 # A peer can send oversize datagrams as fast as it likes: its lines are rate-limited.
-_oversize_log: Final = LogThrottle(log, "oversize datagram lines")
 
 MAX_LOCAL_PAYLOAD_LEN: Final = 65535 - 20 - 8
 """The largest UDP payload over IPv4 (65507 bytes): 64 KiB minus the IP and UDP headers."""
@@ -88,23 +79,18 @@ MAX_INTERNET_PAYLOAD_LEN: Final = 1500 - 20 - 8
 """The largest payload (1472 bytes) that crosses a 1500-byte Ethernet MTU over IPv4
 without fragmentation: the safe size for datagrams that leave the local network."""
 
-_RECV_SIZE: Final = 65536  # more than any UDP payload: nothing can be truncated
 _MSG_TRUNC: Final = getattr(socket, "MSG_TRUNC", 0)  # Linux: recv returns the real size
 _DATAGRAMS_PER_EVENT: Final = 64  # datagrams read per readiness event, for fairness
 _SIOCGIFADDR: Final = 0x8915
 _SIOCGIFNETMASK: Final = 0x891B
 _IN_PKTINFO: Final = struct.Struct("@i4s4s")
 # Python exposes IP_PKTINFO only from 3.12 on; its Linux value is 8.
-_FIONREAD: Final[int] = getattr(termios, "FIONREAD", 0x541B) if termios else 0x541B
 _IP_PKTINFO: Final[int | None] = getattr(
     socket, "IP_PKTINFO", 8 if sys.platform.startswith("linux") else None
 )
 
 # The enum's members as globals (see tcp.py: a lookup on the enum costs 70 ns).
 _OK: Final = ReadStatus.OK
-_DISCONNECTED: Final = ReadStatus.DISCONNECTED
-_SENT: Final = SendStatus.SENT
-_TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,19 +242,6 @@ def _apply_options(sock: socket.socket, family: int, options: _UdpOptions) -> No
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, loop)
 
 
-def _waiting(fd: int, buffer: array.array[int]) -> int:
-    """The size of the next queued datagram (``FIONREAD``), 0 if none: a quarter of the
-    cost of a ``recv`` that fails with "would block". An empty datagram also reads 0; it
-    is not lost: the socket stays readable and the next poll reports it."""
-    if _ioctl is None:
-        return 1  # cannot tell: read on, the next recv says
-    try:
-        _ioctl(fd, _FIONREAD, buffer)
-    except OSError:
-        return 1
-    return buffer[0]
-
-
 def _max_payload(family: int) -> int:
     return MAX_LOCAL_PAYLOAD_LEN_V6 if family == socket.AF_INET6 else MAX_LOCAL_PAYLOAD_LEN
 
@@ -278,41 +251,46 @@ class UdpRemote(Remote):
 
     datagrams = True
     framing = Framing.NONE  # one datagram per message, as given
+    _built_in = True
 
     def __init__(self, sock: socket.socket) -> None:
         self.socket = sock
         self._fd = sock.fileno()
-        self._recv = sock.recv
         self._send = sock.send
-        self._pending = array.array("i", [0])  # FIONREAD's answer
+        self._reader = DatagramReader(self, sock)
         self.max_message_size = _max_payload(sock.family)
 
     def fileno(self) -> int:
         return self._fd
 
     def receive(self, deliver: Callable[[bytes], object]) -> ReadStatus:
-        recv = self._recv
-        first = True
-        for _ in range(_DATAGRAMS_PER_EVENT):
+        """Read the datagrams waiting (see :mod:`message_io.network.datagrams`)."""
+        # A list's ``append`` (the node's, when it does not call the reader itself):
+        # read straight into that list instead of calling ``deliver`` per datagram.
+        target = getattr(deliver, "__self__", None)
+        if type(target) is list:
+            self._reader.read(target)
+        else:
+            datagrams: list[bytes] = []
             try:
-                data = recv(_RECV_SIZE, _MSG_TRUNC)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                # An ICMP error about an earlier datagram (the peer's port is closed, its
-                # host unreachable): reported once, and the socket stays usable.
-                log.debug("udp %s: %s", format_address(self.socket.getpeername()), exc)
-                continue
-            if len(data) > _RECV_SIZE:
-                _oversize_log.log(
-                    logging.WARNING, "udp: dropped a datagram larger than %d bytes", _RECV_SIZE
-                )
-                continue
-            deliver(data)
-            if first and not _waiting(self._fd, self._pending):
-                break  # the usual single datagram: no failing recv to find out
-            first = False
+                self._reader.read(datagrams)
+            finally:
+                for data in datagrams:
+                    deliver(data)
         return _OK
+
+    def _recv_failed(self, exc: OSError) -> None:
+        """A read reported an ICMP error about an earlier datagram."""
+        log.debug("udp %s: %s", format_address(self.socket.getpeername()), exc)
+
+    def _frame_reader(self) -> DatagramReader | None:
+        """The reader behind :meth:`receive`, for the node to call directly: for this
+        class itself (a subclass gets :meth:`receive` called)."""
+        return self._reader if built_in(self) else None
+
+    def _direct_socket(self) -> socket.socket | None:
+        """The socket, which :meth:`write` sends to as it is: for this class itself."""
+        return self.socket if built_in(self) else None
 
     def write(self, data: Buffer) -> int:
         try:
@@ -329,6 +307,8 @@ class UdpRemote(Remote):
 class UdpLocal(Local):
     """A UDP listening socket; it can also send, to any address."""
 
+    _built_in = True
+
     def __init__(
         self,
         sock: socket.socket,
@@ -338,16 +318,10 @@ class UdpLocal(Local):
     ) -> None:
         self.socket = sock
         self._fd = sock.fileno()
-        self._recvfrom = sock.recvfrom
-        self._sendto = sock.sendto
         self._family = sock.family
-        self._max_size = _max_payload(sock.family)
-        # Hosts of destination tuples known to be IP addresses: sendto() would look a
-        # name up in the sending thread for every datagram (bounded: cleared when full).
-        self._literal_hosts: set[Any] = set()
+        self._source = DatagramSource(self, sock, _max_payload(sock.family))
         self._membership = membership
         self._destinations = accept_destinations
-        self._pending = array.array("i", [0])  # FIONREAD's answer
 
     def fileno(self) -> int:
         return self._fd
@@ -360,25 +334,22 @@ class UdpLocal(Local):
         if self._destinations is not None:
             self._accept_filtered(deliver)
             return
-        recvfrom = self._recvfrom
-        first = True
-        for _ in range(_DATAGRAMS_PER_EVENT):
-            try:
-                data, addr = recvfrom(_RECV_SIZE, _MSG_TRUNC)
-            except BlockingIOError:
-                return
-            except OSError as exc:  # an ICMP error about an earlier datagram sent
-                log.debug("udp listener: %s", exc)
-                continue
-            if len(data) > _RECV_SIZE:
-                _oversize_log.log(
-                    logging.WARNING, "udp: dropped a datagram larger than %d bytes", _RECV_SIZE
-                )
-                continue
-            deliver(addr, data)
-            if first and not _waiting(self._fd, self._pending):
-                return  # the usual single datagram: no failing recv to find out
-            first = False
+        datagrams: list[tuple[Any, bytes]] = []
+        try:
+            self._source.read(datagrams)
+        finally:
+            for addr, data in datagrams:
+                deliver(addr, data)
+
+    def _recv_failed(self, exc: OSError) -> None:
+        """A read reported an ICMP error about an earlier datagram sent."""
+        log.debug("udp listener: %s", exc)
+
+    def _datagram_source(self) -> DatagramSource | None:
+        """What :meth:`accept` and :meth:`send_to` delegate to, for the node to call
+        directly: for this class itself, without a destination filter (a subclass gets
+        its methods called)."""
+        return self._source if self._destinations is None and built_in(self) else None
 
     def _accept_filtered(self, deliver: Callable[[Address, bytes], object]) -> None:
         """Receive broadcasts too, but only those for the listen address's network."""
@@ -387,7 +358,7 @@ class UdpLocal(Local):
         assert accepted is not None
         for _ in range(_DATAGRAMS_PER_EVENT):
             try:
-                data, ancdata, _flags, addr = self.socket.recvmsg(_RECV_SIZE, space, _MSG_TRUNC)
+                data, ancdata, _flags, addr = self.socket.recvmsg(RECV_SIZE, space, _MSG_TRUNC)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -397,7 +368,7 @@ class UdpLocal(Local):
             for level, kind, value in ancdata:
                 if level == socket.IPPROTO_IP and kind == _IP_PKTINFO:
                     destination = _IN_PKTINFO.unpack_from(value)[2]
-            if destination in accepted and len(data) <= _RECV_SIZE:
+            if destination in accepted and len(data) <= RECV_SIZE:
                 deliver(addr, data)
 
     def send_to(self, addr: Address, data: Buffer) -> SendStatus:
@@ -409,22 +380,7 @@ class UdpLocal(Local):
             AddressError: ``addr`` is not an IP address and port (a host name would be
                 looked up for every datagram, in the sending thread).
         """
-        if len(data) > self._max_size:
-            return _TOO_BIG
-        if addr.__class__ is not tuple:
-            addr = self._sockaddr(addr)
-        elif addr[0] not in self._literal_hosts:
-            check_ip_address(addr, _DESTINATION)
-            if len(self._literal_hosts) >= _LITERAL_HOSTS_MAX:
-                self._literal_hosts.clear()
-            self._literal_hosts.add(addr[0])
-        try:
-            self._sendto(data, addr)
-        except ConnectionRefusedError:  # belongs to an earlier datagram: send again
-            self._sendto(data, addr)
-        except TypeError:
-            self._sendto(data, self._sockaddr(addr))
-        return _SENT
+        return self._source.send_to(addr, data)
 
     def _sockaddr(self, addr: Any) -> tuple[Any, ...]:
         check_ip_address(addr, _DESTINATION)
@@ -451,7 +407,6 @@ class UdpLocal(Local):
         self.socket.close()
 
 
-_LITERAL_HOSTS_MAX: Final = 4096
 _DESTINATION: Final = "the address a UDP listener sends to"  # what AddressError names
 
 

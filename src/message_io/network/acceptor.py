@@ -77,7 +77,11 @@ class Acceptor(Driver):
             if not flags & READ:
                 return
         try:
-            listener.local.accept(listener.on_remote, listener.on_datagram)
+            source = listener.source
+            if source is not None:  # the built-in packet transport, compiled
+                source.read(listener.datagrams)
+            else:
+                listener.local.accept(listener.on_remote, listener.on_datagram)
         except OSError as exc:
             if exc.errno in _RESOURCE_ERRNOS:
                 self._exhausted(listener, exc)

@@ -74,6 +74,7 @@ from .config import (
 from .endpoint import Address
 
 if TYPE_CHECKING:
+    from .datagrams import DatagramSource
     from .reader import Reader
 
 __all__ = [
@@ -458,6 +459,13 @@ class Local(ABC):
             TypeError: the transport cannot send from a listener (the default).
         """
         raise TypeError(f"{type(self).__name__} cannot send from a listener")
+
+    def _datagram_source(self) -> DatagramSource | None:
+        """Internal API, for the built-in packet transport: a compiled object whose
+        ``read`` and ``send_to`` the node calls in place of :meth:`accept` and
+        :meth:`send_to`. Asked once, when the listener is made. Default: None (the node
+        calls the methods)."""
+        return None
 
     @abstractmethod
     def close(self) -> None:

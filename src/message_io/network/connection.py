@@ -568,8 +568,17 @@ class DatagramConnection(Connection):
 
     def _write_now(self, packet: Buffer) -> SendStatus | None:
         """Hand one datagram to the OS: its status, or None if the OS pushes back."""
+        sock = self.sock
         try:
-            self.remote.write(packet)
+            if sock is None:
+                self.remote.write(packet)
+                return _SENT
+            try:  # the built-in transport's write, without its frame
+                sock.send(packet)
+            except ConnectionRefusedError:
+                # The error belongs to an earlier datagram (ICMP port unreachable) and
+                # the kernel did not send this one; it is cleared now, so send again.
+                sock.send(packet)
             return _SENT
         except BlockingIOError:
             return None

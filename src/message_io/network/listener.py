@@ -55,6 +55,7 @@ class Listener(SendQueue):
         "on_datagram",
         "on_remote",
         "published",
+        "source",
     )
 
     def __init__(
@@ -76,6 +77,9 @@ class Listener(SendQueue):
         self.id = resource_id
         self.local = local
         self.fd = local.fileno()
+        # The built-in packet transport's shortcut: the node reads and sends with its
+        # compiled source, where the listener's methods would do just that.
+        self.source = local._datagram_source()
         self.published = True  # its creator holds its id (see Loop.register_listener)
         self.move(READY)
         self.endpoint_cache: dict[Address, Endpoint] = {}
@@ -91,7 +95,10 @@ class Listener(SendQueue):
         """Send one datagram from this listener to ``endpoint.addr`` (any thread)."""
         data = as_buffer(message)
         if not self.chunks:  # nothing waits: no order to keep, no lock to take
+            source = self.source
             try:
+                if source is not None:
+                    return source.send_to(endpoint.addr, data)
                 return self.local.send_to(endpoint.addr, data)
             except BlockingIOError:
                 pass

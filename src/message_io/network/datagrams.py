@@ -1,0 +1,175 @@
+"""Reading and sending UDP datagrams: the receive loops of ``UdpRemote`` and ``UdpLocal``
+and ``UdpLocal.send_to``, compiled with the engine.
+
+A readable socket is read up to 64 datagrams at a time (fairness). After the first, a
+``FIONREAD`` ``ioctl`` says whether another one waits: a quarter of the cost of a
+``recv`` that fails with "would block", and the usual readiness brings one datagram.
+An ICMP error reported by ``recv`` goes back to the adapter, which logs it; a datagram
+over the size read is dropped and logged (throttled).
+
+``UdpRemote`` and ``UdpLocal`` delegate to :class:`DatagramReader` and
+:class:`DatagramSource`; the node calls these directly, compiled code calling compiled
+code, for the built-in classes themselves (``Remote._frame_reader``,
+``Local._datagram_source``).
+"""
+
+from __future__ import annotations
+
+import array
+import importlib
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, Final
+
+from ..util.throttle import LogThrottle
+from .adapter import SendStatus
+from .address import check_ip_address
+from .reader import Reader
+
+__all__ = ["RECV_SIZE", "DatagramReader", "DatagramSource", "waiting"]
+
+RECV_SIZE: Final = 65536
+"""Bytes asked of each read: more than any UDP payload, so nothing is truncated."""
+
+_MSG_TRUNC: Final = getattr(socket, "MSG_TRUNC", 0)  # Linux: recv returns the real size
+_DATAGRAMS_PER_EVENT: Final = 64  # datagrams read per readiness event, for fairness
+
+
+def _posix(module: str, name: str) -> Any:
+    """``module.name``, or None where the platform has neither."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+# Elsewhere than POSIX, no ioctl: read on until "would block".
+_IOCTL: Final[Callable[..., Any] | None] = _posix("fcntl", "ioctl")
+_FIONREAD: Final[int] = _posix("termios", "FIONREAD") or 0x541B
+_LITERAL_HOSTS_MAX: Final = 4096
+_DESTINATION: Final = "the address a UDP listener sends to"  # what AddressError names
+_SENT: Final = SendStatus.SENT
+_TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
+
+log = logging.getLogger("message_io")
+_oversize_log: Final = LogThrottle(log, "oversize datagram lines")
+
+
+def _oversize() -> None:
+    _oversize_log.log(logging.WARNING, "udp: dropped a datagram larger than %d bytes", RECV_SIZE)
+
+
+def waiting(fd: int, buffer: array.array[int]) -> int:
+    """The size of the next queued datagram (``FIONREAD``), 0 if none: a quarter of the
+    cost of a ``recv`` that fails with "would block". An empty datagram also reads 0; it
+    is not lost: the socket stays readable and the next poll reports it."""
+    ioctl = _IOCTL
+    if ioctl is None:
+        return 1  # cannot tell: read on, the next recv says
+    try:
+        ioctl(fd, _FIONREAD, buffer)
+    except OSError:
+        return 1
+    return buffer[0]
+
+
+class DatagramReader(Reader):
+    """Reads a connected UDP socket.
+
+    Args:
+        remote: The ``UdpRemote``: its ``_recv_failed(exc)`` logs an ICMP error.
+        sock: The connected, non-blocking socket.
+    """
+
+    def __init__(self, remote: Any, sock: socket.socket) -> None:
+        self.remote = remote
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.pending = array.array("i", [0])  # FIONREAD's answer
+
+    def read(self, frames: list[Any]) -> int:
+        """Append the datagrams waiting (up to 64) to ``frames``; never closes."""
+        sock = self.sock
+        first = True
+        for _ in range(_DATAGRAMS_PER_EVENT):
+            try:
+                data = sock.recv(RECV_SIZE, _MSG_TRUNC)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                # An ICMP error about an earlier datagram (the peer's port is closed, its
+                # host unreachable): reported once, and the socket stays usable.
+                self.remote._recv_failed(exc)
+                continue
+            if len(data) > RECV_SIZE:
+                _oversize()
+                continue
+            frames.append(data)
+            if first and not waiting(self.fd, self.pending):
+                break  # the usual single datagram: no failing recv to find out
+            first = False
+        return 0
+
+
+class DatagramSource:
+    """Reads and sends from a listening UDP socket.
+
+    Args:
+        local: The ``UdpLocal``: its ``_recv_failed(exc)`` logs an ICMP error, its
+            ``_sockaddr(addr)`` makes a destination given as a string.
+        sock: The bound, non-blocking socket.
+        max_payload: The largest datagram it sends.
+    """
+
+    def __init__(self, local: Any, sock: socket.socket, max_payload: int) -> None:
+        self.local = local
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.max_payload = max_payload
+        self.pending = array.array("i", [0])  # FIONREAD's answer
+        # Hosts of destination tuples known to be IP addresses: sendto() would look a
+        # name up in the sending thread for every datagram (bounded: cleared when full).
+        self.literal_hosts: set[Any] = set()
+
+    def read(self, datagrams: list[tuple[Any, bytes]]) -> None:
+        """Append the datagrams waiting (up to 64) to ``datagrams`` as (sender, data)."""
+        sock = self.sock
+        first = True
+        for _ in range(_DATAGRAMS_PER_EVENT):
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE, _MSG_TRUNC)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # an ICMP error about an earlier datagram sent
+                self.local._recv_failed(exc)
+                continue
+            if len(data) > RECV_SIZE:
+                _oversize()
+                continue
+            datagrams.append((addr, data))
+            if first and not waiting(self.fd, self.pending):
+                return  # the usual single datagram: no failing recv to find out
+            first = False
+
+    def send_to(self, addr: Any, data: Any) -> SendStatus:
+        """``UdpLocal.send_to``: see there."""
+        if len(data) > self.max_payload:
+            return _TOO_BIG
+        sock = self.sock
+        if addr.__class__ is not tuple:
+            addr = self.local._sockaddr(addr)
+        else:
+            hosts = self.literal_hosts
+            if addr[0] not in hosts:
+                check_ip_address(addr, _DESTINATION)
+                if len(hosts) >= _LITERAL_HOSTS_MAX:
+                    hosts.clear()
+                hosts.add(addr[0])
+        try:
+            sock.sendto(data, addr)
+        except ConnectionRefusedError:  # belongs to an earlier datagram: send again
+            sock.sendto(data, addr)
+        except TypeError:
+            sock.sendto(data, self.local._sockaddr(addr))
+        return _SENT
