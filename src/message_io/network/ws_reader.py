@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ..codec.ws_frames import FrameInput, Masker, frame_header
+from .framed_reader import SMALL_READ
 from .reader import CLOSED, OUTPUT, Reader
 
 __all__ = ["WsReader"]
@@ -62,21 +63,26 @@ class WsReader(Reader):
         # the fragments of an unfinished message (the remote's), as of the last time the
         # remote took a read. Neither changes unless the protocol is given bytes.
         self.outside = 0
+        self.small = False  # the last read was small: the next one asks for less
 
     def read(self, frames: list[Any]) -> int:
         source = self.source
         sock = self.sock
         size = self.size
+        want = SMALL_READ if self.small and size > SMALL_READ else size
+        self.small = False
         ended = False
         try:
             for _ in range(_READS):
-                data = sock.recv(size)
+                data = sock.recv(want)
                 if not data:
                     ended = True
                     break
                 source.feed(data)
-                if len(data) < size:
+                if len(data) < want:
+                    self.small = len(data) < SMALL_READ
                     break
+                want = size
         except BlockingIOError:
             pass
         except ConnectionError as exc:

@@ -1,0 +1,83 @@
+"""``FrameReader`` (``network/framed_reader.py``): after a small read it asks the socket
+for :data:`SMALL_READ` bytes, and goes back to its full size as soon as a read fills
+that; no frame is lost or cut across the switch. (Compiled, the reader takes only a real
+socket: the sizes asked for are not observed here, only what comes out.)"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from message_io.codec.varint import encode_varint
+from message_io.network.framed_reader import SMALL_READ, FrameReader
+
+from .conftest import TIMEOUT
+
+
+def _frame(payload: bytes) -> bytes:
+    return encode_varint(len(payload)) + payload
+
+
+@pytest.fixture
+def ends() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        yield a, b
+
+
+def _send(peer: socket.socket, data: bytes) -> threading.Thread:
+    """Send ``data`` from a thread: more than the socket's buffer holds."""
+    thread = threading.Thread(target=peer.sendall, args=(data,), daemon=True)
+    thread.start()
+    return thread
+
+
+def _read_all(reader: FrameReader, sock: socket.socket, count: int) -> list[bytes]:
+    """Call ``read`` as the node would, whenever ``sock`` is readable, until ``count``
+    frames came."""
+    frames: list[bytes] = []
+    while len(frames) < count:
+        assert select.select([sock], [], [], TIMEOUT)[0], f"{len(frames)} of {count}"
+        assert reader.read(frames) == 0
+    return frames
+
+
+def test_small_reads_then_a_burst(ends: tuple[socket.socket, socket.socket]) -> None:
+    sock, peer = ends
+    reader = FrameReader(sock, 1 << 20, 65536)
+    peer.sendall(_frame(b"x"))
+    assert _read_all(reader, sock, 1) == [b"x"]
+    assert reader.small  # the next read asks for SMALL_READ bytes
+
+    # More than SMALL_READ at once: the first read fills it, the next ones take the rest.
+    burst = [bytes([n % 256]) * (n % 300) for n in range(2000)]
+    sender = _send(peer, b"".join(_frame(payload) for payload in burst))
+    assert _read_all(reader, sock, len(burst)) == burst
+    sender.join(TIMEOUT)
+
+    # One message larger than a small read, arriving alone.
+    big = b"y" * (SMALL_READ * 4 + 7)
+    peer.sendall(_frame(b"z"))
+    assert _read_all(reader, sock, 1) == [b"z"]
+    assert reader.small
+    sender = _send(peer, _frame(big))
+    assert _read_all(reader, sock, 1) == [big]
+    sender.join(TIMEOUT)
+
+
+def test_a_message_larger_than_both_read_sizes_after_a_small_read(
+    ends: tuple[socket.socket, socket.socket],
+) -> None:
+    sock, peer = ends
+    reader = FrameReader(sock, 1 << 20, 1024)
+    peer.sendall(_frame(b"a"))
+    _read_all(reader, sock, 1)
+    assert reader.small
+    payload = bytes(range(256)) * 20  # read in pieces of 479, then 1024 bytes
+    peer.sendall(_frame(payload))
+    assert _read_all(reader, sock, 1) == [payload]
