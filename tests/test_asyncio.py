@@ -667,3 +667,38 @@ def test_a_node_outliving_its_event_loop_closes_on_stop() -> None:
     assert handler._engine.shut  # white box: everything is closed
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(addr, timeout=TIMEOUT).close()
+
+
+def test_for_each_settles_what_other_tasks_await_and_logs_errors(
+    run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While ``for_each`` consumes the events, a connect awaited by another task still
+    completes on ``Connected`` (settled before the callback sees it), and with the
+    default ``on_error="log"`` an exception of the callback is logged and the next
+    event still comes."""
+
+    async def main() -> None:
+        handler, listener = mio.split()
+        async with handler:
+            _id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+            got: list[bytes] = []
+
+            def on_event(event: Any) -> None:
+                if isinstance(event, Message):
+                    got.append(event.data)
+                    if len(got) == 1:
+                        raise ValueError("the first message")
+                    handler.stop()
+
+            consuming = asyncio.ensure_future(listener.for_each(on_event))
+            await asyncio.sleep(0)  # one step: the task now consumes the events
+            endpoint, _ = await asyncio.wait_for(
+                handler.network.connect(Transport.FRAMED_TCP, addr), TIMEOUT
+            )
+            assert await handler.network.send(endpoint, b"one") is SendStatus.SENT
+            assert await handler.network.send(endpoint, b"two") is SendStatus.SENT
+            await asyncio.wait_for(consuming, TIMEOUT)
+            assert got == [b"one", b"two"]
+
+    run(main)
+    assert "the first message" in caplog.text

@@ -48,7 +48,8 @@ from .network.loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop
 from .network.net_event import Connected, Disconnected, Drained, Message
 from .network.resolver import Resolver
 from .network.transport import Transport
-from .node import NodeEvent, OnError, guarded_callback, new_loop
+from .node import NodeEvent, OnError, error_handler, new_loop
+from .util.guarded import Guarded
 
 __all__ = ["AsyncNetwork", "AsyncNodeHandler", "AsyncNodeListener", "split"]
 
@@ -205,19 +206,11 @@ class _Driver:
     # -- events (event loop thread, inside a turn) -------------------------------------
 
     def emit(self, event: Any) -> None:
-        """The node's emit: queue ``event`` for the listener, settle what awaits it."""
-        kind = event.__class__
-        if kind is not Message:
-            if kind is Connected:
-                future = self.connects.get(event.endpoint)
-                if future is not None and not future.done():
-                    # The local address now: the connection may be gone by the time
-                    # the connecting task runs.
-                    future.set_result((event, self.local_addr(event.endpoint)))
-            elif kind is Drained or kind is Disconnected:
-                waiters = self.drains.pop(event.endpoint, None)
-                if waiters:
-                    _wake_all(waiters)
+        """The node's emit: queue ``event`` for the listener, settle what awaits it.
+        (While ``for_each`` runs, the node's emit is its ``Guarded`` callback, which
+        calls :meth:`settle` itself.)"""
+        if event.__class__ is not Message:
+            self.settle(event)
         callback = self.callback
         if callback is not None:
             callback(event)
@@ -228,6 +221,20 @@ class _Driver:
             self.throttle()  # at once: the rest of this turn reads nothing more
         if self.waiter is not None:
             self._wake_consumer()
+
+    def settle(self, event: Any) -> None:
+        """Settle what awaits ``event``: a connect's future, the sends waiting for room."""
+        kind = event.__class__
+        if kind is Connected:
+            future = self.connects.get(event.endpoint)
+            if future is not None and not future.done():
+                # The local address now: the connection may be gone by the time the
+                # connecting task runs.
+                future.set_result((event, self.local_addr(event.endpoint)))
+        elif kind is Drained or kind is Disconnected:
+            waiters = self.drains.pop(event.endpoint, None)
+            if waiters:
+                _wake_all(waiters)
 
     def _wake_consumer(self) -> None:
         waiter, self.waiter = self.waiter, None
@@ -535,7 +542,15 @@ class AsyncNodeListener(Generic[S]):
         _check_loop(driver)
         if driver.callback is not None or driver.waiter is not None:
             raise ListenerUsedError("another task already consumes this node's events")
-        guarded = guarded_callback(callback, on_error, driver.engine.peer_log)
+        engine = driver.engine
+        # The node calls it as its emit, natively when compiled: it settles what awaits
+        # an event other than a message, then calls the callback under on_error.
+        guarded = Guarded(
+            callback,
+            error_handler(on_error, engine.peer_log),
+            before=driver.settle,
+            skip=Message,
+        )
         events = driver.events
         driver.callback = guarded
         try:
@@ -548,9 +563,11 @@ class AsyncNodeListener(Generic[S]):
                 raise
             if driver.throttled:
                 driver.unthrottle()
+            engine.emit = guarded
             await asyncio.shield(driver.closed)
             driver.take_error()
         finally:
+            engine.emit = driver.emit
             driver.callback = None
 
     async def receive(self, timeout: float | None = None) -> NodeEvent[S] | None:

@@ -61,12 +61,11 @@ OnError = Literal["log", "stop"] | ErrorHandler
 :meth:`NodeListener.for_each`."""
 
 
-def guarded_callback(
-    callback: Callable[[Any], object], on_error: OnError, throttle: LogThrottle
-) -> Callable[[Any], object]:
-    """``callback``, with exceptions handled by ``on_error`` instead of stopping the loop."""
+def error_handler(on_error: OnError, throttle: LogThrottle) -> ErrorHandler | None:
+    """What handles an exception of the event callback under ``on_error``: None for
+    ``"stop"`` (it propagates and stops the node)."""
     if on_error == "stop":
-        return callback
+        return None
     if on_error == "log":
 
         def report(event: Any, exc: Exception) -> None:
@@ -77,12 +76,19 @@ def guarded_callback(
                 exc_info=exc,
             )
 
-        handle: ErrorHandler = report
-    elif callable(on_error):
-        handle = on_error
-    else:
-        raise ValueError(f"on_error must be 'log', 'stop' or a callable, not {on_error!r}")
+        return report
+    if callable(on_error):
+        return on_error
+    raise ValueError(f"on_error must be 'log', 'stop' or a callable, not {on_error!r}")
 
+
+def guarded_callback(
+    callback: Callable[[Any], object], on_error: OnError, throttle: LogThrottle
+) -> Callable[[Any], object]:
+    """``callback``, with exceptions handled by ``on_error`` instead of stopping the loop."""
+    handle = error_handler(on_error, throttle)
+    if handle is None:
+        return callback
     if _compiled.ACTIVE:
         return Guarded(callback, handle)  # compiled: no Python frame of its own
 
