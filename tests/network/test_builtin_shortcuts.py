@@ -19,6 +19,7 @@ from message_io import Connected, Message, Transport, register_transport
 from message_io.adapters.framed_tcp import FramedTcpAdapter, FramedTcpLocal, FramedTcpRemote
 from message_io.adapters.tcp import TcpRemote
 from message_io.adapters.udp import UdpAdapter, UdpLocal, UdpRemote
+from message_io.codec.framing import frame_header
 from message_io.errors import FrameTooLarge
 from message_io.network.adapter import (
     Buffer,
@@ -51,6 +52,10 @@ class _Counting(FramedTcpRemote):
         self.calls.append("write")
         self.written.append(bytes(data))
         return super().write(data)
+
+    def header(self, size: int) -> bytes:
+        self.calls.append("header")
+        return frame_header(size)
 
 
 def _transport(remote: type[FramedTcpRemote]) -> Transport:
@@ -118,7 +123,7 @@ def test_a_subclass_gets_its_methods_called(
     got = _echo_once(node, _transport(remote))
 
     assert got == [b"first", b"second" * 1000]
-    assert {"receive", "incomplete", "write"} <= set(calls)
+    assert {"receive", "incomplete", "write", "header"} <= set(calls)
     # The first message is the one the node writes at once: through write() too.
     assert any(b"first" in data for data in written)
 

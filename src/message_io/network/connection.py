@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from ..codec.framing import frame_header
 from ..util.timers import Timer
 from .adapter import (
     Buffer,
@@ -136,6 +137,7 @@ class Connection(SendQueue):
         "stream_header",
         "tail",
         "user_paused",
+        "varint",
         "warned",
         "watch_at",
         "watch_timer",
@@ -243,6 +245,9 @@ class Connection(SendQueue):
                 self.header = header
             if frame is not None and self.frame is not None:
                 self.frame = frame
+        # The length-prefixed header itself (FramedTcp's, not overridden): called as the
+        # compiled function it is, without a generic call.
+        self.varint = self.header is frame_header
 
     def is_ready(self) -> bool:
         """True while it carries messages (a fresh look at :attr:`state`)."""
@@ -281,109 +286,118 @@ class Connection(SendQueue):
             return self._send_text(message)
         else:
             data = _as_bytes_view(message)
-        size = len(data)
-        with self.lock:
-            state = self.state
-            if state is not READY:
-                return _NOT_AVAILABLE if state is PENDING else _NOT_FOUND
-            # Read under the lock: a connection to a host name gets its transport (and
-            # its limit) when an attempt wins, before it is READY.
-            max_size = self.max_size
-            if max_size is not None and size > max_size:
-                return _TOO_BIG
-            if self.queued >= self.limit:
-                return self._refuse()
-            tail = self.tail
-            if tail is not None and self.stream_header and size < _COALESCE_MAX:
-                # Fast path of a burst: small messages appended to the open tail buffer,
-                # which already waits to be written (so no direct write to consider).
-                header = self.header
-                if header is not None:
-                    head = header(size)
-                    if head is None:
-                        return _NOT_AVAILABLE  # the transport refuses it (closing)
-                    if head:
-                        tail += head
-                        self.queued += len(head)
-                tail += data
-                self.queued += size
-                if self.write_armed or (self.dirty and self.queued < _FLUSH_NOW):
-                    return _SENT  # already scheduled, and not enough to write at once
-                return self.schedule()
-            if not size and self.stream_header and self.header is None:
-                return _SENT  # nothing to put on a raw stream
+        # acquire() and release() rather than a with block: compiled, the with block
+        # looks up and calls __enter__ and __exit__ (with three arguments) each time.
+        lock = self.lock
+        lock.acquire()
+        try:
+            return self._send_locked(data, len(data))
+        finally:
+            lock.release()
+
+    def _send_locked(self, data: Buffer, size: int) -> SendStatus:
+        """The rest of :meth:`send`, under the lock."""
+        state = self.state
+        if state is not READY:
+            return _NOT_AVAILABLE if state is PENDING else _NOT_FOUND
+        # Read under the lock: a connection to a host name gets its transport (and
+        # its limit) when an attempt wins, before it is READY.
+        max_size = self.max_size
+        if max_size is not None and size > max_size:
+            return _TOO_BIG
+        if self.queued >= self.limit:
+            return self._refuse()
+        tail = self.tail
+        if tail is not None and self.stream_header and size < _COALESCE_MAX:
+            # Fast path of a burst: small messages appended to the open tail buffer,
+            # which already waits to be written (so no direct write to consider).
             header = self.header
             if header is not None:
-                head = header(size)
+                head = frame_header(size) if self.varint else header(size)
                 if head is None:
                     return _NOT_AVAILABLE  # the transport refuses it (closing)
-                if not size and not head:
-                    return _SENT  # no bytes at all: queue no empty chunk
-            elif self.frame is not None:
-                framed = self.frame(data)
-                if framed is None:
-                    return _NOT_AVAILABLE  # the transport refuses it (closing)
-                if isinstance(framed, tuple):  # (header, body): the body is not copied
-                    head, data = framed
-                    size = len(data)
-                else:
-                    data = framed
-                    if not len(data):
-                        # Nothing to write for an empty message (a raw stream); for a
-                        # non-empty one, the older way to refuse it.
-                        return _NOT_AVAILABLE if size else _SENT
-                    size = len(data)
-                    head = None
-            else:
-                head = None
-            iteration = self.loop.iteration
-            if not self.chunks and self.direct_iter != iteration and size < _COALESCE_MAX:
-                # Fast path, the common case of a connection that keeps up: the first
-                # message of the iteration goes straight to the OS, nothing is queued.
-                self.direct_iter = iteration
-                wire = head + data if head else data
-                sock = self.sock
-                try:
-                    if sock is None:
-                        written = self.remote.write(wire)
-                    else:
-                        try:
-                            written = sock.send(wire)
-                        except BlockingIOError:
-                            written = 0
-                except Exception as exc:  # noqa: BLE001 - any write failure ends it
-                    log.debug("write to %s failed: %r", self.endpoint, exc)
-                    self.loop.request_check(self, broken=True)
-                    return _SENT
-                if written >= len(wire):
-                    return _SENT
-                with memoryview(wire) as view:
-                    rest = self.tail = bytearray(view[written:])
-                self.push(rest)
-                self.queued = len(rest)
-                self.arm_write()
-                return _SENT
-            if size < _COALESCE_MAX or (data.__class__ is not bytes and not _readonly(data)):
-                tail = self.tail
-                if tail is None:
-                    tail = self.tail = bytearray()
-                    self.push(tail)
                 if head:
                     tail += head
-                tail += data
-            else:
-                if head:
-                    tail = self.tail
-                    if tail is None:
-                        self.push(head)
-                    else:
-                        tail += head
-                self.push(data)
-                self.tail = None
-            self.queued += size + (len(head) if head else 0)
-            if self.write_armed:
-                return _SENT
+                    self.queued += len(head)
+            tail += data
+            self.queued += size
+            if self.write_armed or (self.dirty and self.queued < _FLUSH_NOW):
+                return _SENT  # already scheduled, and not enough to write at once
             return self.schedule()
+        if not size and self.stream_header and self.header is None:
+            return _SENT  # nothing to put on a raw stream
+        header = self.header
+        if header is not None:
+            head = frame_header(size) if self.varint else header(size)
+            if head is None:
+                return _NOT_AVAILABLE  # the transport refuses it (closing)
+            if not size and not head:
+                return _SENT  # no bytes at all: queue no empty chunk
+        elif self.frame is not None:
+            framed = self.frame(data)
+            if framed is None:
+                return _NOT_AVAILABLE  # the transport refuses it (closing)
+            if isinstance(framed, tuple):  # (header, body): the body is not copied
+                head, data = framed
+                size = len(data)
+            else:
+                data = framed
+                if not len(data):
+                    # Nothing to write for an empty message (a raw stream); for a
+                    # non-empty one, the older way to refuse it.
+                    return _NOT_AVAILABLE if size else _SENT
+                size = len(data)
+                head = None
+        else:
+            head = None
+        iteration = self.loop.iteration
+        if not self.chunks and self.direct_iter != iteration and size < _COALESCE_MAX:
+            # Fast path, the common case of a connection that keeps up: the first
+            # message of the iteration goes straight to the OS, nothing is queued.
+            self.direct_iter = iteration
+            wire = head + data if head else data
+            sock = self.sock
+            try:
+                if sock is None:
+                    written = self.remote.write(wire)
+                else:
+                    try:
+                        written = sock.send(wire)
+                    except BlockingIOError:
+                        written = 0
+            except Exception as exc:  # noqa: BLE001 - any write failure ends it
+                log.debug("write to %s failed: %r", self.endpoint, exc)
+                self.loop.request_check(self, broken=True)
+                return _SENT
+            if written >= len(wire):
+                return _SENT
+            with memoryview(wire) as view:
+                rest = self.tail = bytearray(view[written:])
+            self.push(rest)
+            self.queued = len(rest)
+            self.arm_write()
+            return _SENT
+        if size < _COALESCE_MAX or (data.__class__ is not bytes and not _readonly(data)):
+            tail = self.tail
+            if tail is None:
+                tail = self.tail = bytearray()
+                self.push(tail)
+            if head:
+                tail += head
+            tail += data
+        else:
+            if head:
+                tail = self.tail
+                if tail is None:
+                    self.push(head)
+                else:
+                    tail += head
+            self.push(data)
+            self.tail = None
+        self.queued += size + (len(head) if head else 0)
+        if self.write_armed:
+            return _SENT
+        return self.schedule()
 
     def request_drained(self, _endpoint: Endpoint) -> bool:
         """If a send would be refused now (the queue is full), arrange a ``Drained``
