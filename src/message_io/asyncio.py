@@ -16,9 +16,10 @@ Theory of operation. The node's poller is itself a file descriptor (epoll's), re
 whenever one of the node's sockets, or its waker, is ready. :func:`split` registers it
 with the running loop (``loop.add_reader``), as a socket of the loop's own would be; when
 it is readable, or when the node's earliest timer or signal is due (``call_at``), the
-event loop runs one *turn* of the node on its own thread: a poll that does not wait,
-then reads, accepts, handshakes, writes, timers and signals, exactly as ``for_each``
-does, with each event appended to the listener's queue. No thread is started and no
+event loop runs one *turn* of the node on its own thread (``network/turner.py``,
+compiled with the engine): a poll that does not wait, then reads, accepts, handshakes,
+writes, timers and signals, exactly as ``for_each`` does, with each event appended to
+the listener's queue (or, in ``for_each``, given to its callback). No thread is started and no
 event crosses threads. The queue is bounded: past 4,096 events not yet consumed, the
 node stops reading and accepting (TCP slows the peers down) until the consumer has
 taken half of them; writes, timers and signals go on meanwhile, so a consumer waiting
@@ -48,6 +49,7 @@ from .network.loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop
 from .network.net_event import Connected, Disconnected, Drained, Message
 from .network.resolver import Resolver
 from .network.transport import Transport
+from .network.turner import Turner
 from .node import NodeEvent, OnError, error_handler, new_loop
 from .util.guarded import Guarded
 
@@ -78,75 +80,23 @@ class _Driver:
         self.local_addr = NetworkController(engine).local_addr
         self.drains: dict[Endpoint, list[asyncio.Future[None]]] = {}
         self.closed: asyncio.Future[None] = aloop.create_future()
-        self.error: BaseException | None = None
-        self.finished = False
         self.throttled = False  # the queue is full: the node is not turned
-        self._soon: asyncio.Handle | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        # The turns of the node, run by the event loop (compiled with the engine).
+        self.turner = turner = Turner(engine, aloop, self.thread, self.finish)
         if not engine.drive_lock.acquire(blocking=False):
             raise ListenerUsedError("the node is already driven by another loop")
         engine.owner = self.thread
         engine.emit = self.emit
         self._fd = engine.poller.fileno()
-        aloop.add_reader(self._fd, self.turn)
-        self._soon = aloop.call_soon(self.turn)  # what was set up before split() returned
+        aloop.add_reader(self._fd, turner.turn)
+        turner.turn_soon()  # what was set up before split() returned
 
     # -- turning the node (event loop thread) ------------------------------------------
 
-    def turn(self) -> None:
-        """One non-blocking turn of the node; then plan the next one."""
-        self._soon = None
-        engine = self.engine
-        if self.finished:
-            return
-        if engine.running:
-            engine.driver = self.thread
-            try:
-                engine.iterate(0.0)
-            except (KeyboardInterrupt, SystemExit) as exc:
-                engine.running = False
-                self.error = exc
-                self.finish()
-                raise  # as asyncio does with its own callbacks
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                engine.running = False
-                self.error = exc
-            finally:
-                engine.driver = None
-        if not engine.running:
-            self.finish()
-            return
-        self.plan()
-
-    def plan(self) -> None:
-        """Ask the event loop for the next turn the node needs without a readable fd."""
-        timeout = self.engine.next_timeout()
-        if timeout is None:
-            timer = self._timer
-            if timer is not None:  # what it was for is gone (a deadline met, cancelled)
-                self._timer = None
-                timer.cancel()
-            return
-        if timeout <= 0.0:
-            if self._soon is None:
-                self._soon = self.aloop.call_soon(self.turn)
-            return
-        # Not under a millisecond: uvloop rounds a shorter delay down to "at once", and
-        # the turn would spin until the deadline (the node's timers are never early,
-        # so a late turn is right).
-        at = self.aloop.time() + max(timeout, 0.001)
-        timer = self._timer
-        if timer is not None and not timer.cancelled() and self._timer_at <= at:
-            return  # an earlier (or the same) turn is already planned
-        if timer is not None:
-            timer.cancel()
-        self._timer_at = at
-        self._timer = self.aloop.call_at(at, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.turn()
+    @property
+    def finished(self) -> bool:
+        """The node is stopped and closed: no turn runs any more."""
+        return self.turner.finished
 
     def throttle(self) -> None:
         """Stop reading the node's sockets until the consumer has taken half of the
@@ -158,8 +108,7 @@ class _Driver:
         self.throttled = False
         if not self.finished:
             self.engine.pause_input(False)
-            if self._soon is None:
-                self._soon = self.aloop.call_soon(self.turn)
+            self.turner.turn_soon()
 
     def wake_soon(self) -> None:
         """Make sure a turn runs soon (any thread)."""
@@ -167,22 +116,20 @@ class _Driver:
             self.finish()  # no turn will ever run: close the node here
             return
         if threading.get_ident() == self.thread:
-            if self._soon is None and not self.finished:
-                self._soon = self.aloop.call_soon(self.turn)
+            self.turner.turn_soon()
         else:
             self.engine.waker.wake()
 
     def finish(self) -> None:
         """The node stopped: close it, release every waiter (event loop thread)."""
-        if self.finished:
+        turner = self.turner
+        if turner.finished:
             return
-        self.finished = True
+        turner.finished = True
         aloop = self.aloop
         if not aloop.is_closed():
             aloop.remove_reader(self._fd)
-        for handle in (self._soon, self._timer):
-            if handle is not None:
-                handle.cancel()
+        turner.cancel()
         engine = self.engine
         engine.running = False
         try:
@@ -273,7 +220,8 @@ class _Driver:
 
     def take_error(self) -> None:
         """Raise what stopped the node, once."""
-        error, self.error = self.error, None
+        turner = self.turner
+        error, turner.error = turner.error, None
         if error is not None:
             raise error
 

@@ -1,0 +1,103 @@
+"""Turning a node from an outer event loop's callbacks (``message_io.asyncio``): one
+non-blocking iteration of the node, then the next turn planned, compiled with the
+engine.
+
+The outer loop (asyncio's or uvloop's) calls :meth:`Turner.turn` when the node's poller
+is readable, when a turn was asked for with ``call_soon``, or when the node's earliest
+timer is due (``call_at``). Compiled, a turn adds no Python frame between the outer
+loop and the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .loop import Loop
+
+__all__ = ["Turner"]
+
+
+class Turner:
+    """Runs the turns of ``engine`` on the outer event loop ``aloop``, from the thread
+    ``thread`` (the loop's); ``finish`` is called, on that thread, once the node has
+    stopped (from a turn, or at once if the loop can no longer run one)."""
+
+    def __init__(
+        self, engine: Loop[Any], aloop: Any, thread: int, finish: Callable[[], None]
+    ) -> None:
+        self.engine = engine
+        self.aloop = aloop
+        self.thread = thread
+        self.finish = finish
+        self.error: BaseException | None = None  # what stopped the node, not yet raised
+        self.finished = False
+        self.soon: Any = None  # the turn asked for with call_soon, not run yet
+        self.timer: Any = None  # the turn planned with call_at for the node's timers
+        self.timer_at = 0.0
+
+    def turn(self) -> None:
+        """One non-blocking turn of the node; then plan the next one."""
+        self.soon = None
+        engine = self.engine
+        if self.finished:
+            return
+        if engine.running:
+            engine.driver = self.thread
+            try:
+                engine.iterate(0.0)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                engine.running = False
+                self.error = exc
+                self.finish()
+                raise  # as asyncio does with its own callbacks
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                engine.running = False
+                self.error = exc
+            finally:
+                engine.driver = None
+        if not engine.running:
+            self.finish()
+            return
+        self.plan()
+
+    def plan(self) -> None:
+        """Ask the event loop for the next turn the node needs without a readable fd."""
+        timeout = self.engine.next_timeout()
+        if timeout is None:
+            timer = self.timer
+            if timer is not None:  # what it was for is gone (a deadline met, cancelled)
+                self.timer = None
+                timer.cancel()
+            return
+        if timeout <= 0.0:
+            if self.soon is None:
+                self.soon = self.aloop.call_soon(self.turn)
+            return
+        # Not under a millisecond: uvloop rounds a shorter delay down to "at once", and
+        # the turn would spin until the deadline (the node's timers are never early,
+        # so a late turn is right).
+        at = self.aloop.time() + max(timeout, 0.001)
+        timer = self.timer
+        if timer is not None and not timer.cancelled() and self.timer_at <= at:
+            return  # an earlier (or the same) turn is already planned
+        if timer is not None:
+            timer.cancel()
+        self.timer_at = at
+        self.timer = self.aloop.call_at(at, self.on_timer)
+
+    def on_timer(self) -> None:
+        self.timer = None
+        self.turn()
+
+    def turn_soon(self) -> None:
+        """Ask for a turn in the loop's next round, unless one is asked for already or
+        the node is finished (the loop's thread)."""
+        if self.soon is None and not self.finished:
+            self.soon = self.aloop.call_soon(self.turn)
+
+    def cancel(self) -> None:
+        """Cancel the turns asked for (the node is finished)."""
+        for handle in (self.soon, self.timer):
+            if handle is not None:
+                handle.cancel()
