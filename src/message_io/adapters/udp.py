@@ -51,7 +51,14 @@ from ..network.adapter import (
     host_name,
     resolve_address,
 )
-from ..network.datagrams import RECV_SIZE, DatagramReader, DatagramSource
+from ..network.datagrams import (
+    DATAGRAMS_PER_EVENT,
+    DESTINATION,
+    MSG_TRUNC,
+    RECV_SIZE,
+    DatagramReader,
+    DatagramSource,
+)
 from ..network.endpoint import Address
 from .tcp import _bind_device, built_in
 
@@ -67,7 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("message_io")
-# A peer can send oversize datagrams as fast as it likes: its lines are rate-limited.
 
 MAX_LOCAL_PAYLOAD_LEN: Final = 65535 - 20 - 8
 """The largest UDP payload over IPv4 (65507 bytes): 64 KiB minus the IP and UDP headers."""
@@ -79,8 +85,6 @@ MAX_INTERNET_PAYLOAD_LEN: Final = 1500 - 20 - 8
 """The largest payload (1472 bytes) that crosses a 1500-byte Ethernet MTU over IPv4
 without fragmentation: the safe size for datagrams that leave the local network."""
 
-_MSG_TRUNC: Final = getattr(socket, "MSG_TRUNC", 0)  # Linux: recv returns the real size
-_DATAGRAMS_PER_EVENT: Final = 64  # datagrams read per readiness event, for fairness
 _SIOCGIFADDR: Final = 0x8915
 _SIOCGIFNETMASK: Final = 0x891B
 _IN_PKTINFO: Final = struct.Struct("@i4s4s")
@@ -356,9 +360,9 @@ class UdpLocal(Local):
         space = socket.CMSG_SPACE(_IN_PKTINFO.size)
         accepted = self._destinations
         assert accepted is not None
-        for _ in range(_DATAGRAMS_PER_EVENT):
+        for _ in range(DATAGRAMS_PER_EVENT):
             try:
-                data, ancdata, _flags, addr = self.socket.recvmsg(RECV_SIZE, space, _MSG_TRUNC)
+                data, ancdata, _flags, addr = self.socket.recvmsg(RECV_SIZE, space, MSG_TRUNC)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -383,7 +387,7 @@ class UdpLocal(Local):
         return self._source.send_to(addr, data)
 
     def _sockaddr(self, addr: Any) -> tuple[Any, ...]:
-        check_ip_address(addr, _DESTINATION)
+        check_ip_address(addr, DESTINATION)
         for family, sockaddr in resolve_address(addr, type_=socket.SOCK_DGRAM):
             if family == self._family:
                 return sockaddr
@@ -405,9 +409,6 @@ class UdpLocal(Local):
     def close(self) -> None:
         self.leave_group()
         self.socket.close()
-
-
-_DESTINATION: Final = "the address a UDP listener sends to"  # what AddressError names
 
 
 def _interface_networks() -> dict[bytes, tuple[str, bytes]]:

@@ -42,7 +42,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
 
-from ..codec.ws_frames import FrameInput, Masker, frame_header
+from ..codec.ws_frames import FIN_BINARY, FIN_TEXT, FrameInput, Masker, frame_header
 from ..errors import AddressError
 from ..network.adapter import (
     Buffer,
@@ -94,8 +94,6 @@ DEFAULT_MAX_FRAGMENTS: Final = 4096
 
 _READS_PER_EVENT: Final = 4
 _TCP, _TLS, _WS = 0, 1, 2  # handshake phases
-_BINARY: Final = 0x82  # FIN + opcode 2
-_TEXT: Final = 0x81  # FIN + opcode 1
 
 # The enum's members as globals (see tcp.py: a lookup on the enum costs 70 ns).
 _OK: Final = ReadStatus.OK
@@ -681,15 +679,15 @@ class WsRemote(Remote):
         masker = self._masker
         if masker is not None:
             return masker.binary(data)
-        return frame_header(_BINARY, len(data)) + data
+        return frame_header(FIN_BINARY, len(data)) + data
 
     def frame_text(self, data: bytes) -> Buffer:
         if self.protocol.state is not OPEN:
             return b""
         masker = self._masker
         if masker is not None:
-            return masker.frame(_TEXT, data)
-        return frame_header(_TEXT, len(data)) + data
+            return masker.frame(FIN_TEXT, data)
+        return frame_header(FIN_TEXT, len(data)) + data
 
     def write(self, data: Buffer) -> int:
         try:
@@ -770,7 +768,7 @@ class WsServerRemote(WsRemote):
     def header(self, size: int) -> bytes | None:
         if self.protocol.state is not OPEN:
             return None  # closing: no data frame may follow our close frame
-        return frame_header(_BINARY, size)
+        return frame_header(FIN_BINARY, size)
 
 
 def _origin(value: str | None) -> Origin | None:

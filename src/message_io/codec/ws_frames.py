@@ -47,10 +47,12 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event, Protocol
 from websockets.speedups import apply_mask
 
-__all__ = ["SPLIT_FRAME", "FrameInput", "Masker", "frame_header"]
+__all__ = ["FIN_BINARY", "FIN_TEXT", "SPLIT_FRAME", "FrameInput", "Masker", "frame_header"]
 
-_FIN_BINARY: Final = 0x82
-_FIN_TEXT: Final = 0x81
+FIN_BINARY: Final = 0x82
+"""The first byte of a whole binary frame: FIN and opcode 2."""
+FIN_TEXT: Final = 0x81
+"""The first byte of a whole text frame: FIN and opcode 1."""
 _FIN: Final = 0x80
 _OPCODE: Final = 0x0F
 _TEXT: Final = 1
@@ -69,7 +71,7 @@ SPLIT_FRAME: Final = 16 * 1024
 # The headers of small whole data frames, made once: [text, binary][unmasked, masked].
 _SMALL: Final = [
     [[bytes((first, size | mask_bit)) for size in range(126)] for mask_bit in (0, _MASK_BIT)]
-    for first in (_FIN_TEXT, _FIN_BINARY)
+    for first in (FIN_TEXT, FIN_BINARY)
 ]
 
 
@@ -77,8 +79,8 @@ def frame_header(first: int, size: int, mask_bit: int = 0) -> bytes:
     """The header of a data frame of ``size`` bytes whose first byte is ``first`` (RFC
     6455 5.2), without the masking key: ``mask_bit`` is 0x80 for a masked frame."""
     if size < 126:
-        if first in (_FIN_BINARY, _FIN_TEXT):
-            return _SMALL[first - _FIN_TEXT][mask_bit >> 7][size]
+        if first in (FIN_BINARY, FIN_TEXT):
+            return _SMALL[first - FIN_TEXT][mask_bit >> 7][size]
         return bytes((first, size | mask_bit))
     if size < 65536:
         return _LENGTH_16.pack(first, 126 | mask_bit, size)
@@ -114,8 +116,8 @@ class Masker:
         """A whole binary frame of ``data``, masked: in one piece if small, else as its
         header and its body (queued apart: no join of a large payload)."""
         if len(data) >= SPLIT_FRAME:
-            return self.split(_FIN_BINARY, data)
-        return self.frame(_FIN_BINARY, data)
+            return self.split(FIN_BINARY, data)
+        return self.frame(FIN_BINARY, data)
 
 
 def header_size(second: int, masked: bool) -> int:
@@ -228,7 +230,7 @@ class FrameInput:
             stop = start + size
             limit = self.max_size
             if (
-                first in (_FIN_BINARY, _FIN_TEXT)
+                first in (FIN_BINARY, FIN_TEXT)
                 and bool(second & _MASK_BIT) == masked
                 and not self._fragmented
                 and (limit is None or size <= limit)
@@ -260,7 +262,7 @@ class FrameInput:
             self._give_up_kept()
 
     def _emit(self, first: int, payload: bytes) -> None:
-        if first == _FIN_BINARY:
+        if first == FIN_BINARY:
             self.frames.append(payload)
         else:
             self.frames.append(Frame(Opcode.TEXT, payload))

@@ -27,13 +27,23 @@ from .adapter import SendStatus
 from .address import check_ip_address
 from .reader import Reader
 
-__all__ = ["RECV_SIZE", "DatagramReader", "DatagramSource", "waiting"]
+__all__ = [
+    "DATAGRAMS_PER_EVENT",
+    "DESTINATION",
+    "MSG_TRUNC",
+    "RECV_SIZE",
+    "DatagramReader",
+    "DatagramSource",
+    "waiting",
+]
 
 RECV_SIZE: Final = 65536
 """Bytes asked of each read: more than any UDP payload, so nothing is truncated."""
 
-_MSG_TRUNC: Final = getattr(socket, "MSG_TRUNC", 0)  # Linux: recv returns the real size
-_DATAGRAMS_PER_EVENT: Final = 64  # datagrams read per readiness event, for fairness
+MSG_TRUNC: Final = getattr(socket, "MSG_TRUNC", 0)
+"""Flag of each read: on Linux, ``recv`` returns a datagram's real size."""
+DATAGRAMS_PER_EVENT: Final = 64
+"""Datagrams read per readiness event at most, for fairness."""
 
 
 def _posix(module: str, name: str) -> Any:
@@ -48,11 +58,13 @@ def _posix(module: str, name: str) -> Any:
 _IOCTL: Final[Callable[..., Any] | None] = _posix("fcntl", "ioctl")
 _FIONREAD: Final[int] = _posix("termios", "FIONREAD") or 0x541B
 _LITERAL_HOSTS_MAX: Final = 4096
-_DESTINATION: Final = "the address a UDP listener sends to"  # what AddressError names
+DESTINATION: Final = "the address a UDP listener sends to"
+"""What an ``AddressError`` about a listener's destination names."""
 _SENT: Final = SendStatus.SENT
 _TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
 
 log = logging.getLogger("message_io")
+# A peer can send oversize datagrams as fast as it likes: its lines are rate-limited.
 _oversize_log: Final = LogThrottle(log, "oversize datagram lines")
 
 
@@ -92,9 +104,9 @@ class DatagramReader(Reader):
         """Append the datagrams waiting (up to 64) to ``frames``; never closes."""
         sock = self.sock
         first = True
-        for _ in range(_DATAGRAMS_PER_EVENT):
+        for _ in range(DATAGRAMS_PER_EVENT):
             try:
-                data = sock.recv(RECV_SIZE, _MSG_TRUNC)
+                data = sock.recv(RECV_SIZE, MSG_TRUNC)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -136,9 +148,9 @@ class DatagramSource:
         """Append the datagrams waiting (up to 64) to ``datagrams`` as (sender, data)."""
         sock = self.sock
         first = True
-        for _ in range(_DATAGRAMS_PER_EVENT):
+        for _ in range(DATAGRAMS_PER_EVENT):
             try:
-                data, addr = sock.recvfrom(RECV_SIZE, _MSG_TRUNC)
+                data, addr = sock.recvfrom(RECV_SIZE, MSG_TRUNC)
             except BlockingIOError:
                 return
             except OSError as exc:  # an ICMP error about an earlier datagram sent
@@ -162,7 +174,7 @@ class DatagramSource:
         else:
             hosts = self.literal_hosts
             if addr[0] not in hosts:
-                check_ip_address(addr, _DESTINATION)
+                check_ip_address(addr, DESTINATION)
                 if len(hosts) >= _LITERAL_HOSTS_MAX:
                     hosts.clear()
                 hosts.add(addr[0])

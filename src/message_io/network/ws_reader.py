@@ -22,7 +22,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, Final
 
-from ..codec.ws_frames import FrameInput, Masker, frame_header
+from ..codec.ws_frames import FIN_BINARY, FrameInput, Masker, frame_header
 from .framed_reader import SMALL_READ
 from .reader import CLOSED, OUTPUT, Reader
 
@@ -31,7 +31,6 @@ __all__ = ["WsReader"]
 log = logging.getLogger("message_io")
 
 _READS: Final = 4  # reads per call at most: one connection cannot starve the others
-_FIN_BINARY: Final = 0x82
 
 
 class WsReader(Reader):
@@ -126,7 +125,7 @@ class WsReader(Reader):
         None once the connection is closing."""
         if not self.source.is_open:
             return None  # our close frame is out: no data frame may follow (RFC 6455 5.5.1)
-        return frame_header(_FIN_BINARY, size)
+        return frame_header(FIN_BINARY, size)
 
     def frame(self, data: Any) -> bytes | tuple[bytes, bytes] | None:
         """``data`` as a masked binary frame (client side), or None once closing."""
