@@ -424,6 +424,45 @@ def test_sends_from_a_thread_pool(run: Run) -> None:
     run(main)
 
 
+def test_listen_pause_and_sends_past_the_socket_buffer_from_other_threads(run: Run) -> None:
+    """What other threads register or change (a listener, a pause, write interest once
+    the socket is full) reaches the event loop that watches the node's sockets."""
+    chunk = b"z" * 64 * 1024
+    count = 64  # 4 MiB: more than the kernel buffers, so most of it waits for room
+
+    async def main() -> None:
+        handler, listener = mio.split()
+        async with handler:
+            loop = asyncio.get_running_loop()
+            _id, addr = await loop.run_in_executor(
+                None, handler.network.listen, Transport.FRAMED_TCP, LOCAL
+            )
+            assert isinstance(addr, tuple)
+            peer = socket.create_connection(addr)
+            peer.settimeout(TIMEOUT)
+            try:
+                endpoint = (await next_of(listener, Accepted)).endpoint
+                assert await loop.run_in_executor(None, handler.network.pause_reading, endpoint)
+                peer.sendall(b"\x01a")
+                assert await listener.receive(0.05) is None  # paused: not read
+                assert await loop.run_in_executor(None, handler.network.resume_reading, endpoint)
+                assert (await next_of(listener, Message)).data == b"a"
+
+                def flood() -> list[SendStatus]:
+                    return [handler.network.send_nowait(endpoint, chunk) for _ in range(count)]
+
+                statuses = await loop.run_in_executor(None, flood)
+                assert set(statuses) == {SendStatus.SENT}
+                assert handler.network.pending_bytes(endpoint) > 0  # it had to wait for room
+                expected = count * (3 + len(chunk))
+                got = await loop.run_in_executor(None, _recv_exactly, peer, expected)
+                assert got == expected
+            finally:
+                peer.close()
+
+    run(main)
+
+
 def test_timers_and_receive_with_a_timeout(run: Run) -> None:
     async def main() -> None:
         handler, listener = mio.split(str)

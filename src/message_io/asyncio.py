@@ -12,22 +12,24 @@
             async for event in listener:              # every event, in order
                 ...
 
-Theory of operation. The node's poller is itself a file descriptor (epoll's), readable
-whenever one of the node's sockets, or its waker, is ready. :func:`split` registers it
-with the running loop (``loop.add_reader``), as a socket of the loop's own would be; when
-it is readable, or when the node's earliest timer or signal is due (``call_at``), the
-event loop runs one *turn* of the node on its own thread (``network/turner.py``,
-compiled with the engine): a poll that does not wait, then reads, accepts, handshakes,
-writes, timers and signals, exactly as ``for_each`` does, with each event appended to
-the listener's queue (or, in ``for_each``, given to its callback). No thread is started and no
-event crosses threads. The queue is bounded: past 4,096 events not yet consumed, the
-node stops reading and accepting (TCP slows the peers down) until the consumer has
-taken half of them; writes, timers and signals go on meanwhile, so a consumer waiting
-in ``await send`` still gets its room.
+Theory of operation. :func:`split` hands the node's sockets to the running loop: the
+loop watches each of them itself (``loop.add_reader``/``add_writer``), as it watches
+its own transports' sockets, and the node's waker with them. When one is ready, or when
+the node's earliest timer or signal is due (``call_at``), the event loop runs one *turn*
+of the node on its own thread (``network/turner.py``, compiled with the engine): the
+ready socket is read, accepted or handshaken, then writes, timers and signals, exactly as
+``for_each`` does, with each event appended to the listener's queue (or, in
+``for_each``, given to its callback). No thread is started, no event crosses threads and
+no second poll runs. The queue is bounded: past 4,096 events not yet consumed, the node
+stops reading and accepting (TCP slows the peers down) until the consumer has taken half
+of them; writes, timers and signals go on meanwhile, so a consumer waiting in ``await
+send`` still gets its room. A connection reset while not read (paused) is found when it
+is read again.
 
 Other threads may still use the handler's synchronous calls (``send_nowait``,
-``signals.send``...): they wake the node through its waker, which makes the poller
-readable, and the next turn runs on the event loop's thread.
+``listen``, ``signals.send``...): they wake the node through its waker, and the next
+turn, on the event loop's thread, takes up what they asked for (a new socket to watch,
+write interest for a full one).
 
 The loop runs with uvloop as with asyncio's own loops (any loop with ``add_reader``).
 """
@@ -87,8 +89,7 @@ class _Driver:
             raise ListenerUsedError("the node is already driven by another loop")
         engine.owner = self.thread
         engine.emit = self.emit
-        self._fd = engine.poller.fileno()
-        aloop.add_reader(self._fd, turner.turn)
+        engine.attach(aloop, turner.ready)  # the loop watches the node's sockets
         turner.turn_soon()  # what was set up before split() returned
 
     # -- turning the node (event loop thread) ------------------------------------------
@@ -127,8 +128,6 @@ class _Driver:
             return
         turner.finished = True
         aloop = self.aloop
-        if not aloop.is_closed():
-            aloop.remove_reader(self._fd)
         turner.cancel()
         engine = self.engine
         engine.running = False

@@ -61,6 +61,11 @@ _HOLD_POLL: Final = 0.001
 _get_ident = threading.get_ident
 
 
+def _poll_nothing(_timeout: float | None) -> list[tuple[int, int]]:
+    """The poll of a loop whose descriptors an outer event loop watches."""
+    return []
+
+
 class Loop(Acceptor, Generic[S]):
     """The engine behind NodeHandler, NetworkController and NodeListener."""
 
@@ -330,6 +335,36 @@ class Loop(Acceptor, Generic[S]):
         # The last handler holds its connection: one closed by it must not outlive it
         # for the rest of the turn (the callbacks below may look at what is freed).
         handler = None
+        self._end_iteration()
+
+    def on_ready(self, fd: int, flags: int) -> None:
+        """One turn of the loop for the descriptor ``fd`` that an outer event loop found
+        ready (``flags``: as the poller's), instead of a poll: see :meth:`attach`."""
+        if self.registrations:
+            self.register_published()
+        if self._releases:
+            self._release_held()
+            if not self.running:
+                return
+        self.iteration += 1
+        handler = self.handlers.get(fd)
+        if handler is not None:
+            handler(flags)
+            if not self.running:
+                return
+            handler = None  # as in iterate
+        self._end_iteration()
+
+    def attach(self, outer: Any, dispatch: Callable[[int, int], None]) -> None:
+        """Let the event loop ``outer`` (asyncio's API) watch the node's descriptors
+        itself, calling ``dispatch(fd, flags)`` on its thread, the caller's, which then
+        runs :meth:`on_ready`; :meth:`iterate` then polls nothing (its turns run the
+        timers, signals, writes and requests). See :meth:`Poller.attach`."""
+        self.poller.attach(outer, dispatch, self.waker.wake)
+        self._poll = _poll_nothing
+
+    def _end_iteration(self) -> None:
+        """The end of a turn: write what was sent, fire due timers, deliver signals."""
         if self.dirty:
             self.flush_dirty()
             if not self.running:
@@ -377,6 +412,7 @@ class Loop(Acceptor, Generic[S]):
 
     def _on_wake(self, _flags: int) -> None:
         self.waker.drain()
+        self.poller.settle()  # attached: what other threads registered meanwhile
         self._handle_requests()
 
     def _release_held(self) -> None:

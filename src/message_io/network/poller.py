@@ -6,6 +6,11 @@ it falls back to the best :mod:`selectors` selector. Polling is level-triggered:
 resource that still has data after a bounded read is reported again, which keeps the
 loop fair between a busy peer and the others.
 
+Driven by an outer event loop (``message_io.asyncio``), the poller hands its
+descriptors to that loop instead (:meth:`Poller.attach`): each one is watched by the
+outer loop itself (``add_reader``/``add_writer``), so a ready socket costs the outer
+loop's one poll, not a second one of the node's own.
+
 The waker is an ``eventfd`` (or a socket pair) that other threads write to so that
 ``stop()``, a new signal, an earlier timer or a close request is seen at once, instead of
 after a sampling timeout (the Rust crate samples every 50 ms).
@@ -16,6 +21,8 @@ after a sampling timeout (the Rust crate samples every 50 ms).
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import select
 import selectors
@@ -23,7 +30,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["HANGUP", "READ", "WRITE", "Poller", "Waker", "signal_wakeup"]
 
@@ -41,6 +48,8 @@ READ: Final = _IN | _ERR
 """Readiness mask bits that mean "readable" (also used as the interest to read)."""
 WRITE: Final = _OUT | _ERR
 """Readiness mask bits that mean "writable" (also used as the interest to write)."""
+log = logging.getLogger("message_io")
+
 HANGUP: Final = select.EPOLLHUP if hasattr(select, "epoll") else 0x010
 """The readiness bit of a connection closed both ways (a reset): reported even when
 nothing is polled for."""
@@ -50,7 +59,8 @@ class Poller:
     """Registers file descriptors for READ/WRITE interest and waits for readiness.
 
     ``register``/``modify``/``unregister`` may be called from any thread (the kernel
-    serialises them); ``poll`` only from the loop thread.
+    serialises them; attached to an outer loop, the poller does); ``poll`` only from
+    the loop thread.
     """
 
     def __init__(self) -> None:
@@ -60,20 +70,43 @@ class Poller:
             self._epoll = select.epoll()
         else:  # pragma: no cover - exercised on non-Linux platforms only
             self._selector = selectors.DefaultSelector()
+        # What is registered, fd -> interest: what attach() hands over.
+        self._interests: dict[int, int] = {}
+        # Attached to an outer event loop (see attach): the loop, its thread, what it
+        # calls with (fd, flags), how another thread makes it look at changes.
+        self._outer: Any = None
+        self._outer_thread = 0
+        self._dispatch: Callable[[int, int], None] | None = None
+        self._wake: Callable[[], None] | None = None
+        self._lock = threading.Lock()  # _interests and _changed, attached
+        self._changed: dict[int, None] = {}  # fds whose interest the outer loop lacks
+        self._applied: dict[int, int] = {}  # fd -> what the outer loop watches
 
     @property
     def fast_poll(self) -> Callable[[float | None], list[tuple[int, int]]]:
         """``poll`` without the wrapper where the OS poller already speaks our masks."""
         return self._epoll.poll if self._epoll is not None else self.poll
 
+    @property
+    def attached(self) -> bool:
+        """The descriptors are watched by an outer event loop (see :meth:`attach`)."""
+        return self._outer is not None
+
     def register(self, fd: int, interest: int) -> None:
+        if self._outer is not None:
+            self._change(fd, interest, errno.EEXIST)
+            return
         if self._epoll is not None:
             self._epoll.register(fd, interest & ~_ERR)
         else:  # pragma: no cover
             assert self._selector is not None
             self._selector.register(fd, self._sel_events(interest))
+        self._interests[fd] = interest
 
     def modify(self, fd: int, interest: int) -> None:
+        if self._outer is not None:
+            self._change(fd, interest, errno.ENOENT)
+            return
         if self._epoll is not None:
             self._epoll.modify(fd, interest & ~_ERR)
         else:  # pragma: no cover
@@ -81,8 +114,13 @@ class Poller:
             events = self._sel_events(interest)
             if events:
                 self._selector.modify(fd, events)
+        self._interests[fd] = interest
 
     def unregister(self, fd: int) -> None:
+        if self._outer is not None:
+            self._change(fd, -1, 0)
+            return
+        self._interests.pop(fd, None)
         try:
             if self._epoll is not None:
                 self._epoll.unregister(fd)
@@ -107,8 +145,8 @@ class Poller:
         ]
 
     def fileno(self) -> int:
-        """The poller's own descriptor, readable whenever a registered one is ready: an
-        outer event loop (asyncio's ``add_reader``) can wait on the whole node with it.
+        """The poller's own descriptor, readable whenever a registered one is ready
+        (not attached to an outer loop).
 
         Raises:
             OSError: the OS poller has no descriptor (a selector without one).
@@ -120,7 +158,105 @@ class Poller:
             raise OSError("this platform's poller cannot be waited on from outside")
         return int(fileno())  # pragma: no cover
 
+    # -- an outer event loop -------------------------------------------------------------
+
+    def attach(
+        self, outer: Any, dispatch: Callable[[int, int], None], wake: Callable[[], None]
+    ) -> None:
+        """Hand every descriptor, now and from now on, to the event loop ``outer`` (one
+        with asyncio's ``add_reader``/``add_writer``/``remove_reader``/``remove_writer``):
+        it calls ``dispatch(fd, flags)`` on its thread (the caller's) when ``fd`` is
+        ready, ``flags`` a readiness mask as :meth:`poll` returns (``READ`` or
+        ``WRITE``, one per call). Registrations made on another thread take effect
+        once ``wake()`` has made the loop's thread call :meth:`settle`.
+
+        The own poller is no longer used: :meth:`poll` would find nothing. A reset
+        connection polled for nothing (reading paused, nothing to write) is found by the
+        next read or write, not at once (``HANGUP`` is epoll's own).
+        """
+        with self._lock:
+            self._outer = outer
+            self._outer_thread = threading.get_ident()
+            self._dispatch = dispatch
+            self._wake = wake
+            for fd in self._interests:
+                if self._epoll is not None:
+                    with contextlib.suppress(OSError):
+                        self._epoll.unregister(fd)
+                else:  # pragma: no cover
+                    assert self._selector is not None
+                    with contextlib.suppress(KeyError, ValueError):
+                        self._selector.unregister(fd)
+                self._changed[fd] = None
+        self.settle()
+
+    def _change(self, fd: int, interest: int, missing: int) -> None:
+        """Record a registration (``interest`` -1: none); the outer loop watches it from
+        the next :meth:`settle`, at once on its own thread. ``missing``: the error of
+        ``modify`` for an unknown ``fd``; ``register`` of a known one replaces it (its
+        descriptor was closed, and the number reused)."""
+        with self._lock:
+            interests = self._interests
+            if interest < 0:
+                if interests.pop(fd, None) is None:
+                    return
+            else:
+                if missing == errno.ENOENT and fd not in interests:
+                    raise FileNotFoundError(missing, os.strerror(missing))
+                interests[fd] = interest
+            self._changed[fd] = None
+        if threading.get_ident() == self._outer_thread:
+            self.settle()
+        else:
+            wake = self._wake
+            assert wake is not None
+            wake()
+
+    def settle(self) -> None:
+        """Make the outer loop watch what is registered now. Its thread only."""
+        if not self._changed:
+            return
+        outer = self._outer
+        with self._lock:
+            changed = [(fd, self._interests.get(fd, 0)) for fd in self._changed]
+            self._changed.clear()
+        applied = self._applied
+        for fd, interest in changed:
+            want = (interest & _IN) | (interest & _OUT)
+            have = applied.get(fd, 0)
+            if want == have:
+                continue
+            try:
+                self._watch(outer, fd, want, have)
+            except Exception as exc:  # noqa: BLE001 - a closed or reused descriptor
+                log.debug("descriptor %d: the event loop cannot watch it (%r)", fd, exc)
+                with contextlib.suppress(Exception):
+                    self._watch(outer, fd, 0, _IN | _OUT)
+                applied.pop(fd, None)
+                continue
+            if want:
+                applied[fd] = want
+            else:
+                applied.pop(fd, None)
+
+    def _watch(self, outer: Any, fd: int, want: int, have: int) -> None:
+        if want & _IN and not have & _IN:
+            outer.add_reader(fd, self._dispatch, fd, _IN)
+        elif have & _IN and not want & _IN:
+            outer.remove_reader(fd)
+        if want & _OUT and not have & _OUT:
+            outer.add_writer(fd, self._dispatch, fd, _OUT)
+        elif have & _OUT and not want & _OUT:
+            outer.remove_writer(fd)
+
     def close(self) -> None:
+        outer = self._outer
+        if outer is not None:
+            applied, self._applied = self._applied, {}
+            if not outer.is_closed():
+                for fd, have in applied.items():
+                    with contextlib.suppress(Exception):
+                        self._watch(outer, fd, 0, have)
         if self._epoll is not None:
             self._epoll.close()
         elif self._selector is not None:  # pragma: no cover

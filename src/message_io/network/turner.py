@@ -2,9 +2,10 @@
 non-blocking iteration of the node, then the next turn planned, compiled with the
 engine.
 
-The outer loop (asyncio's or uvloop's) calls :meth:`Turner.turn` when the node's poller
-is readable, when a turn was asked for with ``call_soon``, or when the node's earliest
-timer is due (``call_at``). Compiled, a turn adds no Python frame between the outer
+The outer loop (asyncio's or uvloop's) watches the node's descriptors itself
+(:meth:`Loop.attach`) and calls :meth:`Turner.ready` when one of them is ready; it
+calls :meth:`Turner.turn` when a turn was asked for with ``call_soon``, or when the
+node's earliest timer is due (``call_at``). Compiled, a turn adds no Python frame between the outer
 loop and the node.
 """
 
@@ -39,13 +40,22 @@ class Turner:
     def turn(self) -> None:
         """One non-blocking turn of the node; then plan the next one."""
         self.soon = None
+        self.ready(-1, 0)
+
+    def ready(self, fd: int, flags: int) -> None:
+        """A turn for the node's descriptor ``fd``, which the event loop found ready
+        (``flags``: the poller's mask), or (``fd`` -1) a turn that polls nothing
+        (:meth:`Loop.attach`); then plan the next one."""
         engine = self.engine
         if self.finished:
             return
         if engine.running:
             engine.driver = self.thread
             try:
-                engine.iterate(0.0)
+                if fd < 0:
+                    engine.iterate(0.0)
+                else:
+                    engine.on_ready(fd, flags)
             except (KeyboardInterrupt, SystemExit) as exc:
                 engine.running = False
                 self.error = exc

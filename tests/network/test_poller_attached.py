@@ -1,0 +1,160 @@
+"""A poller attached to an outer event loop: the loop watches each descriptor itself.
+
+An outer loop stands in for asyncio's here (it records what it is asked to watch), so
+that what the poller asks of it, from which thread, is seen exactly; ``test_asyncio.py``
+runs the same on asyncio's and uvloop's loops.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from message_io.network.poller import READ, WRITE, Poller
+
+
+class RecordingLoop:
+    """The part of asyncio's loop API that an attached poller uses."""
+
+    def __init__(self) -> None:
+        self.readers: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
+        self.writers: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
+        self.closed = False
+        self.refuse: set[int] = set()  # fds whose add_reader fails (closed ones)
+
+    def add_reader(self, fd: int, callback: Callable[..., None], *args: Any) -> None:
+        if fd in self.refuse:
+            raise OSError(9, "Bad file descriptor")
+        self.readers[fd] = (callback, args)
+
+    def remove_reader(self, fd: int) -> bool:
+        return self.readers.pop(fd, None) is not None
+
+    def add_writer(self, fd: int, callback: Callable[..., None], *args: Any) -> None:
+        self.writers[fd] = (callback, args)
+
+    def remove_writer(self, fd: int) -> bool:
+        return self.writers.pop(fd, None) is not None
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def fire(self, fd: int, writable: bool = False) -> None:
+        callback, args = (self.writers if writable else self.readers)[fd]
+        callback(*args)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def attached(poller: Poller) -> tuple[RecordingLoop, list[tuple[int, int]], list[int]]:
+    outer = RecordingLoop()
+    ready: list[tuple[int, int]] = []
+    wakes: list[int] = []
+    poller.attach(outer, lambda fd, flags: ready.append((fd, flags)), lambda: wakes.append(1))
+    return outer, ready, wakes
+
+
+def test_what_was_registered_moves_to_the_outer_loop_and_readiness_comes_back(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    poller = Poller()
+    try:
+        poller.register(a.fileno(), READ)
+        outer, ready, _wakes = attached(poller)
+        assert set(outer.readers) == {a.fileno()} and not outer.writers
+        assert poller.poll(0) == []  # the node's own poller watches nothing any more
+        b.send(b"x")
+        assert poller.poll(0) == []
+        outer.fire(a.fileno())
+        (fd, flags), *_ = ready
+        assert fd == a.fileno() and flags & READ and not flags & WRITE
+
+        poller.modify(a.fileno(), READ | WRITE)
+        assert a.fileno() in outer.readers and a.fileno() in outer.writers
+        outer.fire(a.fileno(), writable=True)
+        assert ready[-1][1] & WRITE and not ready[-1][1] & READ
+        poller.modify(a.fileno(), WRITE)
+        assert a.fileno() not in outer.readers and a.fileno() in outer.writers
+        poller.modify(a.fileno(), 0)
+        assert not outer.readers and not outer.writers
+        poller.unregister(a.fileno())
+        poller.unregister(a.fileno())  # twice: nothing to undo, as with epoll
+    finally:
+        poller.close()
+
+
+def test_another_threads_registrations_wait_for_settle_on_the_loops_thread(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    poller = Poller()
+    try:
+        outer, _ready, wakes = attached(poller)
+
+        def elsewhere() -> None:
+            poller.register(a.fileno(), READ)
+            poller.register(b.fileno(), READ | WRITE)
+            poller.unregister(b.fileno())
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        assert wakes and not outer.readers  # the loop was woken; nothing applied yet
+        poller.settle()
+        assert set(outer.readers) == {a.fileno()} and not outer.writers
+    finally:
+        poller.close()
+    assert not outer.readers  # closing stops the watches
+
+
+def test_modify_of_an_unknown_descriptor_fails_as_epolls_does(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, _b = pair
+    poller = Poller()
+    try:
+        attached(poller)
+        with pytest.raises(FileNotFoundError):
+            poller.modify(a.fileno(), READ)
+    finally:
+        poller.close()
+
+
+def test_a_descriptor_the_loop_cannot_watch_is_dropped_and_a_reused_number_works(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, _b = pair
+    poller = Poller()
+    try:
+        outer, _ready, _wakes = attached(poller)
+        outer.refuse.add(a.fileno())
+        poller.register(a.fileno(), READ)  # the loop refuses it: no error, no watch
+        assert not outer.readers
+        outer.refuse.clear()
+        poller.register(a.fileno(), READ)  # the number again (closed, reused)
+        assert set(outer.readers) == {a.fileno()}
+    finally:
+        poller.close()
+
+
+def test_closing_after_the_loop_closed_asks_it_nothing(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, _b = pair
+    poller = Poller()
+    outer, _ready, _wakes = attached(poller)
+    poller.register(a.fileno(), READ)
+    outer.closed = True
+    poller.close()
+    assert set(outer.readers) == {a.fileno()}  # not touched: a closed loop may raise
