@@ -463,6 +463,21 @@ def test_listen_pause_and_sends_past_the_socket_buffer_from_other_threads(run: R
     run(main)
 
 
+def test_send_to_what_is_not_an_endpoint_or_is_gone(run: Run) -> None:
+    async def main() -> None:
+        handler, _listener = mio.split()
+        async with handler:
+            with pytest.raises(TypeError, match="Endpoint"):
+                await handler.network.send("127.0.0.1:1", b"x")  # type: ignore[arg-type]
+            _id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+            endpoint, _ = await handler.network.connect(Transport.FRAMED_TCP, addr)
+            assert handler.network.remove(endpoint)
+            status = await handler.network.send(endpoint, b"x")
+            assert status is SendStatus.RESOURCE_NOT_FOUND
+
+    run(main)
+
+
 def test_timers_and_receive_with_a_timeout(run: Run) -> None:
     async def main() -> None:
         handler, listener = mio.split(str)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, Generic, TypeVar, overload
 
 from .errors import ConnectError, ListenerUsedError, NodeStoppedError
@@ -63,6 +63,8 @@ MAX_QUEUED_EVENTS: Final = 4096
 """Events the listener may hold unconsumed before the node stops reading its sockets."""
 
 _QUEUE_FULL: Final = SendStatus.QUEUE_FULL
+# The running loop or None, without raising: what a check per event can afford.
+_running_loop: Final = asyncio._get_running_loop
 _END: Final = object()  # the node is stopped and every event was taken
 
 
@@ -165,8 +167,11 @@ class _Driver:
         events.append(event)
         if len(events) >= MAX_QUEUED_EVENTS and not self.throttled:
             self.throttle()  # at once: the rest of this turn reads nothing more
-        if self.waiter is not None:
-            self._wake_consumer()
+        waiter = self.waiter
+        if waiter is not None:  # as _wake_consumer, inline: once per event
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def settle(self, event: Any) -> None:
         """Settle what awaits ``event``: a connect's future, the sends waiting for room."""
@@ -187,15 +192,19 @@ class _Driver:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def next_event(self, timeout: float | None) -> Any:
-        """The next event; None after ``timeout``; ``_END`` once stopped and drained."""
-        _check_loop(self)
+    async def next_event(self, timeout: float | None, end: Any = None) -> Any:
+        """The next event; None after ``timeout``; once stopped and drained, ``end``
+        raised if it is an exception class (``StopAsyncIteration``), else ``_END``."""
+        if _running_loop() is not self.aloop:
+            _check_loop(self)  # raises
         if self.callback is not None:
             raise ListenerUsedError("for_each consumes this node's events")
         events = self.events
         while not events:
-            if self.finished:
+            if self.turner.finished:
                 self.take_error()
+                if end is not None:
+                    raise end
                 return _END
             if self.waiter is not None:
                 raise ListenerUsedError("another task is already waiting for this node's events")
@@ -266,11 +275,14 @@ class AsyncNetwork:
     any thread, as in the synchronous API.
     """
 
-    __slots__ = ("__dict__", "_driver", "_sync")
+    __slots__ = ("__dict__", "_driver", "_send_unless_full", "_sync")
 
     def __init__(self, sync: NetworkController, driver: _Driver) -> None:
         self._sync = sync
         self._driver = driver
+        # One engine call per message: a send, or QUEUE_FULL with a Drained arranged
+        # and nothing refused (logged or counted).
+        self._send_unless_full = driver.engine.registry.send_unless_full
         # As NetworkController.send: the engine's method itself, one frame less per
         # message than :meth:`send_nowait` below (which does the same), unless a
         # subclass overrides it.
@@ -325,16 +337,14 @@ class AsyncNetwork:
             ``SENT``, or the status that tells why it cannot be sent
             (``RESOURCE_NOT_FOUND`` once the connection is gone, ...).
         """
-        sync = self._sync
+        send_unless_full = self._send_unless_full
         driver = self._driver
         while True:
-            # Look before sending: a refused send is logged and counted as a loss, and
+            # Not a plain send: a refused send is logged and counted as a loss, and
             # this one waits instead.
-            if not sync.request_drained(endpoint):
-                status = sync.send(endpoint, data)
-                if status is not _QUEUE_FULL:
-                    return status
-                # Another thread filled the queue in between: wait all the same.
+            status = send_unless_full(endpoint, data)
+            if status is not _QUEUE_FULL:
+                return status
             _check_loop(driver)
             if driver.finished:
                 return SendStatus.RESOURCE_NOT_FOUND
@@ -387,11 +397,7 @@ class AsyncNetwork:
 
 
 def _check_loop(driver: _Driver) -> None:
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is not driver.aloop:
+    if _running_loop() is not driver.aloop:
         raise RuntimeError("this node's coroutines run on the event loop that made it")
 
 
@@ -458,11 +464,9 @@ class AsyncNodeListener(Generic[S]):
     def __aiter__(self) -> AsyncNodeListener[S]:
         return self
 
-    async def __anext__(self) -> NodeEvent[S]:
-        event = await self._driver.next_event(None)
-        if event is _END:
-            raise StopAsyncIteration
-        return event  # type: ignore[no-any-return]
+    def __anext__(self) -> Coroutine[Any, Any, NodeEvent[S]]:
+        # The driver's coroutine itself: one coroutine per event, not two.
+        return self._driver.next_event(None, StopAsyncIteration)
 
     async def for_each(
         self, callback: Callable[[NodeEvent[S]], object], *, on_error: OnError = "log"

@@ -22,6 +22,24 @@ from .listener import Listener
 __all__ = ["Registry"]
 
 _NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
+_QUEUE_FULL: Final = SendStatus.QUEUE_FULL
+
+
+def _resource_id(endpoint: Any) -> ResourceId:
+    """``endpoint``'s resource id, read from its slot (no property call).
+
+    Raises:
+        TypeError: ``endpoint`` is not an Endpoint.
+    """
+    try:
+        resource_id: ResourceId | None = endpoint._resource_id
+    except AttributeError:
+        resource_id = None
+    if resource_id is None:
+        # Raised here, not in the handler: the lookup's AttributeError would be
+        # chained to it in the traceback.
+        raise TypeError(f"send() endpoint must be an Endpoint, not {type(endpoint).__name__}")
+    return resource_id
 
 
 class Registry:
@@ -64,14 +82,7 @@ class Registry:
             TypeError: ``endpoint`` is not an Endpoint; ``data`` is a ``str`` for a
                 listener's peer (or for a transport without text messages).
         """
-        try:
-            resource_id = endpoint._resource_id  # the slot: no property call
-        except AttributeError:
-            resource_id = None
-        if resource_id is None:
-            # Raised here, not in the handler: the lookup's AttributeError would be
-            # chained to it in the traceback.
-            raise TypeError(f"send() endpoint must be an Endpoint, not {type(endpoint).__name__}")
+        resource_id = _resource_id(endpoint)
         conn = self.connections.get(resource_id)
         if conn is not None:
             return conn.send(data)
@@ -79,6 +90,30 @@ class Registry:
         if listener is not None:
             if isinstance(data, str):
                 raise TypeError(f"{endpoint} takes bytes-like messages, not str")
+            return listener.send_to(endpoint, data)
+        return _NOT_FOUND
+
+    def send_unless_full(self, endpoint: Any, data: Any) -> SendStatus:
+        """As :meth:`send`, except when ``endpoint``'s queue is full: then nothing is
+        sent, logged or counted, a ``Drained(endpoint)`` event is arranged for when the
+        queue is empty, and the result is ``QUEUE_FULL`` (the asyncio ``send``, which
+        waits for room instead). Any thread.
+
+        Raises:
+            TypeError: as :meth:`send`.
+        """
+        resource_id = _resource_id(endpoint)
+        conn = self.connections.get(resource_id)
+        if conn is not None:
+            if conn.request_drained(endpoint):
+                return _QUEUE_FULL
+            return conn.send(data)
+        listener = self.listeners.get(resource_id)
+        if listener is not None:
+            if isinstance(data, str):
+                raise TypeError(f"{endpoint} takes bytes-like messages, not str")
+            if listener.request_drained(endpoint):
+                return _QUEUE_FULL
             return listener.send_to(endpoint, data)
         return _NOT_FOUND
 
