@@ -25,6 +25,9 @@ class RecordingLoop:
         self.writers: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
         self.closed = False
         self.refuse: set[int] = set()  # fds whose add_reader fails (closed ones)
+        # fds closed and reused behind the loop's back: as asyncio's, the next change
+        # fails (epoll: ENOENT) and the loop drops what it had for them
+        self.stale: set[int] = set()
 
     def add_reader(self, fd: int, callback: Callable[..., None], *args: Any) -> None:
         if fd in self.refuse:
@@ -35,6 +38,10 @@ class RecordingLoop:
         return self.readers.pop(fd, None) is not None
 
     def add_writer(self, fd: int, callback: Callable[..., None], *args: Any) -> None:
+        if fd in self.stale:
+            self.stale.discard(fd)
+            self.readers.pop(fd, None)
+            raise FileNotFoundError(2, "No such file or directory")
         self.writers[fd] = (callback, args)
 
     def remove_writer(self, fd: int) -> bool:
@@ -158,3 +165,40 @@ def test_closing_after_the_loop_closed_asks_it_nothing(
     outer.closed = True
     poller.close()
     assert set(outer.readers) == {a.fileno()}  # not touched: a closed loop may raise
+
+
+def test_inside_a_turn_changes_wait_for_its_end_but_unregistering_does_not(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    poller = Poller()
+    try:
+        outer, _ready, _wakes = attached(poller)
+        poller.register(b.fileno(), READ)
+        poller.deferring = True  # a turn of the node
+        poller.register(a.fileno(), READ | WRITE)  # accepted: polled for writing first,
+        poller.modify(a.fileno(), READ)  # then for reading
+        assert set(outer.readers) == {b.fileno()}  # nothing asked of the loop yet
+        poller.unregister(b.fileno())  # at once: it may be closed next
+        assert set(outer.readers) == {a.fileno()} and not outer.writers
+        poller.deferring = False
+        poller.settle()
+        assert set(outer.readers) == {a.fileno()} and not outer.writers
+    finally:
+        poller.close()
+
+
+def test_a_number_reused_behind_the_loops_back_is_watched_afresh(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, _b = pair
+    poller = Poller()
+    try:
+        outer, _ready, _wakes = attached(poller)
+        poller.register(a.fileno(), READ)
+        fd = a.fileno()
+        outer.stale.add(fd)  # closed and reused since the loop took it
+        poller.modify(fd, READ | WRITE)
+        assert fd in outer.readers and fd in outer.writers
+    finally:
+        poller.close()

@@ -81,6 +81,11 @@ class Poller:
         self._lock = threading.Lock()  # _interests and _changed, attached
         self._changed: dict[int, None] = {}  # fds whose interest the outer loop lacks
         self._applied: dict[int, int] = {}  # fd -> what the outer loop watches
+        # Set by the outer loop's turn of the node: its thread's changes wait for the
+        # settle() at the end of the turn, so that a connection accepted (polled for
+        # writing, then for reading) costs the outer loop one change, not three.
+        # Unregistering never waits: the descriptor may be closed next.
+        self.deferring = False
 
     @property
     def fast_poll(self) -> Callable[[float | None], list[tuple[int, int]]]:
@@ -206,7 +211,8 @@ class Poller:
                 interests[fd] = interest
             self._changed[fd] = None
         if threading.get_ident() == self._outer_thread:
-            self.settle()
+            if interest < 0 or not self.deferring:
+                self.settle()
         else:
             wake = self._wake
             assert wake is not None
@@ -218,6 +224,9 @@ class Poller:
             return
         outer = self._outer
         with self._lock:
+            if outer is None:  # closed meanwhile: nothing is watched any more
+                self._changed.clear()
+                return
             changed = [(fd, self._interests.get(fd, 0)) for fd in self._changed]
             self._changed.clear()
         applied = self._applied
@@ -228,12 +237,18 @@ class Poller:
                 continue
             try:
                 self._watch(outer, fd, want, have)
-            except Exception as exc:  # noqa: BLE001 - a closed or reused descriptor
-                log.debug("descriptor %d: the event loop cannot watch it (%r)", fd, exc)
+            except Exception:  # noqa: BLE001 - the number was closed, maybe reused
+                # The loop forgets it altogether, then watches it afresh.
                 with contextlib.suppress(Exception):
                     self._watch(outer, fd, 0, _IN | _OUT)
                 applied.pop(fd, None)
-                continue
+                try:
+                    self._watch(outer, fd, want, 0)
+                except Exception as exc:  # noqa: BLE001 - closed: its owner is closing it
+                    log.debug("descriptor %d: the event loop cannot watch it (%r)", fd, exc)
+                    with contextlib.suppress(Exception):
+                        self._watch(outer, fd, 0, _IN | _OUT)
+                    continue
             if want:
                 applied[fd] = want
             else:
@@ -252,6 +267,9 @@ class Poller:
     def close(self) -> None:
         outer = self._outer
         if outer is not None:
+            with self._lock:
+                self._outer = None  # from now on, registrations fail as epoll's would
+                self._changed.clear()
             applied, self._applied = self._applied, {}
             if not outer.is_closed():
                 for fd, have in applied.items():

@@ -51,6 +51,8 @@ class Turner:
             return
         if engine.running:
             engine.driver = self.thread
+            poller = engine.poller
+            poller.deferring = True  # one change per descriptor per turn (see Poller)
             try:
                 if fd < 0:
                     engine.iterate(0.0)
@@ -66,6 +68,8 @@ class Turner:
                 self.error = exc
             finally:
                 engine.driver = None
+                poller.deferring = False
+                poller.settle()
         if not engine.running:
             self.finish()
             return
