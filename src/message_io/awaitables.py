@@ -1,0 +1,513 @@
+"""The awaitable API of a node turned by an async framework's event loop: the handler,
+its network and the listener that ``message_io.asyncio`` and ``message_io.trio``
+return, and :class:`OuterDriver`, what each framework's driver adds to the node.
+
+A driver turns the node on its framework's loop (how is the framework's business) and
+holds what awaits the node: the listener's bounded queue of events, the futures of
+connects and of sends waiting for room. A future here is anything with asyncio's
+``done()``, ``set_result()``, ``set_exception()`` and ``await``: asyncio's own, or
+``message_io.trio``'s over a ``trio.Event``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, Generic, TypeVar
+
+from .errors import ConnectError, ListenerUsedError, NodeStoppedError
+from .events import EventSender
+from .network.adapter import BytesLike, ConnectConfig, ListenConfig, SendStatus
+from .network.controller import EndpointStatistics, NetworkController
+from .network.endpoint import Address, Endpoint, ResourceId
+from .network.loop import Loop
+from .network.net_event import Connected, Disconnected, Drained, Message
+from .network.transport import Transport
+from .node import NodeEvent, OnError, error_handler
+from .util.guarded import Guarded
+
+__all__ = [
+    "MAX_QUEUED_EVENTS",
+    "AsyncNetwork",
+    "AsyncNodeHandler",
+    "AsyncNodeListener",
+    "OuterDriver",
+]
+
+S = TypeVar("S")
+
+MAX_QUEUED_EVENTS: Final = 4096
+"""Events the listener may hold unconsumed before the node stops reading its sockets."""
+
+_QUEUE_FULL: Final = SendStatus.QUEUE_FULL
+_END: Final = object()  # the node is stopped and every event was taken
+
+
+class OuterDriver:
+    """What awaits a node turned by an outer event loop, on that loop's thread.
+
+    A framework's driver sets ``home`` (what ``current()`` returns on the loop's
+    thread: the loop, or the thread's id) before calling this ``__init__`` from that
+    thread, and provides the methods below that raise ``NotImplementedError``. It calls
+    :meth:`release_waiters` once the node is closed.
+
+    Raises:
+        ListenerUsedError: the node is already driven by another loop.
+    """
+
+    home: object
+    current: Callable[[], object]
+
+    def __init__(self, engine: Loop[Any]) -> None:
+        self.engine = engine
+        self.thread = threading.get_ident()
+        self.events: deque[Any] = deque()
+        self.waiter: Any = None  # the consumer's future, if it waits
+        # for_each's callback: called with each event inside the turn, instead of queueing
+        self.callback: Callable[[Any], object] | None = None
+        self.connects: dict[Endpoint, Any] = {}  # futures of (Connected, local address)
+        self.local_addr = NetworkController(engine).local_addr
+        self.drains: dict[Endpoint, list[Any]] = {}  # futures of sends waiting for room
+        self.closed: Any = self.new_future()
+        self.throttled = False  # the queue is full: the node's input is paused
+        if not engine.drive_lock.acquire(blocking=False):
+            raise ListenerUsedError("the node is already driven by another loop")
+        engine.owner = self.thread
+        engine.emit = self.emit
+
+    # -- the framework's part ------------------------------------------------------------
+
+    def new_future(self) -> Any:
+        """A new future of the loop."""
+        raise NotImplementedError
+
+    @property
+    def finished(self) -> bool:
+        """The node is stopped and closed: no turn runs any more."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise ``RuntimeError`` unless called on the loop that turns the node."""
+        raise NotImplementedError
+
+    def wake_soon(self) -> None:
+        """Make sure a turn runs soon (any thread)."""
+        raise NotImplementedError
+
+    def call_soon_threadsafe(self, callback: Callable[[ResourceId], None], arg: ResourceId) -> None:
+        """Call ``callback(arg)`` on the loop's thread, unless the loop is gone."""
+        raise NotImplementedError
+
+    def pop_error(self) -> BaseException | None:
+        """What stopped the node and was not raised yet; None after."""
+        raise NotImplementedError
+
+    async def wait_timeout(self, future: Any, timeout: float) -> bool:
+        """Wait for ``future`` at most ``timeout`` seconds: True if it is done."""
+        raise NotImplementedError
+
+    async def wait_closed(self) -> None:
+        """Wait until :attr:`closed` is done, without cancelling it if cancelled."""
+        raise NotImplementedError
+
+    # -- the node's input --------------------------------------------------------------
+
+    def throttle(self) -> None:
+        """Stop reading the node's sockets until the consumer has taken half of the
+        queue; writes, timers and signals go on (loop thread)."""
+        self.throttled = True
+        self.engine.pause_input(True)
+
+    def unthrottle(self) -> None:
+        self.throttled = False
+        if not self.finished:
+            self.engine.pause_input(False)
+            self.wake_soon()
+
+    def release_waiters(self) -> None:
+        """The node is closed: release every task waiting on it (loop thread)."""
+        stopped = NodeStoppedError("the node was stopped")
+        for future in self.connects.values():
+            if not future.done():
+                future.set_exception(stopped)
+        for waiters in self.drains.values():
+            _wake_all(waiters)
+        self.drains.clear()
+        self._wake_consumer()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # -- events (event loop thread, inside a turn) -------------------------------------
+
+    def emit(self, event: Any) -> None:
+        """The node's emit: queue ``event`` for the listener, settle what awaits it.
+        (While ``for_each`` runs, the node's emit is its ``Guarded`` callback, which
+        calls :meth:`settle` itself.)"""
+        if event.__class__ is not Message:
+            self.settle(event)
+        callback = self.callback
+        if callback is not None:
+            callback(event)
+            return
+        events = self.events
+        events.append(event)
+        if len(events) >= MAX_QUEUED_EVENTS and not self.throttled:
+            self.throttle()  # at once: the rest of this turn reads nothing more
+        waiter = self.waiter
+        if waiter is not None:  # as _wake_consumer, inline: once per event
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def settle(self, event: Any) -> None:
+        """Settle what awaits ``event``: a connect's future, the sends waiting for room."""
+        kind = event.__class__
+        if kind is Connected:
+            future = self.connects.get(event.endpoint)
+            if future is not None and not future.done():
+                # The local address now: the connection may be gone by the time the
+                # connecting task runs.
+                future.set_result((event, self.local_addr(event.endpoint)))
+        elif kind is Drained or kind is Disconnected:
+            waiters = self.drains.pop(event.endpoint, None)
+            if waiters:
+                _wake_all(waiters)
+
+    def _wake_consumer(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_event(self, timeout: float | None, end: Any = None) -> Any:
+        """The next event; None after ``timeout``; once stopped and drained, ``end``
+        raised if it is an exception class (``StopAsyncIteration``), else ``_END``."""
+        if self.current() is not self.home:
+            self.check()  # raises
+        if self.callback is not None:
+            raise ListenerUsedError("for_each consumes this node's events")
+        events = self.events
+        while not events:
+            if self.finished:
+                self.take_error()
+                if end is not None:
+                    raise end
+                return _END
+            if self.waiter is not None:
+                raise ListenerUsedError("another task is already waiting for this node's events")
+            waiter = self.waiter = self.new_future()
+            try:
+                if timeout is None:
+                    await waiter
+                elif not await self.wait_timeout(waiter, timeout):
+                    return None
+            finally:
+                if self.waiter is waiter:
+                    self.waiter = None
+            if timeout is not None and not events and not self.finished:
+                return None  # another task took the event (receive(0) meanwhile)
+        event = events.popleft()
+        if self.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
+            self.unthrottle()
+        return event
+
+    def take_error(self) -> None:
+        """Raise what stopped the node, once."""
+        error = self.pop_error()
+        if error is not None:
+            raise error
+
+    # -- waiting for room (event loop thread) ------------------------------------------
+
+    async def wait_room(self, endpoint: Endpoint) -> None:
+        """Wait for ``Drained(endpoint)`` (or its end, or the node's)."""
+        if self.finished:
+            return
+        future = self.new_future()
+        self.drains.setdefault(endpoint, []).append(future)
+        try:
+            await future
+        finally:
+            waiters = self.drains.get(endpoint)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self.drains[endpoint]
+
+    def forget(self, resource_id: ResourceId) -> None:
+        """Release the sends waiting on a removed resource (any thread)."""
+        if threading.get_ident() != self.thread:
+            self.call_soon_threadsafe(self.forget, resource_id)
+            return
+        for endpoint in [e for e in self.drains if e.resource_id == resource_id]:
+            _wake_all(self.drains.pop(endpoint))
+
+
+def _wake_all(waiters: list[Any]) -> None:
+    for future in list(waiters):
+        if not future.done():
+            future.set_result(None)
+
+
+class AsyncNetwork:
+    """``handler.network`` of a node on an event loop: ``await connect``, ``await
+    send``, and the synchronous calls of :class:`~message_io.NetworkController`
+    (listen, remove...).
+
+    The coroutines run on the node's event loop. The synchronous calls may be made from
+    any thread, as in the synchronous API.
+    """
+
+    __slots__ = ("__dict__", "_driver", "_send_unless_full", "_sync")
+
+    def __init__(self, sync: NetworkController, driver: OuterDriver) -> None:
+        self._sync = sync
+        self._driver = driver
+        # One engine call per message: a send, or QUEUE_FULL with a Drained arranged
+        # and nothing refused (logged or counted).
+        self._send_unless_full = driver.engine.registry.send_unless_full
+        # As NetworkController.send: the engine's method itself, one frame less per
+        # message than :meth:`send_nowait` below (which does the same), unless a
+        # subclass overrides it.
+        if type(self).send_nowait is AsyncNetwork.send_nowait:
+            self.__dict__["send_nowait"] = sync.send
+
+    async def connect(
+        self, transport: Transport, addr: Any, *, config: ConnectConfig | None = None
+    ) -> tuple[Endpoint, Address]:
+        """Connect to ``addr`` and return once the connection is established.
+
+        As :meth:`NetworkController.connect <message_io.NetworkController.connect>`
+        (host names resolved off the loop, Happy Eyeballs), but waits for the outcome.
+        The ``Connected`` event is still delivered to the listener.
+
+        Returns:
+            ``(endpoint, local_addr)`` of the established connection.
+
+        Raises:
+            ConnectError: it failed (``ConnectTimeout`` after ``connect_timeout``), with
+                the reason; nothing is left of it.
+            NodeStoppedError: the node was stopped meanwhile.
+            AddressError, ConfigError: as for the synchronous ``connect``.
+            asyncio.CancelledError, trio.Cancelled: the task was cancelled; the
+                connection is removed.
+        """
+        driver = self._driver
+        driver.check()
+        endpoint, _local = self._sync.connect(transport, addr, config=config)
+        future = driver.new_future()
+        driver.connects[endpoint] = future
+        try:
+            event, local = await future
+        except BaseException:  # cancelled, or the node stopped: nothing is left of it
+            self.remove(endpoint)
+            raise
+        finally:
+            driver.connects.pop(endpoint, None)
+        if not event.established:
+            raise event.error or ConnectError(None, "failed", str(addr))
+        if local is None:  # the transport has no socket address to tell
+            local = ""
+        return endpoint, local
+
+    async def send(self, endpoint: Endpoint, data: BytesLike | str) -> SendStatus:
+        """Send one message, waiting while ``endpoint``'s queue is full.
+
+        Never returns ``QUEUE_FULL``: it waits for the queue to drain, then sends (in
+        the order the waiting tasks came). A slow peer only delays the tasks that send
+        to it. Cancelling the task while it waits sends nothing.
+
+        Returns:
+            ``SENT``, or the status that tells why it cannot be sent
+            (``RESOURCE_NOT_FOUND`` once the connection is gone, ...).
+        """
+        send_unless_full = self._send_unless_full
+        driver = self._driver
+        while True:
+            # Not a plain send: a refused send is logged and counted as a loss, and
+            # this one waits instead.
+            status = send_unless_full(endpoint, data)
+            if status is not _QUEUE_FULL:
+                return status
+            driver.check()
+            if driver.finished:
+                return SendStatus.RESOURCE_NOT_FOUND
+            await driver.wait_room(endpoint)
+
+    def send_nowait(self, endpoint: Endpoint, data: BytesLike | str) -> SendStatus:
+        """Send without waiting: the synchronous ``send``, ``QUEUE_FULL`` included. Any
+        thread."""
+        return self._sync.send(endpoint, data)
+
+    def listen(
+        self, transport: Transport, addr: Any, *, config: ListenConfig | None = None
+    ) -> tuple[ResourceId, Address]:
+        """As the synchronous ``listen``: ``(listener_id, local_addr)``."""
+        return self._sync.listen(transport, addr, config=config)
+
+    def remove(self, target: ResourceId | Endpoint) -> bool:
+        """As the synchronous ``remove``; sends waiting on a removed connection or
+        listener return ``RESOURCE_NOT_FOUND`` (a forgotten UDP peer can still be sent
+        to: its waiting sends go on)."""
+        removed = self._sync.remove(target)
+        if removed:
+            resource_id = target.resource_id if isinstance(target, Endpoint) else target
+            self._driver.forget(resource_id)
+        return removed
+
+    def is_ready(self, resource_id: ResourceId) -> bool | None:
+        """As the synchronous ``is_ready``."""
+        return self._sync.is_ready(resource_id)
+
+    def pause_reading(self, endpoint: Endpoint) -> bool:
+        """As the synchronous ``pause_reading``."""
+        return self._sync.pause_reading(endpoint)
+
+    def resume_reading(self, endpoint: Endpoint) -> bool:
+        """As the synchronous ``resume_reading``."""
+        return self._sync.resume_reading(endpoint)
+
+    def pending_bytes(self, endpoint: Endpoint) -> int:
+        """As the synchronous ``pending_bytes``."""
+        return self._sync.pending_bytes(endpoint)
+
+    def statistics(self, endpoint: Endpoint) -> EndpointStatistics | None:
+        """As the synchronous ``statistics``."""
+        return self._sync.statistics(endpoint)
+
+    def local_addr(self, endpoint: Endpoint) -> Address | None:
+        """As the synchronous ``local_addr``."""
+        return self._sync.local_addr(endpoint)
+
+
+class AsyncNodeHandler(Generic[S]):
+    """Acts on a node on an event loop: ``network``, ``signals``, ``stop``.
+
+    ``async with handler:`` stops the node when the block ends and waits until it is
+    closed.
+    """
+
+    __slots__ = ("_driver", "_engine", "_network")
+
+    def __init__(self, engine: Loop[S], driver: OuterDriver) -> None:
+        self._engine = engine
+        self._driver = driver
+        self._network = AsyncNetwork(NetworkController(engine), driver)
+
+    @property
+    def network(self) -> AsyncNetwork:
+        """Connections and listeners: ``await connect``, ``await send``, ``listen``..."""
+        return self._network
+
+    @property
+    def signals(self) -> EventSender[S]:
+        """The node's own events, delivered to the listener (timers included). Any
+        thread."""
+        return self._engine.signals
+
+    def stop(self) -> None:
+        """Stop the node: every connection and listener closes on the loop's next turn,
+        ``async for`` over the listener ends once it has the events queued before, and
+        coroutines waiting in ``connect`` raise ``NodeStoppedError``. Any thread; final."""
+        self._engine.stop()
+        self._driver.wake_soon()
+
+    def is_running(self) -> bool:
+        """True until :meth:`stop`."""
+        return self._engine.running
+
+    async def wait_closed(self) -> None:
+        """Wait until the node is stopped and everything is closed."""
+        await self._driver.wait_closed()
+
+    async def __aenter__(self) -> AsyncNodeHandler[S]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stop()
+        await self.wait_closed()
+
+
+class AsyncNodeListener(Generic[S]):
+    """Every event of a node on an event loop, in order: ``async for event in
+    listener``.
+
+    One task at a time may wait for events. The iteration ends once the node is stopped
+    and the events it queued before have been taken.
+    """
+
+    __slots__ = ("_driver",)
+
+    def __init__(self, driver: OuterDriver) -> None:
+        self._driver = driver
+
+    def __aiter__(self) -> AsyncNodeListener[S]:
+        return self
+
+    def __anext__(self) -> Coroutine[Any, Any, NodeEvent[S]]:
+        # The driver's coroutine itself: one coroutine per event, not two.
+        return self._driver.next_event(None, StopAsyncIteration)
+
+    async def for_each(
+        self, callback: Callable[[NodeEvent[S]], object], *, on_error: OnError = "log"
+    ) -> None:
+        """Call ``callback(event)`` for every event until the node stops; the fastest form.
+
+        The callback is a plain function, called by the event loop as soon as the node
+        has the event (as ``asyncio.Protocol.data_received`` is), with no task switch per
+        event. It must not block: send with ``handler.network.send_nowait`` and handle
+        ``QUEUE_FULL`` (``Drained``, ``pause_reading``), or hand slow work to a task.
+        Events queued before the call are delivered first.
+
+        Args:
+            callback: Called with every event, on the event loop's thread.
+            on_error: As for the synchronous :meth:`~message_io.NodeListener.for_each`
+                (``"log"`` by default, ``"stop"``, or a callable).
+
+        Raises:
+            BaseException: what stopped the node (the callback's exception with
+                ``on_error="stop"``).
+            ListenerUsedError: another task consumes the listener.
+        """
+        driver = self._driver
+        driver.check()
+        if driver.callback is not None or driver.waiter is not None:
+            raise ListenerUsedError("another task already consumes this node's events")
+        engine = driver.engine
+        # The node calls it as its emit, natively when compiled: it settles what awaits
+        # an event other than a message, then calls the callback under on_error.
+        guarded = Guarded(
+            callback,
+            error_handler(on_error, engine.peer_log),
+            before=driver.settle,
+            skip=Message,
+        )
+        events = driver.events
+        driver.callback = guarded
+        try:
+            try:
+                while events:
+                    guarded(events.popleft())
+            except BaseException:
+                driver.engine.stop()  # as when the callback raises inside a turn
+                driver.wake_soon()
+                raise
+            if driver.throttled:
+                driver.unthrottle()
+            engine.emit = guarded
+            await driver.wait_closed()
+            driver.take_error()
+        finally:
+            engine.emit = driver.emit
+            driver.callback = None
+
+    async def receive(self, timeout: float | None = None) -> NodeEvent[S] | None:
+        """The next event, or None if ``timeout`` seconds pass first or the node is
+        stopped (``handler.is_running()`` tells which). Cancelling the wait loses no
+        event.
+
+        Raises:
+            ListenerUsedError: another task is already waiting for events.
+        """
+        event = await self._driver.next_event(timeout)
+        return None if event is _END else event
