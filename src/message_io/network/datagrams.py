@@ -23,9 +23,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ..util.throttle import LogThrottle
-from .adapter import SendStatus
 from .address import check_ip_address
 from .reader import Reader
+from .send_status import SendStatus
 
 __all__ = [
     "DATAGRAMS_PER_EVENT",
