@@ -10,6 +10,7 @@ listener share one loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import select
 import socket
 import sys
@@ -37,7 +38,8 @@ from message_io import (
     Transport,
 )
 
-TIMEOUT = 10.0
+from .awaiting import TIMEOUT, echo_forever, hung_resolver, next_of, recv_exactly, recv_until
+
 LOCAL = "127.0.0.1:0"
 
 Run: TypeAlias = Callable[[Callable[[], Awaitable[None]]], None]
@@ -62,21 +64,6 @@ def run(request: pytest.FixtureRequest) -> Iterator[Run]:
             loop.close()
 
     yield runner
-
-
-async def next_of(listener: mio.AsyncNodeListener[Any], kind: type[Any]) -> Any:
-    """The next event of ``kind``, skipping others."""
-    while True:
-        event = await listener.receive(TIMEOUT)
-        assert event is not None, f"no {kind.__name__} within {TIMEOUT} s"
-        if isinstance(event, kind):
-            return event
-
-
-async def echo_forever(handler: mio.AsyncNodeHandler[Any], listener: Any) -> None:
-    async for event in listener:
-        if isinstance(event, Message):
-            assert await handler.network.send(event.endpoint, event.data) is SendStatus.SENT
 
 
 def test_the_issue_example_runs(run: Run) -> None:
@@ -227,7 +214,7 @@ def test_send_waits_out_backpressure_and_a_slow_peer_blocks_no_one_else(run: Run
                 expected = count * (3 + len(chunk))  # a 3-byte varint prefix each
                 loop = asyncio.get_running_loop()
                 slow.settimeout(TIMEOUT)
-                got = await loop.run_in_executor(None, _recv_exactly, slow, expected)
+                got = await loop.run_in_executor(None, recv_exactly, slow, expected)
                 assert got == expected
                 await asyncio.wait_for(flooding, TIMEOUT)
                 assert await next_of(listener, Drained) == Drained(slow_ep)
@@ -239,16 +226,6 @@ def test_send_waits_out_backpressure_and_a_slow_peer_blocks_no_one_else(run: Run
                 fast.close()
 
     run(main)
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> int:
-    got = 0
-    while got < size:
-        data = sock.recv(min(1 << 20, size - got))
-        if not data:
-            break
-        got += len(data)
-    return got
 
 
 def test_cancelled_sends_and_reads_lose_and_leave_nothing(run: Run) -> None:
@@ -281,7 +258,7 @@ def test_cancelled_sends_and_reads_lose_and_leave_nothing(run: Run) -> None:
 
                 # Everything queued reaches the peer; the cancelled message never does.
                 loop = asyncio.get_running_loop()
-                reading = loop.run_in_executor(None, _recv_until, peer, b"END")
+                reading = loop.run_in_executor(None, recv_until, peer, b"END")
                 assert await handler.network.send(endpoint, b"END") is SendStatus.SENT
                 received = await reading
                 assert received.endswith(b"END") and b"late" not in received
@@ -317,27 +294,10 @@ async def maybe_next(listener: mio.AsyncNodeListener[Any], kind: type[Any], time
     return None
 
 
-def _recv_until(sock: socket.socket, marker: bytes) -> bytes:
-    sock.settimeout(TIMEOUT)
-    data = bytearray()
-    while not data.endswith(marker):
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            break
-        data += chunk
-    return bytes(data)
-
-
 def test_cancelled_connect_removes_the_connection(run: Run) -> None:
     async def main() -> None:
-        gate = threading.Event()
-
-        def hung(host: str, port: int, *_rest: Any) -> list[Any]:
-            gate.wait(TIMEOUT)
-            return []
-
-        handler, _listener = mio.split(resolver=hung)
-        try:
+        with hung_resolver() as hung:
+            handler, _listener = mio.split(resolver=hung)
             async with handler:
                 connecting = asyncio.ensure_future(
                     handler.network.connect(Transport.FRAMED_TCP, "slow.test:1")
@@ -352,22 +312,14 @@ def test_cancelled_connect_removes_the_connection(run: Run) -> None:
                         Transport.FRAMED_TCP.id, message_io.ResourceType.REMOTE, resource_id
                     )
                     assert handler.network.is_ready(rid) is None
-        finally:
-            gate.set()
 
     run(main)
 
 
 def test_stop_ends_the_iteration_and_connects_waiting(run: Run) -> None:
     async def main() -> None:
-        gate = threading.Event()
-
-        def hung(host: str, port: int, *_rest: Any) -> list[Any]:
-            gate.wait(TIMEOUT)
-            return []
-
-        handler, listener = mio.split(str, resolver=hung)
-        try:
+        with hung_resolver() as hung:
+            handler, listener = mio.split(str, resolver=hung)
             connecting = asyncio.ensure_future(
                 handler.network.connect(Transport.FRAMED_TCP, "slow.test:1")
             )
@@ -382,8 +334,6 @@ def test_stop_ends_the_iteration_and_connects_waiting(run: Run) -> None:
             assert not handler.is_running()
             with pytest.raises(NodeStoppedError):
                 handler.signals.send("late")
-        finally:
-            gate.set()
 
     run(main)
 
@@ -428,19 +378,24 @@ def test_listen_pause_and_sends_past_the_socket_buffer_from_other_threads(run: R
     """What other threads register or change (a listener, a pause, write interest once
     the socket is full) reaches the event loop that watches the node's sockets."""
     chunk = b"z" * 64 * 1024
-    count = 64  # 4 MiB: more than the kernel buffers, so most of it waits for room
+    count = 256  # 16 MiB: more than the kernel buffers hold, so most of it waits for room
 
     async def main() -> None:
         handler, listener = mio.split()
         async with handler:
             loop = asyncio.get_running_loop()
+            config = FramedTcpListenConfig(send_buffer_limit=64 << 20)
             _id, addr = await loop.run_in_executor(
-                None, handler.network.listen, Transport.FRAMED_TCP, LOCAL
+                None,
+                functools.partial(handler.network.listen, config=config),
+                Transport.FRAMED_TCP,
+                LOCAL,
             )
             assert isinstance(addr, tuple)
-            peer = socket.create_connection(addr)
-            peer.settimeout(TIMEOUT)
-            try:
+            with socket.socket() as peer:
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+                peer.connect(addr)
+                peer.settimeout(TIMEOUT)
                 endpoint = (await next_of(listener, Accepted)).endpoint
                 assert await loop.run_in_executor(None, handler.network.pause_reading, endpoint)
                 peer.sendall(b"\x01a")
@@ -448,17 +403,17 @@ def test_listen_pause_and_sends_past_the_socket_buffer_from_other_threads(run: R
                 assert await loop.run_in_executor(None, handler.network.resume_reading, endpoint)
                 assert (await next_of(listener, Message)).data == b"a"
 
-                def flood() -> list[SendStatus]:
-                    return [handler.network.send_nowait(endpoint, chunk) for _ in range(count)]
+                def flood() -> tuple[set[SendStatus], int]:
+                    statuses = {handler.network.send_nowait(endpoint, chunk) for _ in range(count)}
+                    # The peer reads nothing yet: what the kernel did not take is queued.
+                    return statuses, handler.network.pending_bytes(endpoint)
 
-                statuses = await loop.run_in_executor(None, flood)
-                assert set(statuses) == {SendStatus.SENT}
-                assert handler.network.pending_bytes(endpoint) > 0  # it had to wait for room
+                statuses, pending = await loop.run_in_executor(None, flood)
+                assert statuses == {SendStatus.SENT}
+                assert pending > 0  # it has to wait for room: write interest, from a thread
                 expected = count * (3 + len(chunk))
-                got = await loop.run_in_executor(None, _recv_exactly, peer, expected)
+                got = await loop.run_in_executor(None, recv_exactly, peer, expected)
                 assert got == expected
-            finally:
-                peer.close()
 
     run(main)
 
@@ -664,7 +619,7 @@ def test_an_echo_server_behind_its_queue_keeps_writing_and_echoes_everything(run
                 # Send everything before reading any echo: the echoes back up.
                 await loop.run_in_executor(None, peer.sendall, frame * count)
                 peer.settimeout(TIMEOUT)
-                received = await loop.run_in_executor(None, _recv_exactly, peer, len(frame) * count)
+                received = await loop.run_in_executor(None, recv_exactly, peer, len(frame) * count)
                 assert received == len(frame) * count
                 assert len(server_events._driver.events) <= mio.MAX_QUEUED_EVENTS + 64  # white box
             finally:

@@ -1,0 +1,375 @@
+"""``message_io.trio``: a node turned by the running trio loop.
+
+The behaviour suite's core cases through the awaitable API, as ``test_asyncio.py`` runs
+them on asyncio and uvloop (echo with 1 and 100 clients, order, the largest message,
+disconnects, remove, backpressure), plus what is trio's own: no thread, cancellation,
+the node's nursery, sends from other threads, and a program where ``trio.serve_tcp``
+and a message_io listener share one run.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+pytest.importorskip("trio")
+import trio
+import trio.testing
+
+import message_io
+import message_io.trio as mio
+from message_io import (
+    Accepted,
+    Connected,
+    ConnectError,
+    Disconnected,
+    Drained,
+    Endpoint,
+    FramedTcpConnectConfig,
+    FramedTcpListenConfig,
+    Message,
+    NodeStoppedError,
+    SendStatus,
+    Signal,
+    Transport,
+)
+
+from .awaiting import TIMEOUT, echo_forever, hung_resolver, next_of, recv_exactly, recv_until
+from .helpers import ROOT, run_python
+
+LOCAL = "127.0.0.1:0"
+_FULL = SendStatus.QUEUE_FULL
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main`` in a new trio run, with a bound on the whole test."""
+
+    async def bounded() -> None:
+        with trio.fail_after(TIMEOUT * 2):
+            await main()
+
+    trio.run(bounded)
+
+
+@pytest.mark.parametrize("clients", [1, 100])
+@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.WS, Transport.UDP], ids=str)
+def test_echo(clients: int, transport: Transport) -> None:
+    async def main() -> None:
+        async with (
+            mio.open_node() as (server, server_events),
+            mio.open_node() as (client, client_events),
+            trio.open_nursery() as nursery,
+        ):
+            _id, addr = server.network.listen(transport, LOCAL)
+            nursery.start_soon(echo_forever, server, server_events)
+            endpoints = [(await client.network.connect(transport, addr))[0] for _ in range(clients)]
+            for index, endpoint in enumerate(endpoints):
+                assert await client.network.send(endpoint, b"%d" % index) is SendStatus.SENT
+            replies: dict[Endpoint, bytes] = {}
+            while len(replies) < clients:
+                event = await next_of(client_events, Message)
+                replies[event.endpoint] = event.data
+            assert replies == {ep: b"%d" % i for i, ep in enumerate(endpoints)}
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_order_under_a_burst_and_the_largest_message() -> None:
+    limit = 1 << 20
+
+    async def main() -> None:
+        async with mio.open_node() as (server, server_events), mio.open_node() as (client, _):
+            config = FramedTcpListenConfig(max_message_size=limit)
+            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL, config=config)
+            endpoint, _ = await client.network.connect(
+                Transport.FRAMED_TCP, addr, config=FramedTcpConnectConfig(max_message_size=limit)
+            )
+            sent = [i.to_bytes(4, "big") for i in range(5000)] + [b"x" * limit]
+            for data in sent:
+                assert await client.network.send(endpoint, data) is SendStatus.SENT
+            too_big = await client.network.send(endpoint, b"x" * (limit + 1))
+            assert too_big is SendStatus.MAX_PACKET_SIZE_EXCEEDED
+            received = [(await next_of(server_events, Message)).data for _ in sent]
+            assert received == sent
+
+    run(main)
+
+
+def test_disconnect_and_remove() -> None:
+    async def main() -> None:
+        async with mio.open_node() as (server, server_events):
+            listener_id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
+            async with mio.open_node() as (client, client_events):
+                first, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+                accepted = await next_of(server_events, Accepted)
+                assert accepted.listener_id == listener_id
+                assert server.network.remove(accepted.endpoint.resource_id) is True
+                assert await next_of(client_events, Disconnected) == Disconnected(first)
+                second, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+                accepted = await next_of(server_events, Accepted)
+            # The client's block ended: its node is closed, the server sees its peer go.
+            assert client.network.is_ready(second.resource_id) is None
+            gone = await next_of(server_events, Disconnected)
+            assert gone == Disconnected(accepted.endpoint)
+
+    run(main)
+
+
+def test_a_failed_connect_raises_with_the_reason() -> None:
+    async def main() -> None:
+        async with mio.open_node(resolver=lambda *_args: []) as (handler, listener):
+            with socket.socket() as bound:  # bound, not listening: refused
+                bound.bind(("127.0.0.1", 0))
+                with pytest.raises(ConnectError) as info:
+                    await handler.network.connect(Transport.FRAMED_TCP, bound.getsockname())
+            assert isinstance(info.value.__cause__, ConnectionRefusedError)
+            event = await next_of(listener, Connected)  # still delivered
+            assert not event.established
+            with pytest.raises(ConnectError, match="no IPv4 or IPv6 address"):
+                await handler.network.connect(Transport.FRAMED_TCP, "nowhere.test:80")
+
+    run(main)
+
+
+def test_send_waits_out_backpressure_and_a_slow_peer_blocks_no_one_else() -> None:
+    limit = 64 * 1024
+    chunk = b"y" * 16 * 1024
+    count = 2000  # 32 MB: far more than the kernel and the queue hold
+
+    async def main() -> None:
+        async with mio.open_node() as (handler, listener), trio.open_nursery() as nursery:
+            _id, addr = handler.network.listen(
+                Transport.FRAMED_TCP, LOCAL, config=FramedTcpListenConfig(send_buffer_limit=limit)
+            )
+            assert isinstance(addr, tuple)
+            with socket.create_connection(addr) as slow, socket.create_connection(addr) as fast:
+                peers = {}
+                for _ in range(2):
+                    endpoint = (await next_of(listener, Accepted)).endpoint
+                    peers[endpoint.addr] = endpoint
+                slow_ep, fast_ep = peers[slow.getsockname()], peers[fast.getsockname()]
+                flooded = trio.Event()
+
+                async def flood() -> None:
+                    for _ in range(count):
+                        assert await handler.network.send(slow_ep, chunk) is SendStatus.SENT
+                    flooded.set()
+
+                nursery.start_soon(flood)
+                await trio.testing.wait_all_tasks_blocked()
+                assert handler.network.pending_bytes(slow_ep) >= limit  # it has to wait
+                assert not flooded.is_set()
+                # The slow peer holds up only its own sends.
+                assert await handler.network.send(fast_ep, b"quick") is SendStatus.SENT
+                fast.settimeout(TIMEOUT)
+                assert fast.recv(100)[-5:] == b"quick"
+                # The slow peer reads: every byte arrives, nothing was dropped.
+                expected = count * (3 + len(chunk))  # a 3-byte varint prefix each
+                slow.settimeout(TIMEOUT)
+                got = await trio.to_thread.run_sync(recv_exactly, slow, expected)
+                assert got == expected
+                await flooded.wait()
+                assert await next_of(listener, Drained) == Drained(slow_ep)
+                stats = handler.network.statistics(slow_ep)
+                assert stats is not None and stats.refused_sends == 0
+
+    run(main)
+
+
+def test_cancelled_sends_connects_and_reads_lose_and_leave_nothing() -> None:
+    async def main() -> None:
+        with hung_resolver() as hung:
+            async with mio.open_node(str, resolver=hung) as (handler, listener):
+                _id, addr = handler.network.listen(
+                    Transport.FRAMED_TCP,
+                    LOCAL,
+                    config=FramedTcpListenConfig(send_buffer_limit=1024),
+                )
+                assert isinstance(addr, tuple)
+                with socket.socket() as peer:
+                    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+                    peer.connect(addr)
+                    endpoint = (await next_of(listener, Accepted)).endpoint
+                    # Fill the node's queue and the kernel's buffers (the peer reads
+                    # nothing): flood until a refusal is not followed by Drained.
+                    while True:
+                        while handler.network.send_nowait(endpoint, b"z" * 1024) is not _FULL:
+                            pass
+                        with trio.move_on_after(0.5) as quiet:
+                            await next_of(listener, Drained)
+                        if quiet.cancelled_caught:
+                            break
+                    # A send waiting for room, cancelled: it never goes out.
+                    with trio.move_on_after(0.05) as waited:
+                        await handler.network.send(endpoint, b"late")
+                    assert waited.cancelled_caught
+                    reading = trio.to_thread.run_sync(recv_until, peer, b"END")
+                    async with trio.open_nursery() as nursery:
+                        received: list[bytes] = []
+
+                        async def read() -> None:
+                            received.append(await reading)
+
+                        nursery.start_soon(read)
+                        assert await handler.network.send(endpoint, b"END") is SendStatus.SENT
+                    assert received[0].endswith(b"END") and b"late" not in received[0]
+
+                # A connect waiting for its name, cancelled: nothing is left of it.
+                with trio.move_on_after(0.05) as waited:
+                    await handler.network.connect(Transport.FRAMED_TCP, "slow.test:1")
+                assert waited.cancelled_caught
+                for resource_id in range(1, 4):  # (0: the peer accepted above)
+                    rid = message_io.ResourceId.new(
+                        Transport.FRAMED_TCP.id, message_io.ResourceType.REMOTE, resource_id
+                    )
+                    assert handler.network.is_ready(rid) is None
+
+                # A task waiting for events, cancelled: the next event is not lost.
+                while await listener.receive(0) is not None:
+                    pass
+                with trio.move_on_after(0.05):
+                    await listener.receive()
+                handler.signals.send("after")
+                assert (await next_of(listener, Signal)).value == "after"
+
+    run(main)
+
+
+def test_stop_ends_the_iteration_and_connects_waiting() -> None:
+    async def main() -> None:
+        with hung_resolver() as hung:
+            outcome: list[BaseException] = []
+            async with mio.open_node(str, resolver=hung) as (handler, listener):
+
+                async def connecting() -> None:
+                    try:
+                        await handler.network.connect(Transport.FRAMED_TCP, "slow.test:1")
+                    except NodeStoppedError as exc:
+                        outcome.append(exc)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(connecting)
+                    await trio.testing.wait_all_tasks_blocked()
+                    handler.signals.send("before stop")
+                    events = []
+                    async for event in listener:
+                        events.append(event)
+                        handler.stop()
+                assert events == [Signal("before stop")]
+                assert len(outcome) == 1
+                assert not handler.is_running()
+                with pytest.raises(NodeStoppedError):
+                    handler.signals.send("late")
+
+    run(main)
+
+
+def test_no_thread_is_started_and_other_threads_may_send() -> None:
+    async def main() -> None:
+        before = set(threading.enumerate())
+        async with mio.open_node() as (server, server_events), mio.open_node() as (client, _):
+            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
+            endpoint, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+            await client.network.send(endpoint, b"x")
+            assert (await next_of(server_events, Message)).data == b"x"
+            assert set(threading.enumerate()) - before == set()
+
+            def elsewhere() -> list[SendStatus]:
+                return [client.network.send_nowait(endpoint, b"%d" % i) for i in range(50)]
+
+            statuses = await trio.to_thread.run_sync(elsewhere)
+            assert set(statuses) == {SendStatus.SENT}
+            received = [(await next_of(server_events, Message)).data for _ in range(50)]
+            assert received == [b"%d" % i for i in range(50)]
+
+    run(main)
+
+
+def test_timers_for_each_and_receive_with_a_timeout() -> None:
+    async def main() -> None:
+        async with mio.open_node(str) as (handler, listener):
+            assert await listener.receive(0.01) is None
+            handler.signals.send_with_timer("tick", 0.01)
+            assert await next_of(listener, Signal) == Signal("tick")
+            seen: list[Any] = []
+
+            def on_event(event: Any) -> None:
+                seen.append(event)
+                if len(seen) == 2:
+                    handler.stop()
+
+            handler.signals.send("a")
+            handler.signals.send("b")
+            await listener.for_each(on_event)
+            assert seen == [Signal("a"), Signal("b")]
+
+    run(main)
+
+
+def test_unconsumed_events_are_bounded() -> None:
+    async def main() -> None:
+        async with mio.open_node(int) as (handler, listener):
+            for index in range(mio.MAX_QUEUED_EVENTS + 100):
+                handler.signals.send(index)
+            first = await next_of(listener, Signal)
+            assert first.value == 0
+            got = [first.value] + [(await next_of(listener, Signal)).value for _ in range(10)]
+            assert got == list(range(11))
+
+    run(main)
+
+
+def test_a_trio_server_and_a_message_io_listener_share_a_run() -> None:
+    """A trio TCP service and a message_io node in one run: the node's client talks to
+    the trio service, which relays every line to the node's FramedTcp listener."""
+
+    async def main() -> None:
+        async with mio.open_node() as (handler, listener), trio.open_nursery() as nursery:
+            _id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+            assert isinstance(addr, tuple)
+
+            async def relay(stream: trio.SocketStream) -> None:
+                async with await trio.open_tcp_stream(*addr) as target:
+                    async for data in stream:
+                        await target.send_all(bytes([len(data)]) + data)  # a 1-byte varint
+
+            listeners = await nursery.start(trio.serve_tcp, relay, 0)
+            port = listeners[0].socket.getsockname()[1]
+            endpoint, _ = await handler.network.connect(Transport.TCP, ("127.0.0.1", port))
+            assert await handler.network.send(endpoint, b"hello") is SendStatus.SENT
+            message = await next_of(listener, Message)
+            assert message.data == b"hello" and message.endpoint != endpoint
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_split_runs_the_node_in_the_given_nursery_and_needs_a_run() -> None:
+    with pytest.raises(RuntimeError):
+        mio.split(None)  # type: ignore[call-overload]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            handler, listener = mio.split(nursery, str)
+            handler.signals.send("hi")
+            assert await next_of(listener, Signal) == Signal("hi")
+            nursery.cancel_scope.cancel()  # the node closes with its nursery
+        assert not handler.is_running()
+        async for _event in listener:  # ended: nothing left
+            raise AssertionError("an event after the node closed")
+
+    run(main)
+
+
+def test_the_docs_example_runs_as_written() -> None:
+    text = (ROOT / "docs" / "trio.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)[0]
+    result = run_python("-c", code, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "echoed: hello\n"
