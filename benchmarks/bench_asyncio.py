@@ -1,4 +1,5 @@
-"""1-byte round trip with ``message_io.asyncio`` against ``for_each`` and asyncio's own.
+"""1-byte round trip with ``message_io.asyncio`` (and ``message_io.trio``) against
+``for_each`` and the event loops' own forms.
 
 As the latency benchmark: client and echo server are two processes pinned to CPU 0, a
 1-byte FramedTcp message and its echo, timed in the client.
@@ -14,6 +15,8 @@ As the latency benchmark: client and echo server are two processes pinned to CPU
   ``open_connection`` (``readexactly``, ``write``, ``drain``): asyncio's own coroutine
   form, one task switch per message as ``async for`` has.
 * The same asyncio programs on uvloop, where installed.
+* *message_io.trio*: the message_io programs in a trio run, against *trio streams*
+  (``serve_tcp``, ``open_tcp_stream``), where trio is installed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import importlib.util
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, Final, cast
 
@@ -30,11 +34,13 @@ from bench_common import HOST, BenchmarkError, Case, Report, Row
 
 import message_io.asyncio as mio
 from message_io import Connected, Disconnected, Message, SendStatus, Transport
+from message_io.awaitables import AsyncNodeHandler, AsyncNodeListener
 
 __all__ = ["NAME", "cases", "method_text"]
 
 NAME: Final = "asyncio"
 HAVE_UVLOOP: Final = importlib.util.find_spec("uvloop") is not None
+HAVE_TRIO: Final = importlib.util.find_spec("trio") is not None
 _UNIT: Final = "µs/round trip"
 _PAYLOAD: Final = b"x"
 _FRAME: Final = b"\x01x"  # the 1-byte payload with its varint length prefix
@@ -42,7 +48,11 @@ _SENT: Final = SendStatus.SENT
 
 
 def _run(loop: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``main()`` on a new event loop of kind ``loop``."""
+    """Run ``main()`` on a new event loop of kind ``loop`` (``trio``: a trio run)."""
+    if loop == "trio":
+        import trio  # optional: only the processes that use it import it
+
+        return trio.run(main)
     event_loop: asyncio.AbstractEventLoop
     if loop == "uvloop":
         import uvloop  # optional: only the processes that use it import it
@@ -56,91 +66,151 @@ def _run(loop: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         event_loop.close()
 
 
+@asynccontextmanager
+async def _node(loop: str) -> AsyncIterator[tuple[AsyncNodeHandler[Any], AsyncNodeListener[Any]]]:
+    """A node on the running loop (``message_io.trio``'s on trio), stopped and closed at
+    the end of the block."""
+    if loop == "trio":
+        import message_io.trio as mio_trio
+
+        async with mio_trio.open_node() as (handler, listener):
+            yield handler, listener
+        return
+    handler, listener = mio.split()
+    async with handler:
+        yield handler, listener
+
+
 # -- message_io.asyncio ----------------------------------------------------------------------
 
 
 def mio_async_server(report: Report, loop: str) -> int:
     async def main() -> int:
-        handler, listener = mio.split()
-        _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{HOST}:0")
-        report(addr[1])
-        echoes = 0
-        send = handler.network.send
-        async for event in listener:
-            if event.__class__ is Message:
-                await send(event.endpoint, event.data)
-                echoes += 1
-            elif event.__class__ is Disconnected:
-                handler.stop()
-        return echoes
+        async with _node(loop) as (handler, listener):
+            _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{HOST}:0")
+            report(addr[1])
+            echoes = 0
+            send = handler.network.send
+            async for event in listener:
+                if event.__class__ is Message:
+                    await send(event.endpoint, event.data)
+                    echoes += 1
+                elif event.__class__ is Disconnected:
+                    handler.stop()
+            return echoes
 
     return int(_run(loop, main))
 
 
 def mio_async_client(port: int, loop: str, warmup: int, count: int) -> float:
     async def main() -> float:
-        handler, listener = mio.split()
-        server, _ = await handler.network.connect(Transport.FRAMED_TCP, f"{HOST}:{port}")
-        send = handler.network.send
-        rounds = bench_latency.Rounds(warmup, count)
-        await send(server, _PAYLOAD)
-        async for event in listener:
-            if event.__class__ is Message:
-                if rounds.echo():
-                    break
-                await send(server, _PAYLOAD)
-            elif event.__class__ is Connected:
-                continue
-            else:
-                raise BenchmarkError(f"unexpected {event!r}")
-        handler.stop()
-        await handler.wait_closed()
-        return rounds.seconds()
+        async with _node(loop) as (handler, listener):
+            server, _ = await handler.network.connect(Transport.FRAMED_TCP, f"{HOST}:{port}")
+            send = handler.network.send
+            rounds = bench_latency.Rounds(warmup, count)
+            await send(server, _PAYLOAD)
+            async for event in listener:
+                if event.__class__ is Message:
+                    if rounds.echo():
+                        break
+                    await send(server, _PAYLOAD)
+                elif event.__class__ is Connected:
+                    continue
+                else:
+                    raise BenchmarkError(f"unexpected {event!r}")
+            return rounds.seconds()
 
     return float(_run(loop, main))
 
 
 def mio_callback_server(report: Report, loop: str) -> int:
     async def main() -> int:
-        handler, listener = mio.split()
-        _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{HOST}:0")
-        report(addr[1])
-        echoes = 0
-        send = handler.network.send_nowait
+        async with _node(loop) as (handler, listener):
+            _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{HOST}:0")
+            report(addr[1])
+            echoes = 0
+            send = handler.network.send_nowait
 
-        def on_event(event: Any) -> None:
-            nonlocal echoes
-            if event.__class__ is Message:
-                if send(event.endpoint, event.data) is not _SENT:
-                    raise BenchmarkError("echo refused")
-                echoes += 1
-            elif event.__class__ is Disconnected:
-                handler.stop()
+            def on_event(event: Any) -> None:
+                nonlocal echoes
+                if event.__class__ is Message:
+                    if send(event.endpoint, event.data) is not _SENT:
+                        raise BenchmarkError("echo refused")
+                    echoes += 1
+                elif event.__class__ is Disconnected:
+                    handler.stop()
 
-        await listener.for_each(on_event, on_error="stop")
-        return echoes
+            await listener.for_each(on_event, on_error="stop")
+            return echoes
 
     return int(_run(loop, main))
 
 
 def mio_callback_client(port: int, loop: str, warmup: int, count: int) -> float:
     async def main() -> float:
-        handler, listener = mio.split()
-        server, _ = await handler.network.connect(Transport.FRAMED_TCP, f"{HOST}:{port}")
-        send = handler.network.send_nowait
+        async with _node(loop) as (handler, listener):
+            server, _ = await handler.network.connect(Transport.FRAMED_TCP, f"{HOST}:{port}")
+            send = handler.network.send_nowait
+            rounds = bench_latency.Rounds(warmup, count)
+
+            def on_event(event: Any) -> None:
+                if event.__class__ is Message:
+                    if rounds.echo():
+                        handler.stop()
+                        return
+                    send(server, _PAYLOAD)
+                elif event.__class__ is not Connected:
+                    raise BenchmarkError(f"unexpected {event!r}")
+
+            send(server, _PAYLOAD)
+            await listener.for_each(on_event, on_error="stop")
+            return rounds.seconds()
+
+    return float(_run(loop, main))
+
+
+# -- trio streams ----------------------------------------------------------------------------
+
+
+def trio_streams_server(report: Report, loop: str) -> int:
+    import trio
+
+    async def main() -> int:
+        echoes = 0
+
+        async def echo(stream: trio.SocketStream) -> None:
+            nonlocal echoes
+            buffer = bytearray()
+            async for data in stream:
+                buffer += data
+                while len(buffer) >= 2 and len(buffer) >= 1 + buffer[0]:
+                    size = buffer[0]
+                    await stream.send_all(bytes(buffer[: 1 + size]))
+                    del buffer[: 1 + size]
+                    echoes += 1
+            nursery.cancel_scope.cancel()  # one client: its end is the server's
+
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host=HOST))
+            report(listeners[0].socket.getsockname()[1])
+        return echoes
+
+    return int(_run(loop, main))
+
+
+def trio_streams_client(port: int, loop: str, warmup: int, count: int) -> float:
+    import trio
+
+    async def main() -> float:
         rounds = bench_latency.Rounds(warmup, count)
-
-        def on_event(event: Any) -> None:
-            if event.__class__ is Message:
+        async with await trio.open_tcp_stream(HOST, port) as stream:
+            while True:
+                await stream.send_all(_FRAME)
+                got = 0
+                while got < len(_FRAME):
+                    got += len(await stream.receive_some(len(_FRAME) - got))
                 if rounds.echo():
-                    handler.stop()
-                    return
-                send(server, _PAYLOAD)
-            elif event.__class__ is not Connected:
-                raise BenchmarkError(f"unexpected {event!r}")
-
-        send(server, _PAYLOAD)
-        await listener.for_each(on_event, on_error="stop")
+                    break
         return rounds.seconds()
 
     return float(_run(loop, main))
@@ -369,6 +439,38 @@ def cases(quick: bool) -> list[Case]:
                 extra_rows=(versus_protocol, versus_streams),
             )
         )
+    if HAVE_TRIO:
+        streams = "trio streams, length-prefixed"
+        result.append(
+            Case(
+                Row(NAME, streams, _UNIT, higher_is_better=False),
+                partial(measure, trio_streams_server, trio_streams_client, ("trio",)),
+            )
+        )
+        result.append(
+            Case(
+                Row(
+                    NAME,
+                    "message_io.trio for_each on trio, FramedTcp",
+                    _UNIT,
+                    higher_is_better=False,
+                    baseline=for_each,
+                ),
+                partial(measure, mio_callback_server, mio_callback_client, ("trio",)),
+            )
+        )
+        result.append(
+            Case(
+                Row(
+                    NAME,
+                    "message_io.trio on trio, FramedTcp",
+                    _UNIT,
+                    higher_is_better=False,
+                    baseline=streams,
+                ),
+                partial(measure, mio_async_server, mio_async_client, ("trio",)),
+            )
+        )
     return result
 
 
@@ -389,7 +491,12 @@ asyncio's fastest form, with no task switch per message. *streams*: asyncio's ow
 coroutine form, the counterpart of `async for`: the server awaits `readexactly` for the
 prefix and the payload, then writes the echo and awaits `drain`; the client writes, awaits
 `drain` and `readexactly`. The *vs its Protocol* and *vs its streams* rows repeat the
-message_io.asyncio samples against those baselines on the same loop. uvloop: {uvloop}."""
+message_io.asyncio samples against those baselines on the same loop. uvloop: {uvloop}.
+*message_io.trio*: the same message_io programs in a trio run
+(`message_io.trio.open_node()`), for `async for` and `for_each`; *trio streams*: trio's
+own form, `trio.serve_tcp` and `open_tcp_stream`, the server cutting the frames out of
+`receive_some` and echoing each with `send_all`, the client sending with `send_all` and
+reading the echo with `receive_some`. trio: {trio}."""
 
 
 def method_text(quick: bool) -> str:
@@ -397,4 +504,5 @@ def method_text(quick: bool) -> str:
     version = "not installed: skipped"
     if HAVE_UVLOOP:
         version = importlib.metadata.version("uvloop")
-    return _METHOD.format(warmup=f"{warmup:,}", count=f"{count:,}", uvloop=version)
+    trio = importlib.metadata.version("trio") if HAVE_TRIO else "not installed: skipped"
+    return _METHOD.format(warmup=f"{warmup:,}", count=f"{count:,}", uvloop=version, trio=trio)
