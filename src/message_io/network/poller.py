@@ -175,7 +175,7 @@ class Poller:
         ``WRITE``, one per call). Registrations made on another thread take effect
         once ``wake()`` has made the loop's thread call :meth:`settle`.
 
-        The own poller is no longer used: :meth:`poll` would find nothing. A reset
+        The node's epoll is no longer used: :meth:`poll` would find nothing. A reset
         connection polled for nothing (reading paused, nothing to write) is found by the
         next read or write, not at once (``HANGUP`` is epoll's own).
         """
