@@ -9,6 +9,7 @@ and a message_io listener share one run.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -373,3 +374,18 @@ def test_the_docs_example_runs_as_written() -> None:
     result = run_python("-c", code, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "echoed: hello\n"
+
+
+def test_split_on_a_closed_nursery_raises_and_leaves_nothing_open() -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            pass
+        before = open_fds()
+        with pytest.raises(RuntimeError):
+            mio.split(nursery)
+        assert open_fds() == before  # the node's epoll and waker were closed
+
+    run(main)

@@ -126,6 +126,7 @@ class _Driver(OuterDriver):
         try:
             engine.shutdown()
         finally:
+            engine.poller.close()  # (again) the loop must not watch what failed to close
             engine.owner = None
             engine.drive_lock.release()
         if not self.aloop.is_closed():  # else its futures can no longer wake anything
@@ -172,5 +173,9 @@ def split(
     """
     aloop = asyncio.get_running_loop()
     engine: Loop[Any] = new_loop(max_incomplete_bytes=max_incomplete_bytes, resolver=resolver)
-    driver = _Driver(engine, aloop)
+    try:
+        driver = _Driver(engine, aloop)
+    except BaseException:
+        engine.shutdown()
+        raise
     return AsyncNodeHandler(engine, driver), AsyncNodeListener(driver)

@@ -257,10 +257,10 @@ def split(
     engine: Loop[Any] = new_loop(max_incomplete_bytes=max_incomplete_bytes, resolver=resolver)
     try:
         driver = _Driver(engine, token)
+        nursery.start_soon(driver.run, name="message_io node")
     except BaseException:
         engine.shutdown()
         raise
-    nursery.start_soon(driver.run, name="message_io node")
     return AsyncNodeHandler(engine, driver), AsyncNodeListener(driver)
 
 

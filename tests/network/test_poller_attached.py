@@ -7,6 +7,7 @@ runs the same on asyncio's and uvloop's loops.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -202,3 +203,53 @@ def test_a_number_reused_behind_the_loops_back_is_watched_afresh(
         assert fd in outer.readers and fd in outer.writers
     finally:
         poller.close()
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_a_number_unregistered_and_registered_again_elsewhere_is_watched_afresh(
+    kind: str,
+) -> None:
+    """On another thread: unregister a socket, close it, open another that gets its
+    number, register it with the same interest, all before the loop settles. The loop's
+    record of the old socket is stale (the kernel forgot it on close): the new one must
+    be watched afresh, not taken for the old one."""
+    if kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+
+    async def main() -> None:
+        aloop = asyncio.get_running_loop()
+        poller = Poller()
+        ready = asyncio.Event()
+        poller.attach(aloop, lambda fd, flags: ready.set(), lambda: None)  # settled below
+        old, old_peer = socket.socketpair()
+        number = old.fileno()
+        poller.register(number, READ)
+        held: list[socket.socket] = [old_peer]
+
+        def elsewhere() -> None:
+            poller.unregister(number)
+            old.close()
+            new, new_peer = socket.socketpair()
+            held.extend((new, new_peer))
+            poller.register(new.fileno(), READ)
+            new_peer.send(b"x")
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        try:
+            assert held[1].fileno() == number  # the number was reused
+            poller.settle()  # what the node's waker makes the loop's thread do
+            await asyncio.wait_for(ready.wait(), 5.0)
+        finally:
+            poller.close()
+            for sock in held:
+                sock.close()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()

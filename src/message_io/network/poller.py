@@ -60,7 +60,9 @@ class Poller:
 
     ``register``/``modify``/``unregister`` may be called from any thread (the kernel
     serialises them; attached to an outer loop, the poller does); ``poll`` only from
-    the loop thread.
+    the loop thread. Attached, a descriptor unregistered on another thread must stay
+    open until the loop's thread has called :meth:`settle` (the node closes its
+    descriptors on the loop's thread, where unregistering applies at once).
     """
 
     def __init__(self) -> None:
@@ -79,7 +81,9 @@ class Poller:
         self._dispatch: Callable[[int, int], None] | None = None
         self._wake: Callable[[], None] | None = None
         self._lock = threading.Lock()  # _interests and _changed, attached
-        self._changed: dict[int, None] = {}  # fds whose interest the outer loop lacks
+        # fds whose interest the outer loop lacks -> whether they were unregistered
+        # meanwhile (a number registered again may be another socket: watched afresh)
+        self._changed: dict[int, bool] = {}
         self._applied: dict[int, int] = {}  # fd -> what the outer loop watches
         # Set by the outer loop's turn of the node: its thread's changes wait for the
         # settle() at the end of the turn, so that a connection accepted (polled for
@@ -192,7 +196,7 @@ class Poller:
                     assert self._selector is not None
                     with contextlib.suppress(KeyError, ValueError):
                         self._selector.unregister(fd)
-                self._changed[fd] = None
+                self._changed[fd] = False
         self.settle()
 
     def _change(self, fd: int, interest: int, missing: int) -> None:
@@ -205,11 +209,12 @@ class Poller:
             if interest < 0:
                 if interests.pop(fd, None) is None:
                     return
+                self._changed[fd] = True
             else:
                 if missing == errno.ENOENT and fd not in interests:
                     raise FileNotFoundError(missing, os.strerror(missing))
                 interests[fd] = interest
-            self._changed[fd] = None
+                self._changed[fd] = self._changed.get(fd, False)
         if threading.get_ident() == self._outer_thread:
             if interest < 0 or not self.deferring:
                 self.settle()
@@ -227,12 +232,21 @@ class Poller:
             if outer is None:  # closed meanwhile: nothing is watched any more
                 self._changed.clear()
                 return
-            changed = [(fd, self._interests.get(fd, 0)) for fd in self._changed]
+            changed = [
+                (fd, self._interests.get(fd, -1), removed) for fd, removed in self._changed.items()
+            ]
             self._changed.clear()
         applied = self._applied
-        for fd, interest in changed:
-            want = (interest & _IN) | (interest & _OUT)
+        for fd, interest, removed in changed:
+            want = (interest & _IN) | (interest & _OUT) if interest >= 0 else 0
             have = applied.get(fd, 0)
+            if removed and have:
+                # Unregistered since: the number may now be another socket, which the
+                # loop must watch afresh (its record of the old one is stale).
+                with contextlib.suppress(Exception):
+                    self._watch(outer, fd, 0, have)
+                applied.pop(fd, None)
+                have = 0
             if want == have:
                 continue
             try:
@@ -244,10 +258,11 @@ class Poller:
                 applied.pop(fd, None)
                 try:
                     self._watch(outer, fd, want, 0)
-                except Exception as exc:  # noqa: BLE001 - closed: its owner is closing it
-                    log.debug("descriptor %d: the event loop cannot watch it (%r)", fd, exc)
+                except Exception as exc:  # noqa: BLE001 - reported, not raised (a turn)
                     with contextlib.suppress(Exception):
                         self._watch(outer, fd, 0, _IN | _OUT)
+                    if self._interests.get(fd, -1) >= 0:  # still wanted: never polled
+                        log.warning("the event loop cannot watch descriptor %d: %r", fd, exc)
                     continue
             if want:
                 applied[fd] = want
