@@ -313,9 +313,10 @@ class AsyncNetwork:
     async def send(self, endpoint: Endpoint, data: BytesLike | str) -> SendStatus:
         """Send one message, waiting while ``endpoint``'s queue is full.
 
-        Never returns ``QUEUE_FULL``: it waits for the queue to drain, then sends (in
-        the order the waiting tasks came). A slow peer only delays the tasks that send
-        to it. Cancelling the task while it waits sends nothing.
+        Never returns ``QUEUE_FULL``: it waits for the queue to drain, then sends. The
+        tasks waiting on one endpoint are woken in the order they came (a send made
+        meanwhile, finding room, may go first). A slow peer only delays the tasks that
+        send to it. Cancelling the task while it waits sends nothing.
 
         Returns:
             ``SENT``, or the status that tells why it cannot be sent
