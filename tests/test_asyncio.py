@@ -499,6 +499,30 @@ def test_an_asyncio_server_and_a_message_io_listener_share_a_loop(run: Run) -> N
     run(main)
 
 
+def test_the_coroutines_refuse_another_event_loop_and_do_nothing(run: Run) -> None:
+    async def main() -> None:
+        handler, listener = mio.split()
+        async with handler:
+            _id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+            endpoint, _ = await handler.network.connect(Transport.FRAMED_TCP, addr)
+            await next_of(listener, Accepted)
+
+            async def misuse() -> None:
+                with pytest.raises(RuntimeError, match="event loop that made it"):
+                    await handler.network.send(endpoint, b"stray")
+                with pytest.raises(RuntimeError, match="event loop that made it"):
+                    await handler.network.connect(Transport.FRAMED_TCP, addr)
+                with pytest.raises(RuntimeError, match="event loop that made it"):
+                    await listener.receive(0)
+
+            await asyncio.get_running_loop().run_in_executor(None, asyncio.run, misuse())
+            assert await handler.network.send(endpoint, b"mine") is SendStatus.SENT
+            message = await next_of(listener, Message)
+            assert message.data == b"mine"  # the stray send sent nothing
+
+    run(main)
+
+
 def test_split_needs_a_running_loop() -> None:
     with pytest.raises(RuntimeError):
         mio.split()

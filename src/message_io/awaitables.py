@@ -321,16 +321,21 @@ class AsyncNetwork:
         Returns:
             ``SENT``, or the status that tells why it cannot be sent
             (``RESOURCE_NOT_FOUND`` once the connection is gone, ...).
+
+        Raises:
+            RuntimeError: not awaited on the node's event loop (nothing is sent; use
+                ``send_nowait`` from other threads).
         """
-        send_unless_full = self._send_unless_full
         driver = self._driver
+        if driver.current() is not driver.home:
+            driver.check()  # raises: not on the node's loop (nothing is sent)
+        send_unless_full = self._send_unless_full
         while True:
             # Not a plain send: a refused send is logged and counted as a loss, and
             # this one waits instead.
             status = send_unless_full(endpoint, data)
             if status is not _QUEUE_FULL:
                 return status
-            driver.check()
             if driver.finished:
                 return SendStatus.RESOURCE_NOT_FOUND
             await driver.wait_room(endpoint)
