@@ -1,10 +1,10 @@
 """``message_io.asyncio``: a node driven by the running event loop, on asyncio and uvloop.
 
-The behaviour suite's core cases through the awaitable API (echo with 1 and 100 clients,
-order, the largest message, disconnects, remove, backpressure), plus what is asyncio's
-own: no thread, cancellation, ``async with``, TaskGroup and timeouts, sends from a
-thread pool, and a program where an ``asyncio.start_server`` service and a message_io
-listener share one loop.
+Backpressure, plus what is asyncio's own: no thread, cancellation, ``async with``,
+TaskGroup and timeouts, sends from a thread pool, and a program where an
+``asyncio.start_server`` service and a message_io listener share one loop. The core
+cases (echo with 1 and 100 clients, order, the largest message, disconnects, remove, a
+failed connect) run on asyncio, uvloop and trio alike in ``test_awaitable_core.py``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,8 @@ import message_io.asyncio as mio
 from message_io import (
     Accepted,
     Connected,
-    ConnectError,
     Disconnected,
     Drained,
-    Endpoint,
-    FramedTcpConnectConfig,
     FramedTcpListenConfig,
     Message,
     NodeStoppedError,
@@ -87,91 +84,6 @@ def test_the_issue_example_runs(run: Run) -> None:
                     break
         assert echoes == 1
         await handler.wait_closed()
-
-    run(main)
-
-
-@pytest.mark.parametrize("clients", [1, 100])
-@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.WS, Transport.UDP], ids=str)
-def test_echo(run: Run, clients: int, transport: Transport) -> None:
-    async def main() -> None:
-        server, server_events = mio.split()
-        client, client_events = mio.split()
-        async with server, client:
-            _id, addr = server.network.listen(transport, LOCAL)
-            echo = asyncio.ensure_future(echo_forever(server, server_events))
-            endpoints = [(await client.network.connect(transport, addr))[0] for _ in range(clients)]
-            for index, endpoint in enumerate(endpoints):
-                assert await client.network.send(endpoint, b"%d" % index) is SendStatus.SENT
-            replies: dict[Endpoint, bytes] = {}
-            while len(replies) < clients:
-                event = await next_of(client_events, Message)
-                replies[event.endpoint] = event.data
-            assert replies == {ep: b"%d" % i for i, ep in enumerate(endpoints)}
-            echo.cancel()
-
-    run(main)
-
-
-def test_order_under_a_burst_and_the_largest_message(run: Run) -> None:
-    limit = 1 << 20
-
-    async def main() -> None:
-        server, server_events = mio.split()
-        client, _client_events = mio.split()
-        async with server, client:
-            config = FramedTcpListenConfig(max_message_size=limit)
-            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL, config=config)
-            endpoint, _ = await client.network.connect(
-                Transport.FRAMED_TCP, addr, config=FramedTcpConnectConfig(max_message_size=limit)
-            )
-            sent = [i.to_bytes(4, "big") for i in range(5000)] + [b"x" * limit]
-            for data in sent:
-                assert await client.network.send(endpoint, data) is SendStatus.SENT
-            too_big = await client.network.send(endpoint, b"x" * (limit + 1))
-            assert too_big is SendStatus.MAX_PACKET_SIZE_EXCEEDED
-            received = [(await next_of(server_events, Message)).data for _ in sent]
-            assert received == sent
-
-    run(main)
-
-
-def test_disconnect_and_remove(run: Run) -> None:
-    async def main() -> None:
-        server, server_events = mio.split()
-        client, client_events = mio.split()
-        async with server:
-            listener_id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
-            async with client:
-                first, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
-                accepted = await next_of(server_events, Accepted)
-                assert accepted.listener_id == listener_id
-                # The server kicks it: the client sees Disconnected.
-                assert server.network.remove(accepted.endpoint.resource_id) is True
-                assert await next_of(client_events, Disconnected) == Disconnected(first)
-                second, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
-                accepted = await next_of(server_events, Accepted)
-            # The client node stopped: the server sees its peer go.
-            gone = await next_of(server_events, Disconnected)
-            assert gone == Disconnected(accepted.endpoint)
-            assert client.network.is_ready(second.resource_id) is None
-
-    run(main)
-
-
-def test_a_failed_connect_raises_with_the_reason(run: Run) -> None:
-    async def main() -> None:
-        handler, listener = mio.split(resolver=lambda *_args: [])
-        async with handler:
-            with socket.socket() as bound:  # bound, not listening: refused
-                bound.bind(("127.0.0.1", 0))
-                with pytest.raises(ConnectError) as info:
-                    await handler.network.connect(Transport.FRAMED_TCP, bound.getsockname())
-            assert isinstance(info.value.__cause__, ConnectionRefusedError)
-            event = await next_of(listener, Connected)  # still delivered
-            assert not event.established
-            with pytest.raises(ConnectError, match="no IPv4 or IPv6 address"):
-                await handler.network.connect(Transport.FRAMED_TCP, "nowhere.test:80")
 
     run(main)
 

@@ -1,10 +1,10 @@
 """``message_io.trio``: a node turned by the running trio loop.
 
-The behaviour suite's core cases through the awaitable API, as ``test_asyncio.py`` runs
-them on asyncio and uvloop (echo with 1 and 100 clients, order, the largest message,
-disconnects, remove, backpressure), plus what is trio's own: no thread, cancellation,
-the node's nursery, sends from other threads, and a program where ``trio.serve_tcp``
-and a message_io listener share one run.
+Backpressure, plus what is trio's own: no thread, cancellation, the node's nursery,
+sends from other threads, and a program where ``trio.serve_tcp`` and a message_io
+listener share one run. The core cases (echo with 1 and 100 clients, order, the largest
+message, disconnects, remove, a failed connect) run on asyncio, uvloop and trio alike
+in ``test_awaitable_core.py``.
 """
 
 from __future__ import annotations
@@ -26,12 +26,7 @@ import message_io
 import message_io.trio as mio
 from message_io import (
     Accepted,
-    Connected,
-    ConnectError,
-    Disconnected,
     Drained,
-    Endpoint,
-    FramedTcpConnectConfig,
     FramedTcpListenConfig,
     Message,
     NodeStoppedError,
@@ -40,7 +35,7 @@ from message_io import (
     Transport,
 )
 
-from .awaiting import TIMEOUT, echo_forever, hung_resolver, next_of, recv_exactly, recv_until
+from .awaiting import TIMEOUT, hung_resolver, next_of, recv_exactly, recv_until
 from .helpers import ROOT, run_python
 
 LOCAL = "127.0.0.1:0"
@@ -55,87 +50,6 @@ def run(main: Callable[[], Awaitable[None]]) -> None:
             await main()
 
     trio.run(bounded)
-
-
-@pytest.mark.parametrize("clients", [1, 100])
-@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.WS, Transport.UDP], ids=str)
-def test_echo(clients: int, transport: Transport) -> None:
-    async def main() -> None:
-        async with (
-            mio.open_node() as (server, server_events),
-            mio.open_node() as (client, client_events),
-            trio.open_nursery() as nursery,
-        ):
-            _id, addr = server.network.listen(transport, LOCAL)
-            nursery.start_soon(echo_forever, server, server_events)
-            endpoints = [(await client.network.connect(transport, addr))[0] for _ in range(clients)]
-            for index, endpoint in enumerate(endpoints):
-                assert await client.network.send(endpoint, b"%d" % index) is SendStatus.SENT
-            replies: dict[Endpoint, bytes] = {}
-            while len(replies) < clients:
-                event = await next_of(client_events, Message)
-                replies[event.endpoint] = event.data
-            assert replies == {ep: b"%d" % i for i, ep in enumerate(endpoints)}
-            nursery.cancel_scope.cancel()
-
-    run(main)
-
-
-def test_order_under_a_burst_and_the_largest_message() -> None:
-    limit = 1 << 20
-
-    async def main() -> None:
-        async with mio.open_node() as (server, server_events), mio.open_node() as (client, _):
-            config = FramedTcpListenConfig(max_message_size=limit)
-            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL, config=config)
-            endpoint, _ = await client.network.connect(
-                Transport.FRAMED_TCP, addr, config=FramedTcpConnectConfig(max_message_size=limit)
-            )
-            sent = [i.to_bytes(4, "big") for i in range(5000)] + [b"x" * limit]
-            for data in sent:
-                assert await client.network.send(endpoint, data) is SendStatus.SENT
-            too_big = await client.network.send(endpoint, b"x" * (limit + 1))
-            assert too_big is SendStatus.MAX_PACKET_SIZE_EXCEEDED
-            received = [(await next_of(server_events, Message)).data for _ in sent]
-            assert received == sent
-
-    run(main)
-
-
-def test_disconnect_and_remove() -> None:
-    async def main() -> None:
-        async with mio.open_node() as (server, server_events):
-            listener_id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
-            async with mio.open_node() as (client, client_events):
-                first, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
-                accepted = await next_of(server_events, Accepted)
-                assert accepted.listener_id == listener_id
-                assert server.network.remove(accepted.endpoint.resource_id) is True
-                assert await next_of(client_events, Disconnected) == Disconnected(first)
-                second, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
-                accepted = await next_of(server_events, Accepted)
-            # The client's block ended: its node is closed, the server sees its peer go.
-            assert client.network.is_ready(second.resource_id) is None
-            gone = await next_of(server_events, Disconnected)
-            assert gone == Disconnected(accepted.endpoint)
-
-    run(main)
-
-
-def test_a_failed_connect_raises_with_the_reason() -> None:
-    async def main() -> None:
-        async with mio.open_node(resolver=lambda *_args: []) as (handler, listener):
-            with socket.socket() as bound:  # bound, not listening: refused
-                bound.bind(("127.0.0.1", 0))
-                with pytest.raises(ConnectError) as info:
-                    await handler.network.connect(Transport.FRAMED_TCP, bound.getsockname())
-            assert isinstance(info.value.__cause__, ConnectionRefusedError)
-            event = await next_of(listener, Connected)  # still delivered
-            assert not event.established
-            with pytest.raises(ConnectError, match="no IPv4 or IPv6 address"):
-                await handler.network.connect(Transport.FRAMED_TCP, "nowhere.test:80")
-
-    run(main)
 
 
 def test_send_waits_out_backpressure_and_a_slow_peer_blocks_no_one_else() -> None:

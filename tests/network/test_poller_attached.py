@@ -64,12 +64,32 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     b.close()
 
 
-def attached(poller: Poller) -> tuple[RecordingLoop, list[tuple[int, int]], list[int]]:
-    outer = RecordingLoop()
-    ready: list[tuple[int, int]] = []
-    wakes: list[int] = []
-    poller.attach(outer, lambda fd, flags: ready.append((fd, flags)), lambda: wakes.append(1))
-    return outer, ready, wakes
+class Attached:
+    """A poller attached to a :class:`RecordingLoop`, with what it dispatched (``ready``:
+    ``(fd, flags)``) and how often it woke the loop."""
+
+    def __init__(self, poller: Poller) -> None:
+        self.poller = poller
+        self.outer = RecordingLoop()
+        self.ready: list[tuple[int, int]] = []
+        self.wakes = 0
+        poller.attach(self.outer, self._dispatch, self._wake)
+
+    def _dispatch(self, fd: int, flags: int) -> None:
+        self.ready.append((fd, flags))
+
+    def _wake(self) -> None:
+        self.wakes += 1
+
+
+@pytest.fixture
+def node() -> Iterator[Attached]:
+    """A new poller, attached; closed after the test."""
+    poller = Poller()
+    try:
+        yield Attached(poller)
+    finally:
+        poller.close()
 
 
 def test_what_was_registered_moves_to_the_outer_loop_and_readiness_comes_back(
@@ -79,7 +99,8 @@ def test_what_was_registered_moves_to_the_outer_loop_and_readiness_comes_back(
     poller = Poller()
     try:
         poller.register(a.fileno(), READ)
-        outer, ready, _wakes = attached(poller)
+        attached = Attached(poller)
+        outer, ready = attached.outer, attached.ready
         assert set(outer.readers) == {a.fileno()} and not outer.writers
         assert poller.poll(0) == []  # the node's own poller watches nothing any more
         b.send(b"x")
@@ -103,106 +124,80 @@ def test_what_was_registered_moves_to_the_outer_loop_and_readiness_comes_back(
 
 
 def test_another_threads_registrations_wait_for_settle_on_the_loops_thread(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
     a, b = pair
-    poller = Poller()
-    try:
-        outer, _ready, wakes = attached(poller)
 
-        def elsewhere() -> None:
-            poller.register(a.fileno(), READ)
-            poller.register(b.fileno(), READ | WRITE)
-            poller.unregister(b.fileno())
+    def elsewhere() -> None:
+        node.poller.register(a.fileno(), READ)
+        node.poller.register(b.fileno(), READ | WRITE)
+        node.poller.unregister(b.fileno())
 
-        thread = threading.Thread(target=elsewhere)
-        thread.start()
-        thread.join()
-        assert wakes and not outer.readers  # the loop was woken; nothing applied yet
-        poller.settle()
-        assert set(outer.readers) == {a.fileno()} and not outer.writers
-    finally:
-        poller.close()
-    assert not outer.readers  # closing stops the watches
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert node.wakes and not node.outer.readers  # the loop was woken; nothing applied yet
+    node.poller.settle()
+    assert set(node.outer.readers) == {a.fileno()} and not node.outer.writers
+    node.poller.close()
+    assert not node.outer.readers  # closing stops the watches
 
 
 def test_modify_of_an_unknown_descriptor_fails_as_epolls_does(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
     a, _b = pair
-    poller = Poller()
-    try:
-        attached(poller)
-        with pytest.raises(FileNotFoundError):
-            poller.modify(a.fileno(), READ)
-    finally:
-        poller.close()
+    with pytest.raises(FileNotFoundError):
+        node.poller.modify(a.fileno(), READ)
 
 
 def test_a_descriptor_the_loop_cannot_watch_is_dropped_and_a_reused_number_works(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
     a, _b = pair
-    poller = Poller()
-    try:
-        outer, _ready, _wakes = attached(poller)
-        outer.refuse.add(a.fileno())
-        poller.register(a.fileno(), READ)  # the loop refuses it: no error, no watch
-        assert not outer.readers
-        outer.refuse.clear()
-        poller.register(a.fileno(), READ)  # the number again (closed, reused)
-        assert set(outer.readers) == {a.fileno()}
-    finally:
-        poller.close()
+    node.outer.refuse.add(a.fileno())
+    node.poller.register(a.fileno(), READ)  # the loop refuses it: no error, no watch
+    assert not node.outer.readers
+    node.outer.refuse.clear()
+    node.poller.register(a.fileno(), READ)  # the number again (closed, reused)
+    assert set(node.outer.readers) == {a.fileno()}
 
 
 def test_closing_after_the_loop_closed_asks_it_nothing(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
     a, _b = pair
-    poller = Poller()
-    outer, _ready, _wakes = attached(poller)
-    poller.register(a.fileno(), READ)
-    outer.closed = True
-    poller.close()
-    assert set(outer.readers) == {a.fileno()}  # not touched: a closed loop may raise
+    node.poller.register(a.fileno(), READ)
+    node.outer.closed = True
+    node.poller.close()
+    assert set(node.outer.readers) == {a.fileno()}  # not touched: a closed loop may raise
 
 
 def test_inside_a_turn_changes_wait_for_its_end_but_unregistering_does_not(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
     a, b = pair
-    poller = Poller()
-    try:
-        outer, _ready, _wakes = attached(poller)
-        poller.register(b.fileno(), READ)
-        poller.deferring = True  # a turn of the node
-        poller.register(a.fileno(), READ | WRITE)  # accepted: polled for writing first,
-        poller.modify(a.fileno(), READ)  # then for reading
-        assert set(outer.readers) == {b.fileno()}  # nothing asked of the loop yet
-        poller.unregister(b.fileno())  # at once: it may be closed next
-        assert set(outer.readers) == {a.fileno()} and not outer.writers
-        poller.deferring = False
-        poller.settle()
-        assert set(outer.readers) == {a.fileno()} and not outer.writers
-    finally:
-        poller.close()
+    node.poller.register(b.fileno(), READ)
+    node.poller.deferring = True  # a turn of the node
+    node.poller.register(a.fileno(), READ | WRITE)  # accepted: polled for writing first,
+    node.poller.modify(a.fileno(), READ)  # then for reading
+    assert set(node.outer.readers) == {b.fileno()}  # nothing asked of the loop yet
+    node.poller.unregister(b.fileno())  # at once: it may be closed next
+    assert set(node.outer.readers) == {a.fileno()} and not node.outer.writers
+    node.poller.deferring = False
+    node.poller.settle()
+    assert set(node.outer.readers) == {a.fileno()} and not node.outer.writers
 
 
 def test_a_number_reused_behind_the_loops_back_is_watched_afresh(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
     a, _b = pair
-    poller = Poller()
-    try:
-        outer, _ready, _wakes = attached(poller)
-        poller.register(a.fileno(), READ)
-        fd = a.fileno()
-        outer.stale.add(fd)  # closed and reused since the loop took it
-        poller.modify(fd, READ | WRITE)
-        assert fd in outer.readers and fd in outer.writers
-    finally:
-        poller.close()
+    node.poller.register(a.fileno(), READ)
+    fd = a.fileno()
+    node.outer.stale.add(fd)  # closed and reused since the loop took it
+    node.poller.modify(fd, READ | WRITE)
+    assert fd in node.outer.readers and fd in node.outer.writers
 
 
 @pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
