@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,21 @@ import message_io
 from message_io import Accepted, Connected, Message, NodeEvent, Transport
 
 TIMEOUT = 30.0
+
+
+def _free_ports() -> Iterator[int]:
+    """Loopback ports free for TCP and UDP, below the kernel's ephemeral range: a port the
+    test names before anything listens on it must not be handed meanwhile to a socket
+    that the knocking itself binds (each knock's source port is ephemeral)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in range(max(1024, low - 10_000), low):
+        try:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue  # taken (or lingering): the next one
+        yield port
 
 
 def _loopback(host: str, port: int, family: int = 0, kind: int = 0, *_rest: Any) -> list[Any]:
@@ -98,11 +115,10 @@ def test_listen_from_a_foreign_thread_never_reports_early(transport: Transport) 
                 except OSError:
                     pass  # not listening yet
 
+    ports = _free_ports()
     with node_listener.for_each_async(on_event, on_error="stop"):
         for _ in range(rounds):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
+            port = next(ports)
             stop.clear()
             knocker = threading.Thread(target=knock, args=(port,), daemon=True)
             knocker.start()
