@@ -47,12 +47,11 @@ from .awaitables import (
     AsyncNodeHandler,
     AsyncNodeListener,
     OuterDriver,
+    split_with,
 )
 from .network.endpoint import ResourceId
 from .network.loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop
 from .network.resolver import Resolver
-from .network.turner import Turner
-from .node import new_loop
 
 __all__ = ["MAX_QUEUED_EVENTS", "AsyncNetwork", "AsyncNodeHandler", "AsyncNodeListener", "split"]
 
@@ -69,18 +68,12 @@ class _Driver(OuterDriver):
         self.aloop = aloop
         self.home = aloop
         self.current = _running_loop
-        # The turns of the node, run by the event loop (compiled with the engine).
-        self.turner = turner = Turner(engine, aloop, threading.get_ident(), self.finish)
-        super().__init__(engine)
-        engine.attach(aloop, turner.ready)  # the loop watches the node's sockets
-        turner.turn_soon()  # what was set up before split() returned
+        super().__init__(engine, aloop)
+        engine.attach(aloop, self.turner.ready)  # the loop watches the node's sockets
+        self.turner.turn_soon()  # what was set up before split() returned
 
     def new_future(self) -> asyncio.Future[Any]:
         return self.aloop.create_future()
-
-    @property
-    def finished(self) -> bool:
-        return self.turner.finished
 
     def check(self) -> None:
         if _running_loop() is not self.aloop:
@@ -99,10 +92,8 @@ class _Driver(OuterDriver):
         if not self.aloop.is_closed():  # else nothing waits any more
             self.aloop.call_soon_threadsafe(callback, arg)
 
-    def pop_error(self) -> BaseException | None:
-        turner = self.turner
-        error, turner.error = turner.error, None
-        return error
+    def can_wake(self) -> bool:
+        return not self.aloop.is_closed()
 
     async def wait_timeout(self, future: Any, timeout: float) -> bool:
         try:
@@ -113,24 +104,6 @@ class _Driver(OuterDriver):
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self.closed)
-
-    def finish(self) -> None:
-        """The node stopped: close it, release every waiter (event loop thread)."""
-        turner = self.turner
-        if turner.finished:
-            return
-        turner.finished = True
-        turner.cancel()
-        engine = self.engine
-        engine.running = False
-        try:
-            engine.shutdown()
-        finally:
-            engine.poller.close()  # (again) the loop must not watch what failed to close
-            engine.owner = None
-            engine.drive_lock.release()
-        if not self.aloop.is_closed():  # else its futures can no longer wake anything
-            self.release_waiters()
 
 
 @overload
@@ -172,10 +145,8 @@ def split(
         ValueError, TypeError: as for :func:`message_io.split`.
     """
     aloop = asyncio.get_running_loop()
-    engine: Loop[Any] = new_loop(max_incomplete_bytes=max_incomplete_bytes, resolver=resolver)
-    try:
-        driver = _Driver(engine, aloop)
-    except BaseException:
-        engine.shutdown()
-        raise
-    return AsyncNodeHandler(engine, driver), AsyncNodeListener(driver)
+    return split_with(
+        lambda engine: _Driver(engine, aloop),
+        max_incomplete_bytes=max_incomplete_bytes,
+        resolver=resolver,
+    )

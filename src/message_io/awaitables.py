@@ -23,8 +23,10 @@ from .network.controller import EndpointStatistics, NetworkController
 from .network.endpoint import Address, Endpoint, ResourceId
 from .network.loop import Loop
 from .network.net_event import Connected, Disconnected, Drained, Message
+from .network.resolver import Resolver
 from .network.transport import Transport
-from .node import NodeEvent, OnError, error_handler
+from .network.turner import Turner
+from .node import NodeEvent, OnError, error_handler, new_loop
 from .util.guarded import Guarded
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "AsyncNodeHandler",
     "AsyncNodeListener",
     "OuterDriver",
+    "split_with",
 ]
 
 S = TypeVar("S")
@@ -48,9 +51,10 @@ class OuterDriver:
     """What awaits a node turned by an outer event loop, on that loop's thread.
 
     A framework's driver sets ``home`` (what ``current()`` returns on the loop's
-    thread: the loop, or the thread's id) before calling this ``__init__`` from that
-    thread, and provides the methods below that raise ``NotImplementedError``. It calls
-    :meth:`release_waiters` once the node is closed.
+    thread: the loop, or the run's token) before calling this ``__init__`` from that
+    thread, and provides the methods below that raise ``NotImplementedError``. Its
+    turns run through :attr:`turner` (``outer``: the event loop it plans them on, or
+    None if it turns the node from a task of its own with ``turner.run``).
 
     Raises:
         ListenerUsedError: the node is already driven by another loop.
@@ -59,9 +63,12 @@ class OuterDriver:
     home: object
     current: Callable[[], object]
 
-    def __init__(self, engine: Loop[Any]) -> None:
+    def __init__(self, engine: Loop[Any], outer: Any) -> None:
         self.engine = engine
         self.thread = threading.get_ident()
+        # The turns of the node (compiled with the engine); it holds whether the node
+        # is finished and what stopped it.
+        self.turner = Turner(engine, outer, self.thread, self.finish)
         self.events: deque[Any] = deque()
         self.waiter: Any = None  # the consumer's future, if it waits
         # for_each's callback: called with each event inside the turn, instead of queueing
@@ -85,7 +92,7 @@ class OuterDriver:
     @property
     def finished(self) -> bool:
         """The node is stopped and closed: no turn runs any more."""
-        raise NotImplementedError
+        return self.turner.finished
 
     def check(self) -> None:
         """Raise ``RuntimeError`` unless called on the loop that turns the node."""
@@ -99,9 +106,9 @@ class OuterDriver:
         """Call ``callback(arg)`` on the loop's thread, unless the loop is gone."""
         raise NotImplementedError
 
-    def pop_error(self) -> BaseException | None:
-        """What stopped the node and was not raised yet; None after."""
-        raise NotImplementedError
+    def can_wake(self) -> bool:
+        """Whether the loop can still wake the tasks waiting on the node."""
+        return True
 
     async def wait_timeout(self, future: Any, timeout: float) -> bool:
         """Wait for ``future`` at most ``timeout`` seconds: True if it is done."""
@@ -124,6 +131,25 @@ class OuterDriver:
         if not self.finished:
             self.engine.pause_input(False)
             self.wake_soon()
+
+    def finish(self) -> None:
+        """The node stopped: close it, release every task waiting on it (the loop's
+        thread; at once on another if the loop can no longer run a turn)."""
+        turner = self.turner
+        if turner.finished:
+            return
+        turner.finished = True
+        turner.cancel()
+        engine = self.engine
+        engine.running = False
+        try:
+            engine.shutdown()
+        finally:
+            engine.poller.close()  # (again) the loop must not watch what failed to close
+            engine.owner = None
+            engine.drive_lock.release()
+        if self.can_wake():  # else its futures can no longer wake anything
+            self.release_waiters()
 
     def release_waiters(self) -> None:
         """The node is closed: release every task waiting on it (loop thread)."""
@@ -213,7 +239,8 @@ class OuterDriver:
 
     def take_error(self) -> None:
         """Raise what stopped the node, once."""
-        error = self.pop_error()
+        turner = self.turner
+        error, turner.error = turner.error, None
         if error is not None:
             raise error
 
@@ -241,6 +268,24 @@ class OuterDriver:
             return
         for endpoint in [e for e in self.drains if e.resource_id == resource_id]:
             _wake_all(self.drains.pop(endpoint))
+
+
+def split_with(
+    make: Callable[[Loop[Any]], OuterDriver],
+    *,
+    max_incomplete_bytes: int,
+    resolver: Resolver | None,
+) -> tuple[AsyncNodeHandler[Any], AsyncNodeListener[Any]]:
+    """A new node and its awaitable ``(handler, listener)``, turned by the driver that
+    ``make(engine)`` returns once it is running; the node is closed if ``make`` raises.
+    The ``split`` of ``message_io.asyncio`` and ``message_io.trio``."""
+    engine: Loop[Any] = new_loop(max_incomplete_bytes=max_incomplete_bytes, resolver=resolver)
+    try:
+        driver = make(engine)
+    except BaseException:
+        engine.shutdown()
+        raise
+    return AsyncNodeHandler(engine, driver), AsyncNodeListener(driver)
 
 
 def _wake_all(waiters: list[Any]) -> None:

@@ -52,11 +52,12 @@ from .awaitables import (
     AsyncNodeHandler,
     AsyncNodeListener,
     OuterDriver,
+    split_with,
 )
 from .network.endpoint import ResourceId
 from .network.loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop
 from .network.resolver import Resolver
-from .node import new_loop
+from .network.turner import MIN_WAIT
 
 __all__ = [
     "MAX_QUEUED_EVENTS",
@@ -73,8 +74,6 @@ S = TypeVar("S")
 _NodeContext: TypeAlias = AbstractAsyncContextManager[
     tuple[AsyncNodeHandler[S], AsyncNodeListener[S]]
 ]
-
-_MIN_WAIT = 0.001  # a timer due sooner is waited for this long: never early, no spin
 
 
 class _Future:
@@ -114,23 +113,17 @@ class _Driver(OuterDriver):
         self.token = token
         self.home = token
         self.current = _current_token
-        self.error: BaseException | None = None  # what stopped the node, not yet raised
-        self._finished = False
-        super().__init__(engine)
+        super().__init__(engine, None)  # turned by run(), not planned on a loop
 
     def new_future(self) -> _Future:
         return _Future()
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
 
     def check(self) -> None:
         if _current_token() is not self.token:
             raise RuntimeError("this node's coroutines run in the trio run that made it")
 
     def wake_soon(self) -> None:
-        if not self._finished:
+        if not self.finished:
             self.engine.waker.wake()  # the node's task wakes from its wait (any thread)
 
     def call_soon_threadsafe(self, callback: Callable[[ResourceId], None], arg: ResourceId) -> None:
@@ -138,10 +131,6 @@ class _Driver(OuterDriver):
             self.token.run_sync_soon(callback, arg)
         except trio.RunFinishedError:
             pass  # nothing waits any more
-
-    def pop_error(self) -> BaseException | None:
-        error, self.error = self.error, None
-        return error
 
     async def wait_timeout(self, future: Any, timeout: float) -> bool:
         with trio.move_on_after(timeout):
@@ -155,51 +144,20 @@ class _Driver(OuterDriver):
     async def run(self) -> None:
         """Turn the node until it stops; then close it. The node's task."""
         engine = self.engine
+        turn = self.turner.run
         fd = engine.poller.fileno()
         try:
-            while self._turn():
+            while turn(-1, 0):
                 timeout = engine.next_timeout()
                 if timeout is None:
                     await trio.lowlevel.wait_readable(fd)
                 elif timeout <= 0.0:
                     await trio.lowlevel.checkpoint()
                 else:
-                    with trio.move_on_after(max(timeout, _MIN_WAIT)):
+                    with trio.move_on_after(max(timeout, MIN_WAIT)):
                         await trio.lowlevel.wait_readable(fd)
         finally:
             self.finish()
-
-    def _turn(self) -> bool:
-        """One turn of the node that never waits; False once it is stopped."""
-        engine = self.engine
-        if not engine.running:
-            return False
-        engine.driver = self.thread
-        try:
-            engine.iterate(0.0)
-        except (KeyboardInterrupt, SystemExit):
-            engine.running = False
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            engine.running = False
-            self.error = exc
-        finally:
-            engine.driver = None
-        return engine.running
-
-    def finish(self) -> None:
-        """The node stopped: close it, release every waiter (the trio thread)."""
-        if self._finished:
-            return
-        self._finished = True
-        engine = self.engine
-        engine.running = False
-        try:
-            engine.shutdown()
-        finally:
-            engine.owner = None
-            engine.drive_lock.release()
-        self.release_waiters()
 
 
 def _current_token() -> trio.lowlevel.TrioToken | None:
@@ -254,14 +212,13 @@ def split(
         ValueError, TypeError: as for :func:`message_io.split`.
     """
     token = trio.lowlevel.current_trio_token()
-    engine: Loop[Any] = new_loop(max_incomplete_bytes=max_incomplete_bytes, resolver=resolver)
-    try:
+
+    def start(engine: Loop[Any]) -> _Driver:
         driver = _Driver(engine, token)
         nursery.start_soon(driver.run, name="message_io node")
-    except BaseException:
-        engine.shutdown()
-        raise
-    return AsyncNodeHandler(engine, driver), AsyncNodeListener(driver)
+        return driver
+
+    return split_with(start, max_incomplete_bytes=max_incomplete_bytes, resolver=resolver)
 
 
 @overload

@@ -316,12 +316,8 @@ class Loop(Acceptor, Generic[S]):
 
     def iterate(self, max_timeout: float | None) -> None:
         """One turn of the loop (see the theory of operation)."""
-        if self.registrations:
-            self.register_published()
-        if self._releases:
-            self._release_held()
-            if not self.running or self.backlog:
-                return  # a pull (receive) has its events: it must not sleep in the poll
+        if (self.registrations or self._releases) and not self._begin_iteration():
+            return
         timeout = self._poll_timeout(max_timeout)
         ready = self._poll(timeout)
         self.iteration += 1
@@ -340,12 +336,8 @@ class Loop(Acceptor, Generic[S]):
     def on_ready(self, fd: int, flags: int) -> None:
         """One turn of the loop for the descriptor ``fd`` that an outer event loop found
         ready (``flags``: as the poller's), instead of a poll: see :meth:`attach`."""
-        if self.registrations:
-            self.register_published()
-        if self._releases:
-            self._release_held()
-            if not self.running:
-                return
+        if (self.registrations or self._releases) and not self._begin_iteration():
+            return
         self.iteration += 1
         handler = self.handlers.get(fd)
         if handler is not None:
@@ -362,6 +354,19 @@ class Loop(Acceptor, Generic[S]):
         timers, signals, writes and requests). See :meth:`Poller.attach`."""
         self.poller.attach(outer, dispatch, self.waker.wake)
         self._poll = _poll_nothing
+
+    def _begin_iteration(self) -> bool:
+        """The start of a turn, when connections were published or events held for
+        ``connect_sync``: poll the former, deliver the latter. False if the turn ends
+        here: the node stopped, or a pull (receive) has its events and must not sleep
+        in the poll."""
+        if self.registrations:
+            self.register_published()
+        if self._releases:
+            self._release_held()
+            if not self.running or self.backlog:
+                return False
+        return True
 
     def _end_iteration(self) -> None:
         """The end of a turn: write what was sent, fire due timers, deliver signals."""

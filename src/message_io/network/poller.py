@@ -96,11 +96,6 @@ class Poller:
         """``poll`` without the wrapper where the OS poller already speaks our masks."""
         return self._epoll.poll if self._epoll is not None else self.poll
 
-    @property
-    def attached(self) -> bool:
-        """The descriptors are watched by an outer event loop (see :meth:`attach`)."""
-        return self._outer is not None
-
     def register(self, fd: int, interest: int) -> None:
         if self._outer is not None:
             self._change(fd, interest, errno.EEXIST)

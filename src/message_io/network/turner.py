@@ -12,17 +12,24 @@ loop and the node.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from .loop import Loop
 
-__all__ = ["Turner"]
+__all__ = ["MIN_WAIT", "Turner"]
+
+MIN_WAIT: Final = 0.001
+"""The shortest wait for the node's next timer, in seconds. uvloop rounds a shorter
+delay down to "at once", and the turn would spin until the deadline; the node's timers
+are never early, so a turn a little late is right."""
 
 
 class Turner:
     """Runs the turns of ``engine`` on the outer event loop ``aloop``, from the thread
     ``thread`` (the loop's); ``finish`` is called, on that thread, once the node has
-    stopped (from a turn, or at once if the loop can no longer run one)."""
+    stopped (from a turn, or at once if the loop can no longer run one). A loop that
+    turns the node from a task of its own (trio) gives no ``aloop`` and calls only
+    :meth:`run`."""
 
     def __init__(
         self, engine: Loop[Any], aloop: Any, thread: int, finish: Callable[[], None]
@@ -46,9 +53,17 @@ class Turner:
         """A turn for the node's descriptor ``fd``, which the event loop found ready
         (``flags``: the poller's mask), or (``fd`` -1) a turn that polls nothing
         (:meth:`Loop.attach`); then plan the next one."""
+        if self.run(fd, flags):
+            self.plan()
+
+    def run(self, fd: int, flags: int) -> bool:
+        """One turn of the node that never waits (as :meth:`ready`, without planning the
+        next): False once the node is stopped, ``finish`` then called. What stopped it
+        is kept in :attr:`error` for the consumer; ``KeyboardInterrupt`` and
+        ``SystemExit`` are raised at once."""
         engine = self.engine
         if self.finished:
-            return
+            return False
         if engine.running:
             engine.driver = self.thread
             poller = engine.poller
@@ -72,8 +87,8 @@ class Turner:
                 poller.settle()
         if not engine.running:
             self.finish()
-            return
-        self.plan()
+            return False
+        return True
 
     def plan(self) -> None:
         """Ask the event loop for the next turn the node needs without a readable fd."""
@@ -88,10 +103,7 @@ class Turner:
             if self.soon is None:
                 self.soon = self.aloop.call_soon(self.turn)
             return
-        # Not under a millisecond: uvloop rounds a shorter delay down to "at once", and
-        # the turn would spin until the deadline (the node's timers are never early,
-        # so a late turn is right).
-        at = self.aloop.time() + max(timeout, 0.001)
+        at = self.aloop.time() + max(timeout, MIN_WAIT)
         timer = self.timer
         if timer is not None and not timer.cancelled() and self.timer_at <= at:
             return  # an earlier (or the same) turn is already planned
