@@ -8,6 +8,7 @@ runs the same on asyncio's and uvloop's loops.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -152,12 +153,14 @@ def test_modify_of_an_unknown_descriptor_fails_as_epolls_does(
 
 
 def test_a_descriptor_the_loop_cannot_watch_is_dropped_and_a_reused_number_works(
-    pair: tuple[socket.socket, socket.socket], node: Attached
+    pair: tuple[socket.socket, socket.socket], node: Attached, caplog: pytest.LogCaptureFixture
 ) -> None:
     a, _b = pair
     node.outer.refuse.add(a.fileno())
-    node.poller.register(a.fileno(), READ)  # the loop refuses it: no error, no watch
+    with caplog.at_level(logging.WARNING, logger="message_io"):
+        node.poller.register(a.fileno(), READ)  # the loop refuses it: no raise, no watch
     assert not node.outer.readers
+    assert f"cannot watch descriptor {a.fileno()}" in caplog.text  # but it is said
     node.outer.refuse.clear()
     node.poller.register(a.fileno(), READ)  # the number again (closed, reused)
     assert set(node.outer.readers) == {a.fileno()}
