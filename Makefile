@@ -17,8 +17,10 @@ BUILT := $(VENV)/.built
 BUILT310 := $(VENV310)/.built
 # What the build tools need to compile the engine in place (setup.py, pyproject.toml).
 BUILD_TOOLS := pip "setuptools>=77" "mypy>=1.15" "websockets>=14"
-# The modules setup.py compiles: a change to one of them rebuilds the extensions.
-COMPILED_SOURCES := $(shell sed -n 's|^    "\(message_io/.*\.py\)",$$|src/\1|p' setup.py)
+# The modules setup.py compiles, and its C twins with their Python twins: a change to
+# one of them rebuilds the extensions.
+COMPILED_SOURCES := $(shell sed -n 's@^    "\(message_io/.*\.\(py\|c\)\)",$$@src/\1@p' setup.py)
+COMPILED_SOURCES += $(patsubst %.c,%.py,$(filter %.c,$(COMPILED_SOURCES)))
 
 .PHONY: demo build test lint typecheck pytest pytest310 wheel-check bench instructions fuzz fuzz-ws valgrind clean docs
 
@@ -82,7 +84,8 @@ wheel-check: $(STAMP)
 	$(VENV)/bin/twine check --strict dist/*
 	$(PYTHON) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/python -m pip install -q dist/*.whl
-	$(WHEEL_VENV)/bin/python -c 'import message_io, sys; sys.exit(not message_io.COMPILED)' \
+	$(WHEEL_VENV)/bin/python -c 'import message_io, message_io.network.sockio as c, sys; \
+	sys.exit(not (message_io.COMPILED and c.COMPILED and c.DIRECT))' \
 	|| { echo "the wheel's engine is not compiled"; exit 1; }
 	MESSAGE_IO_PYTHON=$(abspath $(WHEEL_VENV))/bin/python \
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_cli.py

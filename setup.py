@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 # The engine's hot path: poll, read, decode, emit, send. Public types (events, endpoints,
@@ -45,6 +45,13 @@ COMPILED = [
     "message_io/util/timers.py",
 ]
 
+# Hand-written C, each the twin of the ``.py`` module beside it (same functions, same
+# behaviour): small system-call shims that mypyc cannot write. Optional: a failure to
+# build one warns and leaves its Python twin in use.
+C_TWINS = [
+    "message_io/network/sockio.c",
+]
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -66,6 +73,13 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:
+            if ext.optional:  # a C twin: its Python twin serves instead
+                warnings.warn(
+                    f"message_io: {ext.name} did not build ({exc!r}); its Python twin is "
+                    "used (slower, same behaviour)",
+                    stacklevel=1,
+                )
+                return
             _fallback(f"{ext.name} did not build ({exc!r})")
             raise
 
@@ -79,16 +93,30 @@ def _fallback(why: str) -> None:
     )
 
 
+def _c_twins() -> list[Any]:
+    return [
+        Extension(
+            path.removesuffix(".c").replace("/", "."),
+            [f"src/{path}"],
+            optional=not _flag("MESSAGE_IO_REQUIRE_EXTENSIONS"),
+            extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
+        )
+        for path in C_TWINS
+    ]
+
+
 def _extensions() -> list[Any]:
     if _flag("MESSAGE_IO_NO_EXTENSIONS"):
         return []
+    # Built with the compiled engine only: "compiled" means all of it, or none.
+    twins = _c_twins()
     try:
         from mypyc.build import mypycify  # noqa: PLC0415 - optional: the build may lack it
     except ImportError:
         _fallback("mypyc is not installed")
         return []
     try:
-        return list(mypycify([f"src/{path}" for path in COMPILED], opt_level="3"))
+        return [*mypycify([f"src/{path}" for path in COMPILED], opt_level="3"), *twins]
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - it exits on a type error
         _fallback(f"mypyc failed ({exc!r})")
         return []

@@ -37,6 +37,20 @@ def test_every_compiled_module_exists_and_is_in_the_package(setup_py: ModuleType
         assert path.startswith("message_io/"), path
 
 
+def test_every_c_twin_has_its_python_twin(setup_py: ModuleType) -> None:
+    src = SETUP.parent / "src"
+    for path in setup_py.C_TWINS:
+        assert (src / path).is_file(), path
+        assert (src / path).with_suffix(".py").is_file(), f"{path} has no Python twin"
+
+
+def test_c_twins_are_optional_and_built_with_the_engine(setup_py: ModuleType) -> None:
+    twins = setup_py._c_twins()
+    assert [ext.sources for ext in twins] == [[f"src/{path}"] for path in setup_py.C_TWINS]
+    assert all(ext.optional for ext in twins)
+    assert twins[0].name == "message_io.network.sockio"
+
+
 def test_turned_off_builds_plain_python(
     setup_py: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:

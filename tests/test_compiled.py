@@ -19,6 +19,7 @@ import pytest
 import message_io
 from message_io import _compiled
 from message_io.network import loop as loop_module
+from message_io.network import sockio
 
 from .helpers import PYTHON_ENV
 
@@ -49,10 +50,12 @@ def _probe(package_parent: Path, **env: str) -> list[str]:
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    import message_io\n"
         "    import message_io.network.loop, message_io.network.connection\n"
+        "    import message_io.network.sockio\n"
         "print(message_io.COMPILED)\n"
         "print(message_io.network.loop.__file__)\n"
         "print(message_io.network.connection.__file__)\n"
         "print(len(caught), *(str(w.message) for w in caught))\n"
+        "print(message_io.network.sockio.__file__)\n"
     )
     environment = {**PYTHON_ENV, "PYTHONPATH": str(package_parent)}
     environment.pop("MESSAGE_IO_NO_EXTENSIONS", None)  # only what the caller sets
@@ -78,6 +81,9 @@ def test_the_running_engine_is_the_expected_one() -> None:
     assert message_io.COMPILED is (expect == "compiled"), (
         f"expected the {expect} engine, got {loop_module.__file__}"
     )
+    # The C twin comes with the compiled engine, and reads sockets directly.
+    assert sockio.COMPILED is message_io.COMPILED, sockio.__file__
+    assert sockio.DIRECT is message_io.COMPILED, sockio.__file__
 
 
 def test_the_switch_turns_the_extensions_off_for_every_module() -> None:
@@ -86,9 +92,11 @@ def test_the_switch_turns_the_extensions_off_for_every_module() -> None:
     on = _probe(PACKAGE.parent)
     assert on[0] == "True"
     assert _is_extension(on[1]) and _is_extension(on[2]), on
+    assert _is_extension(on[4]), on  # the C twin of sockio.py
     off = _probe(PACKAGE.parent, MESSAGE_IO_NO_EXTENSIONS="1")
     assert off[0] == "False"
     assert off[1].endswith("loop.py") and off[2].endswith("connection.py"), off
+    assert off[4].endswith("sockio.py"), off
     assert off[3] == "0", off  # turned off on purpose: nothing to warn about
 
 
@@ -109,6 +117,26 @@ def test_an_extension_older_than_its_source_is_not_used(tmp_path: Path) -> None:
     assert stale[1].endswith("loop.py"), stale  # all or nothing: loop.py was not edited
     assert stale[3].startswith("1 message_io: compiled modules older than their sources"), stale
     assert "driver.py" in stale[3]
+
+
+def test_an_extension_older_than_its_c_source_is_not_used(tmp_path: Path) -> None:
+    """sockio.c edited after the build: the engine falls back to the Python sources, as
+    for an edited ``.py``, and says why."""
+    if not _built():
+        pytest.skip("no compiled engine in this installation (built without a C compiler?)")
+    copy = tmp_path / "message_io"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for shared in PACKAGE.parent.glob("*__mypyc*"):
+        shutil.copy2(shared, tmp_path)
+    source = copy / "network" / "sockio.c"
+    if not source.is_file():
+        pytest.skip("an installed package: the C source stays in the source tree")
+    newer = _own_extension(copy / "network" / "sockio").stat().st_mtime + 60
+    os.utime(source, (newer, newer))
+    stale = _probe(tmp_path)
+    assert stale[0] == "False", stale
+    assert stale[4].endswith("sockio.py"), stale
+    assert "sockio.c" in stale[3], stale
 
 
 def _own_extension(module: Path) -> Path:

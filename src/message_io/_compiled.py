@@ -66,9 +66,9 @@ def _extensions(root: Path) -> list[tuple[Path, Path]]:
         for entry in os.scandir(folder):
             stem, dot, rest = entry.name.partition(".")
             if dot and dot + rest in suffixes:
-                source = Path(folder, stem + ".py")
-                if source.is_file():
-                    found.append((Path(entry.path), source))
+                # Its Python source, and the C source of a hand-written twin (sockio.c).
+                sources = (Path(folder, stem + ".py"), Path(folder, stem + ".c"))
+                found.extend((Path(entry.path), source) for source in sources if source.is_file())
     return found
 
 

@@ -35,6 +35,7 @@ from typing import Any, Final, Protocol
 
 from ..codec.framing import frame_header
 from ..util.timers import Timer
+from . import sockio
 from .adapter import (
     Buffer,
     BytesLike,
@@ -75,6 +76,9 @@ _NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
 _NOT_AVAILABLE: Final = SendStatus.RESOURCE_NOT_AVAILABLE
 _QUEUE_FULL: Final = SendStatus.QUEUE_FULL
 _TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
+# The C build's socket calls (see sockio); without it, the socket's own methods.
+_C_SOCKIO: Final = sockio.COMPILED
+_send: Final = sockio.send
 
 _get_ident = threading.get_ident
 
@@ -362,7 +366,7 @@ class Connection(SendQueue):
                     written = self.remote.write(wire)
                 else:
                     try:
-                        written = sock.send(wire)
+                        written = _send(sock, wire) if _C_SOCKIO else sock.send(wire)
                     except BlockingIOError:
                         written = 0
             except Exception as exc:  # noqa: BLE001 - any write failure ends it
@@ -588,7 +592,10 @@ class DatagramConnection(Connection):
                 self.remote.write(packet)
                 return _SENT
             try:  # the built-in transport's write, without its frame
-                sock.send(packet)
+                if _C_SOCKIO:
+                    _send(sock, packet)
+                else:
+                    sock.send(packet)
             except ConnectionRefusedError:
                 # The error belongs to an earlier datagram (ICMP port unreachable) and
                 # the kernel did not send this one; it is cleared now, so send again.

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ..util.throttle import LogThrottle
+from . import sockio
 from .address import check_ip_address
 from .reader import Reader
 from .send_status import SendStatus
@@ -58,6 +59,10 @@ def _posix(module: str, name: str) -> Any:
 _IOCTL: Final[Callable[..., Any] | None] = _posix("fcntl", "ioctl")
 _FIONREAD: Final[int] = _posix("termios", "FIONREAD") or 0x541B
 _LITERAL_HOSTS_MAX: Final = 4096
+# The C build's socket calls (see sockio); without it, the socket's own methods.
+_C_SOCKIO: Final = sockio.COMPILED
+_recv: Final = sockio.recv
+_pending: Final = sockio.pending
 DESTINATION: Final = "the address a UDP listener sends to"
 """What an ``AddressError`` about a listener's destination names."""
 _SENT: Final = SendStatus.SENT
@@ -72,10 +77,16 @@ def _oversize() -> None:
     _oversize_log.log(logging.WARNING, "udp: dropped a datagram larger than %d bytes", RECV_SIZE)
 
 
-def waiting(fd: int, buffer: array.array[int]) -> int:
-    """The size of the next queued datagram (``FIONREAD``), 0 if none: a quarter of the
-    cost of a ``recv`` that fails with "would block". An empty datagram also reads 0; it
-    is not lost: the socket stays readable and the next poll reports it."""
+def waiting(sock: socket.socket, fd: int, buffer: array.array[int]) -> int:
+    """The size of the next queued datagram (``FIONREAD``) on ``sock`` (descriptor
+    ``fd``), 0 if none: a quarter of the cost of a ``recv`` that fails with "would
+    block". An empty datagram also reads 0; it is not lost: the socket stays readable and
+    the next poll reports it."""
+    if _C_SOCKIO:
+        try:
+            return _pending(sock)
+        except OSError:
+            return 1
     ioctl = _IOCTL
     if ioctl is None:
         return 1  # cannot tell: read on, the next recv says
@@ -106,7 +117,10 @@ class DatagramReader(Reader):
         first = True
         for _ in range(DATAGRAMS_PER_EVENT):
             try:
-                data = sock.recv(RECV_SIZE, MSG_TRUNC)
+                if _C_SOCKIO:
+                    data = _recv(sock, RECV_SIZE, MSG_TRUNC)
+                else:
+                    data = sock.recv(RECV_SIZE, MSG_TRUNC)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -118,7 +132,7 @@ class DatagramReader(Reader):
                 _oversize()
                 continue
             frames.append(data)
-            if first and not waiting(self.fd, self.pending):
+            if first and not waiting(sock, self.fd, self.pending):
                 break  # the usual single datagram: no failing recv to find out
             first = False
         return 0
@@ -160,7 +174,7 @@ class DatagramSource:
                 _oversize()
                 continue
             datagrams.append((addr, data))
-            if first and not waiting(self.fd, self.pending):
+            if first and not waiting(sock, self.fd, self.pending):
                 return  # the usual single datagram: no failing recv to find out
             first = False
 

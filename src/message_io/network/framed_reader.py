@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from ..codec.framing import FrameDecoder
 from ..codec.varint import MAX_VARINT_LEN, decode_varint
+from . import sockio
 from .reader import CLOSED, Reader
 
 __all__ = ["DISCONNECTED", "LARGE", "LARGE_FRAME", "MAX_READ", "FrameReader", "read_frames"]
@@ -45,6 +46,9 @@ that fills it goes back to the full size at once."""
 
 _READS: Final = 4  # reads per call at most: one connection cannot starve the others
 _PEEK: Final = socket.MSG_PEEK
+# The C build's socket calls (see sockio); without it, the socket's own methods.
+_C_SOCKIO: Final = sockio.COMPILED
+_recv: Final = sockio.recv
 
 
 def read_frames(
@@ -71,7 +75,8 @@ def read_frames(
             need = decoder.need
             wanted = need - decoder.have if need >= 0 else 0
             if wanted >= LARGE_FRAME or (wanted and large):
-                data = sock.recv(min(wanted, MAX_READ))
+                wanted = min(wanted, MAX_READ)
+                data = _recv(sock, wanted) if _C_SOCKIO else sock.recv(wanted)
             elif large and not decoder.buffered:
                 head = sock.recv(MAX_VARINT_LEN, _PEEK)
                 parsed = decode_varint(head) if head else None
@@ -79,9 +84,14 @@ def read_frames(
                     decoder.feed(sock.recv(parsed[1]), frames)  # just the header
                     continue
                 large = False
-                data = sock.recv(want) if head else b""
+                if not head:
+                    data = b""
+                elif _C_SOCKIO:
+                    data = _recv(sock, want)
+                else:
+                    data = sock.recv(want)
             else:
-                data = sock.recv(want)
+                data = _recv(sock, want) if _C_SOCKIO else sock.recv(want)
             if not data:
                 return DISCONNECTED | (LARGE if large else 0)
             decoder.feed(data, frames)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ..codec.ws_frames import FIN_BINARY, FrameInput, Masker, frame_header
+from . import sockio
 from .framed_reader import SMALL_READ
 from .reader import CLOSED, OUTPUT, Reader
 
@@ -31,6 +32,9 @@ __all__ = ["WsReader"]
 log = logging.getLogger("message_io")
 
 _READS: Final = 4  # reads per call at most: one connection cannot starve the others
+# The C build's socket calls (see sockio); without it, the socket's own methods.
+_C_SOCKIO: Final = sockio.COMPILED
+_recv: Final = sockio.recv
 
 
 class WsReader(Reader):
@@ -73,7 +77,7 @@ class WsReader(Reader):
         ended = False
         try:
             for _ in range(_READS):
-                data = sock.recv(want)
+                data = _recv(sock, want) if _C_SOCKIO else sock.recv(want)
                 if not data:
                     ended = True
                     break

@@ -1,0 +1,308 @@
+/* The engine's non-blocking socket calls, made directly: the C twin of sockio.py.
+ *
+ * socket.socket's recv() and send() parse their arguments and release the GIL around
+ * every system call. The engine's sockets are non-blocking, so the call never waits:
+ * these functions pass MSG_DONTWAIT (they never block, whatever the socket's mode) and
+ * keep the GIL for transfers up to GIL_LIMIT bytes, releasing it only for larger ones,
+ * whose copy takes long enough for another thread to use the time.
+ *
+ * Only an exact socket.socket is read directly, through the descriptor its object holds
+ * (-1 once closed, so a closed socket fails with EBADF as its own methods do). Any
+ * other object (an ssl.SSLSocket, a subclass) gets its own method called. Errors are
+ * raised as socket.socket's are: OSError from errno, so BlockingIOError,
+ * ConnectionResetError and the rest.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#define GIL_LIMIT 65536
+
+/* socket.socket: the only class whose descriptor is read from the object. */
+static PyTypeObject *socket_class = NULL;
+/* Where the object of _socket.socket keeps its descriptor; 0: unknown, call methods. */
+static Py_ssize_t fd_offset = 0;
+
+/* The descriptor of ``sock`` if it is read directly, else -2 (call its method). */
+static inline int
+direct_fd(PyObject *sock)
+{
+    if (fd_offset == 0 || Py_TYPE(sock) != socket_class) {
+        return -2;
+    }
+    return *(int *)((char *)sock + fd_offset);
+}
+
+static int
+as_int(PyObject *value, int *out)
+{
+    long number = PyLong_AsLong(value);
+    if (number == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (number < INT_MIN || number > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "flags out of range");
+        return -1;
+    }
+    *out = (int)number;
+    return 0;
+}
+
+/* A datagram read with MSG_TRUNC: into a scratch buffer (the GIL is held throughout, so
+ * one serves every call), then copied out at its size. A datagram is rarely near the
+ * size asked, and a bytes object of that size would be allocated and shrunk each time. */
+static char scratch[GIL_LIMIT];
+
+static PyObject *
+recv_datagram(int fd, Py_ssize_t size, int flags)
+{
+    ssize_t got;
+    for (;;) {
+        got = recv(fd, scratch, (size_t)size, flags | MSG_DONTWAIT);
+        if (got >= 0) {
+            break;
+        }
+        if (errno != EINTR) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+    }
+    if (got <= size) {
+        return PyBytes_FromStringAndSize(scratch, got);
+    }
+    /* Longer than asked: its real size, as socket.recv says it; the rest is zeros. */
+    PyObject *data = PyBytes_FromStringAndSize(NULL, got);
+    if (data != NULL) {
+        memcpy(PyBytes_AS_STRING(data), scratch, (size_t)size);
+        memset(PyBytes_AS_STRING(data) + size, 0, (size_t)(got - size));
+    }
+    return data;
+}
+
+PyDoc_STRVAR(recv_doc,
+"recv(sock, size, flags=0, /) -> bytes\n\n"
+"sock.recv(size, flags) without blocking: BlockingIOError when nothing waits.");
+
+static PyObject *
+sockio_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "recv() takes sock, size and optional flags");
+        return NULL;
+    }
+    PyObject *sock = args[0];
+    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
+        return NULL;
+    }
+    int flags = 0;
+    if (nargs == 3 && as_int(args[2], &flags) < 0) {
+        return NULL;
+    }
+    int fd = direct_fd(sock);
+    if (fd == -2) {
+        return PyObject_CallMethod(sock, "recv", "ni", size, flags);
+    }
+    if (flags & MSG_TRUNC && size <= GIL_LIMIT) {
+        return recv_datagram(fd, size, flags);
+    }
+    PyObject *buffer = PyBytes_FromStringAndSize(NULL, size);
+    if (buffer == NULL) {
+        return NULL;
+    }
+    ssize_t got;
+    int error;
+    for (;;) {
+        if (size > GIL_LIMIT) {
+            Py_BEGIN_ALLOW_THREADS
+            got = recv(fd, PyBytes_AS_STRING(buffer), (size_t)size, flags | MSG_DONTWAIT);
+            error = errno;
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            got = recv(fd, PyBytes_AS_STRING(buffer), (size_t)size, flags | MSG_DONTWAIT);
+            error = errno;
+        }
+        if (got >= 0) {
+            break;
+        }
+        if (error != EINTR || PyErr_CheckSignals() < 0) {
+            Py_DECREF(buffer);
+            if (error != EINTR) {
+                errno = error;
+                PyErr_SetFromErrno(PyExc_OSError);
+            }
+            return NULL;
+        }
+    }
+    if (got != size) {
+        /* Shorter; or longer with MSG_TRUNC (a datagram's real size), as socket.recv
+         * does: the bytes past ``size`` were never received and are zeros here. */
+        if (_PyBytes_Resize(&buffer, got) < 0) {
+            return NULL;
+        }
+        if (got > size) {
+            memset(PyBytes_AS_STRING(buffer) + size, 0, (size_t)(got - size));
+        }
+    }
+    return buffer;
+}
+
+PyDoc_STRVAR(send_doc,
+"send(sock, data, /) -> int\n\n"
+"sock.send(data) without blocking: the number of bytes sent, BlockingIOError when\n"
+"none could be. No SIGPIPE: a closed peer raises BrokenPipeError.");
+
+static PyObject *
+sockio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "send() takes sock and data");
+        return NULL;
+    }
+    PyObject *sock = args[0];
+    int fd = direct_fd(sock);
+    if (fd == -2) {
+        return PyObject_CallMethod(sock, "send", "O", args[1]);
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    ssize_t sent;
+    int error;
+    for (;;) {
+        if (view.len > GIL_LIMIT) {
+            Py_BEGIN_ALLOW_THREADS
+            sent = send(fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            error = errno;
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            sent = send(fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            error = errno;
+        }
+        if (sent >= 0) {
+            break;
+        }
+        if (error != EINTR || PyErr_CheckSignals() < 0) {
+            PyBuffer_Release(&view);
+            if (error != EINTR) {
+                errno = error;
+                PyErr_SetFromErrno(PyExc_OSError);
+            }
+            return NULL;
+        }
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(sent);
+}
+
+PyDoc_STRVAR(pending_doc,
+"pending(sock, /) -> int\n\n"
+"The bytes waiting to be read (FIONREAD; on a datagram socket, the size of the next\n"
+"datagram); OSError if the socket cannot tell.");
+
+static PyObject *
+sockio_pending(PyObject *module, PyObject *sock)
+{
+    int fd = direct_fd(sock);
+    if (fd == -2) {
+        PyObject *fileno = PyObject_CallMethod(sock, "fileno", NULL);
+        if (fileno == NULL) {
+            return NULL;
+        }
+        int ok = as_int(fileno, &fd);
+        Py_DECREF(fileno);
+        if (ok < 0) {
+            return NULL;
+        }
+    }
+    int waiting = 0;
+    if (ioctl(fd, FIONREAD, &waiting) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(waiting);
+}
+
+static PyMethodDef sockio_methods[] = {
+    {"recv", (PyCFunction)(void (*)(void))sockio_recv, METH_FASTCALL, recv_doc},
+    {"send", (PyCFunction)(void (*)(void))sockio_send, METH_FASTCALL, send_doc},
+    {"pending", (PyCFunction)sockio_pending, METH_O, pending_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Find where _socket.socket keeps the descriptor: right before its ``family``, in every
+ * CPython this builds for ({PyObject_HEAD; SOCKET_T sock_fd; int sock_family; ...}).
+ * Checked, not assumed: the ``family`` member must be an int just past the header and a
+ * descriptor-sized field. Anything else leaves fd_offset 0, and every call goes through
+ * the socket's methods. */
+static int
+find_fd_offset(PyObject *module)
+{
+    PyObject *socket_module = PyImport_ImportModule("socket");
+    if (socket_module == NULL) {
+        return -1;
+    }
+    PyObject *cls = PyObject_GetAttrString(socket_module, "socket");
+    Py_DECREF(socket_module);
+    if (cls == NULL) {
+        return -1;
+    }
+    if (!PyType_Check(cls)) {
+        Py_DECREF(cls);
+        PyErr_SetString(PyExc_ImportError, "socket.socket is not a class");
+        return -1;
+    }
+    socket_class = (PyTypeObject *)cls; /* kept for the life of the process */
+    PyTypeObject *base = socket_class->tp_base;
+    if (base == NULL || base->tp_dict == NULL) {
+        return 0;
+    }
+    PyObject *family = PyDict_GetItemString(base->tp_dict, "family"); /* borrowed */
+    if (family == NULL || !Py_IS_TYPE(family, &PyMemberDescr_Type)) {
+        return 0;
+    }
+    PyMemberDef *member = ((PyMemberDescrObject *)family)->d_member;
+    Py_ssize_t expected = (Py_ssize_t)(sizeof(PyObject) + sizeof(int));
+    if (member->type == T_INT && member->offset == expected) {
+        fd_offset = (Py_ssize_t)sizeof(PyObject);
+    }
+    return 0;
+}
+
+static struct PyModuleDef sockio_module = {
+    PyModuleDef_HEAD_INIT,
+    "message_io.network.sockio",
+    "Non-blocking socket calls made directly (the C twin of sockio.py).",
+    -1,
+    sockio_methods,
+};
+
+PyMODINIT_FUNC
+PyInit_sockio(void)
+{
+    PyObject *module = PyModule_Create(&sockio_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (find_fd_offset(module) < 0
+        || PyModule_AddObjectRef(module, "COMPILED", Py_True) < 0
+        || PyModule_AddObjectRef(module, "DIRECT", fd_offset ? Py_True : Py_False) < 0
+        || PyModule_AddIntConstant(module, "GIL_LIMIT", GIL_LIMIT) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

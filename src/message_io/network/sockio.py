@@ -1,0 +1,49 @@
+"""The engine's non-blocking socket calls.
+
+This file is what runs without the compiled engine; a build with a C compiler puts
+``sockio.c`` beside it, which makes the same calls directly: without parsing arguments
+the generic way, with ``MSG_DONTWAIT``, and keeping the GIL for transfers of up to
+:data:`GIL_LIMIT` bytes (a non-blocking call never waits, so releasing the GIL around
+it costs more than it lends). :data:`COMPILED` tells which one runs.
+
+The engine's callers branch on :data:`COMPILED` and call the socket's own methods
+themselves when it is False, so the interpreted engine pays no extra call.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+__all__ = ["COMPILED", "DIRECT", "GIL_LIMIT", "pending", "recv", "send"]
+
+# Not Final: the compiled engine would fold this file's values into its own code, and
+# never ask the module that is actually imported.
+COMPILED: bool = False
+"""True in the C build."""
+DIRECT: bool = False
+"""True in the C build when it reads an exact ``socket.socket``'s descriptor itself
+(every CPython it was built for); False: it calls the socket's methods."""
+GIL_LIMIT: int = 65536
+"""The C build releases the GIL for transfers larger than this many bytes only."""
+
+
+def recv(sock: socket.socket, size: int, flags: int = 0, /) -> bytes:
+    """``sock.recv(size, flags)``; ``BlockingIOError`` when nothing waits."""
+    return sock.recv(size, flags)
+
+
+def send(sock: socket.socket, data: bytes | bytearray | memoryview, /) -> int:
+    """``sock.send(data)``: the bytes sent; ``BlockingIOError`` when none could be."""
+    return sock.send(data)
+
+
+def pending(sock: socket.socket, /) -> int:
+    """The bytes waiting to be read (``FIONREAD``; on a datagram socket, the size of the
+    next datagram). Raises ``OSError`` if the socket cannot tell."""
+    import fcntl  # noqa: PLC0415 - POSIX only, and only this call needs it
+    import termios  # noqa: PLC0415
+
+    answer = bytearray(4)
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, answer)
+    return int.from_bytes(answer, sys.byteorder, signed=True)

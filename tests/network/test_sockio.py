@@ -1,0 +1,278 @@
+"""sockio: the engine's non-blocking socket calls. The C twin and the Python twin are
+held to the same behaviour, on the sockets the engine uses (non-blocking)."""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import select
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import message_io
+from message_io.network import sockio
+
+_SOURCE = Path(sockio.__file__).with_name("sockio.py")
+
+
+def _python_twin() -> ModuleType:
+    """sockio.py itself, whichever twin the package imported."""
+    spec = importlib.util.spec_from_file_location("sockio_python_twin", _SOURCE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_TWINS = [pytest.param(_python_twin(), id="python")]
+if sockio.COMPILED:
+    _TWINS.append(pytest.param(sockio, id="c"))
+
+
+@pytest.fixture(params=_TWINS)
+def io(request: pytest.FixtureRequest) -> ModuleType:
+    module: ModuleType = request.param
+    return module
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture
+def udp() -> Iterator[tuple[socket.socket, socket.socket]]:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.connect(receiver.getsockname())
+    yield sender, receiver
+    sender.close()
+    receiver.close()
+
+
+def test_the_c_twin_is_there_with_the_compiled_engine() -> None:
+    assert sockio.COMPILED is message_io.COMPILED
+    if sockio.COMPILED:
+        assert sockio.DIRECT, "this CPython's socket layout was not recognised"
+
+
+def test_the_twins_offer_the_same_names() -> None:
+    python = _python_twin()
+    assert all(hasattr(python, name) for name in python.__all__)
+    if sockio.COMPILED:
+        assert {name for name in dir(sockio) if not name.startswith("_")} == set(python.__all__)
+
+
+def test_send_and_recv(io: Any, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    assert io.send(a, b"hello") == 5
+    assert io.send(a, bytearray(b" world")) == 6
+    assert io.send(a, memoryview(b"!!")[1:]) == 1
+    assert io.pending(b) == 12
+    assert io.recv(b, 5) == b"hello"
+    assert io.recv(b, 100) == b" world!"
+    assert io.pending(b) == 0
+
+
+def test_nothing_waiting_raises_blocking_io_error(
+    io: Any, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    _, b = pair
+    with pytest.raises(BlockingIOError):
+        io.recv(b, 10)
+
+
+def test_a_full_socket_raises_blocking_io_error(
+    io: Any, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, _ = pair
+    chunk = b"x" * 4096
+    with pytest.raises(BlockingIOError):  # bounded: the socket buffers are finite
+        for _ in range(100_000):
+            io.send(a, chunk)
+
+
+def test_end_of_stream_reads_empty(io: Any, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    io.send(a, b"last")
+    a.shutdown(socket.SHUT_WR)
+    assert io.recv(b, 100) == b"last"
+    assert io.recv(b, 100) == b""
+
+
+def test_a_reset_raises_connection_reset(io: Any) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    server.setblocking(False)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.close()  # linger 0: an RST
+    try:
+        with pytest.raises(ConnectionResetError):
+            io.recv(server, 10)
+    finally:
+        server.close()
+
+
+def test_a_closed_peer_raises_broken_pipe_without_a_signal(
+    io: Any, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    b.close()
+    with pytest.raises((BrokenPipeError, ConnectionResetError)):
+        io.send(a, b"x")
+
+
+def test_a_closed_socket_raises_bad_descriptor(
+    io: Any, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Never another socket's data: a closed socket's descriptor is gone, even when its
+    number is reused at once."""
+    a, b = pair
+    io.send(a, b"for b")
+    b.close()
+    reuse_a, reuse_b = socket.socketpair()  # likely takes b's old number
+    try:
+        reuse_a.send(b"someone else's")
+        with pytest.raises(OSError) as raised:
+            io.recv(b, 100)
+        assert raised.value.errno == errno.EBADF
+        with pytest.raises(OSError) as raised:
+            io.send(b, b"x")
+        assert raised.value.errno == errno.EBADF
+        assert reuse_b.recv(100) == b"someone else's"
+    finally:
+        reuse_a.close()
+        reuse_b.close()
+
+
+def test_large_transfers(io: Any, pair: tuple[socket.socket, socket.socket]) -> None:
+    """Above GIL_LIMIT the C twin releases the GIL: the same results."""
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    data = bytes(range(256)) * 1024  # 256 KiB
+    sent = io.send(a, data)
+    assert 0 < sent <= len(data)
+    received = b""
+    while len(received) < sent:
+        received += io.recv(b, 4 * sockio.GIL_LIMIT)
+    assert received == data[:sent]
+
+
+def test_large_sends_let_other_threads_run(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A send of a large buffer from one thread while another reads: both progress."""
+    a, b = pair
+    data = b"y" * (4 * 1024 * 1024)
+    got = bytearray()
+    done = threading.Event()
+
+    def reader() -> None:
+        b.setblocking(True)
+        b.settimeout(10)
+        while len(got) < len(data):
+            got.extend(b.recv(1 << 20))
+        done.set()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    view = memoryview(data)
+    offset = 0
+    while offset < len(data):
+        assert select.select([], [a], [], 10)[1], "the reader thread stopped reading"
+        offset += sockio.send(a, view[offset:])
+    assert done.wait(10)
+    thread.join(10)
+    assert bytes(got) == data
+
+
+def test_datagrams_and_their_real_size(io: Any, udp: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = udp
+    assert io.pending(receiver) == 0
+    io.send(sender, b"12345")
+    io.send(sender, b"")
+    io.send(sender, b"z" * 300)
+    assert io.pending(receiver) == 5  # the next datagram's size
+    assert io.recv(receiver, 65536, socket.MSG_TRUNC) == b"12345"
+    assert io.recv(receiver, 65536, socket.MSG_TRUNC) == b""
+    # Longer than asked: MSG_TRUNC gives its real size, as socket.recv does.
+    truncated = io.recv(receiver, 100, socket.MSG_TRUNC)
+    assert len(truncated) == 300
+    assert truncated[:100] == b"z" * 100
+    with pytest.raises(BlockingIOError):
+        io.recv(receiver, 65536, socket.MSG_TRUNC)
+
+
+def test_a_refused_datagram_is_reported(io: Any) -> None:
+    """An ICMP "port unreachable" about an earlier datagram: ConnectionRefusedError."""
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    address = closed.getsockname()
+    closed.close()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    sender.connect(address)
+    try:
+        io.send(sender, b"anyone?")
+        with pytest.raises(ConnectionRefusedError):
+            io.recv(sender, 100, socket.MSG_TRUNC)
+    finally:
+        sender.close()
+
+
+class _Counting(socket.socket):
+    calls = 0
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        _Counting.calls += 1
+        return super().recv(size, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        _Counting.calls += 1
+        return super().send(data, flags)
+
+
+def test_other_socket_classes_get_their_own_methods(io: Any) -> None:
+    """An ssl.SSLSocket, a subclass: its methods decide, never the raw descriptor."""
+    raw_a, raw_b = socket.socketpair()
+    a = _Counting(fileno=raw_a.detach())
+    b = _Counting(fileno=raw_b.detach())
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        _Counting.calls = 0
+        assert io.send(a, b"via the method") == 14
+        assert io.recv(b, 100) == b"via the method"
+        assert _Counting.calls == 2
+        assert io.pending(b) == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_bad_arguments(io: Any, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    with pytest.raises(ValueError):
+        io.recv(b, -1)
+    with pytest.raises(TypeError):
+        io.recv(b, "ten")
+    with pytest.raises(TypeError):
+        io.send(a, "text")
+    with pytest.raises(TypeError):
+        io.send(a)
+    with pytest.raises((TypeError, AttributeError)):
+        io.recv(object(), 10)
