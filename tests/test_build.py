@@ -48,7 +48,7 @@ def test_c_twins_are_optional_and_built_with_the_engine(setup_py: ModuleType) ->
     twins = setup_py._c_twins()
     assert [ext.sources for ext in twins] == [[f"src/{path}"] for path in setup_py.C_TWINS]
     assert all(ext.optional for ext in twins)
-    assert twins[0].name == "message_io.network.sockio"
+    assert {ext.name for ext in twins} >= {"message_io.network.sockio"}
 
 
 def test_turned_off_builds_plain_python(

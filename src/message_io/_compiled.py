@@ -60,7 +60,7 @@ def _extensions(root: Path) -> list[tuple[Path, Path]]:
     # (loop.cpython-310-...so beside loop.cpython-311-...so) ends with ".so" too, but is
     # never imported here, so its age does not count.
     suffixes = set(importlib.machinery.EXTENSION_SUFFIXES)
-    found = []
+    found: list[tuple[Path, Path]] = []
     folders = [str(root), *(entry.path for entry in os.scandir(root) if entry.is_dir())]
     for folder in folders:
         for entry in os.scandir(folder):

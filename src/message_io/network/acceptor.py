@@ -20,6 +20,7 @@ import time
 from typing import Any, Final
 
 from ..errors import NodeStoppedError
+from . import new_message
 from .connection import Connection, connection_class, describe
 from .driver import Driver
 from .endpoint import Endpoint, ResourceType
@@ -43,6 +44,9 @@ _get_ident = threading.get_ident
 # Final: compiled, C statics, not looked up in the module's dictionary per message.
 _DRAFT: Final[Any] = MessageDraft
 _MESSAGE: Final = Message
+# The C build's Message maker (see new_message); without it, the draft above.
+_C_MESSAGE: Final = new_message.COMPILED
+_new_message: Final[Any] = new_message.new_message
 
 
 class Acceptor(Driver):
@@ -144,11 +148,14 @@ class Acceptor(Driver):
                     if len(cache) > _ENDPOINT_CACHE:
                         cache.clear()
                     peer = cache[addr] = Endpoint(listener.id, addr)
-                message = _DRAFT()  # Message(peer, data), made from a draft
-                message.endpoint = peer
-                message.data = data
-                message.__class__ = _MESSAGE
-                emit(message)
+                if _C_MESSAGE:
+                    emit(_new_message(peer, data))
+                else:
+                    message = _DRAFT()  # Message(peer, data), made from a draft
+                    message.endpoint = peer
+                    message.data = data
+                    message.__class__ = _MESSAGE
+                    emit(message)
                 if listener.state is not READY or not self.running:
                     return
 

@@ -41,6 +41,7 @@ from ..errors import FrameError, connect_error
 from ..util.guarded import Guarded
 from ..util.throttle import LogThrottle
 from ..util.timers import TimerHeap
+from . import new_message
 from .adapter import ConnectionInfo, PendingStatus, Readiness, ReadStatus, format_address
 from .connection import Connection, connection_class, describe
 from .dial import Dial, pending_status
@@ -77,6 +78,9 @@ _get_ident = threading.get_ident
 # Final: compiled, C statics, not looked up in the module's dictionary per message.
 _DRAFT: Final[Any] = MessageDraft
 _MESSAGE: Final = Message
+# The C build's Message maker (see new_message); without it, the draft above.
+_C_MESSAGE: Final = new_message.COMPILED
+_new_message: Final[Any] = new_message.new_message
 _GUARDED: Final = Guarded
 # The enum's members as statics: ``ReadStatus.OK`` is a lookup through the metaclass's
 # ``__getattr__`` (70 ns) on every read.
@@ -431,12 +435,15 @@ class Driver:
                 if data.__class__ is str:
                     emit(TextMessage(endpoint, data.encode(), data))
                 else:
-                    # Message(endpoint, data), made from a draft (see MessageDraft): this
-                    # runs once per message received.
-                    message = _DRAFT()
-                    message.endpoint = endpoint
-                    message.data = data
-                    message.__class__ = _MESSAGE
+                    # Message(endpoint, data), made directly or from a draft (see
+                    # MessageDraft): this runs once per message received.
+                    if _C_MESSAGE:
+                        message = _new_message(endpoint, data)
+                    else:
+                        message = _DRAFT()
+                        message.endpoint = endpoint
+                        message.data = data
+                        message.__class__ = _MESSAGE
                     if guarded is not None:
                         guarded.__call__(message)
                     else:
