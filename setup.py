@@ -41,6 +41,7 @@ COMPILED = [
     "message_io/network/resource.py",
     "message_io/network/turner.py",
     "message_io/network/ws_reader.py",
+    "message_io/util/count.py",
     "message_io/util/guarded.py",
     "message_io/util/timers.py",
 ]

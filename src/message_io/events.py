@@ -33,6 +33,7 @@ from time import monotonic
 from typing import Final, Generic, NewType, TypeVar
 
 from .errors import NodeStoppedError
+from .util.count import Count
 from .util.timers import Timer, TimerHeap
 
 __all__ = ["NOTHING", "EventSender", "Signal", "TimerId"]
@@ -105,8 +106,13 @@ class EventSender(Generic[S]):
         self._timers: dict[int, Timer] = {}
         self._timer_values: dict[int, S] = {}
         self._ids = itertools.count(1)
-        self.ready = 0
+        self.ready_count = Count()
         """Signals ready to deliver now (internal API: the loop's cheap check)."""
+
+    @property
+    def ready(self) -> int:
+        """Signals ready to deliver now (internal API)."""
+        return self.ready_count.value
 
     @property
     def closed(self) -> bool:
@@ -131,9 +137,9 @@ class EventSender(Generic[S]):
         with self._lock:
             if self._closed:
                 raise _stopped()
-            was_empty = not self.ready
+            was_empty = not self.ready_count.value
             self._normal.append(signal)
-            self.ready += 1
+            self.ready_count.value += 1
         if was_empty:
             self._wake()
 
@@ -147,9 +153,9 @@ class EventSender(Generic[S]):
         with self._lock:
             if self._closed:
                 raise _stopped()
-            was_empty = not self.ready
+            was_empty = not self.ready_count.value
             self._priority.append(signal)
-            self.ready += 1
+            self.ready_count.value += 1
         if was_empty:
             self._wake()
 
@@ -207,7 +213,7 @@ class EventSender(Generic[S]):
             if timer is not None:
                 self._timer_heap.cancel(timer)
             else:  # due already: its id waits in the due queue, and is skipped there
-                self.ready -= 1
+                self.ready_count.value -= 1
             return True
 
     def pending(self) -> int:
@@ -224,21 +230,21 @@ class EventSender(Generic[S]):
             self._timers.pop(timer_id, None)
             if timer_id in self._timer_values:
                 self._due.append(timer_id)
-                self.ready += 1
+                self.ready_count.value += 1
 
     def take(self) -> object:
         """The next signal to deliver, or :data:`NOTHING` (loop thread)."""
         with self._lock:
             if self._priority:
-                self.ready -= 1
+                self.ready_count.value -= 1
                 return self._priority.popleft()
             due = self._due
             while due:
                 value = self._timer_values.pop(due.popleft(), NOTHING)
                 if value is not NOTHING:  # else cancelled once due: already uncounted
-                    self.ready -= 1
+                    self.ready_count.value -= 1
                     return value
             if self._normal:
-                self.ready -= 1
+                self.ready_count.value -= 1
                 return self._normal.popleft()
             return NOTHING

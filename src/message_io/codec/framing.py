@@ -237,7 +237,6 @@ class FrameDecoder:
 
     def _scan(self, data: bytes, pos: int, n: int, out: list[bytes]) -> None:
         """Decode the frames of ``data[pos:n]`` with no frame pending; keep the rest."""
-        append = out.append
         limit = self._max
         # A first byte below `fast` is a whole header announcing an acceptable size.
         fast = 0x80 if limit >= 0x7F else limit + 1
@@ -247,7 +246,7 @@ class FrameDecoder:
                 start = pos + 1
                 end = start + size
                 if end < n:
-                    append(data[start:end])
+                    out.append(data[start:end])
                     pos = end
                     continue
                 hlen = 1
@@ -268,13 +267,13 @@ class FrameDecoder:
                     raise _too_large(size, limit)
                 end = start + size
                 if end < n:
-                    append(data[start:end])
+                    out.append(data[start:end])
                     pos = end
                     continue
                 hlen = start - pos
             # This frame reaches the end of the chunk.
             if end == n:
-                append(data[start:end])
+                out.append(data[start:end])
                 return
             if start < n:
                 self._chunks.append(data[start:])

@@ -31,7 +31,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from ..codec.framing import frame_header
 from ..util.timers import Timer
@@ -83,8 +83,10 @@ _send: Final = sockio.send
 _get_ident = threading.get_ident
 
 
-class Host(Protocol):
-    """What a connection needs of the loop it belongs to."""
+class Host:
+    """What a connection needs of the loop it belongs to: the base of the node's
+    ``Driver``. A class, not a ``Protocol``: compiled, a connection reads these fields
+    in place (a protocol's are looked up by name on every send)."""
 
     iteration: int
     """Counts loop iterations: the first send of each goes straight to the OS."""
@@ -98,6 +100,7 @@ class Host(Protocol):
 
     def request_check(self, conn: Connection, broken: bool = False) -> None:
         """Ask the loop to look at ``conn`` soon (its write side failed if ``broken``)."""
+        raise NotImplementedError
 
 
 class Connection(SendQueue):

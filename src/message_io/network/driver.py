@@ -43,7 +43,7 @@ from ..util.throttle import LogThrottle
 from ..util.timers import TimerHeap
 from . import new_message
 from .adapter import ConnectionInfo, PendingStatus, Readiness, ReadStatus, format_address
-from .connection import Connection, connection_class, describe
+from .connection import Connection, Host, connection_class, describe
 from .dial import Dial, pending_status
 from .input_guard import DEFAULT_MAX_INCOMPLETE_BYTES, InputGuard
 from .listener import Listener
@@ -102,7 +102,7 @@ def _discard(_data: bytes | str) -> None:
     pass
 
 
-class Driver:
+class Driver(Host):
     """Serves ready descriptors and turns what the transports say into events.
 
     Attributes (internal API, read on the hot paths):
@@ -427,12 +427,12 @@ class Driver:
             emit = self.emit
             # The compiled guard of a for_each callback is called as the native method it
             # is, without the generic call's argument parsing on every message.
-            guarded = emit if emit.__class__ is _GUARDED else None
+            guarded = emit if type(emit) is _GUARDED else None
             endpoint = conn.endpoint
             for data in batch:
                 # A text message (WebSocket text frame). A class test, not isinstance():
                 # a third of the cost, on the path of every binary message.
-                if data.__class__ is str:
+                if type(data) is str:
                     emit(TextMessage(endpoint, data.encode(), data))
                 else:
                     # Message(endpoint, data), made directly or from a draft (see

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 from ..events import NOTHING, EventSender, Signal
+from ..util.count import Count
 from ..util.timers import Timer
 from .acceptor import Acceptor
 from .adapter import format_address
@@ -89,6 +90,7 @@ class Loop(Acceptor, Generic[S]):
         super().__init__(max_incomplete_bytes=max_incomplete_bytes)
         self.resolver = resolver  # host names of connect(), on a resolver thread
         self.signals: EventSender[S] = EventSender(self.wake, self.timers)
+        self.ready_signals: Count = self.signals.ready_count  # read in place per turn
         self.handlers[self.waker.fileno()] = self._on_wake
         self._poll = self.poller.fast_poll
         self.drive_lock = threading.Lock()
@@ -378,7 +380,7 @@ class Loop(Acceptor, Generic[S]):
             self.timers.run_due(self.still_running)
             if not self.running:
                 return
-        if self.signals.ready:
+        if self.ready_signals.value:
             self._deliver_signals()
             if self.dirty and self.running:
                 self.flush_dirty()
@@ -394,7 +396,7 @@ class Loop(Acceptor, Generic[S]):
             # Sends made by callbacks late in the last iteration (after its final flush,
             # e.g. on Drained) are written in the next one, which must not sleep.
             return 0.0
-        if self.signals.ready:
+        if self.ready_signals.value:
             return 0.0
         if self.holding:  # connect_sync() is about to release events: look soon
             max_timeout = _HOLD_POLL if max_timeout is None else min(max_timeout, _HOLD_POLL)

@@ -39,7 +39,7 @@ class Guarded:
 
     def __call__(self, event: Any) -> None:
         before = self.before
-        if before is not None and event.__class__ is not self.skip:
+        if before is not None and type(event) is not self.skip:
             before(event)
         handle = self.handle
         if handle is None:
