@@ -37,6 +37,7 @@ from typing import Any, Final, Generic, TypeVar
 from ..events import NOTHING, EventSender, Signal
 from ..util.count import Count
 from ..util.timers import Timer
+from . import epoll_wait
 from .acceptor import Acceptor
 from .adapter import format_address
 from .connection import Connection
@@ -60,6 +61,9 @@ _SIGNALS_PER_ITERATION: Final = 1024
 _HOLD_POLL: Final = 0.001
 
 _get_ident = threading.get_ident
+# The C build's wait on an epoll (see epoll_wait); without it, the poller's own poll.
+_C_WAIT: Final = epoll_wait.COMPILED
+_wait: Final = epoll_wait.wait
 
 
 def _poll_nothing(_timeout: float | None) -> list[tuple[int, int]]:
@@ -71,6 +75,7 @@ class Loop(Acceptor, Generic[S]):
     """The engine behind NodeHandler, NetworkController and NodeListener."""
 
     __slots__ = (
+        "_epoll",
         "_poll",
         "_releases",
         "backlog",
@@ -93,6 +98,8 @@ class Loop(Acceptor, Generic[S]):
         self.ready_signals: Count = self.signals.ready_count  # read in place per turn
         self.handlers[self.waker.fileno()] = self._on_wake
         self._poll = self.poller.fast_poll
+        # With the C build, the epoll is waited on directly (see epoll_wait).
+        self._epoll = self.poller.epoll if _C_WAIT else None
         self.drive_lock = threading.Lock()
         self.drive_wanted = 0  # threads blocked in acquire_drive() (under sync_cond)
         # The thread an outer event loop drives the node from, turn by turn (asyncio):
@@ -321,7 +328,8 @@ class Loop(Acceptor, Generic[S]):
         if (self.registrations or self._releases) and not self._begin_iteration():
             return
         timeout = self._poll_timeout(max_timeout)
-        ready = self._poll(timeout)
+        epoll = self._epoll
+        ready = _wait(epoll, timeout) if epoll is not None else self._poll(timeout)
         self.iteration += 1
         handlers = self.handlers
         for fd, flags in ready:
@@ -356,6 +364,7 @@ class Loop(Acceptor, Generic[S]):
         timers, signals, writes and requests). See :meth:`Poller.attach`."""
         self.poller.attach(outer, dispatch, self.waker.wake)
         self._poll = _poll_nothing
+        self._epoll = None
 
     def _begin_iteration(self) -> bool:
         """The start of a turn, when connections were published or events held for

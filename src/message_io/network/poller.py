@@ -92,6 +92,11 @@ class Poller:
         self.deferring = False
 
     @property
+    def epoll(self) -> select.epoll | None:
+        """The OS poller where it is an ``epoll``, for :func:`epoll_wait.wait`."""
+        return self._epoll
+
+    @property
     def fast_poll(self) -> Callable[[float | None], list[tuple[int, int]]]:
         """``poll`` without the wrapper where the OS poller already speaks our masks."""
         return self._epoll.poll if self._epoll is not None else self.poll

@@ -177,7 +177,14 @@ sockio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return PyObject_CallMethod(sock, "send", "O", args[1]);
     }
     Py_buffer view;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+    if (PyBytes_CheckExact(args[1])) {
+        /* The common case, without the buffer protocol's calls: a bytes object cannot
+         * change, and the caller's reference keeps it alive throughout. */
+        view.obj = NULL;
+        view.buf = PyBytes_AS_STRING(args[1]);
+        view.len = PyBytes_GET_SIZE(args[1]);
+    }
+    else if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
     ssize_t sent;
@@ -197,7 +204,9 @@ sockio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         if (error != EINTR || PyErr_CheckSignals() < 0) {
-            PyBuffer_Release(&view);
+            if (view.obj != NULL) {
+                PyBuffer_Release(&view);
+            }
             if (error != EINTR) {
                 errno = error;
                 PyErr_SetFromErrno(PyExc_OSError);
@@ -205,7 +214,9 @@ sockio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    PyBuffer_Release(&view);
+    if (view.obj != NULL) {
+        PyBuffer_Release(&view);
+    }
     return PyLong_FromSsize_t(sent);
 }
 

@@ -1,0 +1,205 @@
+/* Waiting on the node's epoll: the C twin of epoll_wait.py.
+ *
+ * select.epoll.poll() converts its timeout through the generic time API, allocates an
+ * event buffer per call (with malloc: it is 12 KiB) and builds each (fd, mask) pair
+ * with Py_BuildValue. wait() calls epoll_wait into a buffer on its own stack and returns
+ * the same list.
+ *
+ * The descriptor is read from the epoll object at the time of the call (-1 once it is
+ * closed: ValueError, as epoll.poll raises), at the place found and checked at import
+ * against a live epoll's fileno(); when it does not match, fileno() is called instead.
+ * A signal that interrupts the wait returns an empty list (the loop just turns again),
+ * after its handler ran; an exception from the handler is raised.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <sys/epoll.h>
+
+#define MAX_EVENTS 1024
+
+/* select.epoll: the only class whose descriptor is read from the object. */
+static PyTypeObject *epoll_class = NULL;
+/* Where its object keeps the descriptor; 0: unknown, call fileno(). */
+static Py_ssize_t fd_offset = 0;
+
+static int
+epoll_fd(PyObject *epoll)
+{
+    if (fd_offset && Py_TYPE(epoll) == epoll_class) {
+        int fd = *(int *)((char *)epoll + fd_offset);
+        if (fd < 0) {
+            PyErr_SetString(PyExc_ValueError, "I/O operation on closed epoll object");
+        }
+        return fd;
+    }
+    PyObject *fileno = PyObject_CallMethod(epoll, "fileno", NULL);
+    if (fileno == NULL) {
+        return -1;
+    }
+    long fd = PyLong_AsLong(fileno);
+    Py_DECREF(fileno);
+    if (fd == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "not an open epoll descriptor");
+        return -1;
+    }
+    return (int)fd;
+}
+
+/* Seconds to epoll_wait's milliseconds, rounded up (never sooner than asked, as
+ * epoll.poll); None or negative: -1, no limit. -2 with an exception set if not a number. */
+static int
+milliseconds(PyObject *timeout)
+{
+    if (timeout == Py_None) {
+        return -1;
+    }
+    double seconds = PyFloat_AsDouble(timeout);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        return -2;
+    }
+    if (isnan(seconds)) {
+        PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+        return -2;
+    }
+    if (seconds < 0) {
+        return -1;
+    }
+    double ms = ceil(seconds * 1e3);
+    return ms >= (double)INT_MAX ? INT_MAX : (int)ms;
+}
+
+PyDoc_STRVAR(wait_doc,
+"wait(epoll, timeout, /) -> list[tuple[int, int]]\n\n"
+"epoll.poll(timeout): (fd, mask) of the ready descriptors, after at most timeout\n"
+"seconds (None or negative: no limit); early and empty when a signal interrupts the wait.");
+
+static PyObject *
+epoll_wait_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wait() takes epoll and timeout");
+        return NULL;
+    }
+    int ms = milliseconds(args[1]);
+    if (ms == -2) {
+        return NULL;
+    }
+    int epfd = epoll_fd(args[0]);
+    if (epfd < 0) {
+        return NULL;
+    }
+    struct epoll_event events[MAX_EVENTS];
+    int count;
+    int error;
+    /* The GIL is released even for a timeout of 0: the loop's turns run compiled code,
+     * which never offers the GIL on its own, so this is where the other threads get it
+     * (a loop turning with nothing to wait for would otherwise starve them). */
+    Py_BEGIN_ALLOW_THREADS
+    count = epoll_wait(epfd, events, MAX_EVENTS, ms);
+    error = errno;
+    Py_END_ALLOW_THREADS
+    if (count < 0) {
+        if (error == EINTR) {
+            return PyErr_CheckSignals() < 0 ? NULL : PyList_New(0);
+        }
+        errno = error;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *ready = PyList_New(count);
+    if (ready == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < count; i++) {
+        PyObject *fd = PyLong_FromLong(events[i].data.fd);
+        PyObject *mask = PyLong_FromUnsignedLong(events[i].events);
+        PyObject *pair = (fd && mask) ? PyTuple_Pack(2, fd, mask) : NULL;
+        Py_XDECREF(fd);
+        Py_XDECREF(mask);
+        if (pair == NULL) {
+            Py_DECREF(ready);
+            return NULL;
+        }
+        PyList_SET_ITEM(ready, i, pair);
+    }
+    return ready;
+}
+
+static PyMethodDef epoll_wait_methods[] = {
+    {"wait", (PyCFunction)(void (*)(void))epoll_wait_call, METH_FASTCALL, wait_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Find where select.epoll keeps its descriptor ({PyObject_HEAD; SOCKET epfd; ...} in
+ * every CPython this builds for), checked against a live epoll's fileno(). */
+static int
+find_fd_offset(void)
+{
+    PyObject *select = PyImport_ImportModule("select");
+    if (select == NULL) {
+        return -1;
+    }
+    PyObject *cls = PyObject_GetAttrString(select, "epoll");
+    Py_DECREF(select);
+    if (cls == NULL) {
+        return -1;
+    }
+    if (!PyType_Check(cls)) {
+        Py_DECREF(cls);
+        PyErr_SetString(PyExc_ImportError, "select.epoll is not a class");
+        return -1;
+    }
+    epoll_class = (PyTypeObject *)cls; /* kept for the life of the process */
+    if (epoll_class->tp_basicsize < (Py_ssize_t)(sizeof(PyObject) + sizeof(int))) {
+        return 0;
+    }
+    PyObject *probe = PyObject_CallNoArgs(cls);
+    if (probe == NULL) {
+        PyErr_Clear(); /* no epoll to spare now: call fileno() each time */
+        return 0;
+    }
+    PyObject *fileno = PyObject_CallMethod(probe, "fileno", NULL);
+    long expected = fileno != NULL ? PyLong_AsLong(fileno) : -1;
+    Py_XDECREF(fileno);
+    if (Py_TYPE(probe) == epoll_class && expected >= 0
+        && *(int *)((char *)probe + sizeof(PyObject)) == (int)expected) {
+        fd_offset = (Py_ssize_t)sizeof(PyObject);
+    }
+    PyObject *closed = PyObject_CallMethod(probe, "close", NULL);
+    Py_XDECREF(closed);
+    Py_DECREF(probe);
+    PyErr_Clear();
+    return 0;
+}
+
+static struct PyModuleDef epoll_wait_module = {
+    PyModuleDef_HEAD_INIT,
+    "message_io.network.epoll_wait",
+    "Waiting on the node's epoll (the C twin of epoll_wait.py).",
+    -1,
+    epoll_wait_methods,
+};
+
+PyMODINIT_FUNC
+PyInit_epoll_wait(void)
+{
+    if (find_fd_offset() < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&epoll_wait_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "COMPILED", Py_True) < 0
+        || PyModule_AddIntConstant(module, "MAX_EVENTS", MAX_EVENTS) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

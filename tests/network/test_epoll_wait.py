@@ -1,0 +1,157 @@
+"""epoll_wait: the loop's wait on its epoll, the C twin and the Python twin alike."""
+
+from __future__ import annotations
+
+import importlib.util
+import select
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
+
+import pytest
+
+import message_io
+from message_io.network import epoll_wait
+
+pytestmark = pytest.mark.skipif(not hasattr(select, "epoll"), reason="Linux's epoll only")
+
+_SOURCE = Path(epoll_wait.__file__).with_name("epoll_wait.py")
+
+
+def _python_twin() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("epoll_wait_python_twin", _SOURCE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_TWINS = [pytest.param(_python_twin(), id="python")]
+if epoll_wait.COMPILED:
+    _TWINS.append(pytest.param(epoll_wait, id="c"))
+
+
+@pytest.fixture(params=_TWINS)
+def twin(request: pytest.FixtureRequest) -> ModuleType:
+    module: ModuleType = request.param
+    return module
+
+
+@pytest.fixture
+def epoll() -> Iterator[select.epoll]:
+    poller = select.epoll()
+    yield poller
+    poller.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_the_c_twin_is_there_with_the_compiled_engine() -> None:
+    assert epoll_wait.COMPILED is message_io.COMPILED
+    python = _python_twin()
+    assert epoll_wait.MAX_EVENTS == python.MAX_EVENTS
+    if epoll_wait.COMPILED:
+        names = {name for name in dir(epoll_wait) if not name.startswith("_")}
+        assert names == set(python.__all__)
+
+
+def test_nothing_ready(twin: Any, epoll: select.epoll, pair: Any) -> None:
+    _, b = pair
+    epoll.register(b.fileno(), select.EPOLLIN)
+    assert twin.wait(epoll, 0) == []
+    assert twin.wait(epoll, 0.0) == []
+
+
+def test_ready_descriptors_and_their_masks(twin: Any, epoll: select.epoll, pair: Any) -> None:
+    a, b = pair
+    epoll.register(b.fileno(), select.EPOLLIN | select.EPOLLOUT)
+    epoll.register(a.fileno(), select.EPOLLIN)
+    a.send(b"x")
+    ready = twin.wait(epoll, None)
+    assert ready == [(b.fileno(), select.EPOLLIN | select.EPOLLOUT)]
+    assert ready == epoll.poll(0)  # the same as epoll's own answer
+    b.send(b"y")
+    assert sorted(twin.wait(epoll, -1)) == sorted(epoll.poll(0))
+    assert len(twin.wait(epoll, 5)) == 2
+
+
+def test_a_hangup(twin: Any, epoll: select.epoll, pair: Any) -> None:
+    a, b = pair
+    epoll.register(b.fileno(), select.EPOLLIN)
+    a.close()
+    ((fd, mask),) = twin.wait(epoll, 1)
+    assert fd == b.fileno()
+    assert mask & select.EPOLLIN and mask & select.EPOLLHUP
+
+
+def test_waits_for_a_descriptor_made_ready_by_another_thread(
+    twin: Any, epoll: select.epoll, pair: Any
+) -> None:
+    """The C twin releases the GIL while it may sleep: the writer thread runs."""
+    a, b = pair
+    epoll.register(b.fileno(), select.EPOLLIN)
+    writer = threading.Thread(target=a.send, args=(b"wake",))
+    writer.start()
+    assert twin.wait(epoll, 10) == [(b.fileno(), select.EPOLLIN)]
+    writer.join(10)
+
+
+def test_at_most_max_events(twin: Any, epoll: select.epoll) -> None:
+    pairs = [socket.socketpair() for _ in range(twin.MAX_EVENTS + 10)]
+    try:
+        for _, b in pairs:
+            epoll.register(b.fileno(), select.EPOLLOUT)
+        assert len(twin.wait(epoll, 0)) == twin.MAX_EVENTS
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_a_closed_epoll(twin: Any) -> None:
+    poller = select.epoll()
+    poller.close()
+    with pytest.raises(ValueError, match="closed epoll"):
+        twin.wait(poller, 0)
+
+
+def test_bad_timeouts(twin: Any, epoll: select.epoll) -> None:
+    with pytest.raises(TypeError):
+        twin.wait(epoll, "1")
+    with pytest.raises(ValueError):
+        twin.wait(epoll, float("nan"))
+
+
+def test_a_signal_handler_error_is_raised(twin: Any, epoll: select.epoll, pair: Any) -> None:
+    """A signal during the wait: its handler runs, and what it raises comes out."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are handled on the main thread")
+    _, b = pair
+    epoll.register(b.fileno(), select.EPOLLIN)
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    main = threading.get_ident()
+    timer = threading.Timer(0.05, signal.pthread_kill, (main, signal.SIGUSR1))
+    try:
+        with pytest.raises(Interrupted):  # however early the signal comes
+            timer.start()
+            twin.wait(epoll, 30)  # never ready: only the signal ends it
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
