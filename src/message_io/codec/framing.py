@@ -29,13 +29,17 @@ straight out of the chunk fed.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..errors import FrameError, FrameTooLarge
 from .varint import _SMALL, MAX_VARINT_LEN, decode_varint, encode_varint
 
 __all__ = ["FrameDecoder", "encode_frame", "frame_header"]
 
-_SMALL_COUNT = len(_SMALL)
-_SMALL_PIECE = 4096  # pieces of a pending frame below this size are merged
+# Final: compiled, module constants are C statics, not looked up by name per call.
+_HEADERS: Final = _SMALL
+_SMALL_COUNT: Final = len(_SMALL)
+_SMALL_PIECE: Final = 4096  # pieces of a pending frame below this size are merged
 
 
 def frame_header(size: int) -> bytes:
@@ -54,7 +58,7 @@ def frame_header(size: int) -> bytes:
         ValueError: If ``size`` is negative or does not fit in 64 bits.
     """
     if 0 <= size < _SMALL_COUNT:
-        return _SMALL[size]
+        return _HEADERS[size]
     return encode_varint(size)
 
 

@@ -17,15 +17,18 @@ Examples::
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..errors import InvalidVarint
 
 __all__ = ["MAX_VARINT_LEN", "decode_varint", "encode_varint"]
 
-MAX_VARINT_LEN = 10
+MAX_VARINT_LEN: Final = 10
 """The longest varint a ``u64`` needs: ``ceil(64 / 7)`` bytes."""
 
-_LIMIT = 1 << 64
-_SMALL_COUNT = 1 << 14  # every value below this fits in one or two bytes
+# Final: compiled, module constants are C statics, not looked up by name per call.
+_LIMIT: Final = 1 << 64
+_SMALL_COUNT: Final = 1 << 14  # every value below this fits in one or two bytes
 
 
 def _encode(value: int) -> bytes:
@@ -38,7 +41,7 @@ def _encode(value: int) -> bytes:
     return bytes(out)
 
 
-_SMALL: tuple[bytes, ...] = tuple(_encode(i) for i in range(_SMALL_COUNT))
+_SMALL: Final[tuple[bytes, ...]] = tuple(_encode(i) for i in range(_SMALL_COUNT))
 """Precomputed encodings of ``0 .. 16383``: ``_SMALL[n] == encode_varint(n)``."""
 
 

@@ -47,6 +47,12 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event, Protocol
 from websockets.speedups import apply_mask
 
+# Final: compiled, module constants are C statics; imported names are looked up by name.
+_apply_mask: Final = apply_mask
+_OPEN: Final = OPEN
+_OPCODE_TEXT: Final = Opcode.TEXT
+_Frame: Final = Frame
+
 __all__ = ["FIN_BINARY", "FIN_TEXT", "SPLIT_FRAME", "FrameInput", "Masker", "frame_header"]
 
 FIN_BINARY: Final = 0x82
@@ -105,7 +111,7 @@ class Masker:
             at = 0
         key = self._keys[at : at + 4]
         self._at = at + 4
-        return frame_header(first, len(data), _MASK_BIT) + key, apply_mask(data, key)
+        return frame_header(first, len(data), _MASK_BIT) + key, _apply_mask(data, key)
 
     def frame(self, first: int, data: bytes | bytearray | memoryview) -> bytes:
         """A frame of ``data``, masked, in one piece."""
@@ -171,7 +177,7 @@ class FrameInput:
         # Whether the protocol is OPEN: looked at after each call that may change its
         # state (a property, as costly as the rest of a small frame's path). The owner
         # calls refresh() after it calls the protocol's fail, send_close or receive_eof.
-        self.is_open = protocol.state is OPEN
+        self.is_open = protocol.state is _OPEN
         self.gave = False  # bytes went to the protocol since the owner last cleared this
         self.heard = False  # a frame came out since the owner last cleared this
         self._owed = 0  # bytes of the frame under way that the protocol has yet to get
@@ -195,7 +201,7 @@ class FrameInput:
     def refresh(self) -> None:
         """Look at the protocol's state again: call after changing it from outside
         (its ``fail``, ``send_close``, ``receive_eof``)."""
-        self.is_open = self.protocol.state is OPEN
+        self.is_open = self.protocol.state is _OPEN
 
     def feed(self, data: bytes) -> None:
         """Take the frames in ``data``, the next bytes read (not empty)."""
@@ -244,9 +250,9 @@ class FrameInput:
                 if not masked:
                     payload = data[start:stop]
                 elif size < _VIEW_FROM:
-                    payload = apply_mask(data[start:stop], data[start - 4 : start])
+                    payload = _apply_mask(data[start:stop], data[start - 4 : start])
                 else:  # no copy before the one unmasking makes
-                    payload = apply_mask(memoryview(data)[start:stop], data[start - 4 : start])
+                    payload = _apply_mask(memoryview(data)[start:stop], data[start - 4 : start])
                 self._emit(first, payload)
                 pos = stop
                 continue
@@ -265,7 +271,7 @@ class FrameInput:
         if first == FIN_BINARY:
             self.frames.append(payload)
         else:
-            self.frames.append(Frame(Opcode.TEXT, payload))
+            self.frames.append(_Frame(_OPCODE_TEXT, payload))
 
     def _go_on(self, data: bytes) -> int:
         """Add to the payload kept; return where in ``data`` the frames after it start,
@@ -288,7 +294,7 @@ class FrameInput:
         head = self._kept_head
         payload = self._release_kept()
         if self.masked:
-            payload = apply_mask(payload, head[-4:])
+            payload = _apply_mask(payload, head[-4:])
         self._emit(head[0], payload)
         return left
 
@@ -310,7 +316,7 @@ class FrameInput:
         protocol = self.protocol
         protocol.receive_data(data)
         self.frames.extend(protocol.events_received())
-        self.is_open = protocol.state is OPEN
+        self.is_open = protocol.state is _OPEN
         self.gave = True
 
     def _note(self, first: int) -> None:

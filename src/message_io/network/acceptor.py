@@ -40,7 +40,7 @@ _ACCEPT_PAUSE: Final = 0.1
 # Endpoints cached per packet listener (one per peer address) before the cache restarts.
 _ENDPOINT_CACHE: Final = 4096
 
-_get_ident = threading.get_ident
+_get_ident: Final = threading.get_ident
 # Final: compiled, C statics, not looked up in the module's dictionary per message.
 _DRAFT: Final[Any] = MessageDraft
 _MESSAGE: Final = Message

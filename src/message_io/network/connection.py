@@ -80,7 +80,7 @@ _TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
 _C_SOCKIO: Final = sockio.COMPILED
 _send: Final = sockio.send
 
-_get_ident = threading.get_ident
+_get_ident: Final = threading.get_ident
 
 
 class Host:

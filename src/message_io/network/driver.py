@@ -74,7 +74,7 @@ _DRAINED: Final = 2
 # How long a removed connection may take to write what was queued before it is closed.
 CLOSE_LINGER: Final = 5.0
 
-_get_ident = threading.get_ident
+_get_ident: Final = threading.get_ident
 # Final: compiled, C statics, not looked up in the module's dictionary per message.
 _DRAFT: Final[Any] = MessageDraft
 _MESSAGE: Final = Message

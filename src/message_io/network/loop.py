@@ -60,7 +60,9 @@ _SIGNALS_PER_ITERATION: Final = 1024
 # The poll timeout while events wait for connect_sync() to return (see release_events).
 _HOLD_POLL: Final = 0.001
 
-_get_ident = threading.get_ident
+_get_ident: Final = threading.get_ident
+_NOTHING: Final = NOTHING
+_Signal: Final[Any] = Signal
 # The C build's wait on an epoll (see epoll_wait); without it, the poller's own poll.
 _C_WAIT: Final = epoll_wait.COMPILED
 _wait: Final = epoll_wait.wait
@@ -321,7 +323,7 @@ class Loop(Acceptor, Generic[S]):
             self.driver = None
             if not self.running:
                 self.shutdown()
-        return backlog.popleft() if backlog and self.running else NOTHING
+        return backlog.popleft() if backlog and self.running else _NOTHING
 
     def iterate(self, max_timeout: float | None) -> None:
         """One turn of the loop (see the theory of operation)."""
@@ -422,9 +424,9 @@ class Loop(Acceptor, Generic[S]):
             if not self.running:
                 return
             value = take()
-            if value is NOTHING:
+            if value is _NOTHING:
                 return
-            emit(Signal(value))
+            emit(_Signal(value))
 
     def _on_wake(self, _flags: int) -> None:
         self.waker.drain()

@@ -37,12 +37,11 @@ __all__ = ["HANGUP", "READ", "WRITE", "Poller", "Waker", "signal_wakeup"]
 # Interest and readiness bits, epoll's own so that the hot path needs no conversion:
 # READ and WRITE are what handlers test; HUP/ERR count as both (the next read or write
 # reports the error).
-if hasattr(select, "epoll"):
-    _IN = select.EPOLLIN | select.EPOLLRDHUP
-    _OUT = select.EPOLLOUT
-    _ERR = select.EPOLLHUP | select.EPOLLERR
-else:  # pragma: no cover - the same values, for the selectors fallback
-    _IN, _OUT, _ERR = 0x2001, 0x004, 0x018
+# (The selectors fallback uses the same values.) Final: compiled, C statics.
+_EPOLL: Final = hasattr(select, "epoll")
+_IN: Final = (select.EPOLLIN | select.EPOLLRDHUP) if _EPOLL else 0x2001
+_OUT: Final = select.EPOLLOUT if _EPOLL else 0x004
+_ERR: Final = (select.EPOLLHUP | select.EPOLLERR) if _EPOLL else 0x018
 
 READ: Final = _IN | _ERR
 """Readiness mask bits that mean "readable" (also used as the interest to read)."""
