@@ -51,6 +51,7 @@ COMPILED = [
 # build one warns and leaves its Python twin in use.
 C_TWINS = [
     "message_io/network/epoll_wait.c",
+    "message_io/network/lock.c",
     "message_io/network/new_message.c",
     "message_io/network/sockio.c",
 ]

@@ -12,6 +12,8 @@ import threading
 from collections import deque
 from typing import Any, Final
 
+from .lock import Lock
+
 __all__ = ["CLOSED", "CLOSING", "PENDING", "READY", "TRANSITIONS", "SendQueue", "State"]
 
 
@@ -69,7 +71,7 @@ class SendQueue:
     def __init__(self, limit: int, *, packets: bool) -> None:
         self.limit = limit
         self.packets = packets
-        self.lock = threading.Lock()
+        self.lock = Lock()  # threading.Lock's twin: see lock.py
         # Made by the first wait_empty(): most connections never have a thread waiting.
         self.cond: threading.Condition | None = None
         self.waiters = 0  # threads in wait_drained(); notify only if there are some

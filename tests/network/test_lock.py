@@ -1,0 +1,163 @@
+"""lock: the connections' lock, the C twin and the Python twin (threading.Lock) alike."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import threading
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
+
+import pytest
+
+import message_io
+from message_io.network import lock
+
+_SOURCE = Path(lock.__file__).with_name("lock.py")
+
+
+def _python_twin() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("lock_python_twin", _SOURCE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_TWINS = [pytest.param(_python_twin(), id="python")]
+if lock.COMPILED:
+    _TWINS.append(pytest.param(lock, id="c"))
+
+
+@pytest.fixture(params=_TWINS)
+def new(request: pytest.FixtureRequest) -> Any:
+    return request.param.Lock
+
+
+def test_the_c_twin_is_there_with_the_compiled_engine() -> None:
+    assert lock.COMPILED is message_io.COMPILED
+    if lock.COMPILED:
+        names = {name for name in dir(lock) if not name.startswith("_")}
+        assert names == set(_python_twin().__all__)
+
+
+def test_acquire_and_release(new: Any) -> None:
+    held = new()
+    assert not held.locked()
+    assert held.acquire() is True
+    assert held.locked()
+    assert held.acquire(False) is False
+    assert held.acquire(blocking=False) is False
+    assert held.acquire(timeout=0) is False
+    assert held.acquire(True, 0.001) is False  # bounded: times out
+    held.release()
+    assert not held.locked()
+    assert held.acquire(True, 5) is True
+    held.release()
+    with held:
+        assert held.locked()
+    assert not held.locked()
+    assert "unlocked" in repr(held)
+
+
+def test_release_unlocked_raises(new: Any) -> None:
+    with pytest.raises(RuntimeError):
+        new().release()
+
+
+def test_bad_arguments(new: Any) -> None:
+    held = new()
+    with pytest.raises(ValueError):
+        held.acquire(False, 1)
+    with pytest.raises(ValueError):
+        held.acquire(timeout=-5)
+    with pytest.raises(TypeError):
+        held.acquire(True, 1, 2)
+    with pytest.raises(TypeError):
+        held.acquire(wait=True)
+    with pytest.raises(TypeError):
+        held.acquire(True, blocking=True)
+    assert not held.locked()
+
+
+def test_another_thread_waits_until_released(new: Any) -> None:
+    held = new()
+    held.acquire()
+    started = threading.Event()
+    got: list[bool] = []
+
+    def taker() -> None:
+        started.set()
+        got.append(held.acquire())  # waits: the main thread holds it
+        held.release()
+
+    thread = threading.Thread(target=taker)
+    thread.start()
+    assert started.wait(10)
+    assert not got
+    held.release()
+    thread.join(10)
+    assert got == [True]
+    assert not held.locked()
+
+
+def test_many_threads_exclude_each_other(new: Any) -> None:
+    held = new()
+    counter = [0]
+
+    def work() -> None:
+        for _ in range(2000):
+            held.acquire()
+            value = counter[0]
+            counter[0] = value + 1
+            held.release()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert counter[0] == 8000
+
+
+def test_a_condition_on_it(new: Any) -> None:
+    cond = threading.Condition(new())
+    ready: list[int] = []
+
+    def producer() -> None:
+        with cond:
+            ready.append(1)
+            cond.notify()
+
+    with cond:
+        thread = threading.Thread(target=producer)
+        thread.start()
+        assert cond.wait_for(lambda: ready, timeout=10)
+        assert not cond.wait(0.001)  # bounded: nobody notifies again
+    thread.join(10)
+
+
+def test_a_signal_handler_error_ends_the_wait(new: Any) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are handled on the main thread")
+    held = new()
+    held.acquire()
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.05, signal.pthread_kill, (threading.get_ident(), signal.SIGUSR1))
+    try:
+        with pytest.raises(Interrupted):  # however early the signal comes
+            timer.start()
+            held.acquire()  # held by this very thread: only the signal ends it
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    assert held.locked()
+    held.release()
