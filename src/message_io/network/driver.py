@@ -161,7 +161,9 @@ class Driver(Host):
             lost=self.lost,
             running=self.still_running,
         )
-        self.handlers: dict[int, Callable[[int], None]] = {}
+        # fd -> its handler, called with the readiness flags; or a ready connection,
+        # whose handler is _on_ready_connection, called natively (no partial).
+        self.handlers: dict[int, Callable[[int], None] | Connection] = {}
         self.emit: Callable[[Any], object] = _discard
         self.running = True
         self.shut = False
@@ -359,7 +361,7 @@ class Driver(Host):
         """First poll of a datagram connection: announce it, then handle it as usual."""
         with conn.lock:
             if conn.state is READY and conn.fd >= 0:
-                self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
+                self.handlers[conn.fd] = conn  # see Loop.iterate: _on_ready_connection
                 announce = True
                 if not conn.write_armed:
                     self.poller.modify(conn.fd, READ)
@@ -539,7 +541,7 @@ class Driver(Host):
                 # the node's input is paused).
                 conn.reading = conn.reading_wanted()
                 self.poller.modify(conn.fd, conn.interest())
-                self.handlers[conn.fd] = functools.partial(self._on_ready_connection, conn)
+                self.handlers[conn.fd] = conn  # see Loop.iterate: _on_ready_connection
             self.decided(conn)
             self.timers.cancel(conn.deadline_timer)
             conn.deadline_timer = None

@@ -337,7 +337,10 @@ class Loop(Acceptor, Generic[S]):
         for fd, flags in ready:
             handler = handlers.get(fd)
             if handler is not None:
-                handler(flags)
+                if isinstance(handler, Connection):
+                    self._on_ready_connection(handler, flags)
+                else:
+                    handler(flags)
                 if not self.running:
                     return
         # The last handler holds its connection: one closed by it must not outlive it
@@ -353,7 +356,10 @@ class Loop(Acceptor, Generic[S]):
         self.iteration += 1
         handler = self.handlers.get(fd)
         if handler is not None:
-            handler(flags)
+            if isinstance(handler, Connection):
+                self._on_ready_connection(handler, flags)
+            else:
+                handler(flags)
             if not self.running:
                 return
             handler = None  # as in iterate
