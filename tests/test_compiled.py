@@ -101,12 +101,7 @@ def test_the_switch_turns_the_extensions_off_for_every_module() -> None:
 
 
 def test_an_extension_older_than_its_source_is_not_used(tmp_path: Path) -> None:
-    if not _built():
-        pytest.skip("no compiled engine in this installation (built without a C compiler?)")
-    copy = tmp_path / "message_io"
-    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    for shared in PACKAGE.parent.glob("*__mypyc*"):  # mypyc's runtime, beside the package
-        shutil.copy2(shared, tmp_path)
+    copy = _built_copy(tmp_path)
     assert _probe(tmp_path)[0] == "True"  # the copy as built runs compiled
     source = copy / "network" / "driver.py"
     extension = _own_extension(copy / "network" / "driver")
@@ -122,12 +117,7 @@ def test_an_extension_older_than_its_source_is_not_used(tmp_path: Path) -> None:
 def test_an_extension_older_than_its_c_source_is_not_used(tmp_path: Path) -> None:
     """sockio.c edited after the build: the engine falls back to the Python sources, as
     for an edited ``.py``, and says why."""
-    if not _built():
-        pytest.skip("no compiled engine in this installation (built without a C compiler?)")
-    copy = tmp_path / "message_io"
-    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    for shared in PACKAGE.parent.glob("*__mypyc*"):
-        shutil.copy2(shared, tmp_path)
+    copy = _built_copy(tmp_path)
     source = copy / "network" / "sockio.c"
     if not source.is_file():
         pytest.skip("an installed package: the C source stays in the source tree")
@@ -137,6 +127,18 @@ def test_an_extension_older_than_its_c_source_is_not_used(tmp_path: Path) -> Non
     assert stale[0] == "False", stale
     assert stale[4].endswith("sockio.py"), stale
     assert "sockio.c" in stale[3], stale
+
+
+def _built_copy(tmp_path: Path) -> Path:
+    """A copy of the built package (and mypyc's runtime beside it) in ``tmp_path``; skips
+    the test where there is no compiled engine."""
+    if not _built():
+        pytest.skip("no compiled engine in this installation (built without a C compiler?)")
+    copy = tmp_path / "message_io"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for shared in PACKAGE.parent.glob("*__mypyc*"):  # mypyc's runtime, beside the package
+        shutil.copy2(shared, tmp_path)
+    return copy
 
 
 def _own_extension(module: Path) -> Path:
@@ -152,12 +154,7 @@ def test_another_pythons_extension_is_not_taken_for_a_stale_one(tmp_path: Path) 
     """A tree built for two Pythons (make test builds 3.11 and 3.10 in place): the other
     one's extensions are never imported here, so however old they are, they do not
     make this one fall back to the sources."""
-    if not _built():
-        pytest.skip("no compiled engine in this installation (built without a C compiler?)")
-    copy = tmp_path / "message_io"
-    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    for shared in PACKAGE.parent.glob("*__mypyc*"):
-        shutil.copy2(shared, tmp_path)
+    copy = _built_copy(tmp_path)
     source = copy / "network" / "driver.py"
     other = copy / "network" / "driver.cpython-29-x86_64-linux-gnu.so"
     other.write_bytes(b"")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import select
 import signal
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
@@ -17,25 +15,12 @@ import pytest
 import message_io
 from message_io.network import epoll_wait
 
+from ..twins import python_twin, same_names, twins
+
 pytestmark = pytest.mark.skipif(not hasattr(select, "epoll"), reason="Linux's epoll only")
 
-_SOURCE = Path(epoll_wait.__file__).with_name("epoll_wait.py")
 
-
-def _python_twin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("epoll_wait_python_twin", _SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_TWINS = [pytest.param(_python_twin(), id="python")]
-if epoll_wait.COMPILED:
-    _TWINS.append(pytest.param(epoll_wait, id="c"))
-
-
-@pytest.fixture(params=_TWINS)
+@pytest.fixture(params=twins(epoll_wait))
 def twin(request: pytest.FixtureRequest) -> ModuleType:
     module: ModuleType = request.param
     return module
@@ -58,11 +43,8 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 def test_the_c_twin_is_there_with_the_compiled_engine() -> None:
     assert epoll_wait.COMPILED is message_io.COMPILED
-    python = _python_twin()
-    assert epoll_wait.MAX_EVENTS == python.MAX_EVENTS
-    if epoll_wait.COMPILED:
-        names = {name for name in dir(epoll_wait) if not name.startswith("_")}
-        assert names == set(python.__all__)
+    assert epoll_wait.MAX_EVENTS == python_twin(epoll_wait).MAX_EVENTS
+    same_names(epoll_wait)
 
 
 def test_nothing_ready(twin: Any, epoll: select.epoll, pair: Any) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import threading
-from pathlib import Path
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -14,32 +12,17 @@ import pytest
 import message_io
 from message_io.network import lock
 
-_SOURCE = Path(lock.__file__).with_name("lock.py")
+from ..twins import same_names, twins
 
 
-def _python_twin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lock_python_twin", _SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_TWINS = [pytest.param(_python_twin(), id="python")]
-if lock.COMPILED:
-    _TWINS.append(pytest.param(lock, id="c"))
-
-
-@pytest.fixture(params=_TWINS)
+@pytest.fixture(params=twins(lock))
 def new(request: pytest.FixtureRequest) -> Any:
     return request.param.Lock
 
 
 def test_the_c_twin_is_there_with_the_compiled_engine() -> None:
     assert lock.COMPILED is message_io.COMPILED
-    if lock.COMPILED:
-        names = {name for name in dir(lock) if not name.startswith("_")}
-        assert names == set(_python_twin().__all__)
+    same_names(lock)
 
 
 def test_acquire_and_release(new: Any) -> None:

@@ -6,11 +6,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gc
-import importlib.util
 import pickle
 import sys
 import weakref
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,24 +18,10 @@ import message_io
 from message_io import Endpoint, Message, ResourceId, ResourceType
 from message_io.network import new_message
 
-_SOURCE = Path(new_message.__file__).with_name("new_message.py")
+from ..twins import same_names, twins
 
 
-def _python_twin() -> ModuleType:
-    # A name inside the package: the twin imports its neighbours relatively.
-    spec = importlib.util.spec_from_file_location("message_io.network._python_twin", _SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_TWINS = [pytest.param(_python_twin(), id="python")]
-if new_message.COMPILED:
-    _TWINS.append(pytest.param(new_message, id="c"))
-
-
-@pytest.fixture(params=_TWINS)
+@pytest.fixture(params=twins(new_message))
 def twin(request: pytest.FixtureRequest) -> ModuleType:
     module: ModuleType = request.param
     return module
@@ -49,11 +33,7 @@ def _endpoint() -> Endpoint:
 
 def test_the_c_twin_is_there_with_the_compiled_engine() -> None:
     assert new_message.COMPILED is message_io.COMPILED
-    if new_message.COMPILED:
-        python = _python_twin()
-        assert {name for name in dir(new_message) if not name.startswith("_")} == set(
-            python.__all__
-        )
+    same_names(new_message)
 
 
 def test_the_same_as_the_class_makes(twin: Any) -> None:

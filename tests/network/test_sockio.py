@@ -4,12 +4,10 @@ held to the same behaviour, on the sockets the engine uses (non-blocking)."""
 from __future__ import annotations
 
 import errno
-import importlib.util
 import select
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,24 +16,10 @@ import pytest
 import message_io
 from message_io.network import sockio
 
-_SOURCE = Path(sockio.__file__).with_name("sockio.py")
+from ..twins import same_names, twins
 
 
-def _python_twin() -> ModuleType:
-    """sockio.py itself, whichever twin the package imported."""
-    spec = importlib.util.spec_from_file_location("sockio_python_twin", _SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_TWINS = [pytest.param(_python_twin(), id="python")]
-if sockio.COMPILED:
-    _TWINS.append(pytest.param(sockio, id="c"))
-
-
-@pytest.fixture(params=_TWINS)
+@pytest.fixture(params=twins(sockio))
 def io(request: pytest.FixtureRequest) -> ModuleType:
     module: ModuleType = request.param
     return module
@@ -67,13 +51,7 @@ def test_the_c_twin_is_there_with_the_compiled_engine() -> None:
     assert sockio.COMPILED is message_io.COMPILED
     if sockio.COMPILED:
         assert sockio.DIRECT, "this CPython's socket layout was not recognised"
-
-
-def test_the_twins_offer_the_same_names() -> None:
-    python = _python_twin()
-    assert all(hasattr(python, name) for name in python.__all__)
-    if sockio.COMPILED:
-        assert {name for name in dir(sockio) if not name.startswith("_")} == set(python.__all__)
+    same_names(sockio)
 
 
 def test_send_and_recv(io: Any, pair: tuple[socket.socket, socket.socket]) -> None:
