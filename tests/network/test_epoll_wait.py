@@ -112,6 +112,40 @@ def test_bad_timeouts(twin: Any, epoll: select.epoll) -> None:
         twin.wait(epoll, "1")
     with pytest.raises(ValueError):
         twin.wait(epoll, float("nan"))
+    with pytest.raises(OverflowError):
+        twin.wait(epoll, 1e10)
+
+
+def test_a_tiny_negative_timeout_is_rounded_up_to_zero(twin: Any, epoll: select.epoll) -> None:
+    """-0.0005 s rounds up to 0 ms, as epoll.poll rounds: no wait (not "no limit")."""
+    assert twin.wait(epoll, -0.0005) == []
+
+
+def test_a_signal_that_does_not_raise_lets_the_wait_go_on(
+    twin: Any, epoll: select.epoll, pair: Any
+) -> None:
+    """PEP 475: the handler runs, the wait goes on until a descriptor is ready."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are handled on the main thread")
+    a, b = pair
+    epoll.register(b.fileno(), select.EPOLLIN)
+    handled = threading.Event()
+    previous = signal.signal(signal.SIGUSR1, lambda _n, _f: handled.set())
+    main = threading.get_ident()
+
+    def interrupt_then_wake() -> None:
+        signal.pthread_kill(main, signal.SIGUSR1)
+        if handled.wait(10):  # the handler ran: now make the descriptor ready
+            a.send(b"x")
+
+    thread = threading.Thread(target=interrupt_then_wake)
+    try:
+        thread.start()
+        assert twin.wait(epoll, 30) == [(b.fileno(), select.EPOLLIN)]
+        assert handled.is_set()
+    finally:
+        thread.join(10)
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def test_a_signal_handler_error_is_raised(twin: Any, epoll: select.epoll, pair: Any) -> None:

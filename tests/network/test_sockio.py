@@ -195,6 +195,36 @@ def test_datagrams_and_their_real_size(io: Any, udp: tuple[socket.socket, socket
         io.recv(receiver, 65536, socket.MSG_TRUNC)
 
 
+def test_a_zero_size_read_reads_nothing(io: Any, udp: tuple[socket.socket, socket.socket]) -> None:
+    """As socket.recv(0): no call at all, so a waiting datagram is not consumed."""
+    sender, receiver = udp
+    io.send(sender, b"kept")
+    assert io.recv(receiver, 0) == b""
+    assert io.recv(receiver, 0, socket.MSG_TRUNC) == b""
+    assert io.recv(receiver, 100) == b"kept"
+
+
+def test_truncated_reads_of_a_stream_never_show_another_socket(
+    io: Any, udp: tuple[socket.socket, socket.socket], pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """MSG_TRUNC on a stream socket discards the bytes: what comes back must not be an
+    earlier datagram's (the C twin reads datagrams through a scratch buffer)."""
+    sender, receiver = udp
+    io.send(sender, b"SECRET-FROM-ANOTHER-PEER")
+    assert io.recv(receiver, 65536, socket.MSG_TRUNC) == b"SECRET-FROM-ANOTHER-PEER"
+    a, b = pair
+    a.send(b"x" * 30)
+    assert b"SECRET" not in io.recv(b, 100, socket.MSG_TRUNC)
+
+
+def test_pending_on_a_closed_socket_raises_os_error(io: Any) -> None:
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.close()
+    with pytest.raises(OSError) as raised:
+        io.pending(closed)
+    assert raised.value.errno == errno.EBADF
+
+
 def test_a_refused_datagram_is_reported(io: Any) -> None:
     """An ICMP "port unreachable" about an earlier datagram: ConnectionRefusedError."""
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -8,8 +8,8 @@
  * The descriptor is read from the epoll object at the time of the call (-1 once it is
  * closed: ValueError, as epoll.poll raises), at the place found and checked at import
  * against a live epoll's fileno(); when it does not match, fileno() is called instead.
- * A signal that interrupts the wait returns an empty list (the loop just turns again),
- * after its handler ran; an exception from the handler is raised.
+ * A signal that interrupts the wait runs its handlers, and the wait goes on for what is
+ * left of the timeout (PEP 475, as epoll.poll); an exception from a handler is raised.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <math.h>
 #include <sys/epoll.h>
+#include <time.h>
 
 #define MAX_EVENTS 1024
 
@@ -68,17 +69,29 @@ milliseconds(PyObject *timeout)
         PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
         return -2;
     }
-    if (seconds < 0) {
+    double ms = ceil(seconds * 1e3);
+    if (ms < 0) {
         return -1;
     }
-    double ms = ceil(seconds * 1e3);
-    return ms >= (double)INT_MAX ? INT_MAX : (int)ms;
+    if (ms > (double)INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "timeout is too large");
+        return -2;
+    }
+    return (int)ms;
+}
+
+static double
+monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec * 1e3 + (double)now.tv_nsec * 1e-6;
 }
 
 PyDoc_STRVAR(wait_doc,
 "wait(epoll, timeout, /) -> list[tuple[int, int]]\n\n"
 "epoll.poll(timeout): (fd, mask) of the ready descriptors, after at most timeout\n"
-"seconds (None or negative: no limit); early and empty when a signal interrupts the wait.");
+"seconds (None or negative: no limit).");
 
 static PyObject *
 epoll_wait_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -98,19 +111,36 @@ epoll_wait_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     struct epoll_event events[MAX_EVENTS];
     int count;
     int error;
-    /* The GIL is released even for a timeout of 0: the loop's turns run compiled code,
-     * which never offers the GIL on its own, so this is where the other threads get it
-     * (a loop turning with nothing to wait for would otherwise starve them). */
-    Py_BEGIN_ALLOW_THREADS
-    count = epoll_wait(epfd, events, MAX_EVENTS, ms);
-    error = errno;
-    Py_END_ALLOW_THREADS
-    if (count < 0) {
-        if (error == EINTR) {
-            return PyErr_CheckSignals() < 0 ? NULL : PyList_New(0);
+    double deadline = ms > 0 ? monotonic_ms() + ms : 0.0;
+    for (;;) {
+        /* The GIL is released even for a timeout of 0: the loop's turns run compiled
+         * code, which never offers the GIL on its own, so this is where the other
+         * threads get it (a loop turning with nothing to wait for would otherwise
+         * starve them). */
+        Py_BEGIN_ALLOW_THREADS
+        count = epoll_wait(epfd, events, MAX_EVENTS, ms);
+        error = errno;
+        Py_END_ALLOW_THREADS
+        if (count >= 0) {
+            break;
         }
-        errno = error;
-        return PyErr_SetFromErrno(PyExc_OSError);
+        if (error != EINTR) {
+            errno = error;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        /* A signal: its handlers run, then the wait goes on for what is left (PEP 475,
+         * as epoll.poll). */
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+        if (ms > 0) {
+            double left = ceil(deadline - monotonic_ms());
+            ms = left > 0 ? (int)left : 0;
+        }
+        epfd = epoll_fd(args[0]); /* a handler may have closed it */
+        if (epfd < 0) {
+            return NULL;
+        }
     }
     PyObject *ready = PyList_New(count);
     if (ready == NULL) {
@@ -167,6 +197,7 @@ find_fd_offset(void)
     PyObject *fileno = PyObject_CallMethod(probe, "fileno", NULL);
     long expected = fileno != NULL ? PyLong_AsLong(fileno) : -1;
     Py_XDECREF(fileno);
+    PyErr_Clear();
     if (Py_TYPE(probe) == epoll_class && expected >= 0
         && *(int *)((char *)probe + sizeof(PyObject)) == (int)expected) {
         fd_offset = (Py_ssize_t)sizeof(PyObject);

@@ -23,7 +23,7 @@ MAX_EVENTS: int = 1024
 
 def wait(epoll: select.epoll, timeout: float | None) -> list[tuple[int, int]]:
     """``epoll.poll(timeout)``: ``[(fd, mask)]`` of the ready descriptors, after at most
-    ``timeout`` seconds (None or negative: no limit). May return early and empty, when a signal
-    interrupts the wait. Raises ``OSError`` (``EBADF`` once ``epoll`` is closed) and
+    ``timeout`` seconds (None or negative: no limit; a signal's handlers run and the
+    wait goes on). Raises ``ValueError`` once ``epoll`` is closed, ``OSError``, and
     whatever a signal handler raises."""
     return epoll.poll(timeout, MAX_EVENTS)

@@ -83,6 +83,9 @@ lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
             if (taken < 0) {
                 return NULL;
             }
+            if (taken == 0) { /* only a failing semaphore ends an endless wait */
+                Py_RETURN_FALSE;
+            }
         }
         self->locked = 1;
         Py_RETURN_TRUE;
@@ -140,6 +143,10 @@ lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     }
     if (timeout < 0 && timeout != -1.0) {
         PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
+        return NULL;
+    }
+    if (timeout > (double)PY_TIMEOUT_MAX / 1e6) {
+        PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
         return NULL;
     }
     int taken = PyThread_acquire_lock_timed(self->lock, 0, 0) == PY_LOCK_ACQUIRED;

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["CLOSED", "OUTPUT", "Reader"]
+__all__ = ["CLOSED", "OUTPUT", "TEXT", "Reader"]
 
 CLOSED: Final = 1
 """Flag of :meth:`Reader.read`'s result: the connection is over (closed by the peer, lost,
@@ -21,6 +21,9 @@ or ended by the protocol)."""
 OUTPUT: Final = 2
 """Flag of :meth:`Reader.read`'s result: the transport has bytes of its own to send (the
 node collects them with ``Remote.take_output``)."""
+TEXT: Final = 4
+"""Flag of :meth:`Reader.read`'s result: ``frames`` may hold text messages (``str``).
+Without it, every item is ``bytes`` and the node makes no test per message."""
 
 
 class Reader:
@@ -28,8 +31,8 @@ class Reader:
 
     def read(self, frames: list[Any]) -> int:
         """Read what the socket has, appending each message (``bytes``, or ``str`` for a
-        text message) to ``frames``; return :data:`CLOSED` and :data:`OUTPUT` or-ed
-        together (0: open, nothing to send).
+        text message) to ``frames``; return :data:`CLOSED`, :data:`OUTPUT` and
+        :data:`TEXT` or-ed together (0: open, nothing to send, bytes only).
 
         Called on the loop thread, under the connection's lock if its transport is not
         full-duplex. Raises ``OSError`` or ``FrameError`` when the connection fails (the

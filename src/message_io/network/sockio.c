@@ -25,8 +25,10 @@
 
 /* socket.socket: the only class whose descriptor is read from the object. */
 static PyTypeObject *socket_class = NULL;
-/* Where the object of _socket.socket keeps its descriptor; 0: unknown, call methods. */
+/* Where the object of _socket.socket keeps its descriptor and its type (SOCK_STREAM,
+ * SOCK_DGRAM...); 0: unknown, call methods. */
 static Py_ssize_t fd_offset = 0;
+static Py_ssize_t type_offset = 0;
 
 /* The descriptor of ``sock`` if it is read directly, else -2 (call its method). */
 static inline int
@@ -46,7 +48,7 @@ as_int(PyObject *value, int *out)
         return -1;
     }
     if (number < INT_MIN || number > INT_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "flags out of range");
+        PyErr_SetString(PyExc_OverflowError, "signed integer is greater than maximum");
         return -1;
     }
     *out = (int)number;
@@ -59,11 +61,12 @@ as_int(PyObject *value, int *out)
 static char scratch[GIL_LIMIT];
 
 static PyObject *
-recv_datagram(int fd, Py_ssize_t size, int flags)
+recv_datagram(PyObject *sock, Py_ssize_t size, int flags)
 {
     ssize_t got;
     for (;;) {
-        got = recv(fd, scratch, (size_t)size, flags | MSG_DONTWAIT);
+        /* read again after a signal: its handler may have closed the socket */
+        got = recv(direct_fd(sock), scratch, (size_t)size, flags | MSG_DONTWAIT);
         if (got >= 0) {
             break;
         }
@@ -98,7 +101,7 @@ sockio_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *sock = args[0];
-    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t size = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
     if (size == -1 && PyErr_Occurred()) {
         return NULL;
     }
@@ -114,8 +117,14 @@ sockio_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (fd == -2) {
         return PyObject_CallMethod(sock, "recv", "ni", size, flags);
     }
-    if (flags & MSG_TRUNC && size <= GIL_LIMIT) {
-        return recv_datagram(fd, size, flags);
+    if (size == 0) {
+        return PyBytes_FromStringAndSize(NULL, 0); /* as socket.recv(0): no call at all */
+    }
+    /* The scratch buffer for datagrams only: on a stream socket MSG_TRUNC discards the
+     * bytes and writes nothing, and the scratch would hand out an earlier datagram. */
+    if (flags & MSG_TRUNC && size <= GIL_LIMIT
+        && *(int *)((char *)sock + type_offset) == SOCK_DGRAM) {
+        return recv_datagram(sock, size, flags);
     }
     PyObject *buffer = PyBytes_FromStringAndSize(NULL, size);
     if (buffer == NULL) {
@@ -145,6 +154,7 @@ sockio_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             return NULL;
         }
+        fd = direct_fd(sock); /* a signal handler may have closed the socket */
     }
     if (got != size) {
         /* Shorter; or longer with MSG_TRUNC (a datagram's real size), as socket.recv
@@ -213,6 +223,7 @@ sockio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             return NULL;
         }
+        fd = direct_fd(sock); /* a signal handler may have closed the socket */
     }
     if (view.obj != NULL) {
         PyBuffer_Release(&view);
@@ -254,11 +265,12 @@ static PyMethodDef sockio_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* Find where _socket.socket keeps the descriptor: right before its ``family``, in every
- * CPython this builds for ({PyObject_HEAD; SOCKET_T sock_fd; int sock_family; ...}).
- * Checked, not assumed: the ``family`` member must be an int just past the header and a
- * descriptor-sized field. Anything else leaves fd_offset 0, and every call goes through
- * the socket's methods. */
+/* Find where _socket.socket keeps the descriptor and the type: right before its
+ * ``family`` and right after it, in every CPython this builds for ({PyObject_HEAD;
+ * SOCKET_T sock_fd; int sock_family; int sock_type; ...}). Checked, not assumed: the
+ * ``family`` and ``type`` members must be ints at those places, and a live socket must
+ * show its fileno() and type there. Anything else leaves fd_offset 0, and every call
+ * goes through the socket's methods. */
 static int
 find_fd_offset(PyObject *module)
 {
@@ -285,11 +297,37 @@ find_fd_offset(PyObject *module)
     if (family == NULL || !Py_IS_TYPE(family, &PyMemberDescr_Type)) {
         return 0;
     }
-    PyMemberDef *member = ((PyMemberDescrObject *)family)->d_member;
-    Py_ssize_t expected = (Py_ssize_t)(sizeof(PyObject) + sizeof(int));
-    if (member->type == T_INT && member->offset == expected) {
-        fd_offset = (Py_ssize_t)sizeof(PyObject);
+    PyObject *type = PyDict_GetItemString(base->tp_dict, "type"); /* borrowed */
+    if (type == NULL || !Py_IS_TYPE(type, &PyMemberDescr_Type)) {
+        return 0;
     }
+    PyMemberDef *member = ((PyMemberDescrObject *)family)->d_member;
+    PyMemberDef *type_member = ((PyMemberDescrObject *)type)->d_member;
+    Py_ssize_t expected = (Py_ssize_t)(sizeof(PyObject) + sizeof(int));
+    if (member->type != T_INT || member->offset != expected || type_member->type != T_INT
+        || type_member->offset != expected + (Py_ssize_t)sizeof(int)) {
+        return 0;
+    }
+    /* And a live socket's descriptor and type where they should be. */
+    PyObject *probe = PyObject_CallFunction(cls, "ii", AF_INET, SOCK_DGRAM);
+    if (probe == NULL) {
+        PyErr_Clear(); /* no socket to spare now: call methods */
+        return 0;
+    }
+    PyObject *fileno = PyObject_CallMethod(probe, "fileno", NULL);
+    long number = fileno != NULL ? PyLong_AsLong(fileno) : -1;
+    Py_XDECREF(fileno);
+    PyErr_Clear();
+    if (Py_TYPE(probe) == socket_class && number >= 0
+        && *(int *)((char *)probe + sizeof(PyObject)) == (int)number
+        && *(int *)((char *)probe + expected + sizeof(int)) == SOCK_DGRAM) {
+        fd_offset = (Py_ssize_t)sizeof(PyObject);
+        type_offset = expected + (Py_ssize_t)sizeof(int);
+    }
+    PyObject *closed = PyObject_CallMethod(probe, "close", NULL);
+    Py_XDECREF(closed);
+    Py_DECREF(probe);
+    PyErr_Clear();
     return 0;
 }
 

@@ -12,6 +12,8 @@ themselves when it is False, so the interpreted engine pays no extra call.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import sys
 
@@ -44,6 +46,9 @@ def pending(sock: socket.socket, /) -> int:
     import fcntl  # noqa: PLC0415 - POSIX only, and only this call needs it
     import termios  # noqa: PLC0415
 
+    fd = sock.fileno()
+    if fd < 0:  # closed: as the C twin, which asks the OS with the -1 it reads
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
     answer = bytearray(4)
-    fcntl.ioctl(sock.fileno(), termios.FIONREAD, answer)
+    fcntl.ioctl(fd, termios.FIONREAD, answer)
     return int.from_bytes(answer, sys.byteorder, signed=True)

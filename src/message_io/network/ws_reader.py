@@ -25,7 +25,7 @@ from typing import Any, Final
 from ..codec.ws_frames import FIN_BINARY, FrameInput, Masker, frame_header
 from . import sockio
 from .framed_reader import SMALL_READ
-from .reader import CLOSED, OUTPUT, Reader
+from .reader import CLOSED, OUTPUT, TEXT, Reader
 
 __all__ = ["WsReader"]
 
@@ -109,7 +109,7 @@ class WsReader(Reader):
         source.gave = False
         closed: bool = remote._settle(taken, frames.append)
         self.outside = remote._held_outside()
-        result = CLOSED if closed or ended else 0
+        result = TEXT | (CLOSED if closed or ended else 0)  # the protocol's: any kind
         if remote.protocol.writes:
             result |= OUTPUT
         return result
