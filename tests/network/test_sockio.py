@@ -225,6 +225,69 @@ def test_pending_on_a_closed_socket_raises_os_error(io: Any) -> None:
     assert raised.value.errno == errno.EBADF
 
 
+def test_recvfrom_gives_each_sender_as_socket_does(io: Any) -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for sender in senders:
+            sender.bind(("127.0.0.1", 0))
+        names = [sender.getsockname() for sender in senders]
+        # The same sender twice, then the other, then the first again.
+        for index in (0, 0, 1, 0):
+            senders[index].sendto(f"from {index}".encode(), receiver.getsockname())
+            data, address = io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
+            assert (data, address) == (f"from {index}".encode(), names[index])
+            assert type(address) is tuple and type(address[0]) is str
+        with pytest.raises(BlockingIOError):
+            io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
+        senders[1].sendto(b"z" * 300, receiver.getsockname())
+        data, address = io.recvfrom(receiver, 100, socket.MSG_TRUNC)
+        assert (len(data), data[:100], address) == (300, b"z" * 100, names[1])
+    finally:
+        receiver.close()
+        for sender in senders:
+            sender.close()
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_recvfrom_ipv6_addresses_are_socket_s_own(io: Any) -> None:
+    try:
+        receiver = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        receiver.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    receiver.setblocking(False)
+    sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sender.bind(("::1", 0))
+        sender.sendto(b"six", receiver.getsockname())
+        data, address = io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
+        assert data == b"six"
+        assert address == sender.getsockname()  # (host, port, flowinfo, scope_id)
+    finally:
+        receiver.close()
+        sender.close()
+
+
+def test_recvfrom_of_a_stream_socket_is_the_socket_s_own(
+    io: Any, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Not the engine's case: the C twin asks the socket, so the answer is the same."""
+    a, b = pair
+    a.send(b"stream")
+    c, d = socket.socketpair()
+    try:
+        c.send(b"stream")
+        assert io.recvfrom(b, 100) == d.recvfrom(100)
+    finally:
+        c.close()
+        d.close()
+    with pytest.raises(BlockingIOError):
+        io.recvfrom(b, 100)
+
+
 def test_a_refused_datagram_is_reported(io: Any) -> None:
     """An ICMP "port unreachable" about an earlier datagram: ConnectionRefusedError."""
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -62,6 +62,7 @@ _LITERAL_HOSTS_MAX: Final = 4096
 # The C build's socket calls (see sockio); without it, the socket's own methods.
 _C_SOCKIO: Final = sockio.COMPILED
 _recv: Final = sockio.recv
+_recvfrom: Final = sockio.recvfrom
 _pending: Final = sockio.pending
 DESTINATION: Final = "the address a UDP listener sends to"
 """What an ``AddressError`` about a listener's destination names."""
@@ -164,7 +165,10 @@ class DatagramSource:
         first = True
         for _ in range(DATAGRAMS_PER_EVENT):
             try:
-                data, addr = sock.recvfrom(RECV_SIZE, MSG_TRUNC)
+                if _C_SOCKIO:
+                    data, addr = _recvfrom(sock, RECV_SIZE, MSG_TRUNC)
+                else:
+                    data, addr = sock.recvfrom(RECV_SIZE, MSG_TRUNC)
             except BlockingIOError:
                 return
             except OSError as exc:  # an ICMP error about an earlier datagram sent

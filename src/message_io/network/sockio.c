@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #define GIL_LIMIT 65536
 
@@ -169,6 +171,123 @@ sockio_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return buffer;
 }
 
+/* The sender of the last datagram read by recvfrom() and its address tuple: a listener
+ * hears from the same peers again and again, and formatting an address costs more than
+ * reading the datagram. Used with the GIL held. */
+static struct sockaddr_storage last_sender;
+static socklen_t last_sender_len = 0;
+static PyObject *last_address = NULL;
+
+/* The address tuple of ``sender``, as socket.recvfrom() gives it: (host, port) for
+ * IPv4, (host, port, flowinfo, scope_id) for IPv6; NULL and no exception for another
+ * family (the caller then asks the socket). */
+static PyObject *
+address_of(const struct sockaddr_storage *sender, socklen_t length)
+{
+    if (last_address != NULL && length == last_sender_len
+        && memcmp(sender, &last_sender, (size_t)length) == 0) {
+        return Py_NewRef(last_address);
+    }
+    char host[INET6_ADDRSTRLEN];
+    PyObject *address;
+    if (sender->ss_family == AF_INET && length >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)sender;
+        if (inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host)) == NULL) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        address = Py_BuildValue("(si)", host, (int)ntohs(in4->sin_port));
+    }
+    else if (sender->ss_family == AF_INET6 && length >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sender;
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host)) == NULL) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        address = Py_BuildValue("(siII)", host, (int)ntohs(in6->sin6_port),
+                                (unsigned int)ntohl(in6->sin6_flowinfo),
+                                (unsigned int)in6->sin6_scope_id);
+    }
+    else {
+        return NULL;
+    }
+    if (address != NULL) {
+        memcpy(&last_sender, sender, (size_t)length);
+        last_sender_len = length;
+        Py_XSETREF(last_address, Py_NewRef(address));
+    }
+    return address;
+}
+
+PyDoc_STRVAR(recvfrom_doc,
+"recvfrom(sock, size, flags=0, /) -> (bytes, address)\n\n"
+"sock.recvfrom(size, flags) of a datagram socket without blocking: BlockingIOError\n"
+"when nothing waits. With MSG_TRUNC, a longer datagram's real size, as recv().");
+
+static PyObject *
+sockio_recvfrom(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "recvfrom() takes sock, size and optional flags");
+        return NULL;
+    }
+    PyObject *sock = args[0];
+    Py_ssize_t size = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int flags = 0;
+    if (nargs == 3 && as_int(args[2], &flags) < 0) {
+        return NULL;
+    }
+    if (size < 0 || size > GIL_LIMIT || direct_fd(sock) == -2
+        || *(int *)((char *)sock + type_offset) != SOCK_DGRAM) {
+        /* not the engine's case (a datagram of at most 64 KiB): the socket's own */
+        return PyObject_CallMethod(sock, "recvfrom", "ni", size, flags);
+    }
+    struct sockaddr_storage sender;
+    socklen_t length;
+    ssize_t got;
+    for (;;) {
+        length = (socklen_t)sizeof(sender);
+        got = recvfrom(direct_fd(sock), scratch, (size_t)size, flags | MSG_DONTWAIT,
+                       (struct sockaddr *)&sender, &length);
+        if (got >= 0) {
+            break;
+        }
+        if (errno != EINTR) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+    }
+    PyObject *address = address_of(&sender, length);
+    if (address == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_OSError, "recvfrom(): address family %d", sender.ss_family);
+        }
+        return NULL;
+    }
+    PyObject *data;
+    if (got <= size) {
+        data = PyBytes_FromStringAndSize(scratch, got);
+    }
+    else { /* longer than asked: its real size, the rest zeros, as recv() */
+        data = PyBytes_FromStringAndSize(NULL, got);
+        if (data != NULL) {
+            memcpy(PyBytes_AS_STRING(data), scratch, (size_t)size);
+            memset(PyBytes_AS_STRING(data) + size, 0, (size_t)(got - size));
+        }
+    }
+    if (data == NULL) {
+        Py_DECREF(address);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, data, address);
+    Py_DECREF(data);
+    Py_DECREF(address);
+    return pair;
+}
+
 PyDoc_STRVAR(send_doc,
 "send(sock, data, /) -> int\n\n"
 "sock.send(data) without blocking: the number of bytes sent, BlockingIOError when\n"
@@ -261,6 +380,7 @@ sockio_pending(PyObject *module, PyObject *sock)
 static PyMethodDef sockio_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))sockio_recv, METH_FASTCALL, recv_doc},
     {"send", (PyCFunction)(void (*)(void))sockio_send, METH_FASTCALL, send_doc},
+    {"recvfrom", (PyCFunction)(void (*)(void))sockio_recvfrom, METH_FASTCALL, recvfrom_doc},
     {"pending", (PyCFunction)sockio_pending, METH_O, pending_doc},
     {NULL, NULL, 0, NULL},
 };

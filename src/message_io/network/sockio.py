@@ -16,8 +16,9 @@ import errno
 import os
 import socket
 import sys
+from typing import Any
 
-__all__ = ["COMPILED", "DIRECT", "GIL_LIMIT", "pending", "recv", "send"]
+__all__ = ["COMPILED", "DIRECT", "GIL_LIMIT", "pending", "recv", "recvfrom", "send"]
 
 # Not Final: the compiled engine would fold this file's values into its own code, and
 # never ask the module that is actually imported.
@@ -33,6 +34,13 @@ GIL_LIMIT: int = 65536
 def recv(sock: socket.socket, size: int, flags: int = 0, /) -> bytes:
     """``sock.recv(size, flags)``; ``BlockingIOError`` when nothing waits."""
     return sock.recv(size, flags)
+
+
+def recvfrom(sock: socket.socket, size: int, flags: int = 0, /) -> tuple[bytes, Any]:
+    """``sock.recvfrom(size, flags)``: a datagram and its sender's address (the C twin
+    gives the same tuple object again while the sender stays the same);
+    ``BlockingIOError`` when nothing waits."""
+    return sock.recvfrom(size, flags)
 
 
 def send(sock: socket.socket, data: bytes | bytearray | memoryview, /) -> int:
