@@ -252,7 +252,13 @@ def test_handshake_deadline_is_not_extended_by_trickling(ws: Net) -> None:
     trickler = threading.Thread(target=trickle, daemon=True)
     trickler.start()
     try:
-        assert sock.recv(4096) == b""  # the server hung up
+        try:
+            ended = sock.recv(4096)
+        except ConnectionResetError:
+            # Closed with a trickled byte still unread on its side: the kernel resets
+            # instead of ending the stream. Either way, the server hung up.
+            ended = b""
+        assert ended == b""  # the server hung up
     finally:
         stop.set()
         trickler.join(TIMEOUT)
