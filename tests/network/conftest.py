@@ -311,3 +311,12 @@ def ws(tmp_path: Path) -> Iterator[Net]:
     """The harness for ``WS``."""
     with harness(Transport.WS, tmp_path) as net:
         yield net
+
+
+@pytest.fixture
+def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """Two connected sockets (``socket.socketpair()``), closed after the test."""
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()

@@ -33,29 +33,23 @@ def epoll() -> Iterator[select.epoll]:
     poller.close()
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
-
-
 def test_the_c_twin_is_there_with_the_compiled_engine() -> None:
     assert epoll_wait.COMPILED is message_io.COMPILED
     assert epoll_wait.MAX_EVENTS == python_twin(epoll_wait).MAX_EVENTS
     same_names(epoll_wait)
 
 
-def test_nothing_ready(twin: Any, epoll: select.epoll, pair: Any) -> None:
-    _, b = pair
+def test_nothing_ready(twin: Any, epoll: select.epoll, socket_pair: Any) -> None:
+    _, b = socket_pair
     epoll.register(b.fileno(), select.EPOLLIN)
     assert twin.wait(epoll, 0) == []
     assert twin.wait(epoll, 0.0) == []
 
 
-def test_ready_descriptors_and_their_masks(twin: Any, epoll: select.epoll, pair: Any) -> None:
-    a, b = pair
+def test_ready_descriptors_and_their_masks(
+    twin: Any, epoll: select.epoll, socket_pair: Any
+) -> None:
+    a, b = socket_pair
     epoll.register(b.fileno(), select.EPOLLIN | select.EPOLLOUT)
     epoll.register(a.fileno(), select.EPOLLIN)
     a.send(b"x")
@@ -67,8 +61,8 @@ def test_ready_descriptors_and_their_masks(twin: Any, epoll: select.epoll, pair:
     assert len(twin.wait(epoll, 5)) == 2
 
 
-def test_a_hangup(twin: Any, epoll: select.epoll, pair: Any) -> None:
-    a, b = pair
+def test_a_hangup(twin: Any, epoll: select.epoll, socket_pair: Any) -> None:
+    a, b = socket_pair
     epoll.register(b.fileno(), select.EPOLLIN)
     a.close()
     ((fd, mask),) = twin.wait(epoll, 1)
@@ -77,10 +71,10 @@ def test_a_hangup(twin: Any, epoll: select.epoll, pair: Any) -> None:
 
 
 def test_waits_for_a_descriptor_made_ready_by_another_thread(
-    twin: Any, epoll: select.epoll, pair: Any
+    twin: Any, epoll: select.epoll, socket_pair: Any
 ) -> None:
     """The C twin releases the GIL while it may sleep: the writer thread runs."""
-    a, b = pair
+    a, b = socket_pair
     epoll.register(b.fileno(), select.EPOLLIN)
     writer = threading.Thread(target=a.send, args=(b"wake",))
     writer.start()
@@ -122,12 +116,12 @@ def test_a_tiny_negative_timeout_is_rounded_up_to_zero(twin: Any, epoll: select.
 
 
 def test_a_signal_that_does_not_raise_lets_the_wait_go_on(
-    twin: Any, epoll: select.epoll, pair: Any
+    twin: Any, epoll: select.epoll, socket_pair: Any
 ) -> None:
     """PEP 475: the handler runs, the wait goes on until a descriptor is ready."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals are handled on the main thread")
-    a, b = pair
+    a, b = socket_pair
     epoll.register(b.fileno(), select.EPOLLIN)
     handled = threading.Event()
     previous = signal.signal(signal.SIGUSR1, lambda _n, _f: handled.set())
@@ -148,11 +142,11 @@ def test_a_signal_that_does_not_raise_lets_the_wait_go_on(
         signal.signal(signal.SIGUSR1, previous)
 
 
-def test_a_signal_handler_error_is_raised(twin: Any, epoll: select.epoll, pair: Any) -> None:
+def test_a_signal_handler_error_is_raised(twin: Any, epoll: select.epoll, socket_pair: Any) -> None:
     """A signal during the wait: its handler runs, and what it raises comes out."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals are handled on the main thread")
-    _, b = pair
+    _, b = socket_pair
     epoll.register(b.fileno(), select.EPOLLIN)
 
     class Interrupted(Exception):

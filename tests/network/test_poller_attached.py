@@ -57,14 +57,6 @@ class RecordingLoop:
         callback(*args)
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
-
-
 class Attached:
     """A poller attached to a :class:`RecordingLoop`, with what it dispatched (``ready``:
     ``(fd, flags)``) and how often it woke the loop."""
@@ -94,9 +86,9 @@ def node() -> Iterator[Attached]:
 
 
 def test_what_was_registered_moves_to_the_outer_loop_and_readiness_comes_back(
-    pair: tuple[socket.socket, socket.socket],
+    socket_pair: tuple[socket.socket, socket.socket],
 ) -> None:
-    a, b = pair
+    a, b = socket_pair
     poller = Poller()
     try:
         poller.register(a.fileno(), READ)
@@ -125,9 +117,9 @@ def test_what_was_registered_moves_to_the_outer_loop_and_readiness_comes_back(
 
 
 def test_another_threads_registrations_wait_for_settle_on_the_loops_thread(
-    pair: tuple[socket.socket, socket.socket], node: Attached
+    socket_pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
-    a, b = pair
+    a, b = socket_pair
 
     def elsewhere() -> None:
         node.poller.register(a.fileno(), READ)
@@ -145,17 +137,19 @@ def test_another_threads_registrations_wait_for_settle_on_the_loops_thread(
 
 
 def test_modify_of_an_unknown_descriptor_fails_as_epolls_does(
-    pair: tuple[socket.socket, socket.socket], node: Attached
+    socket_pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
-    a, _b = pair
+    a, _b = socket_pair
     with pytest.raises(FileNotFoundError):
         node.poller.modify(a.fileno(), READ)
 
 
 def test_a_descriptor_the_loop_cannot_watch_is_dropped_and_a_reused_number_works(
-    pair: tuple[socket.socket, socket.socket], node: Attached, caplog: pytest.LogCaptureFixture
+    socket_pair: tuple[socket.socket, socket.socket],
+    node: Attached,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    a, _b = pair
+    a, _b = socket_pair
     node.outer.refuse.add(a.fileno())
     with caplog.at_level(logging.WARNING, logger="message_io"):
         node.poller.register(a.fileno(), READ)  # the loop refuses it: no raise, no watch
@@ -167,9 +161,9 @@ def test_a_descriptor_the_loop_cannot_watch_is_dropped_and_a_reused_number_works
 
 
 def test_closing_after_the_loop_closed_asks_it_nothing(
-    pair: tuple[socket.socket, socket.socket], node: Attached
+    socket_pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
-    a, _b = pair
+    a, _b = socket_pair
     node.poller.register(a.fileno(), READ)
     node.outer.closed = True
     node.poller.close()
@@ -177,9 +171,9 @@ def test_closing_after_the_loop_closed_asks_it_nothing(
 
 
 def test_inside_a_turn_changes_wait_for_its_end_but_unregistering_does_not(
-    pair: tuple[socket.socket, socket.socket], node: Attached
+    socket_pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
-    a, b = pair
+    a, b = socket_pair
     node.poller.register(b.fileno(), READ)
     node.poller.deferring = True  # a turn of the node
     node.poller.register(a.fileno(), READ | WRITE)  # accepted: polled for writing first,
@@ -193,9 +187,9 @@ def test_inside_a_turn_changes_wait_for_its_end_but_unregistering_does_not(
 
 
 def test_a_number_reused_behind_the_loops_back_is_watched_afresh(
-    pair: tuple[socket.socket, socket.socket], node: Attached
+    socket_pair: tuple[socket.socket, socket.socket], node: Attached
 ) -> None:
-    a, _b = pair
+    a, _b = socket_pair
     node.poller.register(a.fileno(), READ)
     fd = a.fileno()
     node.outer.stale.add(fd)  # closed and reused since the loop took it

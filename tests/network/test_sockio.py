@@ -26,13 +26,11 @@ def io(request: pytest.FixtureRequest) -> ModuleType:
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
+def pair(socket_pair: tuple[socket.socket, socket.socket]) -> tuple[socket.socket, socket.socket]:
+    """A connected pair, non-blocking as the engine's sockets are."""
+    for sock in socket_pair:
+        sock.setblocking(False)
+    return socket_pair
 
 
 @pytest.fixture

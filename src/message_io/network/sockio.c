@@ -62,13 +62,22 @@ as_int(PyObject *value, int *out)
  * size asked, and a bytes object of that size would be allocated and shrunk each time. */
 static char scratch[GIL_LIMIT];
 
+/* Read one datagram of ``sock`` (a datagram socket read directly) into the scratch
+ * buffer, its sender into ``sender`` unless that is NULL, and copy it out at its size:
+ * longer than ``size`` (with MSG_TRUNC), its real size, as socket.recv says it, the
+ * rest zeros. */
 static PyObject *
-recv_datagram(PyObject *sock, Py_ssize_t size, int flags)
+read_datagram(PyObject *sock, Py_ssize_t size, int flags, struct sockaddr_storage *sender,
+              socklen_t *length)
 {
     ssize_t got;
     for (;;) {
+        if (sender != NULL) {
+            *length = (socklen_t)sizeof(*sender);
+        }
         /* read again after a signal: its handler may have closed the socket */
-        got = recv(direct_fd(sock), scratch, (size_t)size, flags | MSG_DONTWAIT);
+        got = recvfrom(direct_fd(sock), scratch, (size_t)size, flags | MSG_DONTWAIT,
+                       (struct sockaddr *)sender, length);
         if (got >= 0) {
             break;
         }
@@ -82,13 +91,29 @@ recv_datagram(PyObject *sock, Py_ssize_t size, int flags)
     if (got <= size) {
         return PyBytes_FromStringAndSize(scratch, got);
     }
-    /* Longer than asked: its real size, as socket.recv says it; the rest is zeros. */
     PyObject *data = PyBytes_FromStringAndSize(NULL, got);
     if (data != NULL) {
         memcpy(PyBytes_AS_STRING(data), scratch, (size_t)size);
         memset(PyBytes_AS_STRING(data) + size, 0, (size_t)(got - size));
     }
     return data;
+}
+
+/* The arguments of recv() and recvfrom(): (sock, size, flags=0). */
+static int
+read_args(const char *name, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *size,
+          int *flags)
+{
+    if (nargs < 2 || nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "%s() takes sock, size and optional flags", name);
+        return -1;
+    }
+    *size = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (*size == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *flags = 0;
+    return nargs == 3 ? as_int(args[2], flags) : 0;
 }
 
 PyDoc_STRVAR(recv_doc,
@@ -98,23 +123,16 @@ PyDoc_STRVAR(recv_doc,
 static PyObject *
 sockio_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 2 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "recv() takes sock, size and optional flags");
-        return NULL;
-    }
-    PyObject *sock = args[0];
-    Py_ssize_t size = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
-    if (size == -1 && PyErr_Occurred()) {
+    Py_ssize_t size;
+    int flags;
+    if (read_args("recv", args, nargs, &size, &flags) < 0) {
         return NULL;
     }
     if (size < 0) {
         PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
         return NULL;
     }
-    int flags = 0;
-    if (nargs == 3 && as_int(args[2], &flags) < 0) {
-        return NULL;
-    }
+    PyObject *sock = args[0];
     int fd = direct_fd(sock);
     if (fd == -2) {
         return PyObject_CallMethod(sock, "recv", "ni", size, flags);
@@ -126,7 +144,7 @@ sockio_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
      * bytes and writes nothing, and the scratch would hand out an earlier datagram. */
     if (flags & MSG_TRUNC && size <= GIL_LIMIT
         && *(int *)((char *)sock + type_offset) == SOCK_DGRAM) {
-        return recv_datagram(sock, size, flags);
+        return read_datagram(sock, size, flags, NULL, NULL);
     }
     PyObject *buffer = PyBytes_FromStringAndSize(NULL, size);
     if (buffer == NULL) {
@@ -225,19 +243,12 @@ PyDoc_STRVAR(recvfrom_doc,
 static PyObject *
 sockio_recvfrom(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 2 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "recvfrom() takes sock, size and optional flags");
+    Py_ssize_t size;
+    int flags;
+    if (read_args("recvfrom", args, nargs, &size, &flags) < 0) {
         return NULL;
     }
     PyObject *sock = args[0];
-    Py_ssize_t size = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
-    if (size == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    int flags = 0;
-    if (nargs == 3 && as_int(args[2], &flags) < 0) {
-        return NULL;
-    }
     if (size < 0 || size > GIL_LIMIT || direct_fd(sock) == -2
         || *(int *)((char *)sock + type_offset) != SOCK_DGRAM) {
         /* not the engine's case (a datagram of at most 64 KiB): the socket's own */
@@ -245,41 +256,16 @@ sockio_recvfrom(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     struct sockaddr_storage sender;
     socklen_t length;
-    ssize_t got;
-    for (;;) {
-        length = (socklen_t)sizeof(sender);
-        got = recvfrom(direct_fd(sock), scratch, (size_t)size, flags | MSG_DONTWAIT,
-                       (struct sockaddr *)&sender, &length);
-        if (got >= 0) {
-            break;
-        }
-        if (errno != EINTR) {
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return NULL;
-        }
+    PyObject *data = read_datagram(sock, size, flags, &sender, &length);
+    if (data == NULL) {
+        return NULL;
     }
     PyObject *address = address_of(&sender, length);
     if (address == NULL) {
         if (!PyErr_Occurred()) {
             PyErr_Format(PyExc_OSError, "recvfrom(): address family %d", sender.ss_family);
         }
-        return NULL;
-    }
-    PyObject *data;
-    if (got <= size) {
-        data = PyBytes_FromStringAndSize(scratch, got);
-    }
-    else { /* longer than asked: its real size, the rest zeros, as recv() */
-        data = PyBytes_FromStringAndSize(NULL, got);
-        if (data != NULL) {
-            memcpy(PyBytes_AS_STRING(data), scratch, (size_t)size);
-            memset(PyBytes_AS_STRING(data) + size, 0, (size_t)(got - size));
-        }
-    }
-    if (data == NULL) {
-        Py_DECREF(address);
+        Py_DECREF(data);
         return NULL;
     }
     PyObject *pair = PyTuple_Pack(2, data, address);
