@@ -19,6 +19,8 @@ Scenarios (both ends of a round trip run in one process, on one loop):
 * ``rtt-ws``, ``rtt-udp``: the same over WebSocket (``ws``) and UDP.
 * ``rtt-asyncio``: the same with ``message_io.asyncio`` (``await listener.for_each``) on
   asyncio's loop.
+* ``rtt-async-for``: two ``message_io.asyncio`` nodes on asyncio's loop, each consumed
+  with ``async for`` in a task of its own, echoing with ``await send``.
 * ``rtt-protocol``: two ``asyncio.Protocol`` objects, the same bytes (1-byte varint
   prefix), echoing in ``data_received``; ``rtt-uvloop``: the same on uvloop.
 * ``receive``: a FramedTcp node receiving 100-byte messages that a plain socket thread
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import os
 import re
@@ -37,7 +40,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, cast
 
 from bench_common import run_async
@@ -126,6 +129,42 @@ class _Ping(asyncio.Protocol):
         self.transport.write(_FRAME)
 
 
+def rtt_async_for(count: int) -> None:
+    async def main() -> None:
+        async with mio_node() as (handler, listener), mio_node() as (client, client_events):
+            _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
+
+            async def echo() -> None:
+                send = handler.network.send
+                async for event in listener:
+                    if event.__class__ is Message:
+                        await send(event.endpoint, event.data)
+
+            echoing = asyncio.get_running_loop().create_task(echo())
+            server, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+            send = client.network.send
+            await send(server, _PING)
+            echoes = 0
+            async for event in client_events:
+                if event.__class__ is Message:
+                    echoes += 1
+                    if echoes >= count:
+                        break
+                    await send(server, _PING)
+            handler.stop()
+            await echoing
+
+    run_async("asyncio", main())
+
+
+@contextlib.asynccontextmanager
+async def mio_node() -> AsyncIterator[tuple[Any, Any]]:
+    """A ``message_io.asyncio`` node, stopped and closed at the end of the block."""
+    handler, listener = mio.split()
+    async with handler:
+        yield handler, listener
+
+
 def _rtt_protocol(loop_name: str, count: int) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -174,6 +213,7 @@ SCENARIOS: Final[dict[str, tuple[Callable[[int], None], int, int, str]]] = {
     "rtt-ws": (lambda n: rtt_sync(n, Transport.WS), 2_000, 6_000, "round trip"),
     "rtt-udp": (lambda n: rtt_sync(n, Transport.UDP), 2_000, 6_000, "round trip"),
     "rtt-asyncio": (rtt_asyncio, 2_000, 6_000, "round trip"),
+    "rtt-async-for": (rtt_async_for, 2_000, 6_000, "round trip"),
     "rtt-protocol": (lambda n: _rtt_protocol("asyncio", n), 2_000, 6_000, "round trip"),
     "rtt-uvloop": (lambda n: _rtt_protocol("uvloop", n), 2_000, 6_000, "round trip"),
     "receive": (receive, 100_000, 300_000, "message"),

@@ -10,6 +10,7 @@ failed connect) run on asyncio, uvloop and trio alike in ``test_awaitable_core.p
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import select
 import socket
@@ -647,3 +648,102 @@ def test_for_each_settles_what_other_tasks_await_and_logs_errors(
 
     run(main)
     assert "the first message" in caplog.text
+
+
+_WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+
+
+def test_the_task_waiting_for_an_event_keeps_its_context(run: Run) -> None:
+    """The consumer of ``async for`` is run at once when its event comes, inside the
+    node's turn: still in its own context (its ContextVars), every event in order."""
+
+    async def main() -> None:
+        server, server_events = mio.split()
+        client, _client_events = mio.split()
+        async with server, client:
+            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
+
+            async def consume() -> list[tuple[bytes, str]]:
+                _WHO.set("consumer")
+                seen: list[tuple[bytes, str]] = []
+                async for event in server_events:
+                    if isinstance(event, Message):
+                        seen.append((event.data, _WHO.get()))
+                        if len(seen) == 100:
+                            break
+                return seen
+
+            consuming = asyncio.ensure_future(consume())
+            endpoint, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+            for index in range(100):
+                assert await client.network.send(endpoint, b"%d" % index) is SendStatus.SENT
+            seen = await asyncio.wait_for(consuming, TIMEOUT)
+            assert seen == [(b"%d" % index, "consumer") for index in range(100)]
+            assert _WHO.get() == "nobody"
+
+    run(main)
+
+
+def test_wake_runs_the_waiting_task_at_once_outside_a_task_only(run: Run) -> None:
+    """White box: the driver's ``wake`` (called for each event while the consumer waits)
+    runs the task awaiting the future before it returns when called from a loop
+    callback, as a turn is; from inside a task, it completes the future and the task
+    runs later, never inside the other; a done callback that raises goes to the loop's
+    exception handler, and the node runs on."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        handler, listener = mio.split()
+        driver = listener._driver  # white box
+        async with handler:
+            resumed: list[str] = []
+
+            async def wait(future: asyncio.Future[None], name: str) -> None:
+                _WHO.set(name)
+                await future
+                resumed.append(_WHO.get())
+
+            # From a loop callback: the task has run when wake returns.
+            first = driver.new_future()
+            waiting = asyncio.ensure_future(wait(first, "first"))
+            await asyncio.sleep(0)  # the task now awaits the future
+            seen: list[list[str]] = []
+
+            def as_a_turn() -> None:
+                driver.wake(first)
+                seen.append(list(resumed))
+
+            loop.call_soon(as_a_turn)
+            await asyncio.wait_for(waiting, TIMEOUT)
+            assert seen == [["first"]]
+
+            # From inside a task: not yet when wake returns.
+            second = driver.new_future()
+            waiting = asyncio.ensure_future(wait(second, "second"))
+            await asyncio.sleep(0)
+            driver.wake(second)
+            assert second.done() and resumed == ["first"]
+            await asyncio.wait_for(waiting, TIMEOUT)
+            assert resumed == ["first", "second"]
+
+            # A callback that raises is reported, not raised into the node's turn.
+            reported: list[dict[str, Any]] = []
+            loop.set_exception_handler(lambda _loop, context: reported.append(context))
+            third = driver.new_future()
+
+            def fails(_future: object) -> None:
+                raise ValueError("a failing callback")
+
+            third.add_done_callback(fails)
+            called = loop.create_future()
+
+            def wake_third() -> None:
+                driver.wake(third)
+                called.set_result(None)
+
+            loop.call_soon(wake_third)
+            await asyncio.wait_for(called, TIMEOUT)
+            assert [type(context["exception"]) for context in reported] == [ValueError]
+            assert handler.is_running()
+
+    run(main)

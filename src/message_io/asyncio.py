@@ -37,6 +37,7 @@ The loop runs with uvloop as with asyncio's own loops (any loop with ``add_reade
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, overload
@@ -61,6 +62,9 @@ S = TypeVar("S")
 _running_loop: Final = asyncio._get_running_loop
 
 
+_current_task: Final = asyncio.current_task
+
+
 class _Driver(OuterDriver):
     """Turns the node on the asyncio event loop ``aloop`` (see :class:`OuterDriver`)."""
 
@@ -68,12 +72,37 @@ class _Driver(OuterDriver):
         self.aloop = aloop
         self.home = aloop
         self.current = _running_loop
+        if type(aloop.create_future()) is asyncio.Future:  # asyncio's, uvloop's
+            self.new_future = functools.partial(asyncio.Future, loop=aloop)  # no frame
+        else:
+            self.new_future = aloop.create_future
         super().__init__(engine, aloop)
         engine.attach(aloop, self.turner.ready)  # the loop watches the node's sockets
         self.turner.turn_soon()  # what was set up before split() returned
 
-    def new_future(self) -> asyncio.Future[Any]:
-        return self.aloop.create_future()
+    def wake(self, waiter: Any) -> None:
+        """Complete the consumer's ``waiter`` and run the task waiting on it at once,
+        in this turn, as ``for_each`` calls its callback: no round of the event loop
+        between the event and the task. Only when no task is running (never a task
+        inside another) and the future has one done callback (the awaiting task's,
+        or ``wait_for``'s); else as an ordinary future, the callbacks then scheduled."""
+        if waiter.done():
+            return
+        callbacks = waiter._callbacks  # [(callback, context)], as every asyncio Future
+        if not callbacks or len(callbacks) != 1 or _current_task(self.aloop) is not None:
+            waiter.set_result(None)
+            return
+        callback, context = callbacks[0]
+        waiter.remove_done_callback(callback)
+        waiter.set_result(None)
+        try:
+            context.run(callback, waiter)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - as the loop does with its callbacks
+            self.aloop.call_exception_handler(
+                {"message": "Exception in callback", "exception": exc, "future": waiter}
+            )
 
     def check(self) -> None:
         if _running_loop() is not self.aloop:

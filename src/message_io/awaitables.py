@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Generic, TypeVar
 
 from .errors import ConnectError, ListenerUsedError, NodeStoppedError
@@ -44,15 +44,15 @@ MAX_QUEUED_EVENTS: Final = 4096
 """Events the listener may hold unconsumed before the node stops reading its sockets."""
 
 _QUEUE_FULL: Final = SendStatus.QUEUE_FULL
-_END: Final = object()  # the node is stopped and every event was taken
 
 
 class OuterDriver:
     """What awaits a node turned by an outer event loop, on that loop's thread.
 
     A framework's driver sets ``home`` (what ``current()`` returns on the loop's
-    thread: the loop, or the run's token) before calling this ``__init__`` from that
-    thread, and provides the methods below that raise ``NotImplementedError``. Its
+    thread: the loop, or the run's token) and ``new_future`` (a callable that returns a
+    new future of the loop) before calling this ``__init__`` from that thread, and
+    provides the methods below that raise ``NotImplementedError``. Its
     turns run through :attr:`turner` (``outer``: the event loop it plans them on, or
     None if it turns the node from a task of its own with ``turner.run``).
 
@@ -62,6 +62,7 @@ class OuterDriver:
 
     home: object
     current: Callable[[], object]
+    new_future: Callable[[], Any]  # a new future of the loop
 
     def __init__(self, engine: Loop[Any], outer: Any) -> None:
         self.engine = engine
@@ -84,10 +85,6 @@ class OuterDriver:
         engine.emit = self.emit
 
     # -- the framework's part ------------------------------------------------------------
-
-    def new_future(self) -> Any:
-        """A new future of the loop."""
-        raise NotImplementedError
 
     @property
     def finished(self) -> bool:
@@ -181,10 +178,9 @@ class OuterDriver:
         if len(events) >= MAX_QUEUED_EVENTS and not self.throttled:
             self.throttle()  # at once: the rest of this turn reads nothing more
         waiter = self.waiter
-        if waiter is not None:  # as _wake_consumer, inline: once per event
+        if waiter is not None:  # once per event
             self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+            self.wake(waiter)
 
     def settle(self, event: Any) -> None:
         """Settle what awaits ``event``: a connect's future, the sends waiting for room."""
@@ -205,37 +201,79 @@ class OuterDriver:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def next_event(self, timeout: float | None, end: Any = None) -> Any:
-        """The next event; None after ``timeout``; once stopped and drained, ``end``
-        raised if it is an exception class (``StopAsyncIteration``), else ``_END``."""
+    def wake(self, waiter: Any) -> None:
+        """Complete the consumer's ``waiter``: an event is queued (loop thread, inside a
+        turn). A framework may run the waiting task at once instead of in a later round
+        of its loop."""
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> OuterDriver:
+        return self
+
+    async def __anext__(self) -> Any:
+        """The next event, once there is one (loop thread): the listener's ``async for``.
+
+        Raises:
+            StopAsyncIteration: the node is stopped and every event was taken (what
+                stopped it is raised first, once).
+            ListenerUsedError: another task waits for events, or ``for_each`` runs.
+        """
         if self.current() is not self.home:
             self.check()  # raises
-        if self.callback is not None:
-            raise ListenerUsedError("for_each consumes this node's events")
         events = self.events
         while not events:
-            if self.finished:
+            self.check_consumer()
+            if self.turner.finished:
                 self.take_error()
-                if end is not None:
-                    raise end
-                return _END
-            if self.waiter is not None:
-                raise ListenerUsedError("another task is already waiting for this node's events")
+                raise StopAsyncIteration
             waiter = self.waiter = self.new_future()
             try:
-                if timeout is None:
-                    await waiter
-                elif not await self.wait_timeout(waiter, timeout):
-                    return None
+                await waiter
             finally:
                 if self.waiter is waiter:
                     self.waiter = None
-            if timeout is not None and not events and not self.finished:
-                return None  # another task took the event (receive(0) meanwhile)
         event = events.popleft()
         if self.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
             self.unthrottle()
         return event
+
+    async def next_event(self, timeout: float | None) -> Any:
+        """The next event; None after ``timeout`` seconds, or once the node is stopped
+        and every event was taken."""
+        if timeout is None:
+            try:
+                return await self.__anext__()
+            except StopAsyncIteration:
+                return None
+        if self.current() is not self.home:
+            self.check()  # raises
+        events = self.events
+        if not events:
+            self.check_consumer()
+            if self.turner.finished:
+                self.take_error()
+                return None
+            waiter = self.waiter = self.new_future()
+            try:
+                if not await self.wait_timeout(waiter, timeout):
+                    return None
+            finally:
+                if self.waiter is waiter:
+                    self.waiter = None
+            if not events:  # stopped, or another task took the event (receive(0))
+                return None
+        event = events.popleft()
+        if self.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
+            self.unthrottle()
+        return event
+
+    def check_consumer(self) -> None:
+        """Raise ``ListenerUsedError`` if the events have another consumer."""
+        if self.callback is not None:
+            raise ListenerUsedError("for_each consumes this node's events")
+        if self.waiter is not None:
+            raise ListenerUsedError("another task is already waiting for this node's events")
 
     def take_error(self) -> None:
         """Raise what stopped the node, once."""
@@ -492,12 +530,9 @@ class AsyncNodeListener(Generic[S]):
     def __init__(self, driver: OuterDriver) -> None:
         self._driver = driver
 
-    def __aiter__(self) -> AsyncNodeListener[S]:
-        return self
-
-    def __anext__(self) -> Coroutine[Any, Any, NodeEvent[S]]:
-        # The driver's coroutine itself: one coroutine per event, not two.
-        return self._driver.next_event(None, StopAsyncIteration)
+    def __aiter__(self) -> AsyncIterator[NodeEvent[S]]:
+        # The driver itself: one coroutine per event, not two.
+        return self._driver
 
     async def for_each(
         self, callback: Callable[[NodeEvent[S]], object], *, on_error: OnError = "log"
@@ -560,5 +595,5 @@ class AsyncNodeListener(Generic[S]):
         Raises:
             ListenerUsedError: another task is already waiting for events.
         """
-        event = await self._driver.next_event(timeout)
-        return None if event is _END else event
+        event: NodeEvent[S] | None = await self._driver.next_event(timeout)
+        return event

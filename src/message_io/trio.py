@@ -113,10 +113,8 @@ class _Driver(OuterDriver):
         self.token = token
         self.home = token
         self.current = _current_token
+        self.new_future = _Future
         super().__init__(engine, None)  # turned by run(), not planned on a loop
-
-    def new_future(self) -> _Future:
-        return _Future()
 
     def check(self) -> None:
         if _current_token() is not self.token:
