@@ -32,6 +32,7 @@ COMPILED = [
     "message_io/network/datagrams.py",
     "message_io/network/driver.py",
     "message_io/network/framed_reader.py",
+    "message_io/network/inbox.py",
     "message_io/network/input_guard.py",
     "message_io/network/listener.py",
     "message_io/network/loop.py",

@@ -558,7 +558,9 @@ def test_an_echo_server_behind_its_queue_keeps_writing_and_echoes_everything(run
                 peer.settimeout(TIMEOUT)
                 received = await loop.run_in_executor(None, recv_exactly, peer, len(frame) * count)
                 assert received == len(frame) * count
-                assert len(server_events._driver.events) <= mio.MAX_QUEUED_EVENTS + 64  # white box
+                assert (
+                    len(server_events._driver.inbox.events) <= mio.MAX_QUEUED_EVENTS + 64
+                )  # white box
             finally:
                 peer.close()
                 echo.cancel()
@@ -583,7 +585,7 @@ def test_for_each_stops_the_node_when_a_queued_event_raises(run: Run) -> None:
     async def main() -> None:
         handler, listener = mio.split(str)
         handler.signals.send("queued")
-        while not listener._driver.events:  # white box: a turn has queued it
+        while not listener._driver.inbox.events:  # white box: a turn has queued it
             await asyncio.sleep(0)
 
         def fail(event: Any) -> None:
@@ -685,7 +687,7 @@ def test_the_task_waiting_for_an_event_keeps_its_context(run: Run) -> None:
 
 
 def test_wake_runs_the_waiting_task_at_once_outside_a_task_only(run: Run) -> None:
-    """White box: the driver's ``wake`` (called for each event while the consumer waits)
+    """White box: the inbox's ``wake`` (called for each event while the consumer waits)
     runs the task awaiting the future before it returns when called from a loop
     callback, as a turn is; from inside a task, it completes the future and the task
     runs later, never inside the other; a done callback that raises goes to the loop's
@@ -710,7 +712,7 @@ def test_wake_runs_the_waiting_task_at_once_outside_a_task_only(run: Run) -> Non
             seen: list[list[str]] = []
 
             def as_a_turn() -> None:
-                driver.wake(first)
+                driver.inbox.wake(first)
                 seen.append(list(resumed))
 
             loop.call_soon(as_a_turn)
@@ -721,7 +723,7 @@ def test_wake_runs_the_waiting_task_at_once_outside_a_task_only(run: Run) -> Non
             second = driver.new_future()
             waiting = asyncio.ensure_future(wait(second, "second"))
             await asyncio.sleep(0)
-            driver.wake(second)
+            driver.inbox.wake(second)
             assert second.done() and resumed == ["first"]
             await asyncio.wait_for(waiting, TIMEOUT)
             assert resumed == ["first", "second"]
@@ -738,7 +740,7 @@ def test_wake_runs_the_waiting_task_at_once_outside_a_task_only(run: Run) -> Non
             called = loop.create_future()
 
             def wake_third() -> None:
-                driver.wake(third)
+                driver.inbox.wake(third)
                 called.set_result(None)
 
             loop.call_soon(wake_third)

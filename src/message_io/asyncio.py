@@ -37,7 +37,6 @@ The loop runs with uvloop as with asyncio's own loops (any loop with ``add_reade
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, overload
@@ -51,6 +50,7 @@ from .awaitables import (
     split_with,
 )
 from .network.endpoint import ResourceId
+from .network.inbox import Inbox
 from .network.loop import DEFAULT_MAX_INCOMPLETE_BYTES, Loop
 from .network.resolver import Resolver
 
@@ -72,37 +72,15 @@ class _Driver(OuterDriver):
         self.aloop = aloop
         self.home = aloop
         self.current = _running_loop
+        # The task waiting in ``async for`` runs at once, inside the turn of its event.
+        inbox = Inbox(self.settle, self.throttle, aloop, _current_task, asyncio.Future)
         if type(aloop.create_future()) is asyncio.Future:  # asyncio's, uvloop's
-            self.new_future = functools.partial(asyncio.Future, loop=aloop)  # no frame
+            self.new_future = inbox.new_future  # no frame
         else:
             self.new_future = aloop.create_future
-        super().__init__(engine, aloop)
+        super().__init__(engine, aloop, inbox)
         engine.attach(aloop, self.turner.ready)  # the loop watches the node's sockets
         self.turner.turn_soon()  # what was set up before split() returned
-
-    def wake(self, waiter: Any) -> None:
-        """Complete the consumer's ``waiter`` and run the task waiting on it at once,
-        in this turn, as ``for_each`` calls its callback: no round of the event loop
-        between the event and the task. Only when no task is running (never a task
-        inside another) and the future has one done callback (the awaiting task's,
-        or ``wait_for``'s); else as an ordinary future, the callbacks then scheduled."""
-        if waiter.done():
-            return
-        callbacks = waiter._callbacks  # [(callback, context)], as every asyncio Future
-        if not callbacks or len(callbacks) != 1 or _current_task(self.aloop) is not None:
-            waiter.set_result(None)
-            return
-        callback, context = callbacks[0]
-        waiter.remove_done_callback(callback)
-        waiter.set_result(None)
-        try:
-            context.run(callback, waiter)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - as the loop does with its callbacks
-            self.aloop.call_exception_handler(
-                {"message": "Exception in callback", "exception": exc, "future": waiter}
-            )
 
     def check(self) -> None:
         if _running_loop() is not self.aloop:

@@ -12,7 +12,6 @@ connects and of sends waiting for room. A future here is anything with asyncio's
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Generic, TypeVar
 
@@ -21,6 +20,7 @@ from .events import EventSender
 from .network.adapter import BytesLike, ConnectConfig, ListenConfig, SendStatus
 from .network.controller import EndpointStatistics, NetworkController
 from .network.endpoint import Address, Endpoint, ResourceId
+from .network.inbox import MAX_QUEUED_EVENTS, Inbox
 from .network.loop import Loop
 from .network.net_event import Connected, Disconnected, Drained, Message
 from .network.resolver import Resolver
@@ -40,9 +40,6 @@ __all__ = [
 
 S = TypeVar("S")
 
-MAX_QUEUED_EVENTS: Final = 4096
-"""Events the listener may hold unconsumed before the node stops reading its sockets."""
-
 _QUEUE_FULL: Final = SendStatus.QUEUE_FULL
 
 
@@ -54,7 +51,9 @@ class OuterDriver:
     new future of the loop) before calling this ``__init__`` from that thread, and
     provides the methods below that raise ``NotImplementedError``. Its
     turns run through :attr:`turner` (``outer``: the event loop it plans them on, or
-    None if it turns the node from a task of its own with ``turner.run``).
+    None if it turns the node from a task of its own with ``turner.run``). ``inbox``: the
+    node's :class:`Inbox`, by default one that only completes the waiting consumer's
+    future.
 
     Raises:
         ListenerUsedError: the node is already driven by another loop.
@@ -64,25 +63,22 @@ class OuterDriver:
     current: Callable[[], object]
     new_future: Callable[[], Any]  # a new future of the loop
 
-    def __init__(self, engine: Loop[Any], outer: Any) -> None:
+    def __init__(self, engine: Loop[Any], outer: Any, inbox: Inbox | None = None) -> None:
         self.engine = engine
         self.thread = threading.get_ident()
         # The turns of the node (compiled with the engine); it holds whether the node
         # is finished and what stopped it.
         self.turner = Turner(engine, outer, self.thread, self.finish)
-        self.events: deque[Any] = deque()
-        self.waiter: Any = None  # the consumer's future, if it waits
-        # for_each's callback: called with each event inside the turn, instead of queueing
-        self.callback: Callable[[Any], object] | None = None
+        # The events on their way to the consumer, and the node's emit (compiled).
+        self.inbox = inbox if inbox is not None else Inbox(self.settle, self.throttle)
         self.connects: dict[Endpoint, Any] = {}  # futures of (Connected, local address)
         self.local_addr = NetworkController(engine).local_addr
         self.drains: dict[Endpoint, list[Any]] = {}  # futures of sends waiting for room
         self.closed: Any = self.new_future()
-        self.throttled = False  # the queue is full: the node's input is paused
         if not engine.drive_lock.acquire(blocking=False):
             raise ListenerUsedError("the node is already driven by another loop")
         engine.owner = self.thread
-        engine.emit = self.emit
+        engine.emit = self.inbox.emit
 
     # -- the framework's part ------------------------------------------------------------
 
@@ -120,11 +116,11 @@ class OuterDriver:
     def throttle(self) -> None:
         """Stop reading the node's sockets until the consumer has taken half of the
         queue; writes, timers and signals go on (loop thread)."""
-        self.throttled = True
+        self.inbox.throttled = True
         self.engine.pause_input(True)
 
     def unthrottle(self) -> None:
-        self.throttled = False
+        self.inbox.throttled = False
         if not self.finished:
             self.engine.pause_input(False)
             self.wake_soon()
@@ -163,25 +159,6 @@ class OuterDriver:
 
     # -- events (event loop thread, inside a turn) -------------------------------------
 
-    def emit(self, event: Any) -> None:
-        """The node's emit: queue ``event`` for the listener, settle what awaits it.
-        (While ``for_each`` runs, the node's emit is its ``Guarded`` callback, which
-        calls :meth:`settle` itself.)"""
-        if event.__class__ is not Message:
-            self.settle(event)
-        callback = self.callback
-        if callback is not None:
-            callback(event)
-            return
-        events = self.events
-        events.append(event)
-        if len(events) >= MAX_QUEUED_EVENTS and not self.throttled:
-            self.throttle()  # at once: the rest of this turn reads nothing more
-        waiter = self.waiter
-        if waiter is not None:  # once per event
-            self.waiter = None
-            self.wake(waiter)
-
     def settle(self, event: Any) -> None:
         """Settle what awaits ``event``: a connect's future, the sends waiting for room."""
         kind = event.__class__
@@ -197,15 +174,9 @@ class OuterDriver:
                 _wake_all(waiters)
 
     def _wake_consumer(self) -> None:
-        waiter, self.waiter = self.waiter, None
+        inbox = self.inbox
+        waiter, inbox.waiter = inbox.waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def wake(self, waiter: Any) -> None:
-        """Complete the consumer's ``waiter``: an event is queued (loop thread, inside a
-        turn). A framework may run the waiting task at once instead of in a later round
-        of its loop."""
-        if not waiter.done():
             waiter.set_result(None)
 
     def __aiter__(self) -> OuterDriver:
@@ -221,20 +192,22 @@ class OuterDriver:
         """
         if self.current() is not self.home:
             self.check()  # raises
-        events = self.events
+        inbox = self.inbox
+        events = inbox.events
         while not events:
-            self.check_consumer()
+            if inbox.callback is not None or inbox.waiter is not None:
+                self.check_consumer()  # raises
             if self.turner.finished:
                 self.take_error()
                 raise StopAsyncIteration
-            waiter = self.waiter = self.new_future()
+            waiter = inbox.waiter = self.new_future()
             try:
                 await waiter
             finally:
-                if self.waiter is waiter:
-                    self.waiter = None
+                if inbox.waiter is waiter:
+                    inbox.waiter = None
         event = events.popleft()
-        if self.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
+        if inbox.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
             self.unthrottle()
         return event
 
@@ -248,31 +221,32 @@ class OuterDriver:
                 return None
         if self.current() is not self.home:
             self.check()  # raises
-        events = self.events
+        inbox = self.inbox
+        events = inbox.events
         if not events:
             self.check_consumer()
             if self.turner.finished:
                 self.take_error()
                 return None
-            waiter = self.waiter = self.new_future()
+            waiter = inbox.waiter = self.new_future()
             try:
                 if not await self.wait_timeout(waiter, timeout):
                     return None
             finally:
-                if self.waiter is waiter:
-                    self.waiter = None
+                if inbox.waiter is waiter:
+                    inbox.waiter = None
             if not events:  # stopped, or another task took the event (receive(0))
                 return None
         event = events.popleft()
-        if self.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
+        if inbox.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
             self.unthrottle()
         return event
 
     def check_consumer(self) -> None:
         """Raise ``ListenerUsedError`` if the events have another consumer."""
-        if self.callback is not None:
+        if self.inbox.callback is not None:
             raise ListenerUsedError("for_each consumes this node's events")
-        if self.waiter is not None:
+        if self.inbox.waiter is not None:
             raise ListenerUsedError("another task is already waiting for this node's events")
 
     def take_error(self) -> None:
@@ -557,7 +531,8 @@ class AsyncNodeListener(Generic[S]):
         """
         driver = self._driver
         driver.check()
-        if driver.callback is not None or driver.waiter is not None:
+        inbox = driver.inbox
+        if inbox.callback is not None or inbox.waiter is not None:
             raise ListenerUsedError("another task already consumes this node's events")
         engine = driver.engine
         # The node calls it as its emit, natively when compiled: it settles what awaits
@@ -568,8 +543,8 @@ class AsyncNodeListener(Generic[S]):
             before=driver.settle,
             skip=Message,
         )
-        events = driver.events
-        driver.callback = guarded
+        events = inbox.events
+        inbox.callback = guarded
         try:
             try:
                 while events:
@@ -578,14 +553,14 @@ class AsyncNodeListener(Generic[S]):
                 driver.engine.stop()  # as when the callback raises inside a turn
                 driver.wake_soon()
                 raise
-            if driver.throttled:
+            if inbox.throttled:
                 driver.unthrottle()
             engine.emit = guarded
             await driver.wait_closed()
             driver.take_error()
         finally:
-            engine.emit = driver.emit
-            driver.callback = None
+            engine.emit = inbox.emit
+            inbox.callback = None
 
     async def receive(self, timeout: float | None = None) -> NodeEvent[S] | None:
         """The next event, or None if ``timeout`` seconds pass first or the node is
