@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import gc
 import select
 import socket
 import sys
@@ -747,5 +748,25 @@ def test_wake_runs_the_waiting_task_at_once_outside_a_task_only(run: Run) -> Non
             await asyncio.wait_for(called, TIMEOUT)
             assert [type(context["exception"]) for context in reported] == [ValueError]
             assert handler.is_running()
+
+    run(main)
+
+
+def test_a_send_never_awaited_is_reported(run: Run) -> None:
+    """``send`` is a coroutine as asyncio defines it: one never awaited sends nothing
+    and Python warns about it (a forgotten ``await`` does not pass silently)."""
+
+    async def main() -> None:
+        handler, listener = mio.split()
+        async with handler:
+            _id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+            endpoint, _ = await handler.network.connect(Transport.FRAMED_TCP, addr)
+            forgotten = handler.network.send(endpoint, b"never")
+            assert asyncio.iscoroutine(forgotten)
+            with pytest.warns(RuntimeWarning, match="never awaited"):
+                del forgotten
+                gc.collect()
+            assert await handler.network.send(endpoint, b"after") is SendStatus.SENT
+            assert (await next_of(listener, Message)).data == b"after"
 
     run(main)

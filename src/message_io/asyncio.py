@@ -73,11 +73,9 @@ class _Driver(OuterDriver):
         self.home = aloop
         self.current = _running_loop
         # The task waiting in ``async for`` runs at once, inside the turn of its event.
-        inbox = Inbox(self.settle, self.throttle, aloop, _current_task, asyncio.Future)
-        if type(aloop.create_future()) is asyncio.Future:  # asyncio's, uvloop's
-            self.new_future = inbox.new_future  # no frame
-        else:
-            self.new_future = aloop.create_future
+        native = type(aloop.create_future()) is asyncio.Future  # asyncio's, uvloop's
+        inbox = Inbox(aloop, _current_task, asyncio.Future if native else None)
+        self.new_future = inbox.new_future if native else aloop.create_future
         super().__init__(engine, aloop, inbox)
         engine.attach(aloop, self.turner.ready)  # the loop watches the node's sockets
         self.turner.turn_soon()  # what was set up before split() returned

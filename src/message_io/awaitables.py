@@ -70,7 +70,8 @@ class OuterDriver:
         # is finished and what stopped it.
         self.turner = Turner(engine, outer, self.thread, self.finish)
         # The events on their way to the consumer, and the node's emit (compiled).
-        self.inbox = inbox if inbox is not None else Inbox(self.settle, self.throttle)
+        self.inbox = inbox if inbox is not None else Inbox()
+        self.inbox.bind(self, self.turner)
         self.connects: dict[Endpoint, Any] = {}  # futures of (Connected, local address)
         self.local_addr = NetworkController(engine).local_addr
         self.drains: dict[Endpoint, list[Any]] = {}  # futures of sends waiting for room
@@ -179,44 +180,12 @@ class OuterDriver:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def __aiter__(self) -> OuterDriver:
-        return self
-
-    async def __anext__(self) -> Any:
-        """The next event, once there is one (loop thread): the listener's ``async for``.
-
-        Raises:
-            StopAsyncIteration: the node is stopped and every event was taken (what
-                stopped it is raised first, once).
-            ListenerUsedError: another task waits for events, or ``for_each`` runs.
-        """
-        if self.current() is not self.home:
-            self.check()  # raises
-        inbox = self.inbox
-        events = inbox.events
-        while not events:
-            if inbox.callback is not None or inbox.waiter is not None:
-                self.check_consumer()  # raises
-            if self.turner.finished:
-                self.take_error()
-                raise StopAsyncIteration
-            waiter = inbox.waiter = self.new_future()
-            try:
-                await waiter
-            finally:
-                if inbox.waiter is waiter:
-                    inbox.waiter = None
-        event = events.popleft()
-        if inbox.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
-            self.unthrottle()
-        return event
-
     async def next_event(self, timeout: float | None) -> Any:
         """The next event; None after ``timeout`` seconds, or once the node is stopped
         and every event was taken."""
         if timeout is None:
             try:
-                return await self.__anext__()
+                return await self.inbox.__anext__()
             except StopAsyncIteration:
                 return None
         if self.current() is not self.home:
@@ -505,8 +474,8 @@ class AsyncNodeListener(Generic[S]):
         self._driver = driver
 
     def __aiter__(self) -> AsyncIterator[NodeEvent[S]]:
-        # The driver itself: one coroutine per event, not two.
-        return self._driver
+        # The node's inbox itself (compiled): one coroutine per event, not two.
+        return self._driver.inbox
 
     async def for_each(
         self, callback: Callable[[NodeEvent[S]], object], *, on_error: OnError = "log"

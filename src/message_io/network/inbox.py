@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from .net_event import Message
+from .turner import Turner
 
 __all__ = ["MAX_QUEUED_EVENTS", "Inbox"]
 
@@ -25,17 +26,13 @@ MAX_QUEUED_EVENTS: Final = 4096
 class Inbox:
     """The listener's side of a node on an outer event loop (its thread only).
 
-    ``settle(event)`` is called first with every event but a ``Message`` (it completes
-    what other tasks await: a connect, room to send); ``throttle()`` when the queue
-    reaches :data:`MAX_QUEUED_EVENTS`. ``aloop`` is the asyncio event loop whose waiting
-    task :meth:`wake` may run at once (with ``current_task``, asyncio's), or None: the
-    waiter's future is then only completed. With ``future_type`` (``asyncio.Future``),
-    :meth:`new_future` makes the loop's futures."""
+    ``aloop`` is the asyncio event loop whose waiting task :meth:`wake` may run at once
+    (with ``current_task``, asyncio's), or None: the waiter's future is then only
+    completed. With ``future_type`` (``asyncio.Future``), :meth:`new_future` makes the
+    loop's futures natively. :meth:`bind` ties it to its driver before use."""
 
     def __init__(
         self,
-        settle: Callable[[Any], None],
-        throttle: Callable[[], None],
         aloop: Any = None,
         current_task: Callable[[Any], object] | None = None,
         future_type: Callable[..., Any] | None = None,
@@ -45,26 +42,77 @@ class Inbox:
         # for_each's callback: called with each event inside the turn, instead of queueing
         self.callback: Callable[[Any], object] | None = None
         self.throttled = False  # the queue is full: the node's input is paused
-        self.settle = settle
-        self.throttle = throttle
         self.aloop = aloop
         self.current_task = current_task
         self.future_type = future_type
+        self.driver: Any = None
+        self.turner: Turner | None = None
+        self.current: Callable[[], object] | None = None
+        self.home: object = None
+
+    def bind(self, driver: Any, turner: Turner) -> None:
+        """Tie the inbox to ``driver`` (an ``OuterDriver``, which turns the node with
+        ``turner``): it calls the driver's ``settle(event)`` first with every event but a
+        ``Message`` (it completes what other tasks await: a connect, room to send), its
+        ``throttle()`` when the queue reaches :data:`MAX_QUEUED_EVENTS` and its
+        ``unthrottle()`` once half of it is taken; it checks the consumer with the
+        driver's ``current``, ``home``, ``check()`` and ``check_consumer()``, and makes
+        futures with its ``new_future()`` unless it has a ``future_type``."""
+        self.driver = driver
+        self.turner = turner
+        self.current = driver.current
+        self.home = driver.home
 
     def new_future(self) -> Any:
-        """``future_type(loop=aloop)``: a new future of the loop (called natively, with
-        no keyword dictionary built per call as ``functools.partial`` builds)."""
+        """A new future of the loop: ``future_type(loop=aloop)`` (called natively, with
+        no keyword dictionary built per call as ``functools.partial`` builds), or the
+        driver's."""
         future_type = self.future_type
         if future_type is None:
-            raise TypeError("this inbox makes no futures")
+            return self.driver.new_future()
         return future_type(loop=self.aloop)
+
+    def __aiter__(self) -> Inbox:
+        return self
+
+    async def __anext__(self) -> Any:
+        """The next event, once there is one (the loop's thread): the listener's ``async
+        for``.
+
+        Raises:
+            StopAsyncIteration: the node is stopped and every event was taken (what
+                stopped it is raised first, once).
+            ListenerUsedError: another task waits for events, or ``for_each`` runs.
+            RuntimeError: not on the node's event loop.
+        """
+        current = self.current
+        if current is None or current() is not self.home:
+            self.driver.check()  # raises
+        events = self.events
+        while not events:
+            if self.callback is not None or self.waiter is not None:
+                self.driver.check_consumer()  # raises
+            turner = self.turner
+            if turner is None or turner.finished:
+                self.driver.take_error()
+                raise StopAsyncIteration
+            waiter = self.waiter = self.new_future()
+            try:
+                await waiter
+            finally:
+                if self.waiter is waiter:
+                    self.waiter = None
+        event = events.popleft()
+        if self.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
+            self.driver.unthrottle()
+        return event
 
     def emit(self, event: Any) -> None:
         """The node's emit: queue ``event`` for the consumer, after settling what awaits
         it, and wake the consumer if it waits. (While ``for_each`` runs, the node's emit
         is its ``Guarded`` callback, which settles events itself.)"""
         if type(event) is not Message:
-            self.settle(event)
+            self.driver.settle(event)
         callback = self.callback
         if callback is not None:
             callback(event)
@@ -73,7 +121,7 @@ class Inbox:
         events.append(event)
         if len(events) >= MAX_QUEUED_EVENTS and not self.throttled:
             self.throttled = True
-            self.throttle()  # at once: the rest of this turn reads nothing more
+            self.driver.throttle()  # at once: the rest of this turn reads nothing more
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
