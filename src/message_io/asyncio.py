@@ -19,8 +19,9 @@ the node's earliest timer or signal is due (``call_at``), the event loop runs on
 of the node on its own thread (``network/turner.py``, compiled with the engine): the
 ready socket is read, accepted or handshaken, then writes, timers and signals, exactly as
 ``for_each`` does, with each event appended to the listener's queue (or, in
-``for_each``, given to its callback). No thread is started, no event crosses threads and
-no second poll runs. The queue is bounded: past 4,096 events not yet consumed, the node
+``for_each``, given to its callback). A task waiting in ``async for`` is run at once,
+inside the turn (``network/inbox.py``), not in a later round of the loop. No thread is
+started, no event crosses threads and no second poll runs. The queue is bounded: past 4,096 events not yet consumed, the node
 stops reading and accepting (TCP slows the peers down) until the consumer has taken half
 of them; writes, timers and signals go on meanwhile, so a consumer waiting in ``await
 send`` still gets its room. A connection reset while not read (paused) is found when it
