@@ -21,11 +21,11 @@ ready socket is read, accepted or handshaken, then writes, timers and signals, e
 ``for_each`` does, with each event appended to the listener's queue (or, in
 ``for_each``, given to its callback). A task waiting in ``async for`` is run at once,
 inside the turn (``network/inbox.py``), not in a later round of the loop. No thread is
-started, no event crosses threads and no second poll runs. The queue is bounded: past 4,096 events not yet consumed, the node
-stops reading and accepting (TCP slows the peers down) until the consumer has taken half
-of them; writes, timers and signals go on meanwhile, so a consumer waiting in ``await
-send`` still gets its room. A connection reset while not read (paused) is found when it
-is read again.
+started, no event crosses threads and no second poll runs. The queue is bounded: past
+4,096 events not yet consumed, the node stops reading and accepting (TCP slows the peers
+down) until the consumer has taken half of them; writes, timers and signals go on
+meanwhile, so a consumer waiting in ``await send`` still gets its room. A connection
+reset while not read (paused) is found when it is read again.
 
 Other threads may still use the handler's synchronous calls (``send_nowait``,
 ``listen``, ``signals.send``...): they wake the node through its waker, and the next
