@@ -770,3 +770,30 @@ def test_a_send_never_awaited_is_reported(run: Run) -> None:
             assert (await next_of(listener, Message)).data == b"after"
 
     run(main)
+
+
+def test_a_consumer_that_raises_ends_its_task_only(run: Run) -> None:
+    """A task run at once by its event that raises ends with that exception: it does not
+    reach the node's turn, the node runs on, and another task takes the next events."""
+
+    async def main() -> None:
+        server, server_events = mio.split()
+        client, _client_events = mio.split()
+        async with server, client:
+            _id, addr = server.network.listen(Transport.FRAMED_TCP, LOCAL)
+
+            async def fail_on_a_message() -> None:
+                async for event in server_events:
+                    if isinstance(event, Message):
+                        raise ValueError(event.data)
+
+            failing = asyncio.ensure_future(fail_on_a_message())
+            endpoint, _ = await client.network.connect(Transport.FRAMED_TCP, addr)
+            assert await client.network.send(endpoint, b"first") is SendStatus.SENT
+            with pytest.raises(ValueError, match="first"):
+                await asyncio.wait_for(failing, TIMEOUT)
+            assert server.is_running()
+            assert await client.network.send(endpoint, b"second") is SendStatus.SENT
+            assert (await next_of(server_events, Message)).data == b"second"
+
+    run(main)
