@@ -133,14 +133,17 @@ fuzz-ws: $(BUILT)
 # Fails on a failed test, a definite leak, or an invalid write or free. CPython itself
 # makes memcheck report uses of uninitialised values (in int and json internals) and
 # glibc's AVX2 wmemcmp reads past a string's end: reported in the log, not failed.
-# About 2 minutes.
+# One test is left out: under valgrind a signal sent to the main thread does not
+# interrupt its epoll_wait (select.epoll.poll's own wait included), so the test of a
+# wait that goes on after a signal handler waits out its timeout. About 4 minutes.
 VALGRIND_LOG := .valgrind.log
 valgrind: $(BUILT)
 	PYTHONMALLOC=malloc valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite \
 	--log-file=$(VALGRIND_LOG) $(VENV)/bin/python -m pytest -q -p no:cacheprovider \
 	-o timeout=1800 tests/network/test_churn.py tests/fuzz/test_fuzz_ws_frames.py \
 	tests/network/test_sockio.py tests/network/test_epoll_wait.py \
-	tests/network/test_new_message.py tests/network/test_lock.py
+	tests/network/test_new_message.py tests/network/test_lock.py \
+	-k "not test_a_signal_that_does_not_raise_lets_the_wait_go_on"
 	@grep -E "definitely lost|ERROR SUMMARY" $(VALGRIND_LOG)
 	@! grep -qE "definitely lost: [1-9]|Invalid write|Invalid free|Mismatched free" $(VALGRIND_LOG) \
 	|| { echo "memcheck found errors: see $(VALGRIND_LOG)"; exit 1; }

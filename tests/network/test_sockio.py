@@ -345,3 +345,70 @@ def test_bad_arguments(io: Any, pair: tuple[socket.socket, socket.socket]) -> No
         io.send(a)
     with pytest.raises((TypeError, AttributeError)):
         io.recv(object(), 10)
+
+
+def test_send2_sends_head_and_data_as_one(
+    io: Any, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    assert io.send2(a, b"\x05", b"hello") == 6
+    assert io.send2(a, b"\x06", bytearray(b" world")) == 7
+    assert io.send2(a, b"", memoryview(b"!!")[1:]) == 1
+    assert io.recv(b, 100) == b"\x05hello\x06 world!"
+
+
+def test_send2_on_a_full_socket(io: Any, pair: tuple[socket.socket, socket.socket]) -> None:
+    """What send2 reports sent is what arrives, head first, also when the socket takes
+    only part of it; a full socket raises BlockingIOError."""
+    a, b = pair
+    head, chunk = b"\x80\x20", bytes(range(256)) * 16
+    sent = 0
+    with pytest.raises(BlockingIOError):  # bounded: the socket buffers are finite
+        for _ in range(100_000):
+            sent += io.send2(a, head, chunk)
+    received = bytearray()
+    while io.pending(b):
+        received += io.recv(b, 1 << 20)
+    whole, part = divmod(sent, len(head) + len(chunk))
+    assert bytes(received) == (head + chunk) * whole + (head + chunk)[:part]
+
+
+def test_send2_above_gil_limit(io: Any, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    head, data = b"\x01\x02\x03", bytes(range(256)) * 512  # 128 KiB
+    sent = io.send2(a, head, data)
+    assert 0 < sent <= len(head) + len(data)
+    received = b""
+    while len(received) < sent:
+        received += io.recv(b, 4 * sockio.GIL_LIMIT)
+    assert received == (head + data)[:sent]
+
+
+def test_send2_of_other_socket_classes_calls_their_send(io: Any) -> None:
+    raw_a, raw_b = socket.socketpair()
+    a = _Counting(fileno=raw_a.detach())
+    b = _Counting(fileno=raw_b.detach())
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        _Counting.calls = 0
+        assert io.send2(a, b"\x03", b"abc") == 4
+        assert _Counting.calls == 1
+        assert b.recv(100) == b"\x03abc"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_send2_bad_arguments(io: Any, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = pair
+    with pytest.raises(TypeError):
+        io.send2(a, b"\x01", "text")
+    with pytest.raises(TypeError):
+        io.send2(a, b"\x01")
+    closed = socket.socket()
+    closed.close()
+    with pytest.raises(OSError):
+        io.send2(closed, b"\x01", b"x")

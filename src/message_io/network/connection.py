@@ -79,6 +79,7 @@ _TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
 # The C build's socket calls (see sockio); without it, the socket's own methods.
 _C_SOCKIO: Final = sockio.COMPILED
 _send: Final = sockio.send
+_send2: Final = sockio.send2
 
 _get_ident: Final = threading.get_ident
 
@@ -362,22 +363,31 @@ class Connection(SendQueue):
             # Fast path, the common case of a connection that keeps up: the first
             # message of the iteration goes straight to the OS, nothing is queued.
             self.direct_iter = iteration
-            wire = head + data if head else data
             sock = self.sock
+            wire: Buffer | None = None  # head + data, made only where it is needed
             try:
                 if sock is None:
+                    wire = head + data if head else data
                     written = self.remote.write(wire)
                 else:
                     try:
-                        written = _send(sock, wire) if _C_SOCKIO else sock.send(wire)
+                        if not _C_SOCKIO:
+                            wire = head + data if head else data
+                            written = sock.send(wire)
+                        elif head:
+                            written = _send2(sock, head, data)  # one send, no head + data
+                        else:
+                            written = _send(sock, data)
                     except BlockingIOError:
                         written = 0
             except Exception as exc:  # noqa: BLE001 - any write failure ends it
                 log.debug("write to %s failed: %r", self.endpoint, exc)
                 self.loop.request_check(self, broken=True)
                 return _SENT
-            if written >= len(wire):
+            if written >= (size + len(head) if head else size):
                 return _SENT
+            if wire is None:
+                wire = head + data if head else data
             with memoryview(wire) as view:
                 rest = self.tail = bytearray(view[written:])
             self.push(rest)

@@ -59,7 +59,8 @@ as_int(PyObject *value, int *out)
 
 /* A datagram read with MSG_TRUNC: into a scratch buffer (the GIL is held throughout, so
  * one serves every call), then copied out at its size. A datagram is rarely near the
- * size asked, and a bytes object of that size would be allocated and shrunk each time. */
+ * size asked, and a bytes object of that size would be allocated and shrunk each time.
+ * send2() also puts a frame's header and body together in it. */
 static char scratch[GIL_LIMIT];
 
 /* Read one datagram of ``sock`` (a datagram socket read directly) into the scratch
@@ -279,6 +280,72 @@ PyDoc_STRVAR(send_doc,
 "sock.send(data) without blocking: the number of bytes sent, BlockingIOError when\n"
 "none could be. No SIGPIPE: a closed peer raises BrokenPipeError.");
 
+/* A view of ``data``: a bytes object's own buffer without the buffer protocol's calls
+ * (it cannot change, and the caller's reference keeps it alive throughout), else the
+ * buffer protocol's (release it with release_view). */
+static int
+get_view(PyObject *data, Py_buffer *view)
+{
+    if (PyBytes_CheckExact(data)) {
+        view->obj = NULL;
+        view->buf = PyBytes_AS_STRING(data);
+        view->len = PyBytes_GET_SIZE(data);
+        return 0;
+    }
+    return PyObject_GetBuffer(data, view, PyBUF_SIMPLE);
+}
+
+static void
+release_view(Py_buffer *view)
+{
+    if (view->obj != NULL) {
+        PyBuffer_Release(view);
+    }
+}
+
+/* Send ``count`` views (at most two) of ``sock`` (read directly, descriptor ``fd``) as
+ * one: one view from its own buffer, two copied into the scratch buffer first (their
+ * total at most GIL_LIMIT, the GIL held). Retried after a signal whose handlers return,
+ * with the descriptor read again and the scratch buffer filled again (a handler may
+ * have closed the socket, or used the buffer). The bytes sent, or -1 with an exception. */
+static Py_ssize_t
+send_views(PyObject *sock, int fd, Py_buffer *views, int count)
+{
+    ssize_t sent;
+    int error;
+    for (;;) {
+        if (count == 2) {
+            memcpy(scratch, views[0].buf, (size_t)views[0].len);
+            memcpy(scratch + views[0].len, views[1].buf, (size_t)views[1].len);
+            sent = send(fd, scratch, (size_t)(views[0].len + views[1].len),
+                        MSG_DONTWAIT | MSG_NOSIGNAL);
+            error = errno;
+        }
+        else if (views[0].len > GIL_LIMIT) {
+            Py_BEGIN_ALLOW_THREADS
+            sent = send(fd, views[0].buf, (size_t)views[0].len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            error = errno;
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            sent = send(fd, views[0].buf, (size_t)views[0].len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            error = errno;
+        }
+        if (sent >= 0) {
+            return (Py_ssize_t)sent;
+        }
+        if (error != EINTR) {
+            errno = error;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+        fd = direct_fd(sock);
+    }
+}
+
 static PyObject *
 sockio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -292,48 +359,58 @@ sockio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return PyObject_CallMethod(sock, "send", "O", args[1]);
     }
     Py_buffer view;
-    if (PyBytes_CheckExact(args[1])) {
-        /* The common case, without the buffer protocol's calls: a bytes object cannot
-         * change, and the caller's reference keeps it alive throughout. */
-        view.obj = NULL;
-        view.buf = PyBytes_AS_STRING(args[1]);
-        view.len = PyBytes_GET_SIZE(args[1]);
-    }
-    else if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+    if (get_view(args[1], &view) < 0) {
         return NULL;
     }
-    ssize_t sent;
-    int error;
-    for (;;) {
-        if (view.len > GIL_LIMIT) {
-            Py_BEGIN_ALLOW_THREADS
-            sent = send(fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-            error = errno;
-            Py_END_ALLOW_THREADS
-        }
-        else {
-            sent = send(fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-            error = errno;
-        }
+    Py_ssize_t sent = send_views(sock, fd, &view, 1);
+    release_view(&view);
+    return sent < 0 ? NULL : PyLong_FromSsize_t(sent);
+}
+
+PyDoc_STRVAR(send2_doc,
+"send2(sock, head, data, /) -> int\n\n"
+"send(sock, head + data), without making head + data when the two come to at most\n"
+"GIL_LIMIT bytes: they are copied into one buffer and sent at once. The number of\n"
+"bytes sent (of the two together), BlockingIOError when none could be.");
+
+static PyObject *
+sockio_send2(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "send2() takes sock, head and data");
+        return NULL;
+    }
+    PyObject *sock = args[0];
+    int fd = direct_fd(sock);
+    Py_buffer views[2];
+    if (get_view(args[1], &views[0]) < 0) {
+        return NULL;
+    }
+    if (get_view(args[2], &views[1]) < 0) {
+        release_view(&views[0]);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t total = views[0].len + views[1].len;
+    if (fd != -2 && total <= GIL_LIMIT) {
+        Py_ssize_t sent = send_views(sock, fd, views, 2);
         if (sent >= 0) {
-            break;
+            result = PyLong_FromSsize_t(sent);
         }
-        if (error != EINTR || PyErr_CheckSignals() < 0) {
-            if (view.obj != NULL) {
-                PyBuffer_Release(&view);
-            }
-            if (error != EINTR) {
-                errno = error;
-                PyErr_SetFromErrno(PyExc_OSError);
-            }
-            return NULL;
+    }
+    else {
+        PyObject *wire = PyBytes_FromStringAndSize(NULL, total);
+        if (wire != NULL) {
+            memcpy(PyBytes_AS_STRING(wire), views[0].buf, (size_t)views[0].len);
+            memcpy(PyBytes_AS_STRING(wire) + views[0].len, views[1].buf, (size_t)views[1].len);
+            PyObject *send_args[2] = {sock, wire};
+            result = sockio_send(module, send_args, 2);
+            Py_DECREF(wire);
         }
-        fd = direct_fd(sock); /* a signal handler may have closed the socket */
     }
-    if (view.obj != NULL) {
-        PyBuffer_Release(&view);
-    }
-    return PyLong_FromSsize_t(sent);
+    release_view(&views[1]);
+    release_view(&views[0]);
+    return result;
 }
 
 PyDoc_STRVAR(pending_doc,
@@ -366,6 +443,7 @@ sockio_pending(PyObject *module, PyObject *sock)
 static PyMethodDef sockio_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))sockio_recv, METH_FASTCALL, recv_doc},
     {"send", (PyCFunction)(void (*)(void))sockio_send, METH_FASTCALL, send_doc},
+    {"send2", (PyCFunction)(void (*)(void))sockio_send2, METH_FASTCALL, send2_doc},
     {"recvfrom", (PyCFunction)(void (*)(void))sockio_recvfrom, METH_FASTCALL, recvfrom_doc},
     {"pending", (PyCFunction)sockio_pending, METH_O, pending_doc},
     {NULL, NULL, 0, NULL},

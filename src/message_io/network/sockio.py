@@ -18,7 +18,7 @@ import socket
 import sys
 from typing import Any
 
-__all__ = ["COMPILED", "DIRECT", "GIL_LIMIT", "pending", "recv", "recvfrom", "send"]
+__all__ = ["COMPILED", "DIRECT", "GIL_LIMIT", "pending", "recv", "recvfrom", "send", "send2"]
 
 # Not Final: the compiled engine would fold this file's values into its own code, and
 # never ask the module that is actually imported.
@@ -46,6 +46,13 @@ def recvfrom(sock: socket.socket, size: int, flags: int = 0, /) -> tuple[bytes, 
 def send(sock: socket.socket, data: bytes | bytearray | memoryview, /) -> int:
     """``sock.send(data)``: the bytes sent; ``BlockingIOError`` when none could be."""
     return sock.send(data)
+
+
+def send2(sock: socket.socket, head: bytes, data: bytes | bytearray | memoryview, /) -> int:
+    """``sock.send(head + data)``: the bytes sent of the two together (the C twin copies
+    them into one buffer instead of making ``head + data``); ``BlockingIOError`` when
+    none could be."""
+    return sock.send(head + data)
 
 
 def pending(sock: socket.socket, /) -> int:
