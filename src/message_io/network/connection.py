@@ -364,27 +364,29 @@ class Connection(SendQueue):
             # message of the iteration goes straight to the OS, nothing is queued.
             self.direct_iter = iteration
             sock = self.sock
-            wire: Buffer | None = None  # head + data, made only where it is needed
             try:
-                if sock is None:
-                    wire = head + data if head else data
-                    written = self.remote.write(wire)
-                else:
+                if _C_SOCKIO and head and sock is not None:
+                    wire: Buffer | None = None  # head + data: made only if it is needed
+                    total = len(head) + size
                     try:
-                        if not _C_SOCKIO:
-                            wire = head + data if head else data
-                            written = sock.send(wire)
-                        elif head:
-                            written = _send2(sock, head, data)  # one send, no head + data
-                        else:
-                            written = _send(sock, data)
+                        written = _send2(sock, head, data)  # one send, no head + data
                     except BlockingIOError:
                         written = 0
+                else:
+                    wire = head + data if head else data
+                    total = len(wire)
+                    if sock is None:
+                        written = self.remote.write(wire)
+                    else:
+                        try:
+                            written = _send(sock, wire) if _C_SOCKIO else sock.send(wire)
+                        except BlockingIOError:
+                            written = 0
             except Exception as exc:  # noqa: BLE001 - any write failure ends it
                 log.debug("write to %s failed: %r", self.endpoint, exc)
                 self.loop.request_check(self, broken=True)
                 return _SENT
-            if written >= (size + len(head) if head else size):
+            if written >= total:
                 return _SENT
             if wire is None:
                 wire = head + data if head else data
