@@ -206,10 +206,7 @@ class OuterDriver:
                     inbox.waiter = None
             if not events:  # stopped, or another task took the event (receive(0))
                 return None
-        event = events.popleft()
-        if inbox.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
-            self.unthrottle()
-        return event
+        return inbox.take()
 
     def check_consumer(self) -> None:
         """Raise ``ListenerUsedError`` if the events have another consumer."""

@@ -315,22 +315,30 @@ class _Counting(socket.socket):
         return super().send(data, flags)
 
 
-def test_other_socket_classes_get_their_own_methods(io: Any) -> None:
-    """An ssl.SSLSocket, a subclass: its methods decide, never the raw descriptor."""
+@pytest.fixture
+def counting_pair() -> Iterator[tuple[_Counting, _Counting]]:
+    """A connected pair of non-blocking sockets of a socket.socket subclass that counts
+    its recv and send calls (the count set to 0)."""
     raw_a, raw_b = socket.socketpair()
     a = _Counting(fileno=raw_a.detach())
     b = _Counting(fileno=raw_b.detach())
     a.setblocking(False)
     b.setblocking(False)
-    try:
-        _Counting.calls = 0
-        assert io.send(a, b"via the method") == 14
-        assert io.recv(b, 100) == b"via the method"
-        assert _Counting.calls == 2
-        assert io.pending(b) == 0
-    finally:
-        a.close()
-        b.close()
+    _Counting.calls = 0
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_other_socket_classes_get_their_own_methods(
+    io: Any, counting_pair: tuple[_Counting, _Counting]
+) -> None:
+    """An ssl.SSLSocket, a subclass: its methods decide, never the raw descriptor."""
+    a, b = counting_pair
+    assert io.send(a, b"via the method") == 14
+    assert io.recv(b, 100) == b"via the method"
+    assert _Counting.calls == 2
+    assert io.pending(b) == 0
 
 
 def test_bad_arguments(io: Any, pair: tuple[socket.socket, socket.socket]) -> None:
@@ -386,20 +394,13 @@ def test_send2_above_gil_limit(io: Any, pair: tuple[socket.socket, socket.socket
     assert received == (head + data)[:sent]
 
 
-def test_send2_of_other_socket_classes_calls_their_send(io: Any) -> None:
-    raw_a, raw_b = socket.socketpair()
-    a = _Counting(fileno=raw_a.detach())
-    b = _Counting(fileno=raw_b.detach())
-    a.setblocking(False)
-    b.setblocking(False)
-    try:
-        _Counting.calls = 0
-        assert io.send2(a, b"\x03", b"abc") == 4
-        assert _Counting.calls == 1
-        assert b.recv(100) == b"\x03abc"
-    finally:
-        a.close()
-        b.close()
+def test_send2_of_other_socket_classes_calls_their_send(
+    io: Any, counting_pair: tuple[_Counting, _Counting]
+) -> None:
+    a, b = counting_pair
+    assert io.send2(a, b"\x03", b"abc") == 4
+    assert _Counting.calls == 1
+    assert b.recv(100) == b"\x03abc"
 
 
 def test_send2_bad_arguments(io: Any, pair: tuple[socket.socket, socket.socket]) -> None:

@@ -102,6 +102,12 @@ class Inbox:
             finally:
                 if self.waiter is waiter:
                     self.waiter = None
+        return self.take()
+
+    def take(self) -> Any:
+        """Take the first queued event (there is one); once half of a full queue is
+        taken, the driver's ``unthrottle()`` resumes the node's input."""
+        events = self.events
         event = events.popleft()
         if self.throttled and len(events) <= MAX_QUEUED_EVENTS // 2:
             self.driver.unthrottle()
@@ -120,7 +126,6 @@ class Inbox:
         events = self.events
         events.append(event)
         if len(events) >= MAX_QUEUED_EVENTS and not self.throttled:
-            self.throttled = True
             self.driver.throttle()  # at once: the rest of this turn reads nothing more
         waiter = self.waiter
         if waiter is not None:
