@@ -752,6 +752,22 @@ def test_wake_runs_the_waiting_task_at_once_outside_a_task_only(run: Run) -> Non
     run(main)
 
 
+def test_the_current_task_as_the_inbox_asks_for_it(run: Run) -> None:
+    """The inbox's ``current_task`` (a C call on every Python) answers as asyncio's:
+    the running task inside one, None in a plain loop callback."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert mio._current_task(loop) is asyncio.current_task(loop) is not None
+        answers = loop.create_future()
+        loop.call_soon(
+            lambda: answers.set_result((mio._current_task(loop), asyncio.current_task(loop)))
+        )
+        assert await asyncio.wait_for(answers, TIMEOUT) == (None, None)
+
+    run(main)
+
+
 def test_a_send_never_awaited_is_reported(run: Run) -> None:
     """``send`` is a coroutine as asyncio defines it: one never awaited sends nothing
     and Python warns about it (a forgotten ``await`` does not pass silently)."""

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from types import BuiltinFunctionType
 from typing import Any, Final, TypeVar, overload
 
 from .awaitables import (
@@ -63,7 +64,17 @@ S = TypeVar("S")
 _running_loop: Final = asyncio._get_running_loop
 
 
-_current_task: Final = asyncio.current_task
+def _c_current_task() -> Callable[[Any], object]:
+    """``asyncio.current_task``, called once per event: before 3.12 it is a Python
+    function that reads the C module's dictionary of running tasks, so that dictionary's
+    own ``get`` is the same answer without a Python frame."""
+    if isinstance(asyncio.current_task, BuiltinFunctionType):
+        return asyncio.current_task
+    tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    return tasks.get if isinstance(tasks, dict) else asyncio.current_task
+
+
+_current_task: Final = _c_current_task()
 
 
 class _Driver(OuterDriver):

@@ -151,7 +151,9 @@ class Inbox:
         if not callbacks or len(callbacks) != 1 or current_task(aloop) is not None:
             waiter.set_result(None)
             return
-        callback, context = callbacks[0]
+        entry = callbacks[0]  # indexed: unpacking an Any tuple would iterate it
+        callback = entry[0]
+        context = entry[1]
         waiter.remove_done_callback(callback)
         waiter.set_result(None)
         try:
