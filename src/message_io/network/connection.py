@@ -113,6 +113,7 @@ class Connection(SendQueue):
         "direct_iter",
         "dirty",
         "endpoint",
+        "episode_refusals",
         "established",
         "fd",
         "frame",
@@ -146,7 +147,6 @@ class Connection(SendQueue):
         "tail",
         "user_paused",
         "varint",
-        "warned",
         "watch_at",
         "watch_timer",
         "withheld",
@@ -185,7 +185,9 @@ class Connection(SendQueue):
         self.withheld = False  # not read while its events are parked
         self.reading = True  # neither pause holds: the fd is polled for reading
         self.refused = 0  # sends refused with QUEUE_FULL (statistics)
-        self.warned = False  # the QUEUE_FULL of this backpressure episode was logged
+        # QUEUE_FULLs of this backpressure episode (until Drained), counted to 2: a second
+        # one means the program sends on as if the first had been queued: that is logged.
+        self.episode_refusals = 0
         self.deadline_timer: Timer | None = None  # connect / handshake deadline
         self.beat_timer: Timer | None = None  # the transport's heartbeat
         self.watch_timer: Timer | None = None  # message_timeout / idle_timeout check
@@ -452,19 +454,28 @@ class Connection(SendQueue):
             return self.schedule()
 
     def _refuse(self) -> SendStatus:
-        """Backpressure: say QUEUE_FULL, count it, log it once per episode. Holds the lock."""
+        """Backpressure: say QUEUE_FULL and count it. Holds the lock.
+
+        The first refusal of an episode is not logged: a program that waits for room
+        (``Drained``, ``wait_drained``) and sends again never sends twice into a full
+        queue. A second refusal before the queue drains means it goes on sending as if
+        the first message had been queued: that is logged, once per episode."""
         self.want_drain = True
         self.refused += 1
-        if not self.warned:
-            self.warned = True
-            log.warning(
-                "send to %s refused: %d bytes wait for the peer (send_buffer_limit=%d); "
-                "the message was not queued: send it again after Drained, or use "
-                "send_wait() or pause_reading() (logged once until it drains)",
-                self.endpoint,
-                self.queued,
-                self.limit,
-            )
+        refusals = self.episode_refusals
+        if refusals < 2:
+            self.episode_refusals = refusals + 1
+            if refusals == 1:
+                log.warning(
+                    "send to %s refused again: %d bytes wait for the peer "
+                    "(send_buffer_limit=%d); refused messages are not queued (%d so far "
+                    "on this connection): send again after Drained, or use send_wait() "
+                    "or pause_reading() (logged once until it drains)",
+                    self.endpoint,
+                    self.queued,
+                    self.limit,
+                    self.refused,
+                )
         return _QUEUE_FULL
 
     def queue_wire(self, wire: Buffer) -> None:

@@ -587,7 +587,8 @@ class EndpointStatistics:
     Attributes:
         queued_bytes: Bytes queued and not yet handed to the OS.
         refused_sends: Sends refused with ``QUEUE_FULL`` since the connection opened
-            (the first of each backpressure episode is also logged as a WARNING).
+            (a second refusal before ``Drained``, which a program that waits for room
+            never meets, is also logged as a WARNING, once per episode).
         reading: False while the node does not read it (``pause_reading``, or the
             node-wide cap on unfinished messages).
     """

@@ -336,7 +336,7 @@ class Driver(Host):
             if not conn.want_drain:
                 return _KEPT
             conn.want_drain = False
-            conn.warned = False
+            conn.episode_refusals = 0
             return _DRAINED
 
     # -- connections -------------------------------------------------------------------
@@ -518,7 +518,7 @@ class Driver(Host):
                 conn.direct_iter = -1
                 drained = conn.want_drain
                 conn.want_drain = False
-                conn.warned = False
+                conn.episode_refusals = 0
         if broken:
             self.lost(conn)
         elif drained:
