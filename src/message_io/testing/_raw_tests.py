@@ -220,12 +220,13 @@ class RawPeerTests(SuiteBase):
         silent.settimeout(TIMEOUT)
         read_until_closed(silent)  # a close frame may come first, then EOF
 
-    def test_backpressure_is_logged_once_per_episode_and_counted(
+    def test_backpressure_sent_into_regardless_is_logged_once_per_episode_and_counted(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """The first ``QUEUE_FULL`` of an episode is logged once (naming the endpoint),
-        every refusal counted in ``statistics``; after ``Drained``, a new episode logs
-        again."""
+        """The first ``QUEUE_FULL`` of an episode is not logged (a program that waits for
+        room meets no other); the second is, once (naming the endpoint), however many
+        follow; every refusal is counted in ``statistics``; after ``Drained``, a new
+        episode is logged again from its second refusal."""
         self.need_connections()
         self.need_wire()
         limit = 256 * 1024
@@ -233,29 +234,40 @@ class RawPeerTests(SuiteBase):
         raw = self.raw(addr, rcvbuf=16 * 1024)
         endpoint = self.accepted(server, listener_id)
 
-        def one_episode() -> tuple[list[bytes], list[SendStatus], EndpointStatistics | None]:
+        def refused_lines() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+
+        def one_episode() -> tuple[list[bytes], int, list[SendStatus], EndpointStatistics | None]:
             # On the loop thread: the loop cannot write the queue out while this runs, so
             # it stays full from the first refusal to the last. From another thread the
             # loop may write part of it out in between (the kernel often has room left
             # when the queue fills) and a send meant to be refused would be queued.
             sent = fill_queue(server, endpoint)
-            # Nine more refusals in the same episode: no more lines.
+            after_first = len(refused_lines())
+            # Nine more refusals in the same episode: one line, at the first of them.
             statuses = [server.network.send(endpoint, b"x" * 1024) for _ in range(9)]
-            return sent, statuses, server.network.statistics(endpoint)
+            return sent, after_first, statuses, server.network.statistics(endpoint)
 
         with caplog.at_level(logging.WARNING, logger="message_io"):
-            sent, statuses, stats = server.run_on_loop(one_episode)
+            sent, after_first, statuses, stats = server.run_on_loop(one_episode)
+            assert after_first == 0
             assert statuses == [QUEUE_FULL] * 9
             assert stats is not None and stats.refused_sends == 10 and stats.reading
             assert stats.queued_bytes >= limit
-            lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+            lines = refused_lines()
             assert len(lines) == 1 and str(endpoint) in lines[0]
             expected = b"".join(self.wire(p) for p in sent)
             assert_same_bytes(recv_exactly(raw, len(expected)), expected)
             assert server.expect(Drained) == Drained(endpoint)
-            fill_queue(server, endpoint)  # a new episode: one more line
-            lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-            assert len(lines) == 2
+
+            def second_episode() -> tuple[int, SendStatus]:
+                fill_queue(server, endpoint)  # a new episode, waited out: no line
+                after_first = len(refused_lines())
+                return after_first, server.network.send(endpoint, b"x")
+
+            after_first, status = server.run_on_loop(second_episode)
+            assert after_first == 1 and status is QUEUE_FULL
+            assert len(refused_lines()) == 2  # sent into regardless: one more line
 
     def test_send_wait_waits_out_backpressure_instead_of_dropping(self) -> None:
         """``send_wait`` from another thread waits while the queue is full and sends
