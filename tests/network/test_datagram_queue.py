@@ -9,6 +9,7 @@ bounded (``QUEUE_FULL``), and ``Drained`` must follow once it is written.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -72,6 +73,28 @@ def test_connection_queue_is_bounded_ordered_and_drains(dgram: Net) -> None:
     assert client.network.pending_bytes(endpoint) == 0
     assert client.network.send(endpoint, b"after") is SENT
     assert peer.recv(100) == b"after"
+
+
+def test_a_full_connection_queue_counts_refusals_and_logs_sending_on_regardless(
+    dgram: Net, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As on a stream: every refusal is counted in ``statistics``; the first of an
+    episode is not logged, the second is, once."""
+    path = str(dgram._dir / "peer.sock")
+    raw_dgram(dgram, path)  # never reads: the queue stays full
+    client = dgram.node("client")
+    endpoint, _local = client.network.connect(
+        UNIX_DGRAM, path, config=ConnectConfig(send_buffer_limit=LIMIT)
+    )
+    with caplog.at_level(logging.WARNING, logger="message_io"):
+        fill(lambda data: client.network.send(endpoint, data))
+        assert not [r for r in caplog.records if "refused" in r.getMessage()]
+        statuses = [client.network.send(endpoint, b"x" * SIZE) for _ in range(3)]
+    assert statuses == [QUEUE_FULL] * 3
+    stats = client.network.statistics(endpoint)
+    assert stats is not None and stats.refused_sends == 4
+    lines = [r.getMessage() for r in caplog.records if "refused again" in r.getMessage()]
+    assert len(lines) == 1 and str(endpoint) in lines[0]
 
 
 def test_listener_queue_is_bounded_ordered_and_drains(dgram: Net) -> None:

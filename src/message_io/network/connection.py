@@ -663,8 +663,7 @@ class DatagramConnection(Connection):
                     if status is not None:
                         return status
             if self.full():
-                self.want_drain = True
-                return _QUEUE_FULL
+                return self._refuse()  # counted, and logged as a stream's refusal is
             packet = bytes(packet)  # the caller may reuse its buffer once send returns
             self.push(packet)
             self.queued += len(packet)
