@@ -413,3 +413,70 @@ def test_send2_bad_arguments(io: Any, pair: tuple[socket.socket, socket.socket])
     closed.close()
     with pytest.raises(OSError):
         io.send2(closed, b"\x01", b"x")
+
+
+def test_send_back_answers_the_last_sender_by_its_own_tuple(io: Any) -> None:
+    """The C twin sends to the sender of the datagram just read when given that very
+    tuple (IPv4 and IPv6); an equal tuple that is another object, an older sender's, a
+    socket of another family or another class: None, nothing sent. The Python twin keeps
+    no sender: always None."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    other_family = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        for sender in senders:
+            sender.bind(("127.0.0.1", 0))
+            sender.setblocking(False)
+        senders[0].sendto(b"ping", receiver.getsockname())
+        _data, first = io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
+        if not io.COMPILED:
+            assert io.send_back(receiver, b"pong", first) is None
+            with pytest.raises(BlockingIOError):
+                senders[0].recv(100)
+            return
+        assert io.send_back(receiver, b"pong", first) == 4
+        assert senders[0].recv(100) == b"pong"
+        assert io.send_back(receiver, bytearray(b"again"), first) == 5
+        assert senders[0].recv(100) == b"again"
+        assert io.send_back(receiver, b"no", tuple(list(first))) is None  # equal, not it
+        assert io.send_back(other_family, b"no", first) is None
+        senders[1].sendto(b"ping", receiver.getsockname())
+        _data, second = io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
+        assert second != first
+        assert io.send_back(receiver, b"no", first) is None  # no longer the last sender
+        assert io.send_back(receiver, b"to 1", second) == 4
+        assert senders[1].recv(100) == b"to 1"
+        with pytest.raises(BlockingIOError):
+            senders[0].recv(100)  # nothing else came
+    finally:
+        receiver.close()
+        other_family.close()
+        for sender in senders:
+            sender.close()
+
+
+def test_send_back_errors_are_the_socket_s(io: Any) -> None:
+    """A closed socket: OSError (EBADF); bad arguments: TypeError; a datagram above the
+    C twin's limit: None, for the socket's own sendto."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.sendto(b"ping", receiver.getsockname())
+        _data, addr = io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
+        with pytest.raises(TypeError):
+            io.send_back(receiver, b"x")
+        if io.COMPILED:
+            with pytest.raises(TypeError):
+                io.send_back(receiver, "text", addr)
+            assert io.send_back(receiver, b"x" * (io.GIL_LIMIT + 1), addr) is None
+            receiver.close()
+            with pytest.raises(OSError) as caught:
+                io.send_back(receiver, b"x", addr)
+            assert caught.value.errno == errno.EBADF
+    finally:
+        receiver.close()
+        sender.close()

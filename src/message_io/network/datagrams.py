@@ -63,6 +63,7 @@ _LITERAL_HOSTS_MAX: Final = 4096
 _C_SOCKIO: Final = sockio.COMPILED
 _recv: Final = sockio.recv
 _recvfrom: Final = sockio.recvfrom
+_send_back: Final = sockio.send_back
 _pending: Final = sockio.pending
 DESTINATION: Final = "the address a UDP listener sends to"
 """What an ``AddressError`` about a listener's destination names."""
@@ -187,6 +188,15 @@ class DatagramSource:
         if len(data) > self.max_payload:
             return _TOO_BIG
         sock = self.sock
+        if _C_SOCKIO:
+            # The usual reply: to the sender of the datagram just read, by its own
+            # tuple. Sent as read, with no tuple to parse and no host to check.
+            try:
+                sent = _send_back(sock, data, addr)
+            except ConnectionRefusedError:  # belongs to an earlier datagram: send again
+                sent = _send_back(sock, data, addr)
+            if sent is not None:
+                return _SENT
         if addr.__class__ is not tuple:
             addr = self.local._sockaddr(addr)
         else:

@@ -31,6 +31,7 @@ static PyTypeObject *socket_class = NULL;
  * SOCK_DGRAM...); 0: unknown, call methods. */
 static Py_ssize_t fd_offset = 0;
 static Py_ssize_t type_offset = 0;
+static Py_ssize_t family_offset = 0;
 
 /* The descriptor of ``sock`` if it is read directly, else -2 (call its method). */
 static inline int
@@ -413,6 +414,61 @@ sockio_send2(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+PyDoc_STRVAR(send_back_doc,
+"send_back(sock, data, addr, /) -> int | None\n\n"
+"sock.sendto(data, addr) without blocking, when addr is the very tuple the last\n"
+"recvfrom() returned and sock is of its family: sent to the sender as it was read, with\n"
+"no tuple to parse. The bytes sent, BlockingIOError when none could be. None, having\n"
+"sent nothing, for any other addr (the caller sends it the usual way).");
+
+static PyObject *
+sockio_send_back(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "send_back() takes sock, data and addr");
+        return NULL;
+    }
+    PyObject *sock = args[0];
+    /* The same object, alive in the caller: the tuple made from last_sender. */
+    if (last_address == NULL || args[2] != last_address) {
+        Py_RETURN_NONE;
+    }
+    int fd = direct_fd(sock);
+    if (fd == -2 || *(int *)((char *)sock + type_offset) != SOCK_DGRAM
+        || *(int *)((char *)sock + family_offset) != last_sender.ss_family) {
+        Py_RETURN_NONE;
+    }
+    Py_buffer view;
+    if (get_view(args[1], &view) < 0) {
+        return NULL;
+    }
+    if (view.len > GIL_LIMIT) {
+        release_view(&view);
+        Py_RETURN_NONE;
+    }
+    ssize_t sent;
+    for (;;) {
+        sent = sendto(fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL,
+                      (const struct sockaddr *)&last_sender, last_sender_len);
+        if (sent >= 0) {
+            break;
+        }
+        int error = errno;
+        if (error != EINTR) {
+            release_view(&view);
+            errno = error;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (PyErr_CheckSignals() < 0) {
+            release_view(&view);
+            return NULL;
+        }
+        fd = direct_fd(sock); /* a handler may have closed it: -1, and EBADF next */
+    }
+    release_view(&view);
+    return PyLong_FromSsize_t(sent);
+}
+
 PyDoc_STRVAR(pending_doc,
 "pending(sock, /) -> int\n\n"
 "The bytes waiting to be read (FIONREAD; on a datagram socket, the size of the next\n"
@@ -445,6 +501,7 @@ static PyMethodDef sockio_methods[] = {
     {"send", (PyCFunction)(void (*)(void))sockio_send, METH_FASTCALL, send_doc},
     {"send2", (PyCFunction)(void (*)(void))sockio_send2, METH_FASTCALL, send2_doc},
     {"recvfrom", (PyCFunction)(void (*)(void))sockio_recvfrom, METH_FASTCALL, recvfrom_doc},
+    {"send_back", (PyCFunction)(void (*)(void))sockio_send_back, METH_FASTCALL, send_back_doc},
     {"pending", (PyCFunction)sockio_pending, METH_O, pending_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -506,6 +563,7 @@ find_fd_offset(PyObject *module)
         && *(int *)((char *)probe + sizeof(PyObject)) == (int)number
         && *(int *)((char *)probe + expected + sizeof(int)) == SOCK_DGRAM) {
         fd_offset = (Py_ssize_t)sizeof(PyObject);
+        family_offset = expected;
         type_offset = expected + (Py_ssize_t)sizeof(int);
     }
     PyObject *closed = PyObject_CallMethod(probe, "close", NULL);

@@ -18,7 +18,17 @@ import socket
 import sys
 from typing import Any
 
-__all__ = ["COMPILED", "DIRECT", "GIL_LIMIT", "pending", "recv", "recvfrom", "send", "send2"]
+__all__ = [
+    "COMPILED",
+    "DIRECT",
+    "GIL_LIMIT",
+    "pending",
+    "recv",
+    "recvfrom",
+    "send",
+    "send2",
+    "send_back",
+]
 
 # Not Final: the compiled engine would fold this file's values into its own code, and
 # never ask the module that is actually imported.
@@ -53,6 +63,16 @@ def send2(sock: socket.socket, head: bytes, data: bytes | bytearray | memoryview
     them into one buffer instead of making ``head + data``); ``BlockingIOError`` when
     none could be."""
     return sock.send(head + data)
+
+
+def send_back(
+    sock: socket.socket, data: bytes | bytearray | memoryview, addr: Any, /
+) -> int | None:
+    """``sock.sendto(data, addr)`` when ``addr`` is the very tuple the last
+    :func:`recvfrom` returned, sent to that sender as read (no tuple parsed); None,
+    having sent nothing, for any other ``addr``. This twin keeps no sender (its
+    ``recvfrom`` is the socket's): it always answers None, and the caller sends."""
+    return None
 
 
 def pending(sock: socket.socket, /) -> int:
