@@ -150,3 +150,34 @@ def test_reuse_port_lets_two_listeners_share_a_port() -> None:
             handler.network.listen(Transport.FRAMED_TCP, addr)  # without reuse_port
     finally:
         handler.stop()
+
+
+def test_accepted_sockets_get_the_options_where_the_os_does_not_copy_them() -> None:
+    """The listening socket carries the options too, and where the OS copies them to
+    the sockets it accepts (Linux does) nothing more is set; where the first accepted
+    socket shows otherwise, each accepted socket gets them set itself."""
+    config = TcpListenConfig(keepalive=TcpKeepalive(time=40, interval=7), nodelay=True)
+    for copied in (True, False):
+        server, server_listener = message_io.split()
+        client, _client_listener = message_io.split()
+        try:
+            listener_id, addr = server.network.listen(Transport.TCP, "127.0.0.1:0", config=config)
+            local: Any = server._loop.listeners[listener_id].local  # white box
+            listening = (
+                _keepalive_of(local.socket),
+                local.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+            )
+            assert listening[0][:3] == (1, 40, 7) and listening[1] != 0
+            if not copied:
+                local._options = ()  # as an OS that copies nothing would show
+            for _ in range(2):
+                client.network.connect_sync(Transport.TCP, addr, timeout=TIMEOUT)
+                event = server_listener.receive(TIMEOUT)
+                assert isinstance(event, message_io.Accepted)
+                sock = _socket_of(server, event.endpoint.resource_id)
+                assert _keepalive_of(sock)[:3] == (1, 40, 7)
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert local._inherited is copied
+        finally:
+            server.stop()
+            client.stop()

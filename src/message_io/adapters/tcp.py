@@ -216,6 +216,36 @@ def _nodelay(sock: socket.socket) -> None:
         pass
 
 
+def _set_options(sock: socket.socket, config: Any) -> None:
+    """Set ``config``'s ``nodelay`` and ``keepalive`` on ``sock``."""
+    if config.nodelay:
+        _nodelay(sock)
+    if config.keepalive is not None:
+        _keepalive(sock, config.keepalive)
+
+
+# The options _set_options sets, that an accepted socket must show as its listener does.
+_OPTIONS: Final = tuple(
+    (level, getattr(socket, name))
+    for level, name in (
+        (socket.SOL_SOCKET, "SO_KEEPALIVE"),
+        (socket.IPPROTO_TCP, "TCP_NODELAY"),
+        (socket.IPPROTO_TCP, "TCP_KEEPIDLE"),
+        (socket.IPPROTO_TCP, "TCP_KEEPINTVL"),
+        (socket.IPPROTO_TCP, "TCP_KEEPCNT"),
+    )
+    if hasattr(socket, name)
+)
+
+
+def _options_of(sock: socket.socket) -> tuple[int, ...] | None:
+    """``sock``'s values of :data:`_OPTIONS`; None if it cannot tell (not TCP)."""
+    try:
+        return tuple(sock.getsockopt(level, option) for level, option in _OPTIONS)
+    except OSError:
+        return None
+
+
 def _keepalive(sock: socket.socket, keepalive: TcpKeepalive) -> None:
     """Enable keepalive on a new socket (the options hold from before connect())."""
     try:
@@ -339,6 +369,17 @@ class TcpLocal(Local):
         self.socket = sock
         self._config = config
         self._fd = sock.fileno()
+        # What accept() makes each accepted socket from, as ints (the socket's own
+        # accept() converts family and type to enums for every connection).
+        self._family = int(sock.family)
+        self._type = int(sock.type)
+        self._proto = sock.proto
+        # The options are set on the listening socket too: Linux copies them to every
+        # socket it accepts. The first accepted socket shows whether this OS does; if
+        # it does, no accepted socket needs a system call per option.
+        _set_options(sock, config)
+        self._options = _options_of(sock)
+        self._inherited: bool | None = None  # None: not known before the first accept
 
     def fileno(self) -> int:
         return self._fd
@@ -352,18 +393,24 @@ class TcpLocal(Local):
         accept_remote: Callable[[Remote, Address], object],
         deliver: Callable[[Address, bytes], object],
     ) -> None:
+        # (fd, addr): what socket.accept() calls, before it converts the family and type
+        # to enums and asks for the default timeout, for every connection.
+        accept: Callable[[], tuple[int, Any]] = self.socket._accept  # type: ignore[attr-defined]
+        family, kind, proto = self._family, self._type, self._proto
         for _ in range(_ACCEPTS_PER_EVENT):
             try:
-                sock, addr = self.socket.accept()
+                fd, addr = accept()
             except BlockingIOError:
                 return
             except ConnectionAbortedError:
                 continue  # the peer gave up before we accepted: nothing to do
+            sock = socket.socket(family, kind, proto, fileno=fd)
             sock.setblocking(False)
-            if self._config.nodelay:
-                _nodelay(sock)
-            if self._config.keepalive is not None:
-                _keepalive(sock, self._config.keepalive)
+            inherited = self._inherited
+            if inherited is None:
+                inherited = self._inherited = _options_of(sock) == self._options
+            if not inherited:
+                _set_options(sock, self._config)
             accept_remote(self.make_remote(sock), addr)
 
     def close(self) -> None:
