@@ -605,7 +605,7 @@ class DatagramConnection(Connection):
     def created(self) -> None:
         """One made by ``connect`` to an address is ready at once."""
         # Accepted ones still go through pending(), and ones to a host name first dial.
-        if self.listener_id is None and not isinstance(self.remote, Dial):
+        if self.listener_id is None and type(self.remote) is not Dial:
             self.move(READY)
             self.established = True
             self.resolved = True

@@ -143,7 +143,7 @@ class NetworkController:
             NodeStoppedError: the node has been stopped.
         """
         conn, local_addr = self._connect(transport, addr, config, publish_later=True)
-        if isinstance(conn.remote, Dial):
+        if type(conn.remote) is Dial:
             # Before publishing: starting a resolver thread lets other threads run, and
             # the dial goes no further than the lookup until it is published.
             conn.remote.start()
@@ -298,7 +298,7 @@ class NetworkController:
     ) -> tuple[Endpoint, Address]:
         """Wait for ``conn``'s outcome; connect_sync's result."""
         loop = self._loop
-        if isinstance(conn.remote, Dial):
+        if type(conn.remote) is Dial:
             conn.remote.start()
         endpoint = conn.endpoint
         deadline = None if timeout is None else time.monotonic() + timeout

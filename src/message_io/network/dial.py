@@ -30,7 +30,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, final
 
 from ..errors import FrameError
 from .adapter import (
@@ -82,6 +82,7 @@ class DialHost(Protocol):
         """Stop polling ``fd``."""
 
 
+@final  # the engine tells a Dial by its exact class (``type(r) is Dial``): no ABC check
 class Dial(Remote):
     """The remote of a connection to a host name until one of its addresses connects.
 

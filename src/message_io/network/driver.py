@@ -89,8 +89,12 @@ _OK: Final = ReadStatus.OK
 _DISCONNECTED: Final = ReadStatus.DISCONNECTED
 
 
+# Readiness(n) for n in 0..3, made once: a Flag's constructor runs Python code each call.
+_READINESS: Final = tuple(Readiness(n) for n in range(4))
+
+
 def _readiness(mask: int) -> Readiness:
-    return Readiness((1 if mask & READ else 0) | (2 if mask & WRITE else 0))
+    return _READINESS[(1 if mask & READ else 0) | (2 if mask & WRITE else 0)]
 
 
 def _interest(readiness: Readiness) -> int:
@@ -690,7 +694,7 @@ class Driver(Host):
 
     def close_connection(self, conn: Connection) -> None:
         remote = conn.remote
-        if isinstance(remote, Dial):  # still dialing: no descriptor of its own
+        if type(remote) is Dial:  # still dialing: no descriptor of its own
             with conn.lock:
                 conn.move(CLOSED)
                 conn.notify()

@@ -158,7 +158,7 @@ class Loop(Acceptor, Generic[S]):
                 if was_ready:
                     conn.queue_farewell(going_away=False)
                 conn.notify()
-            if isinstance(conn.remote, Dial):
+            if type(conn.remote) is Dial:
                 conn.remote.cancel()  # its resolver job, if not yet run, is skipped
             log.debug("removing %s (%d bytes still queued)", conn.endpoint, conn.queued)
             self.decided(conn)
@@ -560,7 +560,7 @@ class Loop(Acceptor, Generic[S]):
         dialing, resources = self.registry.clear()
         # One removed while it dialed waits in the requests.
         dialing += [
-            r for r, _ in self.requests if isinstance(r, Connection) and isinstance(r.remote, Dial)
+            r for r, _ in self.requests if isinstance(r, Connection) and type(r.remote) is Dial
         ]
         for conn in dialing:
             self.close_connection(conn)

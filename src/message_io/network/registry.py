@@ -125,7 +125,7 @@ class Registry:
         """
         self._check_open()
         self.connections[conn.id] = conn
-        if not isinstance(conn.remote, Dial):
+        if type(conn.remote) is not Dial:
             self.resources[conn.fd] = conn
 
     def add_listener(self, listener: Listener) -> None:
@@ -171,7 +171,7 @@ class Registry:
         still dialing a host name (no descriptor) and every resource with one."""
         with self.lock:
             self._open = False
-            dialing = [c for c in self.connections.values() if isinstance(c.remote, Dial)]
+            dialing = [c for c in self.connections.values() if type(c.remote) is Dial]
             resources = list(self.resources.values())
             self.connections.clear()
             self.listeners.clear()
