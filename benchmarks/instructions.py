@@ -25,6 +25,9 @@ Scenarios (both ends of a round trip run in one process, on one loop):
   prefix), echoing in ``data_received``; ``rtt-uvloop``: the same on uvloop.
 * ``receive``: a FramedTcp node receiving 100-byte messages that a plain socket thread
   sends in 100 KB writes; one operation is one message.
+* ``accept``: a FramedTcp listener accepting connections that a plain socket thread
+  opens; one operation is one connection, both ends counted (the connecting thread's
+  ``socket.create_connection`` included).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from bench_common import run_async
 
 import message_io
 import message_io.asyncio as mio
-from message_io import Connected, Message, Transport
+from message_io import Accepted, Connected, Message, Transport
 
 _HOST: Final = "127.0.0.1"
 _PING: Final = b"x"
@@ -207,6 +210,35 @@ def receive(count: int) -> None:
     thread.join()
 
 
+def accept(count: int) -> None:
+    """A FramedTcp listener accepting ``count`` connections that a plain socket thread
+    opens (and keeps open: no close is counted), until the ``count``-th ``Accepted``."""
+    handler, listener = message_io.split()
+    _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
+    assert isinstance(addr, tuple)
+    port: int = addr[1]
+    clients: list[socket.socket] = []
+
+    def connector() -> None:
+        clients.extend(socket.create_connection((_HOST, port)) for _ in range(count))
+
+    thread = threading.Thread(target=connector, daemon=True)
+    thread.start()
+    accepted = 0
+
+    def on_event(event: message_io.NodeEvent[Any]) -> None:
+        nonlocal accepted
+        if event.__class__ is Accepted:
+            accepted += 1
+            if accepted == count:
+                handler.stop()
+
+    listener.for_each(on_event)
+    thread.join()
+    for sock in clients:
+        sock.close()
+
+
 # name -> (run, n1, n2, unit)
 SCENARIOS: Final[dict[str, tuple[Callable[[int], None], int, int, str]]] = {
     "rtt-sync": (rtt_sync, 2_000, 6_000, "round trip"),
@@ -217,6 +249,7 @@ SCENARIOS: Final[dict[str, tuple[Callable[[int], None], int, int, str]]] = {
     "rtt-protocol": (lambda n: _rtt_protocol("asyncio", n), 2_000, 6_000, "round trip"),
     "rtt-uvloop": (lambda n: _rtt_protocol("uvloop", n), 2_000, 6_000, "round trip"),
     "receive": (receive, 100_000, 300_000, "message"),
+    "accept": (accept, 500, 1_500, "connection"),
 }
 
 
