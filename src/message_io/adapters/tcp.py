@@ -455,10 +455,7 @@ class TcpAdapter(Adapter):
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            if config.nodelay:
-                _nodelay(sock)
-            if config.keepalive is not None:
-                _keepalive(sock, config.keepalive)
+            _set_options(sock, config)
             if config.bind_device is not None:
                 _bind_device(sock, config.bind_device)
             if config.source_address is not None:

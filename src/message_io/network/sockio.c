@@ -306,11 +306,14 @@ release_view(Py_buffer *view)
 
 /* Send ``count`` views (at most two) of ``sock`` (read directly, descriptor ``fd``) as
  * one: one view from its own buffer, two copied into the scratch buffer first (their
- * total at most GIL_LIMIT, the GIL held). Retried after a signal whose handlers return,
- * with the descriptor read again and the scratch buffer filled again (a handler may
- * have closed the socket, or used the buffer). The bytes sent, or -1 with an exception. */
+ * total at most GIL_LIMIT, the GIL held). To ``to`` (``to_len`` bytes) if it is not
+ * NULL (a datagram socket's sendto), else to the peer. Retried after a signal whose
+ * handlers return, with the descriptor read again and the scratch buffer filled again
+ * (a handler may have closed the socket, or used the buffer). The bytes sent, or -1
+ * with an exception. */
 static Py_ssize_t
-send_views(PyObject *sock, int fd, Py_buffer *views, int count)
+send_views(PyObject *sock, int fd, Py_buffer *views, int count,
+           const struct sockaddr *to, socklen_t to_len)
 {
     ssize_t sent;
     int error;
@@ -318,18 +321,20 @@ send_views(PyObject *sock, int fd, Py_buffer *views, int count)
         if (count == 2) {
             memcpy(scratch, views[0].buf, (size_t)views[0].len);
             memcpy(scratch + views[0].len, views[1].buf, (size_t)views[1].len);
-            sent = send(fd, scratch, (size_t)(views[0].len + views[1].len),
-                        MSG_DONTWAIT | MSG_NOSIGNAL);
+            sent = sendto(fd, scratch, (size_t)(views[0].len + views[1].len),
+                          MSG_DONTWAIT | MSG_NOSIGNAL, to, to_len);
             error = errno;
         }
         else if (views[0].len > GIL_LIMIT) {
             Py_BEGIN_ALLOW_THREADS
-            sent = send(fd, views[0].buf, (size_t)views[0].len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            sent = sendto(fd, views[0].buf, (size_t)views[0].len, MSG_DONTWAIT | MSG_NOSIGNAL,
+                          to, to_len);
             error = errno;
             Py_END_ALLOW_THREADS
         }
         else {
-            sent = send(fd, views[0].buf, (size_t)views[0].len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            sent = sendto(fd, views[0].buf, (size_t)views[0].len, MSG_DONTWAIT | MSG_NOSIGNAL,
+                          to, to_len);
             error = errno;
         }
         if (sent >= 0) {
@@ -363,7 +368,7 @@ sockio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (get_view(args[1], &view) < 0) {
         return NULL;
     }
-    Py_ssize_t sent = send_views(sock, fd, &view, 1);
+    Py_ssize_t sent = send_views(sock, fd, &view, 1, NULL, 0);
     release_view(&view);
     return sent < 0 ? NULL : PyLong_FromSsize_t(sent);
 }
@@ -394,7 +399,7 @@ sockio_send2(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result = NULL;
     Py_ssize_t total = views[0].len + views[1].len;
     if (fd != -2 && total <= GIL_LIMIT) {
-        Py_ssize_t sent = send_views(sock, fd, views, 2);
+        Py_ssize_t sent = send_views(sock, fd, views, 2, NULL, 0);
         if (sent >= 0) {
             result = PyLong_FromSsize_t(sent);
         }
@@ -446,27 +451,13 @@ sockio_send_back(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         release_view(&view);
         Py_RETURN_NONE;
     }
-    ssize_t sent;
-    for (;;) {
-        sent = sendto(fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL,
-                      (const struct sockaddr *)&last_sender, last_sender_len);
-        if (sent >= 0) {
-            break;
-        }
-        int error = errno;
-        if (error != EINTR) {
-            release_view(&view);
-            errno = error;
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        if (PyErr_CheckSignals() < 0) {
-            release_view(&view);
-            return NULL;
-        }
-        fd = direct_fd(sock); /* a handler may have closed it: -1, and EBADF next */
-    }
+    /* A copy: a signal handler run between retries may read another datagram. */
+    struct sockaddr_storage to;
+    socklen_t to_len = last_sender_len;
+    memcpy(&to, &last_sender, (size_t)to_len);
+    Py_ssize_t sent = send_views(sock, fd, &view, 1, (const struct sockaddr *)&to, to_len);
     release_view(&view);
-    return PyLong_FromSsize_t(sent);
+    return sent < 0 ? NULL : PyLong_FromSsize_t(sent);
 }
 
 PyDoc_STRVAR(pending_doc,
