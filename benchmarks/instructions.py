@@ -28,6 +28,13 @@ Scenarios (both ends of a round trip run in one process, on one loop):
 * ``accept``: a FramedTcp listener accepting connections that a plain socket thread
   opens; one operation is one connection, both ends counted (the connecting thread's
   ``socket.create_connection`` included).
+* ``fanout``: a FramedTcp node sends a 100-byte message to each of ``_FANOUT`` accepted
+  connections per round, one round per turn of its loop (a 0 s timer asks for the
+  next); the peers are plain sockets nobody reads (the kernel holds every round). One
+  operation is one delivery. ``fanout-foreign``: the same rounds sent by the main
+  thread while the node runs in the background. ``fanout-protocol``, ``fanout-uvloop``:
+  ``transport.write`` of the framed message to every transport, one round per
+  ``call_soon``, on asyncio and uvloop.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ _PING: Final = b"x"
 _FRAME: Final = b"\x01x"  # the ping with its varint length prefix
 _SIZE: Final = 100
 _BATCH: Final = 1000  # messages per write of the receive scenario's sender
+_FANOUT: Final = 200  # connections of the fan-out scenarios
 _CHILD_TIMEOUT: Final = 900.0  # seconds for one run under callgrind (about 50x slower)
 
 
@@ -239,6 +247,98 @@ def accept(count: int) -> None:
         sock.close()
 
 
+def _fanout_peers(port: int) -> list[socket.socket]:
+    """``_FANOUT`` plain sockets connected to ``port`` (the kernel finishes each
+    handshake from the listener's backlog: nobody has to accept first)."""
+    return [socket.create_connection((_HOST, port)) for _ in range(_FANOUT)]
+
+
+def fanout(count: int, foreign: bool = False) -> None:
+    """``count // _FANOUT`` rounds of a 100-byte message to ``_FANOUT`` connections."""
+    handler, listener = message_io.split()
+    _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
+    assert isinstance(addr, tuple)
+    peers = _fanout_peers(addr[1])
+    rounds = count // _FANOUT
+    payload = b"x" * _SIZE
+    send = handler.network.send
+    endpoints: list[message_io.Endpoint] = []
+    accepted = threading.Event()
+    done = 0
+
+    def send_round() -> None:
+        nonlocal done
+        for endpoint in endpoints:
+            send(endpoint, payload)
+        done += 1
+        if done == rounds:
+            handler.stop()
+        else:
+            handler.signals.send_with_timer(None, 0.0)
+
+    def on_event(event: message_io.NodeEvent[Any]) -> None:
+        if event.__class__ is Accepted:
+            endpoints.append(event.endpoint)
+            if len(endpoints) == _FANOUT:
+                if foreign:
+                    accepted.set()
+                else:
+                    send_round()
+        elif event.__class__ is message_io.Signal:
+            send_round()
+
+    if foreign:
+        with listener.for_each_async(on_event) as task:
+            accepted.wait(_CHILD_TIMEOUT)
+            for _ in range(rounds):
+                for endpoint in endpoints:
+                    send(endpoint, payload)
+            handler.stop()
+            task.wait(_CHILD_TIMEOUT)
+    else:
+        listener.for_each(on_event)
+    for sock in peers:
+        sock.close()
+
+
+def _fanout_protocol(loop_name: str, count: int) -> None:
+    rounds = count // _FANOUT
+    frame = bytes([_SIZE]) + b"x" * _SIZE
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transports: list[asyncio.Transport] = []
+        finished: asyncio.Future[None] = loop.create_future()
+        done = 0
+
+        def send_round() -> None:
+            nonlocal done
+            for transport in transports:
+                transport.write(frame)
+            done += 1
+            if done == rounds:
+                finished.set_result(None)
+            else:
+                loop.call_soon(send_round)
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                transports.append(cast(asyncio.Transport, transport))  # uvloop's: no subclass
+                if len(transports) == _FANOUT:
+                    send_round()
+
+        server = await loop.create_server(Server, _HOST, 0, backlog=_FANOUT)
+        peers = _fanout_peers(server.sockets[0].getsockname()[1])
+        await finished
+        for transport in transports:
+            transport.abort()
+        server.close()
+        for sock in peers:
+            sock.close()
+
+    run_async(loop_name, main())
+
+
 # name -> (run, n1, n2, unit)
 SCENARIOS: Final[dict[str, tuple[Callable[[int], None], int, int, str]]] = {
     "rtt-sync": (rtt_sync, 2_000, 6_000, "round trip"),
@@ -250,6 +350,20 @@ SCENARIOS: Final[dict[str, tuple[Callable[[int], None], int, int, str]]] = {
     "rtt-uvloop": (lambda n: _rtt_protocol("uvloop", n), 2_000, 6_000, "round trip"),
     "receive": (receive, 100_000, 300_000, "message"),
     "accept": (accept, 500, 1_500, "connection"),
+    "fanout": (fanout, 20 * _FANOUT, 60 * _FANOUT, "delivery"),
+    "fanout-foreign": (lambda n: fanout(n, foreign=True), 20 * _FANOUT, 60 * _FANOUT, "delivery"),
+    "fanout-protocol": (
+        lambda n: _fanout_protocol("asyncio", n),
+        20 * _FANOUT,
+        60 * _FANOUT,
+        "delivery",
+    ),
+    "fanout-uvloop": (
+        lambda n: _fanout_protocol("uvloop", n),
+        20 * _FANOUT,
+        60 * _FANOUT,
+        "delivery",
+    ),
 }
 
 
@@ -289,8 +403,8 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (apt install valgrind)")
     names = args.only or list(SCENARIOS)
-    if "rtt-uvloop" in names and importlib.util.find_spec("uvloop") is None:
-        names.remove("rtt-uvloop")
+    if importlib.util.find_spec("uvloop") is None:
+        names = [name for name in names if not name.endswith("uvloop")]
     print(f"message_io {message_io.__file__} (compiled: {message_io.COMPILED})")
     print(f"{'scenario':<14} {'instructions':>12}  per")
     for name in names:
