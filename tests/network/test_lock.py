@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -143,4 +144,82 @@ def test_a_signal_handler_error_ends_the_wait(new: Any) -> None:
         timer.cancel()
         signal.signal(signal.SIGUSR1, previous)
     assert held.locked()
+    held.release()
+
+
+def test_a_waiter_that_times_out_is_forgotten(new: Any) -> None:
+    """One waiter gives up, another waits on: the release goes to the one still
+    waiting, and once that one is done the lock is free (no token left behind)."""
+    held = new()
+    held.acquire()
+    gave_up = threading.Event()
+    waiting = threading.Event()
+    got: list[bool] = []
+
+    def impatient() -> None:
+        got.append(held.acquire(True, 0.01))
+        gave_up.set()
+
+    def patient() -> None:
+        waiting.set()
+        got.append(held.acquire())
+        held.release()
+
+    first = threading.Thread(target=impatient)
+    first.start()
+    assert gave_up.wait(10)
+    second = threading.Thread(target=patient)
+    second.start()
+    assert waiting.wait(10)
+    held.release()
+    second.join(10)
+    first.join(10)
+    assert got == [False, True]
+    assert not held.locked()
+    assert held.acquire(False) is True
+    held.release()
+
+
+def test_threads_with_timeouts_still_exclude_each_other(new: Any) -> None:
+    """Waiters that time out, waiters that wait for good and non-blocking tries, all
+    at once: never two holders, and the lock ends free."""
+    held = new()
+    inside = [0]
+    overlaps = [0]
+    taken = [0]
+
+    def work(n: int) -> None:
+        for i in range(1500):
+            kind = (n + i) % 3
+            if kind == 0:
+                ok = held.acquire()
+            elif kind == 1:
+                ok = held.acquire(True, 0.0001)
+            else:
+                ok = held.acquire(False)
+            if not ok:
+                continue
+            inside[0] += 1
+            if inside[0] != 1:
+                overlaps[0] += 1
+            taken[0] += 1
+            for _ in range(n % 4):  # sometimes long enough for the GIL to move
+                pass
+            inside[0] -= 1
+            held.release()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the GIL moves often: holders get interrupted
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert overlaps[0] == 0
+    assert taken[0] >= 2000  # every thread's blocking acquires at least
+    assert not held.locked()
+    assert held.acquire(False) is True
     held.release()

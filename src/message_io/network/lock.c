@@ -1,14 +1,27 @@
 /* The lock of each connection: the C twin of lock.py.
  *
  * threading.Lock().acquire() parses its (blocking, timeout) arguments with
- * PyArg_ParseTupleAndKeywords on every call, even with none given: about 400
- * instructions, twice per message sent. This Lock is the same lock (a PyThread lock)
- * with an acquire() that takes the lock at once when it is free and goes through the
- * full path (GIL released, timeout, signals) only when it must wait.
+ * PyArg_ParseTupleAndKeywords on every call, even with none given, and takes a
+ * semaphore even when nobody else wants it: twice per message sent. This Lock keeps its
+ * state in two fields that only a thread holding the GIL reads or writes (every call
+ * to acquire() or release() does), so taking a free lock and releasing a lock nobody
+ * waits for touch no semaphore at all:
+ *
+ *   locked   the lock is held (or handed to a waiter that has not woken yet);
+ *   waiters  threads waiting for it, not counting those a token was passed to.
+ *
+ * A thread that must wait counts itself in waiters and sleeps, the GIL released, on a
+ * semaphore (a PyThread lock used as one, made the first time anybody waits: an idle
+ * connection never has one). release() with waiters leaves the lock held and posts one
+ * token: the waiter that takes it owns the lock (no newcomer can barge in between). A
+ * waiter that times out or is interrupted takes the GIL back, then either finds a
+ * token after all (and owns the lock) or uncounts itself.
  *
  * It is used as threading.Lock is: acquire(blocking=True, timeout=-1) -> bool,
  * release() (RuntimeError if unlocked), locked(), and the context manager; so
- * threading.Condition works on it unchanged.
+ * threading.Condition works on it unchanged. One difference: a thread must not release
+ * a lock another thread holds while threads wait for it (threading.Lock allows that;
+ * the engine and threading.Condition never do it).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -18,10 +31,15 @@
 #include <stddef.h>
 #include <time.h>
 
+#ifdef Py_GIL_DISABLED
+#error "this lock's state is guarded by the GIL: a free-threaded build uses lock.py"
+#endif
+
 typedef struct {
     PyObject_HEAD
-    PyThread_type_lock lock;
+    PyThread_type_lock handoff; /* NULL until a thread first waits; a token is "unlocked" */
     char locked;
+    Py_ssize_t waiters;
     PyObject *weakrefs;
 } LockObject;
 
@@ -33,12 +51,42 @@ monotonic(void)
     return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
 }
 
+/* Take a token without waiting: 1 if one was there (the lock is now the caller's). */
+static int
+take_token(LockObject *self)
+{
+    return PyThread_acquire_lock_timed(self->handoff, 0, 0) == PY_LOCK_ACQUIRED;
+}
+
+/* Release: hand the lock to one waiter, or free it. The GIL is held. */
+static void
+hand_on(LockObject *self)
+{
+    if (self->waiters > 0) {
+        self->waiters--;
+        PyThread_release_lock(self->handoff); /* one token; locked stays 1 */
+    }
+    else {
+        self->locked = 0;
+    }
+}
+
 /* Wait for the lock, up to ``timeout`` seconds (negative: no limit), the GIL released;
- * a signal runs its handlers and the wait goes on. 1: taken, 0: timed out, -1: a
- * handler raised. */
+ * a signal runs its handlers and the wait goes on. 1: taken, 0: timed out, -1: an
+ * error (a handler raised, or no memory for the semaphore). The GIL is held. */
 static int
 acquire_waiting(LockObject *self, double timeout)
 {
+    if (self->handoff == NULL) {
+        PyThread_type_lock handoff = PyThread_allocate_lock();
+        if (handoff == NULL) {
+            PyErr_SetString(PyExc_MemoryError, "cannot allocate lock");
+            return -1;
+        }
+        PyThread_acquire_lock(handoff, 1); /* no token yet */
+        self->handoff = handoff;
+    }
+    self->waiters++;
     double deadline = timeout >= 0 ? monotonic() + timeout : 0.0;
     for (;;) {
         PY_TIMEOUT_T wait_us = -1;
@@ -51,26 +99,34 @@ acquire_waiting(LockObject *self, double timeout)
             wait_us = us > (double)PY_TIMEOUT_MAX ? PY_TIMEOUT_MAX : (PY_TIMEOUT_T)us;
         }
         PyLockStatus status;
+        PyThread_type_lock handoff = self->handoff;
         Py_BEGIN_ALLOW_THREADS
-        status = PyThread_acquire_lock_timed(self->lock, wait_us, 1);
+        status = PyThread_acquire_lock_timed(handoff, wait_us, 1);
         Py_END_ALLOW_THREADS
         if (status == PY_LOCK_ACQUIRED) {
+            return 1; /* the releaser uncounted this thread */
+        }
+        if (status == PY_LOCK_INTR) {
+            /* A signal: its handlers run here, then the wait goes on. */
+            if (Py_MakePendingCalls() < 0) {
+                if (take_token(self)) { /* handed over meanwhile: pass it on */
+                    hand_on(self);
+                }
+                else {
+                    self->waiters--;
+                }
+                return -1;
+            }
+            if (timeout < 0 || monotonic() < deadline) {
+                continue;
+            }
+        }
+        /* Time is up: a last look, as a token may have come since. */
+        if (take_token(self)) {
             return 1;
         }
-        if (status == PY_LOCK_FAILURE) {
-            return 0;
-        }
-        /* PY_LOCK_INTR: a signal; its handlers run here, then the wait goes on. */
-        if (Py_MakePendingCalls() < 0) {
-            return -1;
-        }
-        if (timeout >= 0 && monotonic() >= deadline) {
-            /* one last try without waiting, as the time is up */
-            if (PyThread_acquire_lock_timed(self->lock, 0, 0) == PY_LOCK_ACQUIRED) {
-                return 1;
-            }
-            return 0;
-        }
+        self->waiters--;
+        return 0;
     }
 }
 
@@ -78,16 +134,17 @@ static PyObject *
 lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (nargs == 0 && kwnames == NULL) { /* acquire(): the engine's own call */
-        if (PyThread_acquire_lock_timed(self->lock, 0, 0) != PY_LOCK_ACQUIRED) {
-            int taken = acquire_waiting(self, -1.0);
-            if (taken < 0) {
-                return NULL;
-            }
-            if (taken == 0) { /* only a failing semaphore ends an endless wait */
-                Py_RETURN_FALSE;
-            }
+        if (!self->locked) {
+            self->locked = 1;
+            Py_RETURN_TRUE;
         }
-        self->locked = 1;
+        int taken = acquire_waiting(self, -1.0);
+        if (taken < 0) {
+            return NULL;
+        }
+        if (taken == 0) { /* only a failing semaphore ends an endless wait */
+            Py_RETURN_FALSE;
+        }
         Py_RETURN_TRUE;
     }
     static const char *const names[] = {"blocking", "timeout"};
@@ -149,15 +206,16 @@ lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
         return NULL;
     }
-    int taken = PyThread_acquire_lock_timed(self->lock, 0, 0) == PY_LOCK_ACQUIRED;
-    if (!taken && blocking && timeout != 0) {
-        taken = acquire_waiting(self, timeout);
-        if (taken < 0) {
-            return NULL;
-        }
-    }
-    if (taken) {
+    if (!self->locked) {
         self->locked = 1;
+        Py_RETURN_TRUE;
+    }
+    if (!blocking || timeout == 0) {
+        Py_RETURN_FALSE;
+    }
+    int taken = acquire_waiting(self, timeout);
+    if (taken < 0) {
+        return NULL;
     }
     return PyBool_FromLong(taken);
 }
@@ -169,8 +227,7 @@ lock_release(LockObject *self, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
         return NULL;
     }
-    self->locked = 0;
-    PyThread_release_lock(self->lock);
+    hand_on(self);
     Py_RETURN_NONE;
 }
 
@@ -203,13 +260,7 @@ lock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL) {
         return NULL;
     }
-    self->lock = PyThread_allocate_lock();
-    if (self->lock == NULL) {
-        Py_DECREF(self);
-        PyErr_SetString(PyExc_MemoryError, "cannot allocate lock");
-        return NULL;
-    }
-    return (PyObject *)self;
+    return (PyObject *)self; /* unlocked, no waiter, no semaphore yet */
 }
 
 static void
@@ -218,11 +269,12 @@ lock_dealloc(LockObject *self)
     if (self->weakrefs != NULL) {
         PyObject_ClearWeakRefs((PyObject *)self);
     }
-    if (self->lock != NULL) {
-        if (self->locked) {
-            PyThread_release_lock(self->lock);
-        }
-        PyThread_free_lock(self->lock);
+    if (self->handoff != NULL) {
+        /* Nobody waits: a waiter holds a reference. A token may be left: release it
+         * (a semaphore is freed unlocked). */
+        take_token(self);
+        PyThread_release_lock(self->handoff);
+        PyThread_free_lock(self->handoff);
     }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
