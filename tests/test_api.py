@@ -255,6 +255,31 @@ def test_endpoint_from_listener() -> None:
         Endpoint.from_listener(int(listener_id), ("127.0.0.1", 5))  # type: ignore[arg-type]
 
 
+def test_resource_id_fields_round_trip_at_their_bounds() -> None:
+    for adapter_id in (0, 1, 2**16 - 1):
+        for resource_type in ResourceType:
+            for base in (0, 1, 2**47 - 1):
+                rid = ResourceId.new(adapter_id, resource_type, base)
+                assert (rid.adapter_id, rid.resource_type, rid.base_value) == (
+                    adapter_id,
+                    resource_type,
+                    base,
+                )
+    with pytest.raises(ValueError, match="adapter id"):
+        ResourceId.new(2**16, ResourceType.REMOTE, 0)
+    with pytest.raises(ValueError, match="base value"):
+        ResourceId.new(0, ResourceType.REMOTE, 2**47)
+    with pytest.raises(ValueError, match="base value"):
+        ResourceId.new(0, ResourceType.REMOTE, -1)
+
+
+def test_the_ids_of_one_transport_hash_to_distinct_low_bits() -> None:
+    """A node's ids are dictionary keys on every send: consecutive ids of a transport
+    differ in their low bits, so they do not all start on one slot and probe on."""
+    ids = [ResourceId.new(3, ResourceType.REMOTE, n) for n in range(1024)]
+    assert len({hash(rid) & 1023 for rid in ids}) == 1024
+
+
 def test_resource_id_fields_of_real_resources(node: Node) -> None:
     handler, _listener = node
     listener_id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)

@@ -12,10 +12,13 @@ Address = tuple[Any, ...] | str
 transports, as the :mod:`socket` module returns them; a path or another string for
 transports that are not IP based."""
 
-_ADAPTER_BITS: Final = 16
-_ADAPTER_MASK: Final = (1 << _ADAPTER_BITS) - 1
-_LOCAL_BIT: Final = 1 << _ADAPTER_BITS
-_BASE_SHIFT: Final = _ADAPTER_BITS + 1
+# The counter takes the low bits, so that the ids of one transport hash (an int hashes
+# to itself) to consecutive dictionary slots; the adapter id and the type sit above it.
+BASE_BITS: Final = 47
+BASE_MASK: Final = (1 << BASE_BITS) - 1
+_LOCAL_BIT: Final = 1 << BASE_BITS
+ADAPTER_SHIFT: Final = BASE_BITS + 1
+_ADAPTER_MASK: Final = (1 << 16) - 1
 
 
 class ResourceType(enum.Enum):
@@ -31,7 +34,9 @@ class ResourceId(int):
     It is an ``int`` (cheap to hash and compare) that packs three fields, as in the Rust
     crate: the adapter id of its transport, whether it is a listener (local) or a
     connection (remote), and a per-node counter. ``repr`` shows them as
-    ``[adapter.L|R.counter]``.
+    ``[adapter.L|R.counter]``. The counter holds the low 47 bits (the ids of a node's
+    connections spread over a dictionary's slots), the type the next bit and the
+    adapter id the 16 above.
     """
 
     __slots__ = ()
@@ -39,14 +44,23 @@ class ResourceId(int):
     @classmethod
     def new(cls, adapter_id: int, resource_type: ResourceType, base_value: int) -> ResourceId:
         """The id packing these three fields. The node makes the ids of its resources;
-        this is for tests and tools that need one without a node."""
+        this is for tests and tools that need one without a node.
+
+        Raises:
+            ValueError: ``adapter_id`` is not in ``[0, 2**16)`` or ``base_value`` not in
+                ``[0, 2**47)``.
+        """
+        if not 0 <= adapter_id <= _ADAPTER_MASK:
+            raise ValueError(f"adapter id {adapter_id} is not in [0, 2**16)")
+        if not 0 <= base_value <= BASE_MASK:
+            raise ValueError(f"base value {base_value} is not in [0, 2**{BASE_BITS})")
         local = _LOCAL_BIT if resource_type is ResourceType.LOCAL else 0
-        return cls((base_value << _BASE_SHIFT) | local | adapter_id)
+        return cls(base_value | local | (adapter_id << ADAPTER_SHIFT))
 
     @property
     def adapter_id(self) -> int:
         """The id of the transport (adapter) this resource belongs to."""
-        return int(self) & _ADAPTER_MASK
+        return int(self) >> ADAPTER_SHIFT
 
     @property
     def resource_type(self) -> ResourceType:
@@ -66,7 +80,7 @@ class ResourceId(int):
     @property
     def base_value(self) -> int:
         """The per-node counter part of the id."""
-        return int(self) >> _BASE_SHIFT
+        return int(self) & BASE_MASK
 
     def __repr__(self) -> str:
         return f"[{self.adapter_id}.{self.resource_type.value}.{self.base_value}]"

@@ -16,7 +16,7 @@ from ..errors import NodeStoppedError
 from .adapter import SendStatus
 from .connection import Connection
 from .dial import Dial
-from .endpoint import ResourceId, ResourceType
+from .endpoint import BASE_BITS, BASE_MASK, ResourceId, ResourceType
 from .listener import Listener
 
 __all__ = ["Registry"]
@@ -61,17 +61,26 @@ class Registry:
         self.connections: dict[ResourceId, Connection] = {}
         self.listeners: dict[ResourceId, Listener] = {}
         self.resources: dict[int, Connection | Listener] = {}
-        self._counters: dict[tuple[int, ResourceType], itertools.count[int]] = {}
+        # (adapter id << 1 | is a listener) -> the counter of those resources' ids
+        self._counters: dict[int, itertools.count[int]] = {}
         self._open = True
 
     def new_id(self, adapter_id: int, resource_type: ResourceType) -> ResourceId:
-        """A fresh id for a resource of the transport ``adapter_id``. Any thread."""
-        key = (adapter_id, resource_type)
-        with self.lock:
-            counter = self._counters.get(key)
-            if counter is None:
-                counter = self._counters[key] = itertools.count()
-            return ResourceId.new(adapter_id, resource_type, next(counter))
+        """A fresh id for a resource of the transport ``adapter_id``. Any thread: the
+        GIL makes ``next`` on a counter and ``setdefault`` atomic (no lock taken).
+
+        Raises:
+            OverflowError: the transport has used up its 2**47 ids of that type.
+        """
+        key = adapter_id << 1 | (1 if resource_type is ResourceType.LOCAL else 0)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters.setdefault(key, itertools.count())
+        base: int = next(counter)
+        if base > BASE_MASK:
+            raise OverflowError(f"no resource id left for adapter {adapter_id}")
+        # ResourceId.new's packing (see endpoint.py), without its checks.
+        return ResourceId(base | key << BASE_BITS)
 
     def send(self, endpoint: Any, data: Any) -> SendStatus:
         """Send ``data`` to the connection or the listener's peer ``endpoint`` names:
