@@ -27,7 +27,8 @@ Scenarios (both ends of a round trip run in one process, on one loop):
   sends in 100 KB writes; one operation is one message.
 * ``accept``: a FramedTcp listener accepting connections that a plain socket thread
   opens; one operation is one connection, both ends counted (the connecting thread's
-  ``socket.create_connection`` included).
+  ``socket.create_connection`` included). ``accept-protocol``, ``accept-uvloop``: the
+  same with an asyncio server on asyncio and on uvloop (``connection_made``).
 * ``fanout``: a FramedTcp node sends a 100-byte message to each of ``_FANOUT`` accepted
   connections per round, one round per turn of its loop (a 0 s timer asks for the
   next); the peers are plain sockets nobody reads (the kernel holds every round). One
@@ -247,6 +248,40 @@ def accept(count: int) -> None:
         sock.close()
 
 
+def _accept_protocol(loop_name: str, count: int) -> None:
+    """``accept`` with an asyncio server (``loop_name``), until the ``count``-th
+    ``connection_made``."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        accepted = 0
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                nonlocal accepted
+                accepted += 1
+                if accepted == count:
+                    done.set_result(None)
+
+        server = await loop.create_server(Server, _HOST, 0, backlog=1024)
+        port = server.sockets[0].getsockname()[1]
+        clients: list[socket.socket] = []
+
+        def connector() -> None:
+            clients.extend(socket.create_connection((_HOST, port)) for _ in range(count))
+
+        thread = threading.Thread(target=connector, daemon=True)
+        thread.start()
+        await done
+        thread.join()
+        server.close()
+        for sock in clients:
+            sock.close()
+
+    run_async(loop_name, main())
+
+
 def _fanout_peers(port: int) -> list[socket.socket]:
     """``_FANOUT`` plain sockets connected to ``port`` (the kernel finishes each
     handshake from the listener's backlog: nobody has to accept first)."""
@@ -350,6 +385,8 @@ SCENARIOS: Final[dict[str, tuple[Callable[[int], None], int, int, str]]] = {
     "rtt-uvloop": (lambda n: _rtt_protocol("uvloop", n), 2_000, 6_000, "round trip"),
     "receive": (receive, 100_000, 300_000, "message"),
     "accept": (accept, 500, 1_500, "connection"),
+    "accept-protocol": (lambda n: _accept_protocol("asyncio", n), 500, 1_500, "connection"),
+    "accept-uvloop": (lambda n: _accept_protocol("uvloop", n), 500, 1_500, "connection"),
     "fanout": (fanout, 20 * _FANOUT, 60 * _FANOUT, "delivery"),
     "fanout-foreign": (lambda n: fanout(n, foreign=True), 20 * _FANOUT, 60 * _FANOUT, "delivery"),
     "fanout-protocol": (
