@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import queue
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import message_io
-from message_io import NodeEvent, Signal, Transport
+from message_io import Accepted, Message, NodeEvent, Signal, Transport
 from message_io.network.adapter import Adapter, ConnectionInfo, ListeningInfo, Local, Remote
 from message_io.network.endpoint import Address
+
+from .minimal_adapter import MinimalAdapter, MinimalLocal, MinimalRemote
 
 TIMEOUT = 10.0
 
@@ -202,3 +206,89 @@ def test_real_fd_exhaustion_logs_once_and_recovers_fast() -> None:
                 child.kill()
     lines = [line for line in rest.splitlines() if line.startswith("WARNING")]
     assert len(lines) == 1 and "accepting again" in lines[0], lines
+
+
+class _UnpollableRemote(MinimalRemote):
+    """An accepted connection whose descriptor epoll refuses (``/dev/null``: EPERM)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.null = os.open(os.devnull, os.O_RDONLY)
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self.null
+
+    def close(self) -> None:
+        self.closed = True
+        os.close(self.null)
+        super().close()
+
+
+_UNPOLLABLE: list[_UnpollableRemote] = []  # what _FirstUnpollableLocal made
+
+
+class _FirstUnpollableLocal(MinimalLocal):
+    """Its first accepted connection is unpollable, the others are not."""
+
+    def accept(
+        self,
+        accept_remote: Callable[[Remote, Address], object],
+        deliver: Callable[[Address, bytes], object],
+    ) -> None:
+        try:
+            sock, peer = self.sock.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(False)
+        if _UNPOLLABLE:
+            accept_remote(MinimalRemote(sock), peer)
+        else:
+            remote = _UnpollableRemote(sock)
+            _UNPOLLABLE.append(remote)
+            accept_remote(remote, peer)
+
+
+class _FirstUnpollableAdapter(MinimalAdapter):
+    local_class = _FirstUnpollableLocal
+
+
+_FIRST_UNPOLLABLE = _FirstUnpollableAdapter()
+FIRST_UNPOLLABLE: Transport = getattr(
+    Transport, "FIRST_UNPOLLABLE", None
+) or message_io.register_transport("FIRST_UNPOLLABLE", _FIRST_UNPOLLABLE)
+
+
+def test_an_accepted_connection_the_poller_refuses_is_closed_and_the_next_one_served(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """epoll refuses the first accepted descriptor: that connection is closed and said
+    in a WARNING, never announced; the next one is accepted and carries messages."""
+    _UNPOLLABLE.clear()
+    handler, listener = message_io.split()
+    path = str(tmp_path / "sock")
+    listener_id, _addr = handler.network.listen(FIRST_UNPOLLABLE, path)
+    events: queue.Queue[NodeEvent[Any]] = queue.Queue()
+    caplog.set_level(logging.WARNING, logger="message_io")
+    first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    second = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with listener.for_each_async(events.put):
+            first.connect(path)
+            first.settimeout(TIMEOUT)
+            assert first.recv(1) == b""  # closed by the node
+            second.connect(path)
+            accepted = events.get(timeout=TIMEOUT)
+            assert isinstance(accepted, Accepted)
+            assert accepted.listener_id == listener_id
+            second.sendall(b"hi")
+            message = events.get(timeout=TIMEOUT)
+            assert message == Message(accepted.endpoint, b"hi")
+            handler.stop()
+    finally:
+        first.close()
+        second.close()
+    (remote,) = _UNPOLLABLE
+    assert remote.closed
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("could not poll accepted" in w for w in warnings), warnings

@@ -131,12 +131,17 @@ class Acceptor(Driver):
                 limits=listener.limits,
             )
             try:
-                self.register_connection(conn)
+                self.register_connection(conn, poll=False)  # on_pending polls it
             except (OSError, NodeStoppedError) as exc:
                 log.warning("could not register accepted %s: %s", conn.endpoint, exc)
                 remote.close()
                 continue
-            self.on_pending(conn, WRITE)
+            try:
+                self.on_pending(conn, WRITE)
+            except OSError as exc:  # the poller refused it (out of memory or watches)
+                log.warning("could not poll accepted %s: %s", conn.endpoint, exc)
+                self.fail_pending(conn, exc)
+                continue
             if conn.state is PENDING and listener.handshake_timeout is not None:
                 self._handshake_deadline(conn, listener.handshake_timeout)
         if datagrams:

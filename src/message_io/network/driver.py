@@ -215,13 +215,19 @@ class Driver(Host):
 
     # -- adding resources (any thread) ----------------------------------------------
 
-    def register_connection(self, conn: Connection, *, publish_later: bool = False) -> None:
+    def register_connection(
+        self, conn: Connection, *, publish_later: bool = False, poll: bool = True
+    ) -> None:
         """Add ``conn`` to the node and poll it.
 
         With ``publish_later`` (``connect()`` from a thread other than the loop's), the
         driver polls it only once ``conn.published`` is set, which ``connect()`` does as
         the last thing before it returns: no event about the endpoint can reach the
         callback before its creator holds it.
+
+        Without ``poll`` (an accepted connection, whose handshake the caller starts at
+        once with :meth:`on_pending`), it is not polled yet: :meth:`on_pending` polls it
+        for what it waits for next, in one system call rather than two.
         """
         # Ready already (UDP): the first poll (the socket is writable) says Connected.
         start = self._on_datagram_start if conn.state is READY else self._on_connection
@@ -231,7 +237,8 @@ class Driver(Host):
             driver = self.driver
             if not publish_later or driver is None or driver == _get_ident():
                 self.handlers[conn.fd] = handler
-                self.poller.register(conn.fd, READ | WRITE)
+                if poll:
+                    self.poller.register(conn.fd, READ | WRITE)
                 return
             conn.published = False
             self.registrations.append((conn, handler))
@@ -535,20 +542,24 @@ class Driver(Host):
         """Act on what ``pending()`` said: wait more, announce the connection, or fail."""
         if status is PendingStatus.INCOMPLETE:
             if conn.fd >= 0:
-                self.poller.modify(conn.fd, _interest(conn.remote.pending_interest()))
+                self.poller.put(conn.fd, _interest(conn.remote.pending_interest()))
             return
         if status is PendingStatus.READY:
             with conn.lock:
                 if conn.state is not PENDING:
                     return
+                # Read unless paused meanwhile (pause_reading while it connected, or
+                # the node's input is paused). Polled first: if the poller refuses it,
+                # it is still pending, and fails as such.
+                reading = conn.reading_wanted()
+                self.poller.put(
+                    conn.fd, (READ if reading else 0) | (WRITE if conn.write_armed else 0)
+                )
+                conn.reading = reading
                 conn.move(READY)
                 conn.established = True
                 if conn.reader is None:
                     conn.take_reader()  # a transport with a handshake has one only now
-                # Read unless paused meanwhile (pause_reading while it connected, or
-                # the node's input is paused).
-                conn.reading = conn.reading_wanted()
-                self.poller.modify(conn.fd, conn.interest())
                 self.handlers[conn.fd] = conn  # see Loop.iterate: _on_ready_connection
             self.decided(conn)
             self.timers.cancel(conn.deadline_timer)

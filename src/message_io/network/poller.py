@@ -104,12 +104,23 @@ class Poller:
         if self._outer is not None:
             self._change(fd, interest, errno.EEXIST)
             return
-        if self._epoll is not None:
-            self._epoll.register(fd, interest & ~_ERR)
-        else:  # pragma: no cover
-            assert self._selector is not None
-            self._selector.register(fd, self._sel_events(interest))
-        self._interests[fd] = interest
+        # Recorded before the system call (which lets other threads run): once the
+        # loop can see the descriptor ready, put() finds it registered.
+        interests = self._interests
+        previous = interests.get(fd)
+        interests[fd] = interest
+        try:
+            if self._epoll is not None:
+                self._epoll.register(fd, interest & ~_ERR)
+            else:  # pragma: no cover
+                assert self._selector is not None
+                self._selector.register(fd, self._sel_events(interest))
+        except BaseException:
+            if previous is None:
+                interests.pop(fd, None)
+            else:
+                interests[fd] = previous
+            raise
 
     def modify(self, fd: int, interest: int) -> None:
         if self._outer is not None:
@@ -123,6 +134,15 @@ class Poller:
             if events:
                 self._selector.modify(fd, events)
         self._interests[fd] = interest
+
+    def put(self, fd: int, interest: int) -> None:
+        """Poll ``fd`` for ``interest``: :meth:`modify` if it is registered (or being
+        registered by another thread), else :meth:`register`; one system call either
+        way."""
+        if fd in self._interests:
+            self.modify(fd, interest)
+        else:
+            self.register(fd, interest)
 
     def unregister(self, fd: int) -> None:
         if self._outer is not None:
