@@ -4,6 +4,7 @@ held to the same behaviour, on the sockets the engine uses (non-blocking)."""
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
 import threading
@@ -480,3 +481,47 @@ def test_send_back_errors_are_the_socket_s(io: Any) -> None:
     finally:
         receiver.close()
         sender.close()
+
+
+@pytest.mark.parametrize(
+    ("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+)
+def test_accept_gives_a_non_blocking_descriptor_and_the_peer_s_address(
+    io: Any, family: socket.AddressFamily, host: str
+) -> None:
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        try:
+            listening.bind((host, 0))
+        except OSError:
+            pytest.skip(f"no {host} here")
+        listening.listen(4)
+        listening.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            io.accept(listening)  # nobody connects yet
+        with socket.create_connection(listening.getsockname()[:2]) as client:
+            fd, addr = io.accept(listening)
+            accepted = socket.socket(
+                family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0, fileno=fd
+            )
+            with accepted:
+                assert not os.get_blocking(fd)
+                assert not os.get_inheritable(fd)
+                assert accepted.gettimeout() == 0.0
+                assert accepted.type == socket.SOCK_STREAM
+                assert addr == client.getsockname()  # the 4-tuple on IPv6 as well
+                with pytest.raises(BlockingIOError):
+                    accepted.recv(1)
+                client.sendall(b"hi")
+                select.select([accepted], [], [], 10)
+                assert accepted.recv(2) == b"hi"
+    finally:
+        listening.close()
+
+
+def test_accept_of_a_closed_socket_raises_bad_descriptor(io: Any) -> None:
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.close()
+    with pytest.raises(OSError) as caught:
+        io.accept(listening)
+    assert caught.value.errno == errno.EBADF

@@ -34,6 +34,7 @@ from ..network.adapter import (
     host_name,
     resolve_address,
 )
+from ..network import sockio
 from ..network.endpoint import Address
 
 __all__ = [
@@ -60,6 +61,7 @@ LISTENER_BACKLOG: Final = 1024
 
 _READS_PER_EVENT: Final = 4  # reads per readiness event before yielding to other peers
 _ACCEPTS_PER_EVENT: Final = 64
+_NONBLOCK: Final = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: a type flag
 # Globals, not the enum's attributes: ``ReadStatus.OK`` costs 70 ns (its metaclass has a
 # ``__getattr__``), a global 8.
 _OK: Final = ReadStatus.OK
@@ -395,17 +397,26 @@ class TcpLocal(Local):
     ) -> None:
         # (fd, addr): what socket.accept() calls, before it converts the family and type
         # to enums and asks for the default timeout, for every connection.
-        accept: Callable[[], tuple[int, Any]] = self.socket._accept  # type: ignore[attr-defined]
+        listening = self.socket
+        accept: Callable[[], tuple[int, Any]] = listening._accept  # type: ignore[attr-defined]
         family, kind, proto = self._family, self._type, self._proto
+        # The C build's accept4 makes the descriptor non-blocking: the socket object
+        # is told so by its type, and no setblocking() call follows.
+        direct = (
+            sockio.COMPILED and sockio.DIRECT and _NONBLOCK and type(listening) is socket.socket
+        )
         for _ in range(_ACCEPTS_PER_EVENT):
             try:
-                fd, addr = accept()
+                fd, addr = sockio.accept(listening) if direct else accept()
             except BlockingIOError:
                 return
             except ConnectionAbortedError:
                 continue  # the peer gave up before we accepted: nothing to do
-            sock = socket.socket(family, kind, proto, fileno=fd)
-            sock.setblocking(False)
+            if direct:
+                sock = socket.socket(family, kind | _NONBLOCK, proto, fileno=fd)
+            else:
+                sock = socket.socket(family, kind, proto, fileno=fd)
+                sock.setblocking(False)
             inherited = self._inherited
             if inherited is None:
                 inherited = self._inherited = _options_of(sock) == self._options

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -198,6 +199,8 @@ static struct sockaddr_storage last_sender;
 static socklen_t last_sender_len = 0;
 static PyObject *last_address = NULL;
 
+static PyObject *format_address(const struct sockaddr_storage *sender, socklen_t length);
+
 /* The address tuple of ``sender``, as socket.recvfrom() gives it: (host, port) for
  * IPv4, (host, port, flowinfo, scope_id) for IPv6; NULL and no exception for another
  * family (the caller then asks the socket). */
@@ -208,6 +211,19 @@ address_of(const struct sockaddr_storage *sender, socklen_t length)
         && memcmp(sender, &last_sender, (size_t)length) == 0) {
         return Py_NewRef(last_address);
     }
+    PyObject *address = format_address(sender, length);
+    if (address != NULL) {
+        memcpy(&last_sender, sender, (size_t)length);
+        last_sender_len = length;
+        Py_XSETREF(last_address, Py_NewRef(address));
+    }
+    return address;
+}
+
+/* The address tuple of ``sender`` (see address_of), made afresh. */
+static PyObject *
+format_address(const struct sockaddr_storage *sender, socklen_t length)
+{
     char host[INET6_ADDRSTRLEN];
     PyObject *address;
     if (sender->ss_family == AF_INET && length >= (socklen_t)sizeof(struct sockaddr_in)) {
@@ -228,11 +244,6 @@ address_of(const struct sockaddr_storage *sender, socklen_t length)
     }
     else {
         return NULL;
-    }
-    if (address != NULL) {
-        memcpy(&last_sender, sender, (size_t)length);
-        last_sender_len = length;
-        Py_XSETREF(last_address, Py_NewRef(address));
     }
     return address;
 }
@@ -487,6 +498,66 @@ sockio_pending(PyObject *module, PyObject *sock)
     return PyLong_FromLong(waiting);
 }
 
+PyDoc_STRVAR(accept_doc,
+"accept(sock, /) -> (fd, address)\n\n"
+"sock._accept() of an IPv4 or IPv6 listening socket, the new descriptor already\n"
+"non-blocking (accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC: no second system call to\n"
+"make it so): wrap it as socket.socket(family, type | SOCK_NONBLOCK, proto, fileno=fd).\n"
+"BlockingIOError when no connection waits.");
+
+static PyObject *
+sockio_accept(PyObject *module, PyObject *sock)
+{
+    int fd = direct_fd(sock);
+    if (fd == -2) {
+        PyErr_SetString(PyExc_TypeError, "accept() takes a socket.socket");
+        return NULL;
+    }
+#ifndef SOCK_NONBLOCK
+    PyErr_SetString(PyExc_NotImplementedError, "accept4() is not available here");
+    return NULL;
+#else
+    struct sockaddr_storage peer;
+    socklen_t length;
+    int got;
+    for (;;) {
+        length = (socklen_t)sizeof(peer);
+        got = accept4(fd, (struct sockaddr *)&peer, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (got >= 0) {
+            break;
+        }
+        if (errno != EINTR) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+        fd = direct_fd(sock); /* a signal handler may have closed the socket */
+    }
+    PyObject *address = format_address(&peer, length);
+    if (address == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_OSError, "accept(): address family %d", peer.ss_family);
+        }
+        close(got);
+        return NULL;
+    }
+    PyObject *number = PyLong_FromLong(got);
+    if (number == NULL) {
+        Py_DECREF(address);
+        close(got);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, number, address);
+    Py_DECREF(number);
+    Py_DECREF(address);
+    if (pair == NULL) {
+        close(got);
+    }
+    return pair;
+#endif
+}
+
 static PyMethodDef sockio_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))sockio_recv, METH_FASTCALL, recv_doc},
     {"send", (PyCFunction)(void (*)(void))sockio_send, METH_FASTCALL, send_doc},
@@ -494,6 +565,7 @@ static PyMethodDef sockio_methods[] = {
     {"recvfrom", (PyCFunction)(void (*)(void))sockio_recvfrom, METH_FASTCALL, recvfrom_doc},
     {"send_back", (PyCFunction)(void (*)(void))sockio_send_back, METH_FASTCALL, send_back_doc},
     {"pending", (PyCFunction)sockio_pending, METH_O, pending_doc},
+    {"accept", (PyCFunction)sockio_accept, METH_O, accept_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -22,6 +22,7 @@ __all__ = [
     "COMPILED",
     "DIRECT",
     "GIL_LIMIT",
+    "accept",
     "pending",
     "recv",
     "recvfrom",
@@ -73,6 +74,20 @@ def send_back(
     having sent nothing, for any other ``addr``. This twin keeps no sender (its
     ``recvfrom`` is the socket's): it always answers None, and the caller sends."""
     return None
+
+
+def accept(sock: socket.socket, /) -> tuple[int, Any]:
+    """``sock._accept()`` of an IPv4 or IPv6 listening socket, the new descriptor
+    already non-blocking (the C twin asks ``accept4`` for that, this one makes it so
+    afterwards): wrap it as ``socket.socket(family, type | SOCK_NONBLOCK, proto,
+    fileno=fd)``. ``BlockingIOError`` when no connection waits."""
+    fd, addr = sock._accept()  # type: ignore[attr-defined]
+    try:
+        os.set_blocking(fd, False)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, addr
 
 
 def pending(sock: socket.socket, /) -> int:
