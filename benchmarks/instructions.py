@@ -25,10 +25,12 @@ Scenarios (both ends of a round trip run in one process, on one loop):
   prefix), echoing in ``data_received``; ``rtt-uvloop``: the same on uvloop.
 * ``receive``: a FramedTcp node receiving 100-byte messages that a plain socket thread
   sends in 100 KB writes; one operation is one message.
-* ``accept``: a FramedTcp listener accepting connections that a plain socket thread
-  opens; one operation is one connection, both ends counted (the connecting thread's
-  ``socket.create_connection`` included). ``accept-protocol``, ``accept-uvloop``: the
-  same with an asyncio server on asyncio and on uvloop (``connection_made``).
+* ``accept``: a FramedTcp listener accepting connections that wait in its backlog,
+  all opened (``socket.create_connection``, counted) before its loop runs; one
+  operation is one connection, closed at the end (the node closes its connections
+  when it stops). ``accept-protocol``, ``accept-uvloop``: the same with an asyncio
+  server on asyncio and on uvloop (``connection_made``; every transport closed, up to
+  its ``connection_lost``).
 * ``fanout``: a FramedTcp node sends a 100-byte message to each of ``_FANOUT`` accepted
   connections per round, one round per turn of its loop (a 0 s timer asks for the
   next); the peers are plain sockets nobody reads (the kernel holds every round). One
@@ -66,6 +68,7 @@ _FRAME: Final = b"\x01x"  # the ping with its varint length prefix
 _SIZE: Final = 100
 _BATCH: Final = 1000  # messages per write of the receive scenario's sender
 _FANOUT: Final = 200  # connections of the fan-out scenarios
+_BACKLOG: Final = 2048  # listen() backlog of the accept scenarios (somaxconn caps it)
 _CHILD_TIMEOUT: Final = 900.0  # seconds for one run under callgrind (about 50x slower)
 
 
@@ -220,19 +223,15 @@ def receive(count: int) -> None:
 
 
 def accept(count: int) -> None:
-    """A FramedTcp listener accepting ``count`` connections that a plain socket thread
-    opens (and keeps open: no close is counted), until the ``count``-th ``Accepted``."""
+    """A FramedTcp listener accepting ``count`` connections, all made (and waiting in
+    its backlog) before its loop runs, until the ``count``-th ``Accepted``."""
+    from message_io.adapters.framed_tcp import FramedTcpListenConfig
+
     handler, listener = message_io.split()
-    _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0")
+    config = FramedTcpListenConfig(backlog=_BACKLOG)
+    _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0", config=config)
     assert isinstance(addr, tuple)
-    port: int = addr[1]
-    clients: list[socket.socket] = []
-
-    def connector() -> None:
-        clients.extend(socket.create_connection((_HOST, port)) for _ in range(count))
-
-    thread = threading.Thread(target=connector, daemon=True)
-    thread.start()
+    clients = _connected(addr[1], count)
     accepted = 0
 
     def on_event(event: message_io.NodeEvent[Any]) -> None:
@@ -243,9 +242,16 @@ def accept(count: int) -> None:
                 handler.stop()
 
     listener.for_each(on_event)
-    thread.join()
     for sock in clients:
         sock.close()
+
+
+def _connected(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections to ``port``, which wait in the listener's backlog (the
+    kernel finishes each handshake: nobody has to accept first)."""
+    if count > _BACKLOG:
+        raise SystemExit(f"at most {_BACKLOG} connections wait in a backlog")
+    return [socket.create_connection((_HOST, port)) for _ in range(count)]
 
 
 def _accept_protocol(loop_name: str, count: int) -> None:
@@ -255,27 +261,29 @@ def _accept_protocol(loop_name: str, count: int) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        accepted = 0
+        closed: asyncio.Future[None] = loop.create_future()
+        transports: list[asyncio.BaseTransport] = []
+        lost = 0
 
         class Server(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                nonlocal accepted
-                accepted += 1
-                if accepted == count:
+                transports.append(transport)
+                if len(transports) == count:
                     done.set_result(None)
 
-        server = await loop.create_server(Server, _HOST, 0, backlog=1024)
-        port = server.sockets[0].getsockname()[1]
-        clients: list[socket.socket] = []
+            def connection_lost(self, exc: Exception | None) -> None:
+                nonlocal lost
+                lost += 1
+                if lost == count:
+                    closed.set_result(None)
 
-        def connector() -> None:
-            clients.extend(socket.create_connection((_HOST, port)) for _ in range(count))
-
-        thread = threading.Thread(target=connector, daemon=True)
-        thread.start()
+        server = await loop.create_server(Server, _HOST, 0, backlog=_BACKLOG)
+        clients = _connected(server.sockets[0].getsockname()[1], count)  # blocks the loop
         await done
-        thread.join()
         server.close()
+        for transport in transports:  # as the node closes its connections when it stops
+            transport.close()
+        await closed
         for sock in clients:
             sock.close()
 
