@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+from ..network import sockio
 from ..network.adapter import (
     Adapter,
     Buffer,
@@ -34,7 +35,6 @@ from ..network.adapter import (
     host_name,
     resolve_address,
 )
-from ..network import sockio
 from ..network.endpoint import Address
 
 __all__ = [

@@ -119,7 +119,7 @@ class Acceptor(Driver):
                 for late, _addr in accepted[index:]:
                     late.close()
                 return
-            resource_id = self.registry.new_id(listener.id.adapter_id, ResourceType.REMOTE)
+            resource_id = self.registry.new_id(listener.adapter_id, ResourceType.REMOTE)
             endpoint = Endpoint(resource_id, addr)
             conn = connection_class(remote)(
                 self,

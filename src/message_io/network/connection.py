@@ -28,7 +28,6 @@ import itertools
 import logging
 import threading
 import warnings
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -115,6 +114,7 @@ class Connection(SendQueue):
 
     __slots__ = (
         "beat_timer",
+        "buffers",
         "deadline_timer",
         "direct_iter",
         "dirty",
@@ -222,22 +222,24 @@ class Connection(SendQueue):
         self.remote = remote
         self.fd = remote.fileno()
         cls = type(remote)
-        if cls not in _checked:
-            _check_declared(cls)
+        facts = _class_facts.get(cls)
+        if facts is None:
+            facts = _learn(cls)
+        datagrams, reports_incomplete, has_output, full_duplex, framing, buffers = facts
         # A datagram queue also counts packets (a connection to a host name learns it
         # carries datagrams here, when its attempt wins).
-        self.packets = cls.datagrams
+        self.packets = datagrams
         # What the transport declared it does (see Remote's capabilities).
-        self.incomplete = remote.incomplete if cls.reports_incomplete else None
+        self.incomplete = remote.incomplete if reports_incomplete else None
+        self.buffers = buffers
         # The built-in transports' shortcut for writing: the node writes to the socket
         # itself, where their methods would do just that.
         self.sock = remote._direct_socket()
         self.max_size = remote.max_message_size
-        self.output = remote.take_output if cls.has_output else None
-        self.full_duplex = cls.full_duplex
+        self.output = remote.take_output if has_output else None
+        self.full_duplex = full_duplex
         # Framing: a header function (fast, no copy of big payloads), a frame function,
         # or neither (bytes as given).
-        framing = cls.framing
         self.header: Callable[[int], bytes | None] | None = None
         self.frame: Callable[[Buffer], Buffer | tuple[bytes, Buffer] | None] | None = None
         if framing is Framing.HEADER:
@@ -727,19 +729,38 @@ _NEEDS: Final = (
     ("take_output", "has_output = True", lambda cls: cls.has_output),
     ("frame_text", "text_messages = True", lambda cls: cls.text_messages),
 )
-_checked: weakref.WeakSet[type[Remote]] = weakref.WeakSet()
+# What bind() reads of a remote's class, by class (see _learn). Classes are few and
+# live as long as their module: kept, not weakly referenced.
+_class_facts: dict[type[Remote], tuple[bool, bool, bool, bool, Framing, bool]] = {}
+
+
+def _learn(cls: type[Remote]) -> tuple[bool, bool, bool, bool, Framing, bool]:
+    """The capabilities ``cls`` declares (``datagrams``, ``reports_incomplete``,
+    ``has_output``, ``full_duplex``, ``framing``) and whether it overrides
+    ``buffered()``; read once per class, which is checked then (see
+    :func:`_check_declared`)."""
+    _check_declared(cls)
+    facts = (
+        bool(cls.datagrams),
+        bool(cls.reports_incomplete),
+        bool(cls.has_output),
+        bool(cls.full_duplex),
+        cls.framing,
+        cls.buffered is not Remote.buffered,
+    )
+    _class_facts[cls] = facts
+    return facts
 
 
 def _check_declared(cls: type[Remote]) -> None:
     """Warn, once per class, of a hook the class overrides but whose capability it does
     not declare: the node never calls it (capabilities are declared, never guessed)."""
-    _checked.add(cls)
     for hook, declaration, declared in _NEEDS:
         if getattr(cls, hook) is not getattr(Remote, hook) and not declared(cls):
             warnings.warn(
                 f"{cls.__qualname__} overrides {hook}() but does not declare {declaration}: "
                 "the node never calls it (see the capabilities of Remote)",
-                stacklevel=4,
+                stacklevel=5,
             )
 
 

@@ -568,14 +568,17 @@ class Driver(Host):
             if remote.heartbeat_interval is not None:
                 self._heartbeat(conn, remote.heartbeat_interval)
             self.guard.start_watch(conn)
+            debug = log.isEnabledFor(logging.DEBUG)  # one call, not debug()'s two
             if conn.listener_id is None:
-                log.debug("connected to %s", conn.endpoint)
+                if debug:
+                    log.debug("connected to %s", conn.endpoint)
                 if self._announce(conn, Connected(conn.endpoint, True)):
                     return  # read once connect_sync() has returned: nothing comes first
             else:
-                log.debug("accepted %s on listener %r", conn.endpoint, conn.listener_id)
+                if debug:
+                    log.debug("accepted %s on listener %r", conn.endpoint, conn.listener_id)
                 self.emit(Accepted(conn.endpoint, conn.listener_id))
-            if conn.is_ready() and self.running and remote.buffered():
+            if conn.is_ready() and self.running and conn.buffers and remote.buffered():
                 self._on_readable(conn)
             return
         self._fail_pending(conn)
@@ -614,7 +617,7 @@ class Driver(Host):
             withheld = conn.withheld
             conn.withheld = False
             conn.update_reading()
-        if withheld and conn.reading and self.running and conn.remote.buffered():
+        if withheld and conn.reading and self.running and conn.buffers and conn.remote.buffered():
             self._on_readable(conn)
 
     # -- the end of a connection ----------------------------------------------------

@@ -41,6 +41,7 @@ class Listener(SendQueue):
 
     __slots__ = (
         "accepted",
+        "adapter_id",
         "datagrams",
         "drain_for",
         "endpoint_cache",
@@ -75,6 +76,7 @@ class Listener(SendQueue):
         self.exhausted_since = 0.0  # accept() short of fds/memory since then (0: not)
         self.failures = 0  # accept() failures in this episode
         self.id = resource_id
+        self.adapter_id = resource_id.adapter_id  # of its connections' ids
         self.local = local
         self.fd = local.fileno()
         # The built-in packet transport's shortcut: the node reads and sends with its
