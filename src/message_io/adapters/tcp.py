@@ -274,12 +274,10 @@ def connect_status(sock: socket.socket) -> PendingStatus:
     return PendingStatus.READY
 
 
-def built_in(resource: Remote | Local) -> bool:
-    """True for an instance of a built-in remote or local class itself, not of a
-    subclass: the node's shortcuts (``Remote._direct_socket``, ``Remote._frame_reader``,
-    ``Local._datagram_source``) are for the classes that say ``_built_in = True`` in
-    their own body."""
-    return "_built_in" in vars(type(resource))
+# The node's shortcuts (Remote._direct_socket, Remote._frame_reader,
+# Local._datagram_source) are for the built-in classes themselves, not for subclasses:
+# each tests '"_built_in" in type(self).__dict__', true for a class whose own body says
+# _built_in = True (a subclass may override the methods the shortcut stands for).
 
 
 class TcpRemote(Remote):
@@ -358,7 +356,7 @@ class TcpRemote(Remote):
     def _direct_socket(self) -> socket.socket | None:
         """The socket, for the built-in classes themselves. A subclass may override
         :meth:`write` or replace the socket: the node calls :meth:`write` for it."""
-        return self.socket if built_in(self) else None
+        return self.socket if "_built_in" in type(self).__dict__ else None
 
     def close(self) -> None:
         self.socket.close()

@@ -60,7 +60,7 @@ from ..network.datagrams import (
     DatagramSource,
 )
 from ..network.endpoint import Address
-from .tcp import _bind_device, built_in
+from .tcp import _bind_device
 
 __all__ = [
     "MAX_INTERNET_PAYLOAD_LEN",
@@ -290,11 +290,11 @@ class UdpRemote(Remote):
     def _frame_reader(self) -> DatagramReader | None:
         """The reader behind :meth:`receive`, for the node to call directly: for this
         class itself (a subclass gets :meth:`receive` called)."""
-        return self._reader if built_in(self) else None
+        return self._reader if "_built_in" in type(self).__dict__ else None
 
     def _direct_socket(self) -> socket.socket | None:
         """The socket, which :meth:`write` sends to as it is: for this class itself."""
-        return self.socket if built_in(self) else None
+        return self.socket if "_built_in" in type(self).__dict__ else None
 
     def write(self, data: Buffer) -> int:
         try:
@@ -353,7 +353,11 @@ class UdpLocal(Local):
         """What :meth:`accept` and :meth:`send_to` delegate to, for the node to call
         directly: for this class itself, without a destination filter (a subclass gets
         its methods called)."""
-        return self._source if self._destinations is None and built_in(self) else None
+        return (
+            self._source
+            if self._destinations is None and "_built_in" in type(self).__dict__
+            else None
+        )
 
     def _accept_filtered(self, deliver: Callable[[Address, bytes], object]) -> None:
         """Receive broadcasts too, but only those for the listen address's network."""

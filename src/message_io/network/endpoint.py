@@ -126,9 +126,11 @@ class Endpoint:
     _hash: int
 
     def __init__(self, resource_id: ResourceId, addr: Address) -> None:
-        object.__setattr__(self, "_resource_id", resource_id)
-        object.__setattr__(self, "_addr", addr)
-        object.__setattr__(self, "_hash", hash((resource_id, addr)))
+        # The slots' own setters (see below), not object.__setattr__, which looks each
+        # name up in the class first: an endpoint is made per accepted connection.
+        _set_resource_id(self, resource_id)
+        _set_addr(self, addr)
+        _set_hash(self, hash((resource_id, addr)))
 
     @classmethod
     def from_listener(cls, listener_id: ResourceId, addr: Address) -> Endpoint:
@@ -176,3 +178,9 @@ class Endpoint:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Endpoint, (self._resource_id, self._addr))
+
+
+# The member descriptors' setters of Endpoint's slots (its __setattr__ refuses).
+_set_resource_id = Endpoint.__dict__["_resource_id"].__set__
+_set_addr = Endpoint.__dict__["_addr"].__set__
+_set_hash = Endpoint.__dict__["_hash"].__set__
