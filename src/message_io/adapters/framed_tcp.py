@@ -135,7 +135,7 @@ class FramedTcpRemote(TcpRemote):
         """The reader behind :meth:`receive` and :meth:`incomplete`, for the node to call
         directly: for this class itself. A subclass may override them or replace the
         socket: the node calls :meth:`receive` and :meth:`incomplete` for it."""
-        return self._reader if "_built_in" in type(self).__dict__ else None
+        return self._reader if self._built_in else None
 
 
 class FramedTcpLocal(TcpLocal):

@@ -274,12 +274,6 @@ def connect_status(sock: socket.socket) -> PendingStatus:
     return PendingStatus.READY
 
 
-# The node's shortcuts (Remote._direct_socket, Remote._frame_reader,
-# Local._datagram_source) are for the built-in classes themselves, not for subclasses:
-# each tests '"_built_in" in type(self).__dict__', true for a class whose own body says
-# _built_in = True (a subclass may override the methods the shortcut stands for).
-
-
 class TcpRemote(Remote):
     """One TCP connection. Subclassed by framed transports, which add a decoder."""
 
@@ -356,7 +350,7 @@ class TcpRemote(Remote):
     def _direct_socket(self) -> socket.socket | None:
         """The socket, for the built-in classes themselves. A subclass may override
         :meth:`write` or replace the socket: the node calls :meth:`write` for it."""
-        return self.socket if "_built_in" in type(self).__dict__ else None
+        return self.socket if self._built_in else None
 
     def close(self) -> None:
         self.socket.close()

@@ -290,11 +290,11 @@ class UdpRemote(Remote):
     def _frame_reader(self) -> DatagramReader | None:
         """The reader behind :meth:`receive`, for the node to call directly: for this
         class itself (a subclass gets :meth:`receive` called)."""
-        return self._reader if "_built_in" in type(self).__dict__ else None
+        return self._reader if self._built_in else None
 
     def _direct_socket(self) -> socket.socket | None:
         """The socket, which :meth:`write` sends to as it is: for this class itself."""
-        return self.socket if "_built_in" in type(self).__dict__ else None
+        return self.socket if self._built_in else None
 
     def write(self, data: Buffer) -> int:
         try:
@@ -353,11 +353,7 @@ class UdpLocal(Local):
         """What :meth:`accept` and :meth:`send_to` delegate to, for the node to call
         directly: for this class itself, without a destination filter (a subclass gets
         its methods called)."""
-        return (
-            self._source
-            if self._destinations is None and "_built_in" in type(self).__dict__
-            else None
-        )
+        return self._source if self._destinations is None and self._built_in else None
 
     def _accept_filtered(self, deliver: Callable[[Address, bytes], object]) -> None:
         """Receive broadcasts too, but only those for the listen address's network."""

@@ -698,7 +698,7 @@ class WsRemote(Remote):
         """The socket, for plain ``ws`` (never wrapped in TLS), from the built-in classes
         themselves: what :meth:`write` sends to as it is. A subclass gets its
         :meth:`write` called."""
-        return self.socket if self._tls is None and "_built_in" in type(self).__dict__ else None
+        return self.socket if self._tls is None and self._built_in else None
 
     def _frame_reader(self) -> WsReader | None:
         """For plain ``ws`` once open, from the built-in classes themselves: the
@@ -707,7 +707,7 @@ class WsRemote(Remote):
         place of :meth:`header` and :meth:`frame`. None before the handshake is over,
         with an extension, and for a subclass (the node calls its methods)."""
         source = self._input
-        if source is None or self._tls is not None or "_built_in" not in type(self).__dict__:
+        if source is None or self._tls is not None or not self._built_in:
             return None
         return WsReader(self, self.socket, source, self._masker, INPUT_BUFFER_SIZE)
 

@@ -166,7 +166,22 @@ class Framing(enum.Enum):
     itself: no call per message beyond the header, and no copy of large payloads."""
 
 
-class Remote(ABC):
+class _Shortcuts:
+    """What makes a built-in transport's class take the node's shortcuts
+    (:meth:`Remote._direct_socket`, :meth:`Remote._frame_reader`,
+    :meth:`Local._datagram_source`): ``_built_in`` is True only for a class whose own
+    body says ``_built_in = True``, never for a subclass, which may override the
+    methods a shortcut stands for."""
+
+    _built_in: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_built_in" not in cls.__dict__:
+            cls._built_in = False  # not inherited: a subclass is not built in
+
+
+class Remote(_Shortcuts, ABC):
     """One connection of a transport. Created by :meth:`Adapter.connect` or by a
     :class:`Local` when it accepts.
 
@@ -395,7 +410,7 @@ class Remote(ABC):
         """Release the OS resources. Called once, on the loop thread or by ``stop``."""
 
 
-class Local(ABC):
+class Local(_Shortcuts, ABC):
     """One listener of a transport, created by :meth:`Adapter.listen`.
 
     **Required**: :meth:`fileno`, :meth:`accept`, :meth:`close`. **Optional**:
