@@ -551,11 +551,8 @@ class Driver(Host):
                 # Read unless paused meanwhile (pause_reading while it connected, or
                 # the node's input is paused). Polled first: if the poller refuses it,
                 # it is still pending, and fails as such.
-                reading = conn.reading_wanted()
-                self.poller.put(
-                    conn.fd, (READ if reading else 0) | (WRITE if conn.write_armed else 0)
-                )
-                conn.reading = reading
+                conn.reading = conn.reading_wanted()
+                self.poller.put(conn.fd, conn.interest())
                 conn.move(READY)
                 conn.established = True
                 if conn.reader is None:
