@@ -199,11 +199,12 @@ static struct sockaddr_storage last_sender;
 static socklen_t last_sender_len = 0;
 static PyObject *last_address = NULL;
 
-static PyObject *format_address(const struct sockaddr_storage *sender, socklen_t length);
+static PyObject *format_address(const struct sockaddr_storage *sender, socklen_t length,
+                                const char *caller);
 
 /* The address tuple of ``sender``, as socket.recvfrom() gives it: (host, port) for
- * IPv4, (host, port, flowinfo, scope_id) for IPv6; NULL and no exception for another
- * family (the caller then asks the socket). */
+ * IPv4, (host, port, flowinfo, scope_id) for IPv6; NULL and OSError for another
+ * family. */
 static PyObject *
 address_of(const struct sockaddr_storage *sender, socklen_t length)
 {
@@ -211,7 +212,7 @@ address_of(const struct sockaddr_storage *sender, socklen_t length)
         && memcmp(sender, &last_sender, (size_t)length) == 0) {
         return Py_NewRef(last_address);
     }
-    PyObject *address = format_address(sender, length);
+    PyObject *address = format_address(sender, length, "recvfrom");
     if (address != NULL) {
         memcpy(&last_sender, sender, (size_t)length);
         last_sender_len = length;
@@ -220,9 +221,10 @@ address_of(const struct sockaddr_storage *sender, socklen_t length)
     return address;
 }
 
-/* The address tuple of ``sender`` (see address_of), made afresh. */
+/* The address tuple of ``sender`` (see address_of), made afresh; for another family,
+ * OSError naming ``caller``. */
 static PyObject *
-format_address(const struct sockaddr_storage *sender, socklen_t length)
+format_address(const struct sockaddr_storage *sender, socklen_t length, const char *caller)
 {
     char host[INET6_ADDRSTRLEN];
     PyObject *address;
@@ -243,7 +245,8 @@ format_address(const struct sockaddr_storage *sender, socklen_t length)
                                 (unsigned int)in6->sin6_scope_id);
     }
     else {
-        return NULL;
+        return PyErr_Format(PyExc_OSError, "%s(): address family %d", caller,
+                            sender->ss_family);
     }
     return address;
 }
@@ -275,9 +278,6 @@ sockio_recvfrom(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *address = address_of(&sender, length);
     if (address == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_OSError, "recvfrom(): address family %d", sender.ss_family);
-        }
         Py_DECREF(data);
         return NULL;
     }
@@ -534,11 +534,8 @@ sockio_accept(PyObject *module, PyObject *sock)
         }
         fd = direct_fd(sock); /* a signal handler may have closed the socket */
     }
-    PyObject *address = format_address(&peer, length);
+    PyObject *address = format_address(&peer, length, "accept");
     if (address == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_OSError, "accept(): address family %d", peer.ss_family);
-        }
         close(got);
         return NULL;
     }
