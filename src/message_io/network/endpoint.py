@@ -16,7 +16,7 @@ transports that are not IP based."""
 # to itself) to consecutive dictionary slots; the adapter id and the type sit above it.
 BASE_BITS: Final = 47
 BASE_MASK: Final = (1 << BASE_BITS) - 1
-_LOCAL_BIT: Final = 1 << BASE_BITS
+LOCAL_BIT: Final = 1 << BASE_BITS
 ADAPTER_SHIFT: Final = BASE_BITS + 1
 _ADAPTER_MASK: Final = (1 << 16) - 1
 
@@ -54,7 +54,7 @@ class ResourceId(int):
             raise ValueError(f"adapter id {adapter_id} is not in [0, 2**16)")
         if not 0 <= base_value <= BASE_MASK:
             raise ValueError(f"base value {base_value} is not in [0, 2**{BASE_BITS})")
-        local = _LOCAL_BIT if resource_type is ResourceType.LOCAL else 0
+        local = LOCAL_BIT if resource_type is ResourceType.LOCAL else 0
         return cls(base_value | local | (adapter_id << ADAPTER_SHIFT))
 
     @property
@@ -65,17 +65,17 @@ class ResourceId(int):
     @property
     def resource_type(self) -> ResourceType:
         """LOCAL for a listener, REMOTE for a connection."""
-        return ResourceType.LOCAL if int(self) & _LOCAL_BIT else ResourceType.REMOTE
+        return ResourceType.LOCAL if int(self) & LOCAL_BIT else ResourceType.REMOTE
 
     @property
     def is_local(self) -> bool:
         """True for a listener (a resource created by ``listen``)."""
-        return bool(int(self) & _LOCAL_BIT)
+        return bool(int(self) & LOCAL_BIT)
 
     @property
     def is_remote(self) -> bool:
         """True for a connection (created by ``connect`` or accepted by a listener)."""
-        return not int(self) & _LOCAL_BIT
+        return not int(self) & LOCAL_BIT
 
     @property
     def base_value(self) -> int:
@@ -149,7 +149,7 @@ class Endpoint:
         a :class:`PeerResourceId` (equal to it), with which ``remove`` forgets this peer
         and leaves the listener open."""
         resource_id = self._resource_id
-        if int(resource_id) & _LOCAL_BIT:
+        if int(resource_id) & LOCAL_BIT:
             return PeerResourceId(resource_id, self._addr)
         return resource_id
 

@@ -16,7 +16,7 @@ from ..errors import NodeStoppedError
 from .adapter import SendStatus
 from .connection import Connection
 from .dial import Dial
-from .endpoint import BASE_BITS, BASE_MASK, ResourceId, ResourceType
+from .endpoint import ADAPTER_SHIFT, BASE_MASK, LOCAL_BIT, ResourceId, ResourceType
 from .listener import Listener
 
 __all__ = ["Registry"]
@@ -61,7 +61,7 @@ class Registry:
         self.connections: dict[ResourceId, Connection] = {}
         self.listeners: dict[ResourceId, Listener] = {}
         self.resources: dict[int, Connection | Listener] = {}
-        # (adapter id << 1 | is a listener) -> the counter of those resources' ids
+        # the fields above the counter (see ResourceId.new) -> the counter of those ids
         self._counters: dict[int, itertools.count[int]] = {}
         self._open = True
 
@@ -72,15 +72,16 @@ class Registry:
         Raises:
             OverflowError: the transport has used up its 2**47 ids of that type.
         """
-        key = adapter_id << 1 | (1 if resource_type is ResourceType.LOCAL else 0)
-        counter = self._counters.get(key)
+        # ResourceId.new's packing, without its checks (the node's ids are in range).
+        local = LOCAL_BIT if resource_type is ResourceType.LOCAL else 0
+        prefix = local | adapter_id << ADAPTER_SHIFT
+        counter = self._counters.get(prefix)
         if counter is None:
-            counter = self._counters.setdefault(key, itertools.count())
+            counter = self._counters.setdefault(prefix, itertools.count())
         base: int = next(counter)
         if base > BASE_MASK:
             raise OverflowError(f"no resource id left for adapter {adapter_id}")
-        # ResourceId.new's packing (see endpoint.py), without its checks.
-        return ResourceId(base | key << BASE_BITS)
+        return ResourceId(base | prefix)
 
     def send(self, endpoint: Any, data: Any) -> SendStatus:
         """Send ``data`` to the connection or the listener's peer ``endpoint`` names:
