@@ -18,7 +18,7 @@ from message_io import Accepted, Message, NodeEvent, Signal, Transport
 from message_io.network.adapter import Adapter, ConnectionInfo, ListeningInfo, Local, Remote
 from message_io.network.endpoint import Address
 
-from .minimal_adapter import MinimalAdapter, MinimalLocal, MinimalRemote
+from .minimal_adapter import MinimalAdapter, MinimalRemote
 
 TIMEOUT = 10.0
 
@@ -208,49 +208,32 @@ def test_real_fd_exhaustion_logs_once_and_recovers_fast() -> None:
     assert len(lines) == 1 and "accepting again" in lines[0], lines
 
 
-class _UnpollableRemote(MinimalRemote):
-    """An accepted connection whose descriptor epoll refuses (``/dev/null``: EPERM)."""
+class _FirstUnpollableRemote(MinimalRemote):
+    """An accepted connection; the first one made has a descriptor that epoll refuses
+    (``/dev/null``: EPERM), the others their socket's."""
 
     def __init__(self, sock: socket.socket) -> None:
         super().__init__(sock)
-        self.null = os.open(os.devnull, os.O_RDONLY)
+        self.null = -1 if _UNPOLLABLE else os.open(os.devnull, os.O_RDONLY)
         self.closed = False
+        if self.null >= 0:
+            _UNPOLLABLE.append(self)
 
     def fileno(self) -> int:
-        return self.null
+        return self.null if self.null >= 0 else super().fileno()
 
     def close(self) -> None:
         self.closed = True
-        os.close(self.null)
+        if self.null >= 0:
+            os.close(self.null)
         super().close()
 
 
-_UNPOLLABLE: list[_UnpollableRemote] = []  # what _FirstUnpollableLocal made
-
-
-class _FirstUnpollableLocal(MinimalLocal):
-    """Its first accepted connection is unpollable, the others are not."""
-
-    def accept(
-        self,
-        accept_remote: Callable[[Remote, Address], object],
-        deliver: Callable[[Address, bytes], object],
-    ) -> None:
-        try:
-            sock, peer = self.sock.accept()
-        except BlockingIOError:
-            return
-        sock.setblocking(False)
-        if _UNPOLLABLE:
-            accept_remote(MinimalRemote(sock), peer)
-        else:
-            remote = _UnpollableRemote(sock)
-            _UNPOLLABLE.append(remote)
-            accept_remote(remote, peer)
+_UNPOLLABLE: list[_FirstUnpollableRemote] = []  # the unpollable one, once made
 
 
 class _FirstUnpollableAdapter(MinimalAdapter):
-    local_class = _FirstUnpollableLocal
+    remote_class = _FirstUnpollableRemote
 
 
 _FIRST_UNPOLLABLE = _FirstUnpollableAdapter()
