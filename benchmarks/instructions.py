@@ -61,6 +61,7 @@ from bench_common import run_async
 import message_io
 import message_io.asyncio as mio
 from message_io import Accepted, Connected, Message, Transport
+from message_io.adapters.framed_tcp import FramedTcpListenConfig
 
 _HOST: Final = "127.0.0.1"
 _PING: Final = b"x"
@@ -209,39 +210,36 @@ def receive(count: int) -> None:
 
     thread = threading.Thread(target=sender, daemon=True)
     thread.start()
-    received = 0
+    listener.for_each(_stop_at(Message, count, handler.stop))
+    thread.join()
+
+
+def _stop_at(
+    kind: type[Any], count: int, stop: Callable[[], None]
+) -> Callable[[message_io.NodeEvent[Any]], None]:
+    """A callback that counts the events of class ``kind`` and calls ``stop()`` at the
+    ``count``-th."""
+    seen = 0
 
     def on_event(event: message_io.NodeEvent[Any]) -> None:
-        nonlocal received
-        if event.__class__ is Message:
-            received += 1
-            if received == count:
-                handler.stop()
+        nonlocal seen
+        if event.__class__ is kind:
+            seen += 1
+            if seen == count:
+                stop()
 
-    listener.for_each(on_event)
-    thread.join()
+    return on_event
 
 
 def accept(count: int) -> None:
     """A FramedTcp listener accepting ``count`` connections, all made (and waiting in
     its backlog) before its loop runs, until the ``count``-th ``Accepted``."""
-    from message_io.adapters.framed_tcp import FramedTcpListenConfig
-
     handler, listener = message_io.split()
     config = FramedTcpListenConfig(backlog=_BACKLOG)
     _, addr = handler.network.listen(Transport.FRAMED_TCP, f"{_HOST}:0", config=config)
     assert isinstance(addr, tuple)
     clients = _connected(addr[1], count)
-    accepted = 0
-
-    def on_event(event: message_io.NodeEvent[Any]) -> None:
-        nonlocal accepted
-        if event.__class__ is Accepted:
-            accepted += 1
-            if accepted == count:
-                handler.stop()
-
-    listener.for_each(on_event)
+    listener.for_each(_stop_at(Accepted, count, handler.stop))
     for sock in clients:
         sock.close()
 
