@@ -120,6 +120,46 @@ def test_listener_queue_is_bounded_ordered_and_drains(dgram: Net) -> None:
     assert server.network.pending_bytes(endpoint) == 0
 
 
+def test_a_full_listener_queue_counts_refusals_and_logs_once_per_episode(
+    dgram: Net, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A packet listener's queue, shared by its peers, refuses as a connection's does:
+    every refusal counted in ``statistics`` (asked of any of its peers), the second of
+    an episode logged once, and a new episode once it drained."""
+    server = dgram.node("server")
+    listener_id, _addr = server.network.listen(
+        UNIX_DGRAM, str(dgram._dir / "server.sock"), config=ListenConfig(send_buffer_limit=LIMIT)
+    )
+    path = str(dgram._dir / "peer.sock")
+    peer = raw_dgram(dgram, path)  # does not read yet: the kernel queue fills
+    endpoint = Endpoint.from_listener(listener_id, path)
+    other = Endpoint.from_listener(listener_id, str(dgram._dir / "other.sock"))
+
+    def refusal_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "refused again" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="message_io"):
+        sent = fill(lambda data: server.network.send(endpoint, data))
+        assert refusal_lines() == []  # the first refusal of an episode is not logged
+        statuses = [server.network.send(endpoint, b"x" * SIZE) for _ in range(3)]
+        assert statuses == [QUEUE_FULL] * 3
+        lines = refusal_lines()
+        assert len(lines) == 1 and str(endpoint) in lines[0] and "listener" in lines[0]
+        stats = server.network.statistics(other)  # the queue every peer shares
+        assert stats is not None and stats.refused_sends == 4 and stats.reading
+        assert stats.queued_bytes == server.network.pending_bytes(endpoint) > 0
+
+        assert [peer.recv(SIZE * 2) for _ in sent] == sent
+        server.wait_for(Drained, lambda e: e.endpoint == endpoint)
+        # Drained ends the episode: a new one logs its second refusal again.
+        sent = fill(lambda data: server.network.send(endpoint, data))
+        assert server.network.send(endpoint, b"x") is QUEUE_FULL
+        assert len(refusal_lines()) == 2
+    stats = server.network.statistics(endpoint)
+    assert stats is not None and stats.refused_sends == 6
+    assert [peer.recv(SIZE * 2) for _ in sent] == sent
+
+
 def test_refused_datagram_is_dropped_and_the_listener_stays(dgram: Net) -> None:
     server = dgram.node("server")
     listener_id, addr = server.network.listen(UNIX_DGRAM, str(dgram._dir / "server.sock"))

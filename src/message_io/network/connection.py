@@ -119,7 +119,6 @@ class Connection(SendQueue):
         "direct_iter",
         "dirty",
         "endpoint",
-        "episode_refusals",
         "established",
         "fd",
         "frame",
@@ -145,7 +144,6 @@ class Connection(SendQueue):
         "read_closed",
         "reader",
         "reading",
-        "refused",
         "remote",
         "resolved",
         "sock",
@@ -190,10 +188,6 @@ class Connection(SendQueue):
         self.parked: list[Any] | None = None
         self.withheld = False  # not read while its events are parked
         self.reading = True  # neither pause holds: the fd is polled for reading
-        self.refused = 0  # sends refused with QUEUE_FULL (statistics)
-        # QUEUE_FULLs of this backpressure episode (until Drained), counted to 2: a second
-        # one means the program sends on as if the first had been queued: that is logged.
-        self.episode_refusals = 0
         self.deadline_timer: Timer | None = None  # connect / handshake deadline
         self.beat_timer: Timer | None = None  # the transport's heartbeat
         self.watch_timer: Timer | None = None  # message_timeout / idle_timeout check
@@ -462,29 +456,9 @@ class Connection(SendQueue):
             return self.schedule()
 
     def _refuse(self) -> SendStatus:
-        """Backpressure: say QUEUE_FULL and count it. Holds the lock.
-
-        The first refusal of an episode is not logged: a program that waits for room
-        (``Drained``, ``wait_drained``) and sends again never sends twice into a full
-        queue. A second refusal before the queue drains means it goes on sending as if
-        the first message had been queued: that is logged, once per episode."""
-        self.want_drain = True
-        self.refused += 1
-        refusals = self.episode_refusals
-        if refusals < 2:
-            self.episode_refusals = refusals + 1
-            if refusals == 1:
-                log.warning(
-                    "send to %s refused again: %d bytes wait for the peer "
-                    "(send_buffer_limit=%d); refused messages are not queued (%d so far "
-                    "on this connection): send again after Drained, or use send_wait() "
-                    "or pause_reading() (logged once until it drains)",
-                    self.endpoint,
-                    self.queued,
-                    self.limit,
-                    self.refused,
-                )
-        return _QUEUE_FULL
+        """Backpressure: QUEUE_FULL, counted (see :meth:`SendQueue.refuse`). Holds the
+        lock."""
+        return self.refuse(self.endpoint, "connection")
 
     def queue_wire(self, wire: Buffer) -> None:
         """Queue bytes ready for the wire after everything queued. Holds the lock."""

@@ -484,14 +484,20 @@ class NetworkController:
         return conn.local_addr if conn is not None else None
 
     def statistics(self, endpoint: Endpoint) -> EndpointStatistics | None:
-        """A snapshot of ``endpoint``'s send queue, or None if it is not a connection."""
-        conn = self._connections.get(endpoint.resource_id)
-        if conn is None:
+        """A snapshot of the send queue that ``endpoint``'s sends go to: its
+        connection's, or for a packet listener's peer (UDP) the listener's, which all
+        its peers share. None if ``endpoint`` is neither. Any thread."""
+        resource = self._resource(endpoint)
+        if resource is None:
             return None
+        if isinstance(resource, Listener):
+            reading = not self._loop.input_paused
+        else:
+            reading = bool(resource.reading)
         return EndpointStatistics(
-            queued_bytes=conn.queued,
-            refused_sends=conn.refused,
-            reading=bool(conn.reading),
+            queued_bytes=resource.queued,
+            refused_sends=resource.refused,
+            reading=reading,
         )
 
     def remove(self, target: ResourceId | Endpoint) -> bool:
@@ -582,15 +588,17 @@ class NetworkController:
 
 @dataclass(frozen=True)
 class EndpointStatistics:
-    """What :meth:`NetworkController.statistics` reports about one connection.
+    """What :meth:`NetworkController.statistics` reports about one send queue: a
+    connection's, or a packet listener's (shared by all its peers).
 
     Attributes:
         queued_bytes: Bytes queued and not yet handed to the OS.
-        refused_sends: Sends refused with ``QUEUE_FULL`` since the connection opened
-            (a second refusal before ``Drained``, which a program that waits for room
-            never meets, is also logged as a WARNING, once per episode).
+        refused_sends: Sends refused with ``QUEUE_FULL`` since the connection (or
+            listener) opened (a second refusal before ``Drained``, which a program that
+            waits for room never meets, is also logged as a WARNING, once per episode).
         reading: False while the node does not read it (``pause_reading``, or the
-            node-wide cap on unfinished messages).
+            node-wide cap on unfinished messages; for a listener, the node's input
+            paused).
     """
 
     queued_bytes: int

@@ -25,7 +25,6 @@ log = logging.getLogger("message_io")
 _SENT: Final = SendStatus.SENT
 _NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
 _NOT_AVAILABLE: Final = SendStatus.RESOURCE_NOT_AVAILABLE
-_QUEUE_FULL: Final = SendStatus.QUEUE_FULL
 
 
 class ListenerHost(Protocol):
@@ -111,7 +110,7 @@ class Listener(SendQueue):
                 return _NOT_FOUND
             if self.full():
                 self.drain_for.add(endpoint)
-                return _QUEUE_FULL
+                return self.refuse(endpoint, "listener")
             packet = bytes(data)
             self.push((endpoint, packet))
             self.queued += len(packet)
@@ -179,6 +178,8 @@ class Listener(SendQueue):
                 self.queued -= len(packet)
             self.queued = 0
             self.write_armed = False
+            self.want_drain = False
+            self.episode_refusals = 0
             self.notify()
             if self.state is READY:
                 self.loop.poller.modify(self.fd, self.interest())

@@ -8,13 +8,19 @@ resource that is closed twice or read after it closed).
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from collections import deque
 from typing import Any, Final
 
 from .lock import Lock
+from .send_status import SendStatus
 
 __all__ = ["CLOSED", "CLOSING", "PENDING", "READY", "TRANSITIONS", "SendQueue", "State"]
+
+log = logging.getLogger("message_io")
+
+_QUEUE_FULL: Final = SendStatus.QUEUE_FULL
 
 
 class State(enum.Enum):
@@ -60,10 +66,12 @@ class SendQueue:
     __slots__ = (
         "chunks",
         "cond",
+        "episode_refusals",
         "limit",
         "lock",
         "packets",
         "queued",
+        "refused",
         "state",
         "waiters",
         "want_drain",
@@ -84,6 +92,10 @@ class SendQueue:
         self.state = PENDING
         self.want_drain = False  # a send was refused: say Drained once empty
         self.write_armed = False  # polled for writing
+        self.refused = 0  # sends refused with QUEUE_FULL (statistics)
+        # QUEUE_FULLs of this backpressure episode (until Drained), counted to 2: a second
+        # one means the program sends on as if the first had been queued: that is logged.
+        self.episode_refusals = 0
 
     def push(self, chunk: Any) -> None:
         """Queue ``chunk`` after the others. Holds the lock."""
@@ -107,6 +119,35 @@ class SendQueue:
         if self.packets:
             return self.queued + len(self.chunks) >= self.limit
         return self.queued >= self.limit
+
+    def refuse(self, endpoint: object, holder: str) -> SendStatus:
+        """Backpressure: say QUEUE_FULL to a send to ``endpoint`` and count it. Holds
+        the lock. ``holder`` names the queue in the log: ``"connection"``, ``"listener"``.
+
+        The first refusal of an episode (until the queue drains) is not logged: a
+        program that waits for room (``Drained``, ``wait_drained``) and sends again
+        never sends twice into a full queue. A second refusal before the queue drains
+        means it goes on sending as if the first message had been queued: that is
+        logged, once per episode."""
+        self.want_drain = True
+        self.refused += 1
+        refusals = self.episode_refusals
+        if refusals < 2:
+            self.episode_refusals = refusals + 1
+            if refusals == 1:
+                log.warning(
+                    "send to %s refused again: %d bytes wait in this %s's queue "
+                    "(send_buffer_limit=%d); refused messages are not queued (%d so far "
+                    "on this %s): send again after Drained, or use send_wait() "
+                    "or pause_reading() (logged once until it drains)",
+                    endpoint,
+                    self.queued,
+                    holder,
+                    self.limit,
+                    self.refused,
+                    holder,
+                )
+        return _QUEUE_FULL
 
     def notify(self) -> None:
         """Wake the threads waiting for the queue to empty, if any. Holds the lock."""
