@@ -129,7 +129,7 @@ fuzz-ws: $(BUILT)
 
 # The compiled engine under valgrind's memcheck, once: the churn tests (connections
 # opened and closed on every transport), the WebSocket frame input's fuzz targets and
-# the hand-written C twins' own tests (sockio, epoll_wait, new_message, lock), with Python's allocator off (PYTHONMALLOC=malloc) so that memcheck sees every block.
+# the hand-written C twins' own tests (sockio, epoll_wait, new_message) and the lock's, with Python's allocator off (PYTHONMALLOC=malloc) so that memcheck sees every block.
 # Fails on a failed test, a definite leak, or an invalid write or free. CPython itself
 # makes memcheck report uses of uninitialised values (in int and json internals) and
 # glibc's AVX2 wmemcmp reads past a string's end: reported in the log, not failed.

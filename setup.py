@@ -35,6 +35,7 @@ COMPILED = [
     "message_io/network/inbox.py",
     "message_io/network/input_guard.py",
     "message_io/network/listener.py",
+    "message_io/network/lock.py",
     "message_io/network/loop.py",
     "message_io/network/poller.py",
     "message_io/network/reader.py",
@@ -52,7 +53,6 @@ COMPILED = [
 # build one warns and leaves its Python twin in use.
 C_TWINS = [
     "message_io/network/epoll_wait.c",
-    "message_io/network/lock.c",
     "message_io/network/new_message.c",
     "message_io/network/sockio.c",
 ]

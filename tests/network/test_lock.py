@@ -1,4 +1,4 @@
-"""lock: the connections' lock, the C twin and the Python twin (threading.Lock) alike."""
+"""lock: the connections' lock, compiled (GilLock) and interpreted (threading.Lock) alike."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import message_io
 from message_io.network import lock
 
-from ..twins import same_names, twins
+from ..twins import python_twin, twins
 
 
 @pytest.fixture(params=twins(lock))
@@ -21,9 +21,11 @@ def new(request: pytest.FixtureRequest) -> Any:
     return request.param.Lock
 
 
-def test_the_c_twin_is_there_with_the_compiled_engine() -> None:
+def test_the_compiled_lock_is_there_with_the_compiled_engine() -> None:
     assert lock.COMPILED is message_io.COMPILED
-    same_names(lock)
+    assert lock.Lock is (lock.GilLock if message_io.COMPILED else threading.Lock)
+    # Interpreted, the module never offers GilLock as its Lock.
+    assert python_twin(lock).Lock is threading.Lock
 
 
 def test_acquire_and_release(new: Any) -> None:

@@ -46,7 +46,6 @@ from .adapter import (
 )
 from .dial import Dial
 from .endpoint import Address, Endpoint, ResourceId
-from .lock import Lock
 from .poller import READ, WRITE, Poller
 from .resource import PENDING, READY, SendQueue
 
@@ -78,11 +77,6 @@ _QUEUE_FULL: Final = SendStatus.QUEUE_FULL
 _TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
 # The C build's socket calls (see sockio); without it, the socket's own methods.
 _C_SOCKIO: Final = sockio.COMPILED
-_LOCK_TYPE: Final = type(Lock())
-# The lock's methods taken from its type once: compiled, ``lock.acquire()`` looks the
-# method up by name on every call; these are called with the lock as first argument.
-_ACQUIRE: Final = _LOCK_TYPE.acquire
-_RELEASE: Final = _LOCK_TYPE.release
 _send: Final = sockio.send
 _send2: Final = sockio.send2
 
@@ -301,11 +295,11 @@ class Connection(SendQueue):
         # acquire() and release() rather than a with block: compiled, the with block
         # looks up and calls __enter__ and __exit__ (with three arguments) each time.
         lock = self.lock
-        _ACQUIRE(lock)
+        lock.acquire()
         try:
             return self._send_locked(data, len(data))
         finally:
-            _RELEASE(lock)
+            lock.release()
 
     def _send_locked(self, data: Buffer, size: int) -> SendStatus:
         """The rest of :meth:`send`, under the lock."""

@@ -11,7 +11,7 @@ import enum
 import logging
 import threading
 from collections import deque
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from .lock import Lock
 from .send_status import SendStatus
@@ -83,7 +83,7 @@ class SendQueue:
     def __init__(self, limit: int, *, packets: bool) -> None:
         self.limit = limit
         self.packets = packets
-        self.lock = Lock()  # threading.Lock's twin: see lock.py
+        self.lock = Lock()  # threading.Lock, or its compiled twin: see lock.py
         # Made by the first wait_empty(): most connections never have a thread waiting.
         self.cond: threading.Condition | None = None
         self.waiters = 0  # threads in wait_drained(); notify only if there are some
@@ -160,7 +160,8 @@ class SendQueue:
         with self.lock:
             cond = self.cond
             if cond is None:
-                cond = self.cond = threading.Condition(self.lock)
+                # threading.Condition takes any lock with acquire() and release().
+                cond = self.cond = threading.Condition(cast(Any, self.lock))
         with cond:
             self.waiters += 1
             try:
