@@ -21,8 +21,9 @@ from typing import Any
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# The engine's hot path: poll, read, decode, emit, send. Public types (events, endpoints,
-# configs) and the adapters stay interpreted, so users may subclass and inspect them.
+# The engine's hot path: poll, read, decode, emit, send, and the two types it touches on
+# every message (Endpoint, the connections' lock). Other public types (events, resource
+# ids, configs) and the adapters stay interpreted, so users may subclass and inspect them.
 COMPILED = [
     "message_io/codec/framing.py",
     "message_io/codec/varint.py",
@@ -31,6 +32,7 @@ COMPILED = [
     "message_io/network/connection.py",
     "message_io/network/datagrams.py",
     "message_io/network/driver.py",
+    "message_io/network/endpoint.py",
     "message_io/network/framed_reader.py",
     "message_io/network/inbox.py",
     "message_io/network/input_guard.py",

@@ -252,7 +252,16 @@ def test_endpoint_from_listener() -> None:
     with pytest.raises(ValueError, match="not a listener id"):
         Endpoint.from_listener(ResourceId.new(1, ResourceType.REMOTE, 2), ("127.0.0.1", 5))
     with pytest.raises(ValueError, match="not a listener id"):
-        Endpoint.from_listener(int(listener_id), ("127.0.0.1", 5))  # type: ignore[arg-type]
+        Endpoint.from_listener(int(listener_id), ("127.0.0.1", 5))
+
+
+@pytest.mark.parametrize(
+    ("resource_id", "addr"),
+    [(3, ("127.0.0.1", 5)), (ResourceId.new(0, ResourceType.REMOTE, 3), 5)],
+)
+def test_an_endpoint_of_the_wrong_types_is_refused(resource_id: Any, addr: Any) -> None:
+    with pytest.raises(TypeError):
+        Endpoint(resource_id, addr)
 
 
 def test_resource_id_fields_round_trip_at_their_bounds() -> None:

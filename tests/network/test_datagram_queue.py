@@ -244,7 +244,7 @@ def test_a_queued_datagram_to_a_bad_address_is_dropped_and_the_loop_goes_on(
     peer = raw_dgram(dgram, path)
     endpoint = Endpoint.from_listener(listener_id, path)
     sent = fill(lambda data: server.network.send(endpoint, data))
-    bad = Endpoint.from_listener(listener_id, 12345)  # type: ignore[arg-type]  # sendto: TypeError
+    bad = Endpoint.from_listener(listener_id, ("not", "a path"))  # sendto: TypeError
     while server.network.send(bad, b"bad") is QUEUE_FULL:
         peer.recv(SIZE * 2)  # make room in the node's queue, one datagram at a time
         sent.pop(0)

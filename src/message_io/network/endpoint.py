@@ -1,112 +1,38 @@
-"""Resource ids and endpoints: who sent a message, and whom to send one to."""
+"""Endpoints: who sent a message, and whom to send one to.
+
+Compiled with the engine (see ``setup.py``): the engine reads an endpoint's fields,
+compares and hashes endpoints, and makes one per connection, all without a Python
+call. The resource id and the address it is made of live in :mod:`.resource_id`
+(re-exported here).
+"""
 
 from __future__ import annotations
 
-import enum
-from typing import Any, Final
+import types
+from typing import Any, ClassVar, Final
 
-__all__ = ["Address", "Endpoint", "PeerResourceId", "ResourceId", "ResourceType"]
+from .resource_id import (
+    ADAPTER_SHIFT,
+    BASE_BITS,
+    BASE_MASK,
+    LOCAL_BIT,
+    Address,
+    PeerResourceId,
+    ResourceId,
+    ResourceType,
+)
 
-Address = tuple[Any, ...] | str
-"""A transport address: ``(host, port)`` / ``(host, port, flowinfo, scope_id)`` for IP
-transports, as the :mod:`socket` module returns them; a path or another string for
-transports that are not IP based."""
-
-# The counter takes the low bits, so that the ids of one transport hash (an int hashes
-# to itself) to consecutive dictionary slots; the adapter id and the type sit above it.
-BASE_BITS: Final = 47
-BASE_MASK: Final = (1 << BASE_BITS) - 1
-LOCAL_BIT: Final = 1 << BASE_BITS
-ADAPTER_SHIFT: Final = BASE_BITS + 1
-_ADAPTER_MASK: Final = (1 << 16) - 1
-
-
-class ResourceType(enum.Enum):
-    """Whether a resource was created by ``listen`` (LOCAL) or is a connection (REMOTE)."""
-
-    LOCAL = "L"
-    REMOTE = "R"
-
-
-class ResourceId(int):
-    """Identifies a connection or a listener for the life of the node; never reused.
-
-    It is an ``int`` (cheap to hash and compare) that packs three fields, as in the Rust
-    crate: the adapter id of its transport, whether it is a listener (local) or a
-    connection (remote), and a per-node counter. ``repr`` shows them as
-    ``[adapter.L|R.counter]``. The counter holds the low 47 bits (the ids of a node's
-    connections spread over a dictionary's slots), the type the next bit and the
-    adapter id the 16 above.
-    """
-
-    __slots__ = ()
-
-    @classmethod
-    def new(cls, adapter_id: int, resource_type: ResourceType, base_value: int) -> ResourceId:
-        """The id packing these three fields. The node makes the ids of its resources;
-        this is for tests and tools that need one without a node.
-
-        Raises:
-            ValueError: ``adapter_id`` is not in ``[0, 2**16)`` or ``base_value`` not in
-                ``[0, 2**47)``.
-        """
-        if not 0 <= adapter_id <= _ADAPTER_MASK:
-            raise ValueError(f"adapter id {adapter_id} is not in [0, 2**16)")
-        if not 0 <= base_value <= BASE_MASK:
-            raise ValueError(f"base value {base_value} is not in [0, 2**{BASE_BITS})")
-        local = LOCAL_BIT if resource_type is ResourceType.LOCAL else 0
-        return cls(base_value | local | (adapter_id << ADAPTER_SHIFT))
-
-    @property
-    def adapter_id(self) -> int:
-        """The id of the transport (adapter) this resource belongs to."""
-        return int(self) >> ADAPTER_SHIFT
-
-    @property
-    def resource_type(self) -> ResourceType:
-        """LOCAL for a listener, REMOTE for a connection."""
-        return ResourceType.LOCAL if int(self) & LOCAL_BIT else ResourceType.REMOTE
-
-    @property
-    def is_local(self) -> bool:
-        """True for a listener (a resource created by ``listen``)."""
-        return bool(int(self) & LOCAL_BIT)
-
-    @property
-    def is_remote(self) -> bool:
-        """True for a connection (created by ``connect`` or accepted by a listener)."""
-        return not int(self) & LOCAL_BIT
-
-    @property
-    def base_value(self) -> int:
-        """The per-node counter part of the id."""
-        return int(self) & BASE_MASK
-
-    def __repr__(self) -> str:
-        return f"[{self.adapter_id}.{self.resource_type.value}.{self.base_value}]"
-
-    __str__ = __repr__
-
-
-class PeerResourceId(ResourceId):
-    """The resource id of one peer of a packet listener (a UDP listener's sender).
-
-    Such peers have no resource of their own: the id is the listener's (equal to it,
-    with the same hash), but it remembers the peer's address, so that
-    ``remove(endpoint.resource_id)`` (the recipe to kick a client on every transport)
-    forgets that one peer instead of closing the listener for all of them. The
-    listener itself is removed with the id ``listen()`` returned.
-    """
-
-    peer_addr: Address
-
-    def __new__(cls, listener_id: int, peer_addr: Address) -> PeerResourceId:
-        self = super().__new__(cls, listener_id)
-        self.peer_addr = peer_addr
-        return self
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (PeerResourceId, (int(self), self.peer_addr))
+__all__ = [
+    "ADAPTER_SHIFT",
+    "BASE_BITS",
+    "BASE_MASK",
+    "LOCAL_BIT",
+    "Address",
+    "Endpoint",
+    "PeerResourceId",
+    "ResourceId",
+    "ResourceType",
+]
 
 
 class Endpoint:
@@ -119,27 +45,47 @@ class Endpoint:
     """
 
     __slots__ = ("_addr", "_hash", "_resource_id")
-    __match_args__ = ("resource_id", "addr")
+    # A class variable (a compiled class would take a plain one for an attribute).
+    __match_args__: ClassVar[tuple[str, ...]] = ("resource_id", "addr")
 
     _resource_id: ResourceId
     _addr: Address
     _hash: int
 
     def __init__(self, resource_id: ResourceId, addr: Address) -> None:
-        # The slots' own setters (see below), not object.__setattr__, which looks each
-        # name up in the class first: an endpoint is made per accepted connection.
-        _set_resource_id(self, resource_id)
-        _set_addr(self, addr)
-        _set_hash(self, hash((resource_id, addr)))
+        """The endpoint of the resource ``resource_id``, at the peer's address ``addr``.
+
+        Raises:
+            TypeError: ``resource_id`` is not a :class:`ResourceId`, or ``addr`` is
+                neither a tuple nor a str (or holds something unhashable).
+        """
+        if not isinstance(resource_id, ResourceId):
+            raise TypeError(
+                f"Endpoint resource_id must be a ResourceId, not {type(resource_id).__name__}"
+            )
+        if not isinstance(addr, (tuple, str)):
+            raise TypeError(f"Endpoint addr must be a tuple or a str, not {type(addr).__name__}")
+        if _COMPILED:
+            # Compiled, these are stores into the object: __setattr__ is not asked.
+            self._resource_id = resource_id
+            self._addr = addr
+            self._hash = hash((resource_id, addr))
+        else:
+            # Interpreted, the slots' own setters (see below): __setattr__ refuses, and
+            # object.__setattr__ would look each name up in the class first.
+            _set_resource_id(self, resource_id)
+            _set_addr(self, addr)
+            _set_hash(self, hash((resource_id, addr)))
 
     @classmethod
-    def from_listener(cls, listener_id: ResourceId, addr: Address) -> Endpoint:
+    def from_listener(cls, listener_id: ResourceId | int, addr: Address) -> Endpoint:
         """An endpoint for sending from a listener to ``addr`` (packet transports, e.g. UDP).
 
         Raises:
-            ValueError: ``listener_id`` is not a listener's id.
+            ValueError: ``listener_id`` is not a listener's id (a :class:`ResourceId`
+                that ``listen`` returned).
         """
-        if not isinstance(listener_id, ResourceId) or not listener_id.is_local:
+        if not isinstance(listener_id, ResourceId) or not listener_id & LOCAL_BIT:
             raise ValueError(f"{listener_id!r} is not a listener id")
         return cls(listener_id, addr)
 
@@ -149,7 +95,7 @@ class Endpoint:
         a :class:`PeerResourceId` (equal to it), with which ``remove`` forgets this peer
         and leaves the listener open."""
         resource_id = self._resource_id
-        if int(resource_id) & LOCAL_BIT:
+        if resource_id & LOCAL_BIT:
             return PeerResourceId(resource_id, self._addr)
         return resource_id
 
@@ -165,7 +111,7 @@ class Endpoint:
         raise AttributeError("Endpoint is immutable")
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not Endpoint:
+        if type(other) is not Endpoint:
             return NotImplemented
         assert isinstance(other, Endpoint)
         return self._resource_id == other._resource_id and self._addr == other._addr
@@ -180,7 +126,14 @@ class Endpoint:
         return (Endpoint, (self._resource_id, self._addr))
 
 
-# The member descriptors' setters of Endpoint's slots (its __setattr__ refuses).
-_set_resource_id = Endpoint.__dict__["_resource_id"].__set__
-_set_addr = Endpoint.__dict__["_addr"].__set__
-_set_hash = Endpoint.__dict__["_hash"].__set__
+def _probe() -> None:
+    """A function: a Python function when this module is interpreted."""
+
+
+_COMPILED: Final[bool] = not isinstance(_probe, types.FunctionType)
+
+# The setters of Endpoint's slots (its __setattr__ refuses): member descriptors
+# interpreted, the compiled class's attribute descriptors compiled (unused there).
+_set_resource_id = vars(Endpoint)["_resource_id"].__set__
+_set_addr = vars(Endpoint)["_addr"].__set__
+_set_hash = vars(Endpoint)["_hash"].__set__

@@ -16,8 +16,9 @@ from ..errors import NodeStoppedError
 from .adapter import SendStatus
 from .connection import Connection
 from .dial import Dial
-from .endpoint import ADAPTER_SHIFT, BASE_MASK, LOCAL_BIT, ResourceId, ResourceType
+from .endpoint import Endpoint
 from .listener import Listener
+from .resource_id import ADAPTER_SHIFT, BASE_MASK, LOCAL_BIT, ResourceId, ResourceType
 
 __all__ = ["Registry"]
 
@@ -31,15 +32,11 @@ def _resource_id(endpoint: Any) -> ResourceId:
     Raises:
         TypeError: ``endpoint`` is not an Endpoint.
     """
-    try:
-        resource_id: ResourceId | None = endpoint._resource_id
-    except AttributeError:
-        resource_id = None
-    if resource_id is None:
-        # Raised here, not in the handler: the lookup's AttributeError would be
-        # chained to it in the traceback.
-        raise TypeError(f"send() endpoint must be an Endpoint, not {type(endpoint).__name__}")
-    return resource_id
+    if isinstance(endpoint, Endpoint):
+        return endpoint._resource_id  # compiled: a field of the object
+    # Raised here, not in the handler, and not from a failed attribute lookup, whose
+    # AttributeError would be chained to it in the traceback.
+    raise TypeError(f"send() endpoint must be an Endpoint, not {type(endpoint).__name__}")
 
 
 class Registry:
