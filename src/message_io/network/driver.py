@@ -133,6 +133,7 @@ class Driver(Host):
         "holding",
         "input_paused",
         "iteration",
+        "keep_going",
         "listeners",
         "peer_log",
         "poller",
@@ -158,13 +159,16 @@ class Driver(Host):
         self.registry = Registry()
         self.connections = self.registry.connections  # the same dicts, for lookups
         self.listeners = self.registry.listeners
+        # Bound once: compiled, self.still_running makes a new bound method each time,
+        # and the loop hands it to the timers on every turn that has one.
+        self.keep_going: Callable[[], bool] = self.still_running
         self.guard = InputGuard(
             max_incomplete_bytes=max_incomplete_bytes,
             registry=self.registry,
             timers=self.timers,
             peer_log=self.peer_log,
             lost=self.lost,
-            running=self.still_running,
+            running=self.keep_going,
         )
         # fd -> its handler, called with the readiness flags; or a ready connection,
         # whose handler is _on_ready_connection, called natively (no partial).

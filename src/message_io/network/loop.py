@@ -61,6 +61,8 @@ _SIGNALS_PER_ITERATION: Final = 1024
 _HOLD_POLL: Final = 0.001
 
 _get_ident: Final = threading.get_ident
+# A static: compiled, time.monotonic() looks up the module and then its attribute.
+_monotonic: Final = time.monotonic
 _NOTHING: Final = NOTHING
 _Signal: Final[Any] = Signal
 # The C build's wait on an epoll (see epoll_wait); without it, the poller's own poll.
@@ -394,7 +396,7 @@ class Loop(Acceptor, Generic[S]):
             if not self.running:
                 return
         if self.timers.entries:
-            self.timers.run_due(self.still_running)
+            self.timers.run_due(self.keep_going)
             if not self.running:
                 return
         if self.ready_signals.value:
@@ -420,7 +422,7 @@ class Loop(Acceptor, Generic[S]):
         timers = self.timers.entries  # read in place: a call here costs 1% of a round trip
         if not timers:
             return max_timeout
-        timeout = max(0.0, timers[0][0] - time.monotonic())
+        timeout = max(0.0, timers[0][0] - _monotonic())
         return timeout if max_timeout is None else min(timeout, max_timeout)
 
     def _deliver_signals(self) -> None:
