@@ -394,7 +394,7 @@ class Connection(SendQueue):
             self.queued = len(rest)
             self.arm_write()
             return _SENT
-        if size < _COALESCE_MAX or (data.__class__ is not bytes and not _readonly(data)):
+        if size < _COALESCE_MAX or (type(data) is not bytes and not _readonly(data)):
             tail = self.tail
             if tail is None:
                 tail = self.tail = bytearray()

@@ -197,7 +197,7 @@ class DatagramSource:
                 sent = _send_back(sock, data, addr)
             if sent is not None:
                 return _SENT
-        if addr.__class__ is not tuple:
+        if type(addr) is not tuple:
             addr = self.local._sockaddr(addr)
         else:
             hosts = self.literal_hosts

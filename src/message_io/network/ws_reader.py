@@ -101,7 +101,7 @@ class WsReader(Reader):
                 # The protocol saw nothing: its state, its output and its errors are as
                 # they were after the last read (open, nothing to send, none).
                 for item in taken:
-                    if item.__class__ is not bytes:
+                    if type(item) is not bytes:
                         break
                 else:
                     frames.extend(taken)
