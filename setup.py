@@ -54,6 +54,7 @@ COMPILED = [
 # behaviour): small system-call shims that mypyc cannot write. Optional: a failure to
 # build one warns and leaves its Python twin in use.
 C_TWINS = [
+    "message_io/codec/mask.c",
     "message_io/network/epoll_wait.c",
     "message_io/network/new_message.c",
     "message_io/network/sockio.c",

@@ -11,12 +11,13 @@ while no fragmented message is under way and the protocol is ``OPEN``, whose hea
 came whole in one read. Its payload is sliced out of the bytes read; one that goes on
 in later reads is kept, in pieces, until complete, then joined once (at most the size
 limit, as the protocol would have buffered). On the server side it is unmasked with
-``websockets``' own C ``apply_mask``. Everything else (control frames, fragments, a
-header cut by the end of a read, a header the protocol would refuse, anything after a
-close frame or an error) goes to the protocol, byte for byte, so its state, its
-replies (pong, close), its close codes and its errors stay exactly what they would be
-had it seen all the bytes. So does a kept frame if the stream ends (:meth:`end`) or
-the connection stops being ``OPEN`` before it is complete.
+:func:`~message_io.codec.mask.mask` (``websockets``' own ``apply_mask``, or its C
+twin). Everything else (control frames, fragments, a header cut by the end of a read,
+a header the protocol would refuse, anything after a close frame or an error) goes to
+the protocol, byte for byte, so its state, its replies (pong, close), its close codes
+and its errors stay exactly what they would be had it seen all the bytes. So does a
+kept frame if the stream ends (:meth:`end`) or the connection stops being ``OPEN``
+before it is complete.
 
 That works because :class:`FrameInput` knows where every frame starts: it reads the
 header of each frame it hands over (keeping the first bytes of a header cut by the end
@@ -45,10 +46,11 @@ from typing import Final
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event, Protocol
-from websockets.speedups import apply_mask
+
+from . import mask
 
 # Final: compiled, module constants are C statics; imported names are looked up by name.
-_apply_mask: Final = apply_mask
+_apply_mask: Final = mask.mask
 _OPEN: Final = OPEN
 _OPCODE_TEXT: Final = Opcode.TEXT
 _Frame: Final = Frame

@@ -1,0 +1,28 @@
+"""Masking a WebSocket payload (RFC 6455 5.3): XOR with a 4-byte key, repeated.
+
+This file is what runs without the compiled engine: ``websockets``' own ``apply_mask``
+(its C speedup, or its Python code where the speedups are not built). A build with a C
+compiler puts ``mask.c`` beside it: the same XOR, without the generic argument parsing
+that costs more than masking a small message does. Every message a client sends is
+masked, and every message a server receives unmasked. :data:`COMPILED` tells which one
+runs.
+"""
+
+from __future__ import annotations
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets without its C speedups
+    from websockets.utils import apply_mask
+
+__all__ = ["COMPILED", "mask"]
+
+# Not Final: the compiled engine would fold this file's value into its own code, and
+# never ask the module that is actually imported.
+COMPILED: bool = False
+"""True in the C build."""
+
+mask = apply_mask
+"""``mask(data, key, /) -> bytes``: ``data`` (bytes-like) XOR ``key`` (4 bytes) repeated.
+Raises ``ValueError`` if ``key`` is not 4 bytes long, ``TypeError`` if either is not
+bytes-like."""
