@@ -2,13 +2,18 @@
  *
  * websockets' apply_mask parses its two arguments with PyArg_ParseTupleAndKeywords,
  * which for a small message costs several times the XOR itself; mask() takes them as
- * a vector. Eight bytes at a time, then the tail byte by byte.
+ * a vector. Sixteen bytes at a time where the CPU has SSE2 (every x86-64), else eight,
+ * then the tail byte by byte.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 PyDoc_STRVAR(mask_doc,
 "mask(data, key, /) -> bytes\n\n"
@@ -46,7 +51,15 @@ mask_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t size = data.len;
     Py_ssize_t i = 0;
     if (size >= 8) {
-        unsigned char pattern[8] = {k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]};
+        unsigned char pattern[16] = {k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3],
+                                     k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]};
+#if defined(__SSE2__)
+        __m128i block_key = _mm_loadu_si128((const __m128i *)pattern);
+        for (; i + 16 <= size; i += 16) {
+            __m128i block = _mm_loadu_si128((const __m128i *)(in + i));
+            _mm_storeu_si128((__m128i *)(out + i), _mm_xor_si128(block, block_key));
+        }
+#endif
         uint64_t word_key;
         memcpy(&word_key, pattern, 8);
         for (; i + 8 <= size; i += 8) {
