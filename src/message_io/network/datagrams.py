@@ -117,7 +117,7 @@ class DatagramReader(Reader):
         """Append the datagrams waiting (up to 64) to ``frames``; never closes."""
         sock = self.sock
         first = True
-        for _ in range(DATAGRAMS_PER_EVENT):
+        for _datagram in range(DATAGRAMS_PER_EVENT):
             try:
                 if _C_SOCKIO:
                     data = _recv(sock, RECV_SIZE, MSG_TRUNC)
@@ -164,7 +164,7 @@ class DatagramSource:
         """Append the datagrams waiting (up to 64) to ``datagrams`` as (sender, data)."""
         sock = self.sock
         first = True
-        for _ in range(DATAGRAMS_PER_EVENT):
+        for _datagram in range(DATAGRAMS_PER_EVENT):
             try:
                 if _C_SOCKIO:
                     data, addr = _recvfrom(sock, RECV_SIZE, MSG_TRUNC)

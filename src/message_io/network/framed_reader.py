@@ -43,6 +43,9 @@ size is the largest that CPython's small-object allocator serves (512 bytes). A 
 read costs a ``malloc`` and a shrinking ``realloc`` per call, a fifth of a small
 message's round trip; a peer that sends little is read this much at a time, and a read
 that fills it goes back to the full size at once."""
+SMALL_READ_ARG: Final[Any] = SMALL_READ
+""":data:`SMALL_READ` as an object made once: compiled, an ``int`` passed to a call is
+boxed at each call, and this one is past CPython's cached small ints (an allocation)."""
 
 _READS: Final = 4  # reads per call at most: one connection cannot starve the others
 _PEEK: Final = socket.MSG_PEEK
@@ -71,7 +74,7 @@ def read_frames(
     """
     want = SMALL_READ if small and size > SMALL_READ else size
     try:
-        for _ in range(_READS):
+        for _read in range(_READS):
             need = decoder.need
             wanted = need - decoder.have if need >= 0 else 0
             if wanted >= LARGE_FRAME or (wanted and large):
@@ -90,8 +93,10 @@ def read_frames(
                     data = _recv(sock, want)
                 else:
                     data = sock.recv(want)
+            elif _C_SOCKIO:
+                data = _recv(sock, SMALL_READ_ARG if want == SMALL_READ else want)
             else:
-                data = _recv(sock, want) if _C_SOCKIO else sock.recv(want)
+                data = sock.recv(want)
             if not data:
                 return DISCONNECTED | (LARGE if large else 0)
             decoder.feed(data, frames)

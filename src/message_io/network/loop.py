@@ -428,7 +428,7 @@ class Loop(Acceptor, Generic[S]):
     def _deliver_signals(self) -> None:
         take = self.signals.take
         emit = self.emit
-        for _ in range(_SIGNALS_PER_ITERATION):
+        for _signal in range(_SIGNALS_PER_ITERATION):
             if not self.running:
                 return
             value = take()
@@ -450,7 +450,7 @@ class Loop(Acceptor, Generic[S]):
         self._release_held()
         requests = self.requests
         # Those queued now: one that queues another (a failed re-arm) waits its turn.
-        for _ in range(len(requests)):
+        for _request in range(len(requests)):
             resource, broken = requests.popleft()
             self._handle_request(resource, broken)
 

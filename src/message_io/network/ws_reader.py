@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from ..codec.ws_frames import FIN_BINARY, FrameInput, Masker, frame_header
 from . import sockio
-from .framed_reader import SMALL_READ
+from .framed_reader import SMALL_READ, SMALL_READ_ARG
 from .reader import CLOSED, OUTPUT, TEXT, Reader
 
 __all__ = ["WsReader"]
@@ -76,8 +76,11 @@ class WsReader(Reader):
         self.small = False
         ended = False
         try:
-            for _ in range(_READS):
-                data = _recv(sock, want) if _C_SOCKIO else sock.recv(want)
+            for _read in range(_READS):
+                if _C_SOCKIO:
+                    data = _recv(sock, SMALL_READ_ARG if want == SMALL_READ else want)
+                else:
+                    data = sock.recv(want)
                 if not data:
                     ended = True
                     break
