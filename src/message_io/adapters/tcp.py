@@ -66,6 +66,7 @@ _NONBLOCK: Final = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: a type flag
 # ``__getattr__``), a global 8.
 _OK: Final = ReadStatus.OK
 _DISCONNECTED: Final = ReadStatus.DISCONNECTED
+_READY: Final = PendingStatus.READY  # what pending() says of every accepted connection
 _IN_PROGRESS: Final = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN}
 
 
@@ -312,7 +313,7 @@ class TcpRemote(Remote):
                 self.failure = exc
                 return PendingStatus.DISCONNECTED
             self._connecting = False
-        return PendingStatus.READY
+        return _READY
 
     def pending_interest(self) -> Readiness:
         return Readiness.WRITE

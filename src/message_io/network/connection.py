@@ -75,6 +75,8 @@ _NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
 _NOT_AVAILABLE: Final = SendStatus.RESOURCE_NOT_AVAILABLE
 _QUEUE_FULL: Final = SendStatus.QUEUE_FULL
 _TOO_BIG: Final = SendStatus.MAX_PACKET_SIZE_EXCEEDED
+_HEADER: Final = Framing.HEADER
+_FRAME: Final = Framing.FRAME
 # The C build's socket calls (see sockio); without it, the socket's own methods.
 _C_SOCKIO: Final = sockio.COMPILED
 _send: Final = sockio.send
@@ -230,9 +232,9 @@ class Connection(SendQueue):
         # or neither (bytes as given).
         self.header: Callable[[int], bytes | None] | None = None
         self.frame: Callable[[Buffer], Buffer | tuple[bytes, Buffer] | None] | None = None
-        if framing is Framing.HEADER:
+        if framing is _HEADER:
             self.header = remote.header
-        elif framing is Framing.FRAME:
+        elif framing is _FRAME:
             self.frame = remote.frame
         # Small messages can be appended to the tail buffer as header + payload.
         self.stream_header = self.frame is None

@@ -87,6 +87,8 @@ _GUARDED: Final = Guarded
 # ``__getattr__`` (70 ns) on every read.
 _OK: Final = ReadStatus.OK
 _DISCONNECTED: Final = ReadStatus.DISCONNECTED
+_INCOMPLETE: Final = PendingStatus.INCOMPLETE
+_PENDING_READY: Final = PendingStatus.READY
 
 
 # Readiness(n) for n in 0..3, made once: a Flag's constructor runs Python code each call.
@@ -98,6 +100,10 @@ def _readiness(mask: int) -> Readiness:
 
 
 def _interest(readiness: Readiness) -> int:
+    # The four values by identity first: a Flag's & and its members' lookups run Python.
+    for mask in range(4):
+        if _READINESS[mask] is readiness:
+            return (READ if mask & 1 else 0) | (WRITE if mask & 2 else 0)
     return (READ if readiness & Readiness.READ else 0) | (
         WRITE if readiness & Readiness.WRITE else 0
     )
@@ -544,11 +550,11 @@ class Driver(Host):
 
     def _after_pending(self, conn: Connection, status: PendingStatus) -> None:
         """Act on what ``pending()`` said: wait more, announce the connection, or fail."""
-        if status is PendingStatus.INCOMPLETE:
+        if status is _INCOMPLETE:
             if conn.fd >= 0:
                 self.poller.put(conn.fd, _interest(conn.remote.pending_interest()))
             return
-        if status is PendingStatus.READY:
+        if status is _PENDING_READY:
             with conn.lock:
                 if conn.state is not PENDING:
                     return
@@ -687,7 +693,7 @@ class Driver(Host):
         done = False
         if flags & READ:
             try:  # the user removed it: discard what arrives
-                eof = conn.remote.receive(_discard) is ReadStatus.DISCONNECTED
+                eof = conn.remote.receive(_discard) is _DISCONNECTED
             except Exception:  # noqa: BLE001
                 eof = True
             if eof:

@@ -24,6 +24,7 @@ __all__ = ["Registry"]
 
 _NOT_FOUND: Final = SendStatus.RESOURCE_NOT_FOUND
 _QUEUE_FULL: Final = SendStatus.QUEUE_FULL
+_LOCAL: Final = ResourceType.LOCAL
 
 
 def _resource_id(endpoint: Any) -> ResourceId:
@@ -70,7 +71,7 @@ class Registry:
             OverflowError: the transport has used up its 2**47 ids of that type.
         """
         # ResourceId.new's packing, without its checks (the node's ids are in range).
-        local = LOCAL_BIT if resource_type is ResourceType.LOCAL else 0
+        local = LOCAL_BIT if resource_type is _LOCAL else 0
         prefix = local | adapter_id << ADAPTER_SHIFT
         counter = self._counters.get(prefix)
         if counter is None:
