@@ -64,6 +64,24 @@ def test_send_and_recv(io: Any, pair: tuple[socket.socket, socket.socket]) -> No
     assert io.pending(b) == 0
 
 
+@pytest.mark.parametrize("size", [1, 2, 479, 511, 512, 513, 4096])
+def test_a_read_returns_its_own_bytes_whatever_its_size(
+    io: Any, pair: tuple[socket.socket, socket.socket], size: int
+) -> None:
+    """Reads of every size around the one that small reads are copied at: each returns
+    exactly the bytes it received, never those of an earlier read, and MSG_PEEK leaves
+    them waiting."""
+    a, b = pair
+    first = bytes(range(256)) * 4
+    io.send(a, first[:size])
+    assert io.recv(b, size, socket.MSG_PEEK) == first[:size]
+    assert io.recv(b, size) == first[:size]
+    io.send(a, b"xy")
+    assert io.recv(b, size) == b"xy"[:size]
+    if size == 1:
+        assert io.recv(b, size) == b"y"
+
+
 def test_nothing_waiting_raises_blocking_io_error(
     io: Any, pair: tuple[socket.socket, socket.socket]
 ) -> None:

@@ -59,18 +59,22 @@ as_int(PyObject *value, int *out)
     return 0;
 }
 
-/* A datagram read with MSG_TRUNC: into a scratch buffer (the GIL is held throughout, so
- * one serves every call), then copied out at its size. A datagram is rarely near the
- * size asked, and a bytes object of that size would be allocated and shrunk each time.
+/* A datagram read with MSG_TRUNC, or a small read of a stream: into a scratch buffer
+ * (the GIL is held throughout, so one serves every call), then copied out at its size.
+ * A datagram is rarely near the size asked, nor is a small read (a peer that sends
+ * little), and a bytes object of that size would be allocated and shrunk each time.
  * send2() also puts a frame's header and body together in it. */
 static char scratch[GIL_LIMIT];
 
-/* Read one datagram of ``sock`` (a datagram socket read directly) into the scratch
- * buffer, its sender into ``sender`` unless that is NULL, and copy it out at its size:
- * longer than ``size`` (with MSG_TRUNC), its real size, as socket.recv says it, the
- * rest zeros. */
+/* Reads of a stream up to this size go through the scratch buffer: the copy costs less
+ * than the allocation it spares (one at most: a 1-byte result is CPython's own). */
+#define SMALL_COPY 512
+
+/* Read ``sock`` (read directly) into the scratch buffer, its sender into ``sender``
+ * unless that is NULL, and copy it out at its size: for a datagram longer than ``size``
+ * (with MSG_TRUNC), its real size, as socket.recv says it, the rest zeros. */
 static PyObject *
-read_datagram(PyObject *sock, Py_ssize_t size, int flags, struct sockaddr_storage *sender,
+read_copied(PyObject *sock, Py_ssize_t size, int flags, struct sockaddr_storage *sender,
               socklen_t *length)
 {
     ssize_t got;
@@ -143,11 +147,14 @@ sockio_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (size == 0) {
         return PyBytes_FromStringAndSize(NULL, 0); /* as socket.recv(0): no call at all */
     }
-    /* The scratch buffer for datagrams only: on a stream socket MSG_TRUNC discards the
-     * bytes and writes nothing, and the scratch would hand out an earlier datagram. */
-    if (flags & MSG_TRUNC && size <= GIL_LIMIT
-        && *(int *)((char *)sock + type_offset) == SOCK_DGRAM) {
-        return read_datagram(sock, size, flags, NULL, NULL);
+    /* The scratch buffer: with MSG_TRUNC for datagrams only (on a stream socket it
+     * discards the bytes and writes nothing, and the scratch would hand out an earlier
+     * datagram); without it, for any small read. */
+    int truncating = (flags & MSG_TRUNC) != 0;
+    if ((truncating && size <= GIL_LIMIT
+         && *(int *)((char *)sock + type_offset) == SOCK_DGRAM)
+        || (!truncating && size <= SMALL_COPY)) {
+        return read_copied(sock, size, flags, NULL, NULL);
     }
     PyObject *buffer = PyBytes_FromStringAndSize(NULL, size);
     if (buffer == NULL) {
@@ -272,7 +279,7 @@ sockio_recvfrom(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     struct sockaddr_storage sender;
     socklen_t length;
-    PyObject *data = read_datagram(sock, size, flags, &sender, &length);
+    PyObject *data = read_copied(sock, size, flags, &sender, &length);
     if (data == NULL) {
         return NULL;
     }
