@@ -354,11 +354,7 @@ class Driver(Host):
             if conn.chunks:
                 conn.arm_write()
                 return _KEPT
-            if not conn.want_drain:
-                return _KEPT
-            conn.want_drain = False
-            conn.episode_refusals = 0
-            return _DRAINED
+            return _DRAINED if conn.drained() else _KEPT
 
     # -- connections -------------------------------------------------------------------
 
@@ -537,9 +533,7 @@ class Driver(Host):
                 conn.write_armed = False
                 self.poller.modify(conn.fd, conn.interest())
                 conn.direct_iter = -1
-                drained = conn.want_drain
-                conn.want_drain = False
-                conn.episode_refusals = 0
+                drained = conn.drained()
         if broken:
             self.lost(conn)
         elif drained:

@@ -178,8 +178,7 @@ class Listener(SendQueue):
                 self.queued -= len(packet)
             self.queued = 0
             self.write_armed = False
-            self.want_drain = False
-            self.episode_refusals = 0
+            self.drained()  # its peers are told Drained through drain_for
             self.notify()
             if self.state is READY:
                 self.loop.poller.modify(self.fd, self.interest())

@@ -149,6 +149,14 @@ class SendQueue:
                 )
         return _QUEUE_FULL
 
+    def drained(self) -> bool:
+        """The queue has emptied: the backpressure episode (see :meth:`refuse`) ends.
+        True if a refused send is owed a ``Drained``. Holds the lock."""
+        owed = self.want_drain
+        self.want_drain = False
+        self.episode_refusals = 0
+        return owed
+
     def notify(self) -> None:
         """Wake the threads waiting for the queue to empty, if any. Holds the lock."""
         if self.waiters and self.cond is not None:
