@@ -61,13 +61,11 @@ class GilLock:
             ValueError: a timeout with ``blocking=False``, or a negative one but -1.
             OverflowError: ``timeout`` is larger than ``threading.TIMEOUT_MAX``.
         """
-        if not self._held:
-            if timeout != -1:
-                _check(blocking, timeout)
-            self._held = True
-            return True
         if timeout != -1:
             _check(blocking, timeout)
+        if not self._held:
+            self._held = True
+            return True
         if not blocking or timeout == 0:
             return False
         return self._wait(timeout)

@@ -75,7 +75,7 @@ static char scratch[GIL_LIMIT];
  * (with MSG_TRUNC), its real size, as socket.recv says it, the rest zeros. */
 static PyObject *
 read_copied(PyObject *sock, Py_ssize_t size, int flags, struct sockaddr_storage *sender,
-              socklen_t *length)
+            socklen_t *length)
 {
     ssize_t got;
     for (;;) {
