@@ -156,12 +156,15 @@ def test_cancelled_sends_and_reads_lose_and_leave_nothing(run: Run) -> None:
             try:
                 endpoint = (await next_of(listener, Accepted)).endpoint
                 # Fill the node's queue and the kernel's buffers (the peer reads nothing):
-                # flood until a refusal is not followed by Drained for half a second.
+                # flood until a refusal is not followed by Drained for half a second and
+                # the queue is still full (the kernel may have taken part of it).
                 while True:
                     while handler.network.send_nowait(endpoint, b"z" * 1024) is not _FULL:
                         pass
                     if await maybe_next(listener, Drained, 0.5) is None:
-                        break
+                        stats = handler.network.statistics(endpoint)
+                        if stats is not None and stats.queued_bytes >= 1024:
+                            break
                 blocked = asyncio.ensure_future(handler.network.send(endpoint, b"late"))
                 for _ in range(3):
                     await asyncio.sleep(0)
