@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 from pathlib import Path
@@ -35,6 +36,20 @@ def test_every_compiled_module_exists_and_is_in_the_package(setup_py: ModuleType
     for path in setup_py.COMPILED:
         assert (src / path).is_file(), path
         assert path.startswith("message_io/"), path
+
+
+def test_no_compiled_module_awaits(setup_py: ModuleType) -> None:
+    """A compiled coroutine throws into what it awaits with the three-argument
+    ``throw()``, deprecated since Python 3.12: a cancelled task would get a
+    ``DeprecationWarning`` (an error under ``-W error``). Coroutines stay interpreted."""
+    src = SETUP.parent / "src"
+    found = [
+        f"{path}:{node.lineno}"
+        for path in setup_py.COMPILED
+        for node in ast.walk(ast.parse((src / path).read_text(), path))
+        if isinstance(node, ast.Await | ast.AsyncFunctionDef | ast.AsyncFor | ast.AsyncWith)
+    ]
+    assert found == []
 
 
 def test_every_c_twin_has_its_python_twin(setup_py: ModuleType) -> None:

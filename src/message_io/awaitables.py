@@ -180,32 +180,64 @@ class OuterDriver:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def __aiter__(self) -> OuterDriver:
+        return self
+
+    async def __anext__(self) -> Any:
+        """The next event, once there is one (the loop's thread): the listener's
+        ``async for`` (its ``__aiter__`` is the driver, so that each event costs one
+        coroutine).
+
+        Interpreted on purpose: a compiled coroutine throws into what it awaits with the
+        three-argument ``throw()``, which Python 3.12 deprecates (a cancelled consumer
+        would get a ``DeprecationWarning``); the queue and its future are compiled
+        (``Inbox.next``).
+
+        Raises:
+            StopAsyncIteration: the node is stopped and every event was taken (what
+                stopped it is raised first, once).
+            ListenerUsedError: another task waits for events, or ``for_each`` runs.
+            RuntimeError: not on the node's event loop.
+        """
+        if self.current() is not self.home:
+            self.check()  # raises
+        inbox = self.inbox
+        event = inbox.next(None)
+        while event is inbox.waiter:  # a future: no event yet (an event is never one)
+            try:
+                await event
+            except BaseException:  # cancelled: this task waits no more
+                if inbox.waiter is event:
+                    inbox.waiter = None
+                raise
+            event = inbox.next(event)
+        return event
+
     async def next_event(self, timeout: float | None) -> Any:
         """The next event; None after ``timeout`` seconds, or once the node is stopped
         and every event was taken."""
         if timeout is None:
             try:
-                return await self.inbox.__anext__()
+                return await self.__anext__()
             except StopAsyncIteration:
                 return None
         if self.current() is not self.home:
             self.check()  # raises
         inbox = self.inbox
-        events = inbox.events
-        if not events:
-            self.check_consumer()
-            if self.turner.finished:
-                self.take_error()
+        try:
+            event = inbox.next(None)
+        except StopAsyncIteration:
+            return None
+        if event is not inbox.waiter:
+            return event
+        try:
+            if not await self.wait_timeout(event, timeout):
                 return None
-            waiter = inbox.waiter = self.new_future()
-            try:
-                if not await self.wait_timeout(waiter, timeout):
-                    return None
-            finally:
-                if inbox.waiter is waiter:
-                    inbox.waiter = None
-            if not events:  # stopped, or another task took the event (receive(0))
-                return None
+        finally:
+            if inbox.waiter is event:
+                inbox.waiter = None
+        if not inbox.events:  # stopped, or another task took the event (receive(0))
+            return None
         return inbox.take()
 
     def check_consumer(self) -> None:
@@ -471,8 +503,7 @@ class AsyncNodeListener(Generic[S]):
         self._driver = driver
 
     def __aiter__(self) -> AsyncIterator[NodeEvent[S]]:
-        # The node's inbox itself (compiled): one coroutine per event, not two.
-        return self._driver.inbox
+        return self._driver  # its __anext__ is the coroutine itself: one per event
 
     async def for_each(
         self, callback: Callable[[NodeEvent[S]], object], *, on_error: OnError = "log"

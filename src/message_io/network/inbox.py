@@ -47,8 +47,6 @@ class Inbox:
         self.future_type = future_type
         self.driver: Any = None
         self.turner: Turner | None = None
-        self.current: Callable[[], object] | None = None
-        self.home: object = None
 
     def bind(self, driver: Any, turner: Turner) -> None:
         """Tie the inbox to ``driver`` (an ``OuterDriver``, which turns the node with
@@ -56,12 +54,11 @@ class Inbox:
         ``Message`` (it completes what other tasks await: a connect, room to send), its
         ``throttle()`` when the queue reaches :data:`MAX_QUEUED_EVENTS` and its
         ``unthrottle()`` once half of it is taken; it checks the consumer with the
-        driver's ``current``, ``home``, ``check()`` and ``check_consumer()``, and makes
+        driver's ``check_consumer()`` and takes what stopped the node with its
+        ``take_error()``, and makes
         futures with its ``new_future()`` unless it has a ``future_type``."""
         self.driver = driver
         self.turner = turner
-        self.current = driver.current
-        self.home = driver.home
 
     def new_future(self) -> Any:
         """A new future of the loop: ``future_type(loop=aloop)`` (called natively, with
@@ -72,37 +69,34 @@ class Inbox:
             return self.driver.new_future()
         return future_type(loop=self.aloop)
 
-    def __aiter__(self) -> Inbox:
-        return self
+    def next(self, waited: Any) -> Any:
+        """Take the first queued event; if there is none, return a new future instead,
+        which becomes :attr:`waiter` and which :meth:`wake` completes once there is one
+        (the consumer awaits it and asks again, with it as ``waited``:
+        ``OuterDriver.__anext__``). ``waited``: the future the consumer awaited before
+        asking, if any; it waits no more.
 
-    async def __anext__(self) -> Any:
-        """The next event, once there is one (the loop's thread): the listener's ``async
-        for``.
+        Compiled code here awaits nothing: mypyc throws into the awaited object with the
+        three-argument ``throw()``, which Python 3.12 deprecates, so a cancelled consumer
+        would get a ``DeprecationWarning``.
 
         Raises:
             StopAsyncIteration: the node is stopped and every event was taken (what
                 stopped it is raised first, once).
             ListenerUsedError: another task waits for events, or ``for_each`` runs.
-            RuntimeError: not on the node's event loop.
         """
-        current = self.current
-        if current is None or current() is not self.home:
-            self.driver.check()  # raises
-        events = self.events
-        while not events:
-            if self.callback is not None or self.waiter is not None:
-                self.driver.check_consumer()  # raises
-            turner = self.turner
-            if turner is None or turner.finished:
-                self.driver.take_error()
-                raise StopAsyncIteration
-            waiter = self.waiter = self.new_future()
-            try:
-                await waiter
-            finally:
-                if self.waiter is waiter:
-                    self.waiter = None
-        return self.take()
+        if waited is not None and self.waiter is waited:
+            self.waiter = None
+        if self.events:
+            return self.take()
+        if self.callback is not None or self.waiter is not None:
+            self.driver.check_consumer()  # raises
+        turner = self.turner
+        if turner is None or turner.finished:
+            self.driver.take_error()
+            raise StopAsyncIteration
+        waiter = self.waiter = self.new_future()
+        return waiter
 
     def take(self) -> Any:
         """Take the first queued event (there is one); once half of a full queue is
