@@ -1,20 +1,29 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - an echo server and clients over every transport, then exits
 #   make test   - lint (ruff), types (mypy --strict), the test suite on Python 3.11 (with the
-#                 compiled engine, then without it) and 3.10, the built wheel's check
-#                 (make wheel-check) and the docs site (make docs)
+#                 compiled engine, then without it) and 3.10, the compiled engine's tests
+#                 and the awaitable API's on the newest Python (3.13), the built wheel's
+#                 check (make wheel-check) and the docs site (make docs)
 PYTHON ?= python3
 # pyenv's shims only work for the selected version, so prefer the interpreter's real path.
 PYTHON310 ?= $(shell ls $(HOME)/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n1 || true)
 ifeq ($(PYTHON310),)
 PYTHON310 := $(shell command -v python3.10 2>/dev/null)
 endif
+# The newest Python the package supports: what most new users run.
+PYTHON_NEWEST ?= $(shell ls $(HOME)/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | tail -n1 || true)
+ifeq ($(PYTHON_NEWEST),)
+PYTHON_NEWEST := $(shell command -v python3.13 2>/dev/null)
+endif
 VENV := .venv
 VENV310 := .venv310
+VENV_NEWEST := .venv-newest
 STAMP := $(VENV)/.installed
 STAMP310 := $(VENV310)/.installed
+STAMP_NEWEST := $(VENV_NEWEST)/.installed
 BUILT := $(VENV)/.built
 BUILT310 := $(VENV310)/.built
+BUILT_NEWEST := $(VENV_NEWEST)/.built
 # What the build tools need to compile the engine in place (setup.py, pyproject.toml).
 BUILD_TOOLS := pip "setuptools>=77" "mypy>=1.15" "websockets>=14"
 # The modules setup.py compiles, and its C twins with their Python twins: a change to
@@ -22,7 +31,7 @@ BUILD_TOOLS := pip "setuptools>=77" "mypy>=1.15" "websockets>=14"
 COMPILED_SOURCES := $(shell sed -n 's@^    "\(message_io/.*\.\(py\|c\)\)",$$@src/\1@p' setup.py)
 COMPILED_SOURCES += $(patsubst %.c,%.py,$(filter %.c,$(COMPILED_SOURCES)))
 
-.PHONY: demo build test lint typecheck pytest pytest310 wheel-check bench instructions fuzz fuzz-ws valgrind clean docs
+.PHONY: demo build test lint typecheck pytest pytest310 pytest-newest wheel-check bench instructions fuzz fuzz-ws valgrind clean docs
 
 # The editable installs skip the compilation (MESSAGE_IO_NO_EXTENSIONS=1): $(BUILT) does
 # it, and again whenever a compiled module changes.
@@ -39,6 +48,13 @@ $(STAMP310): pyproject.toml
 	MESSAGE_IO_NO_EXTENSIONS=1 $(VENV310)/bin/python -m pip install -q -e '.[test,examples]'
 	touch $@
 
+$(STAMP_NEWEST): pyproject.toml
+	@test -n "$(PYTHON_NEWEST)" || { echo "Python 3.13 not found (set PYTHON_NEWEST=/path/to/python3.13)"; exit 1; }
+	$(PYTHON_NEWEST) -m venv $(VENV_NEWEST)
+	$(VENV_NEWEST)/bin/python -m pip install -q --upgrade $(BUILD_TOOLS)
+	MESSAGE_IO_NO_EXTENSIONS=1 $(VENV_NEWEST)/bin/python -m pip install -q -e '.[test]'
+	touch $@
+
 # The compiled engine, built in place beside its sources (about 40 s per Python).
 $(BUILT): $(STAMP) setup.py $(COMPILED_SOURCES)
 	MESSAGE_IO_REQUIRE_EXTENSIONS=1 $(VENV)/bin/python -m pip install -q --no-build-isolation --no-deps -e .
@@ -46,6 +62,10 @@ $(BUILT): $(STAMP) setup.py $(COMPILED_SOURCES)
 
 $(BUILT310): $(STAMP310) setup.py $(COMPILED_SOURCES)
 	MESSAGE_IO_REQUIRE_EXTENSIONS=1 $(VENV310)/bin/python -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+$(BUILT_NEWEST): $(STAMP_NEWEST) setup.py $(COMPILED_SOURCES)
+	MESSAGE_IO_REQUIRE_EXTENSIONS=1 $(VENV_NEWEST)/bin/python -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
 build: $(BUILT)
@@ -71,7 +91,15 @@ pytest: $(BUILT)
 pytest310: $(BUILT310)
 	PYTHONMALLOC=debug MESSAGE_IO_EXPECT=compiled $(VENV310)/bin/python -m pytest -q
 
-test: lint typecheck pytest pytest310 wheel-check docs
+# The newest Python, where the compiled engine meets what older ones lack (such as the
+# deprecation of the three-argument throw() that compiled coroutines used): the engine's
+# build, the awaitable API on asyncio, uvloop and trio, and the node's core behaviour.
+NEWEST_TESTS := tests/test_compiled.py tests/test_build.py tests/test_asyncio.py \
+	tests/test_awaitable_core.py tests/test_trio.py tests/test_node.py tests/test_api.py
+pytest-newest: $(BUILT_NEWEST)
+	MESSAGE_IO_EXPECT=compiled $(VENV_NEWEST)/bin/python -m pytest -q $(NEWEST_TESTS)
+
+test: lint typecheck pytest pytest310 pytest-newest wheel-check docs
 
 # The release check: build the sdist and wheel (the wheel from the sdist, compiling the
 # engine), check their metadata, install the wheel (not editable) into a fresh virtual
@@ -149,5 +177,5 @@ valgrind: $(BUILT)
 	|| { echo "memcheck found errors: see $(VALGRIND_LOG)"; exit 1; }
 
 clean:
-	rm -rf $(VENV) $(VENV310) $(WHEEL_VENV) dist build .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV310) $(VENV_NEWEST) $(WHEEL_VENV) dist build .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find src -name '*.so' -delete
