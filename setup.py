@@ -33,6 +33,7 @@ COMPILED = [
     "message_io/network/datagrams.py",
     "message_io/network/driver.py",
     "message_io/network/endpoint.py",
+    "message_io/network/fd_table.py",
     "message_io/network/framed_reader.py",
     "message_io/network/inbox.py",
     "message_io/network/input_guard.py",

@@ -20,7 +20,7 @@ import time
 from typing import Any, Final
 
 from ..errors import NodeStoppedError
-from . import new_message
+from . import fd_table, new_message
 from .connection import Connection, connection_class, describe
 from .driver import Driver
 from .endpoint import Endpoint, ResourceType
@@ -64,7 +64,7 @@ class Acceptor(Driver):
             self.registry.add_listener(listener)
             driver = self.driver
             if not publish_later or driver is None or driver == _get_ident():
-                self.handlers[listener.fd] = handler
+                fd_table.put(self.handlers, listener.fd, handler)
                 self.poller.register(listener.fd, listener.interest())
                 return
             listener.published = False
@@ -211,7 +211,7 @@ class Acceptor(Driver):
             listener.queued = 0
             listener.notify()
         self.poller.unregister(fd)
-        self.handlers.pop(fd, None)
+        fd_table.take(self.handlers, fd)
         self.registry.closed(fd)
         try:
             listener.local.close()

@@ -41,7 +41,7 @@ from ..errors import FrameError, connect_error
 from ..util.guarded import Guarded
 from ..util.throttle import LogThrottle
 from ..util.timers import TimerHeap
-from . import new_message
+from . import fd_table, new_message
 from .adapter import ConnectionInfo, PendingStatus, Readiness, ReadStatus, format_address
 from .connection import Connection, Host, connection_class, describe
 from .dial import Dial, pending_status
@@ -177,8 +177,9 @@ class Driver(Host):
             running=self.keep_going,
         )
         # fd -> its handler, called with the readiness flags; or a ready connection,
-        # whose handler is _on_ready_connection, called natively (no partial).
-        self.handlers: dict[int, Callable[[int], None] | Connection] = {}
+        # whose handler is _on_ready_connection, called natively (no partial). Indexed
+        # by descriptor (see fd_table); None where nothing is polled.
+        self.handlers: list[Callable[[int], None] | Connection | None] = []
         self.emit: Callable[[Any], object] = _discard
         self.running = True
         self.shut = False
@@ -246,7 +247,7 @@ class Driver(Host):
             self.registry.add_connection(conn)
             driver = self.driver
             if not publish_later or driver is None or driver == _get_ident():
-                self.handlers[conn.fd] = handler
+                fd_table.put(self.handlers, conn.fd, handler)
                 if poll:
                     self.poller.register(conn.fd, READ | WRITE)
                 return
@@ -274,7 +275,7 @@ class Driver(Host):
                 continue
             with resource.lock:
                 if resource.fd >= 0:  # not closed meanwhile
-                    self.handlers[resource.fd] = handler
+                    fd_table.put(self.handlers, resource.fd, handler)
                     if isinstance(resource, Listener):
                         self.poller.register(resource.fd, resource.interest())
                     else:
@@ -287,12 +288,12 @@ class Driver(Host):
 
     def watch(self, fd: int, interest: Readiness, handler: Callable[[Readiness], None]) -> None:
         """Poll ``fd`` (one attempt of a dial) and call ``handler`` when it is ready."""
-        self.handlers[fd] = lambda flags: handler(_readiness(flags))
+        fd_table.put(self.handlers, fd, lambda flags: handler(_readiness(flags)))
         self.poller.register(fd, _interest(interest))
 
     def unwatch(self, fd: int) -> None:
         """Stop polling ``fd`` (an attempt that lost, or failed)."""
-        if self.handlers.pop(fd, None) is not None and not self.shut:
+        if fd_table.take(self.handlers, fd) is not None and not self.shut:
             with contextlib.suppress(OSError, ValueError):
                 self.poller.unregister(fd)
 
@@ -321,7 +322,7 @@ class Driver(Host):
             conn.local_addr = info.local_addr
             with self.registry.lock:
                 self.registry.resources[conn.fd] = conn
-                self.handlers[conn.fd] = functools.partial(self._on_connection, conn)
+                fd_table.put(self.handlers, conn.fd, functools.partial(self._on_connection, conn))
         self._after_pending(conn, status)
 
     # -- writing -----------------------------------------------------------------------
@@ -379,7 +380,8 @@ class Driver(Host):
         """First poll of a datagram connection: announce it, then handle it as usual."""
         with conn.lock:
             if conn.state is READY and conn.fd >= 0:
-                self.handlers[conn.fd] = conn  # see Loop.iterate: _on_ready_connection
+                # see Loop.iterate, _on_ready_connection; its slot exists (it has a handler)
+                self.handlers[conn.fd] = conn
                 announce = True
                 if not conn.write_armed:
                     self.poller.modify(conn.fd, READ)
@@ -561,7 +563,8 @@ class Driver(Host):
                 conn.established = True
                 if conn.reader is None:
                     conn.take_reader()  # a transport with a handshake has one only now
-                self.handlers[conn.fd] = conn  # see Loop.iterate: _on_ready_connection
+                # see Loop.iterate, _on_ready_connection; its slot exists (it has a handler)
+                self.handlers[conn.fd] = conn
             self.decided(conn)
             self.timers.cancel(conn.deadline_timer)
             conn.deadline_timer = None
@@ -734,7 +737,9 @@ class Driver(Host):
         conn.deadline_timer = conn.beat_timer = conn.watch_timer = None
         self.guard.released(conn)
         self.poller.unregister(fd)
-        self.handlers.pop(fd, None)
+        handlers = self.handlers
+        if fd < len(handlers):  # fd_table.take, inline (fd >= 0)
+            handlers[fd] = None
         self.registry.closed(fd)
         try:
             conn.remote.close()

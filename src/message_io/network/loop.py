@@ -37,7 +37,7 @@ from typing import Any, Final, Generic, TypeVar
 from ..events import NOTHING, EventSender, Signal
 from ..util.count import Count
 from ..util.timers import Timer
-from . import epoll_wait
+from . import epoll_wait, fd_table
 from .acceptor import Acceptor
 from .adapter import format_address
 from .connection import Connection
@@ -100,7 +100,7 @@ class Loop(Acceptor, Generic[S]):
         self.resolver = resolver  # host names of connect(), on a resolver thread
         self.signals: EventSender[S] = EventSender(self.wake, self.timers)
         self.ready_signals: Count = self.signals.ready_count  # read in place per turn
-        self.handlers[self.waker.fileno()] = self._on_wake
+        fd_table.put(self.handlers, self.waker.fileno(), self._on_wake)
         self._poll = self.poller.fast_poll
         # With the C build, the epoll is waited on directly (see epoll_wait).
         self._epoll = self.poller.epoll if _C_WAIT else None
@@ -141,11 +141,11 @@ class Loop(Acceptor, Generic[S]):
                 yield
                 return
             fd, drain = wakeup
-            self.handlers[fd] = drain
+            fd_table.put(self.handlers, fd, drain)
             try:
                 yield
             finally:
-                self.handlers.pop(fd, None)
+                fd_table.take(self.handlers, fd)
 
     # -- any thread ------------------------------------------------------------------
 
@@ -337,7 +337,7 @@ class Loop(Acceptor, Generic[S]):
         self.iteration += 1
         handlers = self.handlers
         for fd, flags in ready:
-            handler = handlers.get(fd)
+            handler = handlers[fd] if fd < len(handlers) else None  # fd_table.get, inline
             if handler is not None:
                 if isinstance(handler, Connection):
                     self._on_ready_connection(handler, flags)
@@ -356,7 +356,7 @@ class Loop(Acceptor, Generic[S]):
         if (self.registrations or self._releases) and not self._begin_iteration():
             return
         self.iteration += 1
-        handler = self.handlers.get(fd)
+        handler = fd_table.get(self.handlers, fd)
         if handler is not None:
             if isinstance(handler, Connection):
                 self._on_ready_connection(handler, flags)
