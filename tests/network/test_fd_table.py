@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 import message_io
+from message_io import Transport
 from message_io.network import fd_table
+
+from .minimal_adapter import MinimalAdapter, MinimalRemote
 
 
 def test_put_grows_the_table_and_get_finds_each_handler() -> None:
@@ -43,6 +51,53 @@ def test_take_removes_and_returns_the_handler_once() -> None:
     assert fd_table.take(table, -1) is None
     assert fd_table.get(table, -1) is None
     assert table == [None] * 4
+
+
+def test_a_negative_descriptor_is_refused_and_changes_nothing() -> None:
+    table: list[Any] = []
+    fd_table.put(table, 2, "two")
+    with pytest.raises(ValueError, match="negative"):
+        fd_table.put(table, -1, "closed")
+    assert table == [None, None, "two"]
+
+
+class _ClosedRemote(MinimalRemote):
+    """A remote whose socket is already closed: its ``fileno()`` is -1."""
+
+    def fileno(self) -> int:
+        self.sock.close()
+        return self.sock.fileno()
+
+
+class _ClosedAdapter(MinimalAdapter):
+    remote_class = _ClosedRemote
+
+
+CLOSED_SOCKET: Transport = getattr(
+    Transport, "CLOSED_SOCKET", None
+) or message_io.register_transport("CLOSED_SOCKET", _ClosedAdapter())
+
+
+def test_a_remote_with_a_closed_socket_is_refused_and_the_node_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A custom transport's remote whose ``fileno()`` is -1: ``connect`` raises, and the
+    node's own wake-up (the table's last slot, right after the node is made) still
+    works: a signal sent from another thread arrives."""
+    path = str(tmp_path / "sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen()
+    handler, listener = message_io.split(str)
+    try:
+        with pytest.raises(ValueError, match="negative"):
+            handler.network.connect(CLOSED_SOCKET, path)
+        threading.Thread(target=handler.signals.send, args=("from a thread",)).start()
+        event = listener.receive(10)
+        assert isinstance(event, message_io.Signal) and event.value == "from a thread"
+    finally:
+        handler.stop()
+        server.close()
 
 
 def test_a_node_polls_a_high_descriptor() -> None:
