@@ -165,3 +165,35 @@ def test_a_signal_handler_error_is_raised(twin: Any, epoll: select.epoll, socket
     finally:
         timer.cancel()
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_pair_that_is_kept_never_changes(
+    twin: Any, epoll: select.epoll, socket_pair: Any
+) -> None:
+    """The C twin fills a pair of an earlier call anew only when nothing holds it."""
+    a, b = socket_pair
+    epoll.register(b.fileno(), select.EPOLLIN)
+    a.send(b"x")
+    kept = twin.wait(epoll, 0)
+    epoll.modify(b.fileno(), select.EPOLLIN | select.EPOLLOUT)
+    assert twin.wait(epoll, 0) == [(b.fileno(), select.EPOLLIN | select.EPOLLOUT)]
+    assert kept == [(b.fileno(), select.EPOLLIN)]
+    first = kept[0]
+    del kept
+    again = twin.wait(epoll, 0)
+    assert again == [(b.fileno(), select.EPOLLIN | select.EPOLLOUT)]
+    assert first == (b.fileno(), select.EPOLLIN)
+
+
+def test_the_c_twin_reuses_a_pair_nothing_holds(epoll: select.epoll, socket_pair: Any) -> None:
+    if not epoll_wait.COMPILED:
+        pytest.skip("the Python twin returns epoll.poll's own pairs")
+    a, b = socket_pair
+    epoll.register(b.fileno(), select.EPOLLIN)
+    a.send(b"x")
+    first = epoll_wait.wait(epoll, 0)
+    identity = id(first[0])
+    del first  # the list and its pair are free: the next call fills the pair anew
+    second = epoll_wait.wait(epoll, 0)
+    assert id(second[0]) == identity
+    assert second == [(b.fileno(), select.EPOLLIN)]

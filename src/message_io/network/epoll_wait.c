@@ -3,7 +3,7 @@
  * select.epoll.poll() converts its timeout through the generic time API, allocates an
  * event buffer per call (with malloc: it is 12 KiB) and builds each (fd, mask) pair
  * with Py_BuildValue. wait() calls epoll_wait into a buffer on its own stack and returns
- * the same list.
+ * the same list, reusing the pairs of earlier calls that nothing holds any more.
  *
  * The descriptor is read from the epoll object at the time of the call (-1 once it is
  * closed: ValueError, as epoll.poll raises), at the place found and checked at import
@@ -88,6 +88,55 @@ monotonic_ms(void)
     return (double)now.tv_sec * 1e3 + (double)now.tv_nsec * 1e-6;
 }
 
+#ifndef Py_GIL_DISABLED
+/* The pairs of earlier calls, by position: one that nothing else holds any more (the
+ * loop has dropped the list it came in) is filled anew instead of allocated, as
+ * CPython's own dict items and enumerate iterators reuse their result tuple. Only under
+ * the GIL, which guards them; a tuple the GC untracked stays so (it holds ints only). */
+static PyObject *spare_pairs[MAX_EVENTS];
+#endif
+
+/* A new reference to the pair (fd, mask), the i-th of this call's list. */
+static PyObject *
+new_pair(int i, int fd, uint32_t mask)
+{
+    PyObject *fd_obj = PyLong_FromLong(fd);
+    if (fd_obj == NULL) {
+        return NULL;
+    }
+    PyObject *mask_obj = PyLong_FromUnsignedLong(mask);
+    if (mask_obj == NULL) {
+        Py_DECREF(fd_obj);
+        return NULL;
+    }
+#ifndef Py_GIL_DISABLED
+    PyObject *pair = spare_pairs[i];
+    if (pair != NULL && Py_REFCNT(pair) == 1) {
+        PyObject *old_fd = PyTuple_GET_ITEM(pair, 0);
+        PyObject *old_mask = PyTuple_GET_ITEM(pair, 1);
+        PyTuple_SET_ITEM(pair, 0, fd_obj);
+        PyTuple_SET_ITEM(pair, 1, mask_obj);
+        Py_DECREF(old_fd);
+        Py_DECREF(old_mask);
+        Py_INCREF(pair);
+        return pair;
+    }
+#endif
+    PyObject *fresh = PyTuple_New(2);
+    if (fresh == NULL) {
+        Py_DECREF(fd_obj);
+        Py_DECREF(mask_obj);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(fresh, 0, fd_obj);
+    PyTuple_SET_ITEM(fresh, 1, mask_obj);
+#ifndef Py_GIL_DISABLED
+    Py_INCREF(fresh);
+    Py_XSETREF(spare_pairs[i], fresh); /* the one it replaces is still held elsewhere */
+#endif
+    return fresh;
+}
+
 PyDoc_STRVAR(wait_doc,
 "wait(epoll, timeout, /) -> list[tuple[int, int]]\n\n"
 "epoll.poll(timeout): (fd, mask) of the ready descriptors, after at most timeout\n"
@@ -147,11 +196,7 @@ epoll_wait_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     for (int i = 0; i < count; i++) {
-        PyObject *fd = PyLong_FromLong(events[i].data.fd);
-        PyObject *mask = PyLong_FromUnsignedLong(events[i].events);
-        PyObject *pair = (fd && mask) ? PyTuple_Pack(2, fd, mask) : NULL;
-        Py_XDECREF(fd);
-        Py_XDECREF(mask);
+        PyObject *pair = new_pair(i, events[i].data.fd, events[i].events);
         if (pair == NULL) {
             Py_DECREF(ready);
             return NULL;
