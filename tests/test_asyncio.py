@@ -159,11 +159,14 @@ def test_cancelled_sends_and_reads_lose_and_leave_nothing(run: Run) -> None:
                 # flood until a refusal is not followed by Drained for half a second and
                 # the queue is still full (the kernel may have taken part of it).
                 while True:
-                    while handler.network.send_nowait(endpoint, b"z" * 1024) is not _FULL:
-                        pass
+                    while (
+                        status := handler.network.send_nowait(endpoint, b"z" * 1024)
+                    ) is not _FULL:
+                        assert status is SendStatus.SENT
                     if await maybe_next(listener, Drained, 0.5) is None:
                         stats = handler.network.statistics(endpoint)
-                        if stats is not None and stats.queued_bytes >= 1024:
+                        assert stats is not None  # still connected
+                        if stats.queued_bytes >= 1024:
                             break
                 blocked = asyncio.ensure_future(handler.network.send(endpoint, b"late"))
                 for _ in range(3):

@@ -39,15 +39,18 @@ def test_every_compiled_module_exists_and_is_in_the_package(setup_py: ModuleType
 
 
 def test_no_compiled_module_awaits(setup_py: ModuleType) -> None:
-    """A compiled coroutine throws into what it awaits with the three-argument
-    ``throw()``, deprecated since Python 3.12: a cancelled task would get a
-    ``DeprecationWarning`` (an error under ``-W error``). Coroutines stay interpreted."""
+    """A compiled coroutine throws into what it awaits (and a compiled generator into
+    what it yields from) with the three-argument ``throw()``, deprecated since Python
+    3.12: a cancelled task would get a ``DeprecationWarning`` (an error under ``-W
+    error``). Coroutines stay interpreted."""
     src = SETUP.parent / "src"
     found = [
         f"{path}:{node.lineno}"
         for path in setup_py.COMPILED
         for node in ast.walk(ast.parse((src / path).read_text(), path))
-        if isinstance(node, ast.Await | ast.AsyncFunctionDef | ast.AsyncFor | ast.AsyncWith)
+        if isinstance(
+            node, ast.Await | ast.YieldFrom | ast.AsyncFunctionDef | ast.AsyncFor | ast.AsyncWith
+        )
     ]
     assert found == []
 

@@ -112,14 +112,20 @@ def test_cancelled_sends_connects_and_reads_lose_and_leave_nothing() -> None:
                     peer.connect(addr)
                     endpoint = (await next_of(listener, Accepted)).endpoint
                     # Fill the node's queue and the kernel's buffers (the peer reads
-                    # nothing): flood until a refusal is not followed by Drained.
+                    # nothing): flood until a refusal is not followed by Drained and
+                    # the queue is still full (the kernel may have taken part of it).
                     while True:
-                        while handler.network.send_nowait(endpoint, b"z" * 1024) is not _FULL:
-                            pass
+                        while (
+                            status := handler.network.send_nowait(endpoint, b"z" * 1024)
+                        ) is not _FULL:
+                            assert status is SendStatus.SENT
                         with trio.move_on_after(0.5) as quiet:
                             await next_of(listener, Drained)
                         if quiet.cancelled_caught:
-                            break
+                            stats = handler.network.statistics(endpoint)
+                            assert stats is not None  # still connected
+                            if stats.queued_bytes >= 1024:
+                                break
                     # A send waiting for room, cancelled: it never goes out.
                     with trio.move_on_after(0.05) as waited:
                         await handler.network.send(endpoint, b"late")
