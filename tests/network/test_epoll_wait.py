@@ -185,15 +185,39 @@ def test_a_pair_that_is_kept_never_changes(
     assert first == (b.fileno(), select.EPOLLIN)
 
 
-def test_the_c_twin_reuses_a_pair_nothing_holds(epoll: select.epoll, socket_pair: Any) -> None:
+def test_a_list_that_is_kept_never_changes(
+    twin: Any, epoll: select.epoll, socket_pair: Any
+) -> None:
+    """The C twin refills the list of an earlier call only when nothing holds it."""
+    a, b = socket_pair
+    epoll.register(b.fileno(), select.EPOLLIN)
+    a.send(b"x")
+    kept = twin.wait(epoll, 0)
+    epoll.modify(b.fileno(), select.EPOLLIN | select.EPOLLOUT)
+    later = [twin.wait(epoll, 0) for _ in range(3)]
+    assert kept == [(b.fileno(), select.EPOLLIN)]
+    assert later == [[(b.fileno(), select.EPOLLIN | select.EPOLLOUT)]] * 3
+    epoll.unregister(b.fileno())
+    assert twin.wait(epoll, 0) == []
+    assert kept == [(b.fileno(), select.EPOLLIN)]
+
+
+def test_the_c_twin_reuses_a_list_and_pairs_nothing_holds(
+    epoll: select.epoll, socket_pair: Any
+) -> None:
     if not epoll_wait.COMPILED:
         pytest.skip("the Python twin returns epoll.poll's own pairs")
     a, b = socket_pair
     epoll.register(b.fileno(), select.EPOLLIN)
     a.send(b"x")
     first = epoll_wait.wait(epoll, 0)
-    identity = id(first[0])
-    del first  # the list and its pair are free: the next call fills the pair anew
+    identities = id(first), id(first[0])
+    del first  # the list and its pair are free: the next call fills them anew
     second = epoll_wait.wait(epoll, 0)
-    assert id(second[0]) == identity
+    assert (id(second), id(second[0])) == identities
     assert second == [(b.fileno(), select.EPOLLIN)]
+    # Another length: a new list, whose pair is the one freed with the old list.
+    a_fd = a.fileno()
+    epoll.register(a_fd, select.EPOLLOUT)
+    third = epoll_wait.wait(epoll, 0)
+    assert sorted(third) == sorted([(b.fileno(), select.EPOLLIN), (a_fd, select.EPOLLOUT)])

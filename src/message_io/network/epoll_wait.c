@@ -3,7 +3,7 @@
  * select.epoll.poll() converts its timeout through the generic time API, allocates an
  * event buffer per call (with malloc: it is 12 KiB) and builds each (fd, mask) pair
  * with Py_BuildValue. wait() calls epoll_wait into a buffer on its own stack and returns
- * the same list, reusing the pairs of earlier calls that nothing holds any more.
+ * the same list, reusing the list and pairs of earlier calls that nothing holds any more.
  *
  * The descriptor is read from the epoll object at the time of the call (-1 once it is
  * closed: ValueError, as epoll.poll raises), at the place found and checked at import
@@ -137,6 +137,68 @@ new_pair(int i, int fd, uint32_t mask)
     return fresh;
 }
 
+#ifndef Py_GIL_DISABLED
+/* new_pair(), once ``old`` (a reference given up by the caller: the pair that held this
+ * place before, usually the one refilled) is released. */
+static PyObject *
+new_pair_after(int i, PyObject *old, int fd, uint32_t mask)
+{
+    Py_DECREF(old);
+    return new_pair(i, fd, mask);
+}
+#endif
+
+/* The list of the last call, kept: reused, with its pairs, when nothing else holds it
+ * any more and it has the length this call needs. */
+#ifndef Py_GIL_DISABLED
+static PyObject *spare_list = NULL;
+#endif
+
+/* The new list of (fd, mask) pairs of events[:count]. */
+static PyObject *
+ready_list(const struct epoll_event *events, int count)
+{
+#ifndef Py_GIL_DISABLED
+    if (spare_list != NULL && Py_REFCNT(spare_list) == 1) {
+        if (PyList_GET_SIZE(spare_list) == count) {
+            PyObject *ready = spare_list;
+            /* Each slot is emptied first, so that its pair is free to be refilled; none
+             * is seen meanwhile (nothing else holds the list), and a pair's release
+             * runs no Python code (it holds ints). */
+            for (int i = 0; i < count; i++) {
+                PyObject *old = PyList_GET_ITEM(ready, i);
+                PyObject *pair = new_pair_after(i, old, events[i].data.fd, events[i].events);
+                if (pair == NULL) {
+                    /* The slot keeps a valid item: None (the list is dropped). */
+                    PyList_SET_ITEM(ready, i, Py_NewRef(Py_None));
+                    Py_CLEAR(spare_list);
+                    return NULL;
+                }
+                PyList_SET_ITEM(ready, i, pair);
+            }
+            return Py_NewRef(ready);
+        }
+        Py_CLEAR(spare_list); /* frees its pairs for this call */
+    }
+#endif
+    PyObject *ready = PyList_New(count);
+    if (ready == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < count; i++) {
+        PyObject *pair = new_pair(i, events[i].data.fd, events[i].events);
+        if (pair == NULL) {
+            Py_DECREF(ready);
+            return NULL;
+        }
+        PyList_SET_ITEM(ready, i, pair);
+    }
+#ifndef Py_GIL_DISABLED
+    Py_XSETREF(spare_list, Py_NewRef(ready));
+#endif
+    return ready;
+}
+
 PyDoc_STRVAR(wait_doc,
 "wait(epoll, timeout, /) -> list[tuple[int, int]]\n\n"
 "epoll.poll(timeout): (fd, mask) of the ready descriptors, after at most timeout\n"
@@ -191,19 +253,7 @@ epoll_wait_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    PyObject *ready = PyList_New(count);
-    if (ready == NULL) {
-        return NULL;
-    }
-    for (int i = 0; i < count; i++) {
-        PyObject *pair = new_pair(i, events[i].data.fd, events[i].events);
-        if (pair == NULL) {
-            Py_DECREF(ready);
-            return NULL;
-        }
-        PyList_SET_ITEM(ready, i, pair);
-    }
-    return ready;
+    return ready_list(events, count);
 }
 
 static PyMethodDef epoll_wait_methods[] = {
