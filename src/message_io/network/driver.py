@@ -247,7 +247,12 @@ class Driver(Host):
             self.registry.add_connection(conn)
             driver = self.driver
             if not publish_later or driver is None or driver == _get_ident():
-                fd_table.put(self.handlers, conn.fd, handler)
+                handlers = self.handlers
+                fd = conn.fd
+                if 0 <= fd < len(handlers):  # fd_table.put, inline: no call per connection
+                    handlers[fd] = handler
+                else:
+                    fd_table.put(handlers, fd, handler)
                 if poll:
                     self.poller.register(conn.fd, READ | WRITE)
                 return
