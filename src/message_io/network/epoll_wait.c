@@ -137,17 +137,6 @@ new_pair(int i, int fd, uint32_t mask)
     return fresh;
 }
 
-#ifndef Py_GIL_DISABLED
-/* new_pair(), once ``old`` (a reference given up by the caller: the pair that held this
- * place before, usually the one refilled) is released. */
-static PyObject *
-new_pair_after(int i, PyObject *old, int fd, uint32_t mask)
-{
-    Py_DECREF(old);
-    return new_pair(i, fd, mask);
-}
-#endif
-
 /* The list of the last call, kept: reused, with its pairs, when nothing else holds it
  * any more and it has the length this call needs. */
 #ifndef Py_GIL_DISABLED
@@ -166,8 +155,8 @@ ready_list(const struct epoll_event *events, int count)
              * is seen meanwhile (nothing else holds the list), and a pair's release
              * runs no Python code (it holds ints). */
             for (int i = 0; i < count; i++) {
-                PyObject *old = PyList_GET_ITEM(ready, i);
-                PyObject *pair = new_pair_after(i, old, events[i].data.fd, events[i].events);
+                Py_DECREF(PyList_GET_ITEM(ready, i)); /* its slot is refilled below */
+                PyObject *pair = new_pair(i, events[i].data.fd, events[i].events);
                 if (pair == NULL) {
                     /* The slot keeps a valid item: None (the list is dropped). */
                     PyList_SET_ITEM(ready, i, Py_NewRef(Py_None));
