@@ -56,6 +56,7 @@ COMPILED = [
 # build one warns and leaves its Python twin in use.
 C_TWINS = [
     "message_io/codec/mask.c",
+    "message_io/network/coalesce.c",
     "message_io/network/epoll_wait.c",
     "message_io/network/new_message.c",
     "message_io/network/sockio.c",

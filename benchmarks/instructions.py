@@ -25,6 +25,10 @@ Scenarios (both ends of a round trip run in one process, on one loop):
   prefix), echoing in ``data_received``; ``rtt-uvloop``: the same on uvloop.
 * ``receive``: a FramedTcp node receiving 100-byte messages that a plain socket thread
   sends in 100 KB writes; one operation is one message.
+* ``send``: a FramedTcp node sending 100-byte messages from its callback, 1,000 per
+  turn of its loop (a signal asks for the next batch, ``Drained`` after
+  ``QUEUE_FULL``), to a plain socket that a thread reads in 256 KiB ``recv_into``
+  calls (counted too); one operation is one message.
 * ``accept``: a FramedTcp listener accepting connections that wait in its backlog,
   all opened (``socket.create_connection``, counted) before its loop runs; one
   operation is one connection, closed at the end (the node closes its connections
@@ -214,6 +218,55 @@ def receive(count: int) -> None:
     thread.join()
 
 
+def send(count: int) -> None:
+    with socket.create_server((_HOST, 0)) as server_sock:
+        handler, listener = message_io.split()
+        endpoint, _ = handler.network.connect(Transport.FRAMED_TCP, server_sock.getsockname())
+        peer, _ = server_sock.accept()
+    expected = count * (_SIZE + 1)
+
+    def drain() -> None:
+        buffer = bytearray(256 * 1024)
+        received = 0
+        with peer:
+            while received < expected:
+                got = peer.recv_into(buffer)
+                if not got:
+                    break
+                received += got
+        if received == expected:
+            handler.stop()
+
+    payload = b"x" * _SIZE
+    send_message = handler.network.send
+    more = handler.signals.send
+    sent_status = message_io.SendStatus.SENT
+    sent = 0
+
+    def on_event(event: message_io.NodeEvent[Any]) -> None:
+        nonlocal sent
+        if (
+            event.__class__ is Connected
+            or event.__class__ is message_io.Signal
+            or (event.__class__ is message_io.Drained)
+        ):
+            stop = min(count, sent + _BATCH)
+            while sent < stop:
+                status = send_message(endpoint, payload)
+                if status is not sent_status:
+                    if status is message_io.SendStatus.QUEUE_FULL:
+                        return  # Drained follows
+                    raise SystemExit(f"send returned {status}")
+                sent += 1
+            if sent < count:
+                more(None)
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    listener.for_each(on_event)
+    thread.join()
+
+
 def _stop_at(
     kind: type[Any], count: int, stop: Callable[[], None]
 ) -> Callable[[message_io.NodeEvent[Any]], None]:
@@ -390,6 +443,7 @@ SCENARIOS: Final[dict[str, tuple[Callable[[int], None], int, int, str]]] = {
     "rtt-protocol": (lambda n: _rtt_protocol("asyncio", n), 2_000, 6_000, "round trip"),
     "rtt-uvloop": (lambda n: _rtt_protocol("uvloop", n), 2_000, 6_000, "round trip"),
     "receive": (receive, 100_000, 300_000, "message"),
+    "send": (send, 100_000, 300_000, "message"),
     "accept": (accept, 500, 1_500, "connection"),
     "accept-protocol": (lambda n: _accept_protocol("asyncio", n), 500, 1_500, "connection"),
     "accept-uvloop": (lambda n: _accept_protocol("uvloop", n), 500, 1_500, "connection"),

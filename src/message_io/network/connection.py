@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from ..codec.framing import frame_header
 from ..util.timers import Timer
-from . import sockio
+from . import coalesce, sockio
 from .adapter import (
     Buffer,
     BytesLike,
@@ -81,6 +81,9 @@ _FRAME: Final = Framing.FRAME
 _C_SOCKIO: Final = sockio.COMPILED
 _send: Final = sockio.send
 _send2: Final = sockio.send2
+# The C build's append to the open tail buffer (see coalesce); without it, ``+=``.
+_C_COALESCE: Final = coalesce.COMPILED
+_append: Final = coalesce.append
 
 _get_ident: Final = threading.get_ident
 
@@ -324,11 +327,19 @@ class Connection(SendQueue):
                 head = frame_header(size) if self.varint else header(size)
                 if head is None:
                     return _NOT_AVAILABLE  # the transport refuses it (closing)
-                if head:
-                    tail += head
-                    self.queued += len(head)
-            tail += data
-            self.queued += size
+                if _C_COALESCE:
+                    _append(tail, head, data)
+                else:
+                    if head:
+                        tail += head
+                    tail += data
+                self.queued += len(head) + size
+            else:
+                if _C_COALESCE:
+                    _append(tail, b"", data)
+                else:
+                    tail += data
+                self.queued += size
             if self.write_armed or (self.dirty and self.queued < _FLUSH_NOW):
                 return _SENT  # already scheduled, and not enough to write at once
             return self.schedule()
@@ -401,9 +412,12 @@ class Connection(SendQueue):
             if tail is None:
                 tail = self.tail = bytearray()
                 self.push(tail)
-            if head:
-                tail += head
-            tail += data
+            if _C_COALESCE:
+                _append(tail, head or b"", data)
+            else:
+                if head:
+                    tail += head
+                tail += data
         else:
             if head:
                 tail = self.tail
