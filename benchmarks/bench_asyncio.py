@@ -362,6 +362,18 @@ def cases(quick: bool) -> list[Case]:
     warmup, count = bench_latency.counts(quick)
     measure = partial(_measure, warmup=warmup, count=count)
     for_each = "message_io for_each, FramedTcp"
+    # The same samples as the for_each row, as a ratio to the fastest event loop's
+    # Protocol (uvloop's, or asyncio's without it).
+    fastest = "uvloop" if HAVE_UVLOOP else "asyncio"
+    versus_loop = Row(
+        NAME,
+        f"message_io for_each, vs {fastest} Protocol",
+        _UNIT,
+        higher_is_better=False,
+        baseline=f"{fastest} Protocol, length-prefixed",
+        target=f"<= 1x {fastest}",
+        target_met=_within(1.0),
+    )
     result = [
         Case(
             Row(NAME, for_each, _UNIT, higher_is_better=False),
@@ -370,7 +382,9 @@ def cases(quick: bool) -> list[Case]:
                 bench_latency.mio_echo_server,
                 bench_latency.mio_ping_client,
                 (Transport.FRAMED_TCP, True),
+                also=[versus_loop],
             ),
+            extra_rows=(versus_loop,),
         )
     ]
     for loop in ("asyncio", "uvloop") if HAVE_UVLOOP else ("asyncio",):

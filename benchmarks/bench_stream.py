@@ -477,8 +477,8 @@ def throughput_cases(quick: bool) -> list[Case]:
                         unit,
                         higher_is_better=True,
                         baseline=baseline,
-                        target=">= 1.5M msgs/s" if transport is Transport.FRAMED_TCP else "",
-                        target_met=(lambda median, _ratio: median >= 1.5e6)
+                        target=">= 3M msgs/s" if transport is Transport.FRAMED_TCP else "",
+                        target_met=(lambda median, _ratio: median >= 3e6)
                         if transport is Transport.FRAMED_TCP
                         else None,
                     ),
