@@ -28,7 +28,9 @@ Scenarios (both ends of a round trip run in one process, on one loop):
 * ``send``: a FramedTcp node sending 100-byte messages from its callback, 1,000 per
   turn of its loop (a signal asks for the next batch, ``Drained`` after
   ``QUEUE_FULL``), to a plain socket that a thread reads in 256 KiB ``recv_into``
-  calls (counted too); one operation is one message.
+  calls (counted too); one operation is one message. ``send-foreign``: the same
+  messages sent by the main thread while the node runs in the background (``wait_drained``
+  after ``QUEUE_FULL``).
 * ``accept``: a FramedTcp listener accepting connections that wait in its backlog,
   all opened (``socket.create_connection``, counted) before its loop runs; one
   operation is one connection, closed at the end (the node closes its connections
@@ -218,7 +220,7 @@ def receive(count: int) -> None:
     thread.join()
 
 
-def send(count: int) -> None:
+def send(count: int, foreign: bool = False) -> None:
     with socket.create_server((_HOST, 0)) as server_sock:
         handler, listener = message_io.split()
         endpoint, _ = handler.network.connect(Transport.FRAMED_TCP, server_sock.getsockname())
@@ -263,7 +265,18 @@ def send(count: int) -> None:
 
     thread = threading.Thread(target=drain, daemon=True)
     thread.start()
-    listener.for_each(on_event)
+    if foreign:
+        with listener.for_each_async(lambda _event: None) as task:
+            full = message_io.SendStatus.QUEUE_FULL
+            for _ in range(count):
+                while (status := send_message(endpoint, payload)) is not sent_status:
+                    if status is not full:
+                        raise SystemExit(f"send returned {status}")
+                    if not handler.network.wait_drained(endpoint, _CHILD_TIMEOUT):
+                        raise SystemExit("wait_drained failed")
+            task.wait(_CHILD_TIMEOUT)
+    else:
+        listener.for_each(on_event)
     thread.join()
 
 
@@ -444,6 +457,7 @@ SCENARIOS: Final[dict[str, tuple[Callable[[int], None], int, int, str]]] = {
     "rtt-uvloop": (lambda n: _rtt_protocol("uvloop", n), 2_000, 6_000, "round trip"),
     "receive": (receive, 100_000, 300_000, "message"),
     "send": (send, 100_000, 300_000, "message"),
+    "send-foreign": (lambda n: send(n, foreign=True), 100_000, 300_000, "message"),
     "accept": (accept, 500, 1_500, "connection"),
     "accept-protocol": (lambda n: _accept_protocol("asyncio", n), 500, 1_500, "connection"),
     "accept-uvloop": (lambda n: _accept_protocol("uvloop", n), 500, 1_500, "connection"),
