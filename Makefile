@@ -157,7 +157,7 @@ fuzz-ws: $(BUILT)
 
 # The compiled engine under valgrind's memcheck, once: the churn tests (connections
 # opened and closed on every transport), the WebSocket frame input's fuzz targets and
-# the hand-written C twins' own tests (sockio, epoll_wait, new_message, mask) and the lock's, with Python's allocator off (PYTHONMALLOC=malloc) so that memcheck sees every block.
+# the hand-written C twins' own tests (sockio, epoll_wait, new_message, mask, coalesce) and the lock's, with Python's allocator off (PYTHONMALLOC=malloc) so that memcheck sees every block.
 # Fails on a failed test, a definite leak, or an invalid write or free. CPython itself
 # makes memcheck report uses of uninitialised values (in int and json internals) and
 # glibc's AVX2 wmemcmp reads past a string's end: reported in the log, not failed.
@@ -171,6 +171,7 @@ valgrind: $(BUILT)
 	-o timeout=1800 tests/network/test_churn.py tests/fuzz/test_fuzz_ws_frames.py \
 	tests/network/test_sockio.py tests/network/test_epoll_wait.py \
 	tests/network/test_new_message.py tests/network/test_lock.py tests/codec/test_mask.py \
+	tests/network/test_coalesce.py \
 	-k "not test_a_signal_that_does_not_raise_lets_the_wait_go_on"
 	@grep -E "definitely lost|ERROR SUMMARY" $(VALGRIND_LOG)
 	@! grep -qE "definitely lost: [1-9]|Invalid write|Invalid free|Mismatched free" $(VALGRIND_LOG) \
