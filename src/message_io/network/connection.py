@@ -135,6 +135,7 @@ class Connection(SendQueue):
         "message_timeout",
         "min_rate",
         "output",
+        "owner",
         "parked",
         "partial_since",
         "paused",
@@ -192,6 +193,8 @@ class Connection(SendQueue):
         self.watch_timer: Timer | None = None  # message_timeout / idle_timeout check
         self.watch_at = 0.0
         self.tail: bytearray | None = None  # the open chunk that small messages join
+        # The node's registry while it holds this connection (see Registry.bind).
+        self.owner: object = None
         self.dirty = False
         self.read_closed = False  # the peer's EOF was seen while closing
         self.direct_iter = -1

@@ -44,13 +44,17 @@ class Endpoint:
     good dictionary keys; two endpoints are equal when both fields are.
     """
 
-    __slots__ = ("_addr", "_hash", "_resource_id")
+    __slots__ = ("_addr", "_conn", "_hash", "_resource_id")
     # A class variable (a compiled class would take a plain one for an attribute).
     __match_args__: ClassVar[tuple[str, ...]] = ("resource_id", "addr")
 
     _resource_id: ResourceId
     _addr: Address
     _hash: int
+    # The engine's connection while a node has it open (set and cleared by that node's
+    # registry, see Registry.add_connection; compiled only): a send finds it without a
+    # dictionary lookup. Not part of the value: not compared, hashed, shown or pickled.
+    _conn: Any
 
     def __init__(self, resource_id: ResourceId, addr: Address) -> None:
         """The endpoint of the resource ``resource_id``, at the peer's address ``addr``.
@@ -70,12 +74,14 @@ class Endpoint:
             self._resource_id = resource_id
             self._addr = addr
             self._hash = hash((resource_id, addr))
+            self._conn = None
         else:
             # Interpreted, the slots' own setters (see below): __setattr__ refuses, and
             # object.__setattr__ would look each name up in the class first.
             _set_resource_id(self, resource_id)
             _set_addr(self, addr)
             _set_hash(self, hash((resource_id, addr)))
+            # _conn stays unset: the interpreted engine does not link endpoints.
 
     @classmethod
     def from_listener(cls, listener_id: ResourceId | int, addr: Address) -> Endpoint:
@@ -103,6 +109,14 @@ class Endpoint:
     def addr(self) -> Address:
         """The peer's address."""
         return self._addr
+
+    def _link(self, conn: Any) -> None:
+        """Link this endpoint to the engine's connection ``conn``, or unlink it (None).
+        For the registry only (which links endpoints only when compiled)."""
+        if _COMPILED:
+            self._conn = conn  # a store into the object: __setattr__ is not asked
+        else:
+            _set_conn(self, conn)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Endpoint is immutable")
@@ -137,3 +151,4 @@ _COMPILED: Final[bool] = not isinstance(_probe, types.FunctionType)
 _set_resource_id = vars(Endpoint)["_resource_id"].__set__
 _set_addr = vars(Endpoint)["_addr"].__set__
 _set_hash = vars(Endpoint)["_hash"].__set__
+_set_conn = vars(Endpoint)["_conn"].__set__

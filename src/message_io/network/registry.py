@@ -16,7 +16,7 @@ from ..errors import NodeStoppedError
 from .adapter import SendStatus
 from .connection import Connection
 from .dial import Dial
-from .endpoint import Endpoint
+from .endpoint import _COMPILED, Endpoint
 from .listener import Listener
 from .resource_id import ADAPTER_SHIFT, BASE_MASK, LOCAL_BIT, ResourceId, ResourceType
 
@@ -38,6 +38,13 @@ def _resource_id(endpoint: Any) -> ResourceId:
     # Raised here, not in the handler, and not from a failed attribute lookup, whose
     # AttributeError would be chained to it in the traceback.
     raise TypeError(f"send() endpoint must be an Endpoint, not {type(endpoint).__name__}")
+
+
+def _unlink(conn: Connection) -> None:
+    """Undo the link :meth:`Registry.add_connection` made (compiled only: the callers
+    test ``_COMPILED`` first, so the interpreted engine pays no call)."""
+    conn.owner = None
+    conn.endpoint._link(None)
 
 
 class Registry:
@@ -90,6 +97,10 @@ class Registry:
             TypeError: ``endpoint`` is not an Endpoint; ``data`` is a ``str`` for a
                 listener's peer (or for a transport without text messages).
         """
+        if _COMPILED and type(endpoint) is Endpoint:
+            linked: Connection | None = endpoint._conn  # see add_connection
+            if linked is not None and linked.owner is self:
+                return linked.send(data)
         resource_id = _resource_id(endpoint)
         conn = self.connections.get(resource_id)
         if conn is not None:
@@ -110,13 +121,19 @@ class Registry:
         Raises:
             TypeError: as :meth:`send`.
         """
-        resource_id = _resource_id(endpoint)
-        conn = self.connections.get(resource_id)
+        conn = None
+        if _COMPILED and type(endpoint) is Endpoint:
+            linked: Connection | None = endpoint._conn  # see add_connection
+            if linked is not None and linked.owner is self:
+                conn = linked
+        if conn is None:
+            resource_id = _resource_id(endpoint)
+            conn = self.connections.get(resource_id)
         if conn is not None:
             if conn.request_drained(endpoint):
                 return _QUEUE_FULL
             return conn.send(data)
-        listener = self.listeners.get(resource_id)
+        listener = self.listeners.get(_resource_id(endpoint))
         if listener is not None:
             if isinstance(data, str):
                 raise TypeError(f"{endpoint} takes bytes-like messages, not str")
@@ -133,6 +150,16 @@ class Registry:
         """
         self._check_open()
         self.connections[conn.id] = conn
+        if _COMPILED:
+            # Link its endpoint to it, for send() to find it without a lookup by id (a
+            # hash of the id and a probe): an endpoint linked to a connection this
+            # registry owns is the one ``connections`` has under its id. Unlinked when
+            # it leaves ``connections`` (take, forget, clear), so an endpoint the user
+            # keeps holds no closed connection. Compiled only: these are stores into
+            # the objects there, where the interpreted engine would pay more per
+            # connection than it saves per send.
+            conn.owner = self
+            conn.endpoint._link(conn)
         if type(conn.remote) is not Dial:
             self.resources[conn.fd] = conn
 
@@ -152,13 +179,16 @@ class Registry:
         with self.lock:
             conn = self.connections.pop(resource_id, None)
             if conn is not None:
+                if _COMPILED:
+                    _unlink(conn)
                 return conn
             return self.listeners.pop(resource_id, None)
 
     def forget(self, conn: Connection) -> None:
         """Remove ``conn`` by id (it failed or was lost)."""
         with self.lock:
-            self.connections.pop(conn.id, None)
+            if self.connections.pop(conn.id, None) is conn and _COMPILED:
+                _unlink(conn)
 
     def closed(self, fd: int) -> None:
         """The resource of descriptor ``fd`` is closed."""
@@ -181,6 +211,9 @@ class Registry:
             self._open = False
             dialing = [c for c in self.connections.values() if type(c.remote) is Dial]
             resources = list(self.resources.values())
+            if _COMPILED:
+                for conn in self.connections.values():
+                    _unlink(conn)
             self.connections.clear()
             self.listeners.clear()
             return dialing, resources
