@@ -70,22 +70,45 @@ def test_an_exported_buffer_that_must_grow_is_refused_unchanged(twin: Any) -> No
 
 
 @pytest.mark.parametrize(
-    ("buffer", "head", "data"),
+    ("buffer", "head", "data", "error"),
     [
-        (b"bytes", b"", b"x"),
-        (memoryview(bytearray(1)), b"", b"x"),
-        (bytearray(), "str", b"x"),
-        (bytearray(), b"", 5),
-        (bytearray(), b"", memoryview(b"abcdef")[::2]),  # not contiguous
+        (b"bytes", b"", b"x", TypeError),
+        (memoryview(bytearray(1)), b"", b"x", TypeError),
+        (bytearray(b"x"), "str", b"x", TypeError),
+        (bytearray(b"x"), b"H", "str", TypeError),
+        (bytearray(b"x"), b"H", None, TypeError),
+        (bytearray(b"x"), b"H", 5, TypeError),
+        (bytearray(b"x"), b"H", memoryview(b"abcdef")[::2], BufferError),  # not contiguous
+        (bytearray(b"x"), memoryview(b"abcdef")[::2], b"y", BufferError),
     ],
 )
 def test_bad_arguments_raise_and_change_nothing(
-    twin: Any, buffer: Any, head: Any, data: Any
+    twin: Any, buffer: Any, head: Any, data: Any, error: type[Exception]
 ) -> None:
     before = bytes(buffer)
-    with pytest.raises((TypeError, BufferError)):
+    with pytest.raises(error):
         twin.append(buffer, head, data)
     assert bytes(buffer) == before
+
+
+def test_the_buffer_itself_as_data_is_refused_unchanged(twin: Any) -> None:
+    buffer = bytearray(b"ab")
+    with pytest.raises(BufferError):
+        twin.append(buffer, b"H", buffer)
+    with pytest.raises(BufferError):
+        twin.append(buffer, memoryview(buffer)[:1], b"y")
+    assert buffer == b"ab"
+
+
+def test_an_exported_buffer_takes_nothing_even_within_its_room(twin: Any) -> None:
+    buffer = bytearray(b"abcdef")
+    del buffer[3:]  # room for three more without a new allocation
+    with memoryview(buffer), pytest.raises(BufferError):
+        twin.append(buffer, b"", b"x")
+    assert buffer == b"abc"
+    with memoryview(buffer):
+        twin.append(buffer, b"", b"")  # adds nothing: allowed, as += allows it
+    assert buffer == b"abc"
 
 
 @pytest.mark.skipif(not coalesce.COMPILED, reason="the C twin's growth (the compiled engine)")
@@ -103,6 +126,20 @@ def test_the_c_twin_grows_by_the_size_it_holds() -> None:
     assert reallocations <= 16
     # Never more than the slack beyond what it holds.
     assert sys.getsizeof(buffer) <= 2 * len(buffer) + 200
+
+
+@pytest.mark.skipif(not coalesce.COMPILED, reason="the C twin's growth (the compiled engine)")
+def test_the_c_twin_keeps_its_room_after_a_front_cut() -> None:
+    """After the writer took a front part (as a partial send does), a growth still
+    reserves room, and the appends that follow fit in it."""
+    buffer = bytearray(b"x" * 999)
+    del buffer[:499]
+    coalesce.append(buffer, b"", b"y" * 10)
+    reserved = sys.getsizeof(buffer)
+    for _ in range(40):
+        coalesce.append(buffer, b"", b"y" * 10)
+    assert sys.getsizeof(buffer) == reserved
+    assert buffer == b"x" * 500 + b"y" * 410
 
 
 @pytest.mark.skipif(not coalesce.COMPILED, reason="the C twin's growth (the compiled engine)")

@@ -82,20 +82,30 @@ append(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     Py_ssize_t needed = size + head.len + data.len;
+    if (needed == size) {
+        result = Py_NewRef(Py_None); /* nothing to add: += would change nothing either */
+        goto done;
+    }
+    if (((PyByteArrayObject *)target)->ob_exports > 0) {
+        /* As PyByteArray_Resize refuses it: a view of the buffer is open. */
+        PyErr_SetString(PyExc_BufferError,
+                        "Existing exports of data: object cannot be re-sized");
+        goto done;
+    }
     if (needed > capacity((PyByteArrayObject *)target)) {
         Py_ssize_t slack = size < SLACK_MAX ? size : SLACK_MAX;
         if (slack <= size / 8 || slack > PY_SSIZE_T_MAX - 1 - needed) {
             slack = 0; /* CPython's own growth, an eighth, is as much */
         }
-        /* Grown to needed + slack, then cut back to needed: a cut of less than half
-         * keeps the allocation (PyByteArray_Resize only shortens the object). */
-        if (slack && PyByteArray_Resize(target, needed + slack) < 0) {
+        if (PyByteArray_Resize(target, needed + slack) < 0) {
             goto done;
         }
     }
-    if (PyByteArray_Resize(target, needed) < 0) {
-        goto done;
-    }
+    /* The object's size set within its allocation, as PyByteArray_Resize does for a
+     * size that fits (except that it gives the memory back when the size falls below
+     * half of it, which after a front cut would undo the slack reserved above). */
+    Py_SET_SIZE(target, needed);
+    PyByteArray_AS_STRING(target)[needed] = '\0';
     char *out = PyByteArray_AS_STRING(target) + size;
     if (head.len) {
         memcpy(out, head.buf, (size_t)head.len);
