@@ -97,11 +97,14 @@ class Registry:
             TypeError: ``endpoint`` is not an Endpoint; ``data`` is a ``str`` for a
                 listener's peer (or for a transport without text messages).
         """
-        if _COMPILED and type(endpoint) is Endpoint:
-            linked: Connection | None = endpoint._conn  # see add_connection
-            if linked is not None and linked.owner is self:
-                return linked.send(data)
-        resource_id = _resource_id(endpoint)
+        if type(endpoint) is Endpoint:
+            if _COMPILED:
+                linked: Connection | None = endpoint._conn  # see add_connection
+                if linked is not None and linked.owner is self:
+                    return linked.send(data)
+            resource_id = endpoint._resource_id  # inline: no call, interpreted
+        else:
+            resource_id = _resource_id(endpoint)  # a subclass's, or TypeError
         conn = self.connections.get(resource_id)
         if conn is not None:
             return conn.send(data)
@@ -122,18 +125,21 @@ class Registry:
             TypeError: as :meth:`send`.
         """
         conn = None
-        if _COMPILED and type(endpoint) is Endpoint:
-            linked: Connection | None = endpoint._conn  # see add_connection
-            if linked is not None and linked.owner is self:
-                conn = linked
+        if type(endpoint) is Endpoint:
+            if _COMPILED:
+                linked: Connection | None = endpoint._conn  # see add_connection
+                if linked is not None and linked.owner is self:
+                    conn = linked
+            resource_id = endpoint._resource_id  # inline: no call, interpreted
+        else:
+            resource_id = _resource_id(endpoint)  # a subclass's, or TypeError
         if conn is None:
-            resource_id = _resource_id(endpoint)
             conn = self.connections.get(resource_id)
         if conn is not None:
             if conn.request_drained(endpoint):
                 return _QUEUE_FULL
             return conn.send(data)
-        listener = self.listeners.get(_resource_id(endpoint))
+        listener = self.listeners.get(resource_id)
         if listener is not None:
             if isinstance(data, str):
                 raise TypeError(f"{endpoint} takes bytes-like messages, not str")
