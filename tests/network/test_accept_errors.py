@@ -275,3 +275,67 @@ def test_an_accepted_connection_the_poller_refuses_is_closed_and_the_next_one_se
     assert remote.closed
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("could not poll accepted" in w for w in warnings), warnings
+
+
+class _UnpollableConnectRemote(MinimalRemote):
+    """A connecting side whose descriptor epoll refuses (``/dev/null``: EPERM)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.null = os.open(os.devnull, os.O_RDONLY)
+        _UNPOLLABLE_CONNECTS.append(self)
+
+    def fileno(self) -> int:
+        return self.null
+
+    def close(self) -> None:
+        os.close(self.null)
+        self.null = -1
+        super().close()
+
+
+_UNPOLLABLE_CONNECTS: list[_UnpollableConnectRemote] = []
+
+
+class _UnpollableConnectAdapter(MinimalAdapter):
+    def connect(self, addr: Any, config: Any) -> ConnectionInfo:
+        info = super().connect(addr, config)
+        assert isinstance(info.remote, MinimalRemote)
+        return ConnectionInfo(
+            _UnpollableConnectRemote(info.remote.sock), info.local_addr, info.peer_addr
+        )
+
+
+_UNPOLLABLE_CONNECT = _UnpollableConnectAdapter()
+UNPOLLABLE_CONNECT: Transport = getattr(
+    Transport, "UNPOLLABLE_CONNECT", None
+) or message_io.register_transport("UNPOLLABLE_CONNECT", _UNPOLLABLE_CONNECT)
+
+
+def test_a_connection_the_poller_refuses_is_not_left_in_the_node(tmp_path: Path) -> None:
+    """epoll refuses a new connection's descriptor: connect raises, the remote is closed,
+    and the node keeps nothing of it (no connection by id, no resource or handler by
+    descriptor, which a later socket may reuse)."""
+    _UNPOLLABLE_CONNECTS.clear()
+    handler, listener = message_io.split()
+    path = str(tmp_path / "sock")
+    handler.network.listen(Transport.UNIX, path)
+    loop: Any = handler.network._loop
+    with pytest.raises(OSError) as failed:
+        handler.network.connect(UNPOLLABLE_CONNECT, path)
+    assert failed.value.errno == errno.EPERM
+    (remote,) = _UNPOLLABLE_CONNECTS
+    assert remote.null == -1  # closed
+    assert loop.connections == {}
+    assert all(type(r).__name__ == "Listener" for r in loop.registry.resources.values())
+    events: queue.Queue[NodeEvent[Any]] = queue.Queue()
+    with listener.for_each_async(events.put):
+        endpoint, _ = handler.network.connect_sync(Transport.UNIX, path)
+        assert handler.network.send(endpoint, b"still fine") is message_io.SendStatus.SENT
+        kinds = []
+        while Message not in kinds:
+            event = events.get(timeout=TIMEOUT)
+            kinds.append(type(event))
+            if isinstance(event, Message):
+                assert event.data == b"still fine"
+        handler.stop()

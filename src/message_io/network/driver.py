@@ -254,7 +254,14 @@ class Driver(Host):
                 else:
                     fd_table.put(handlers, fd, handler)
                 if poll:
-                    self.poller.register(conn.fd, READ | WRITE)
+                    try:
+                        self.poller.register(conn.fd, READ | WRITE)
+                    except BaseException:
+                        # Not polled: not added either (the caller closes it).
+                        fd_table.take(handlers, fd)
+                        self.registry.forget(conn)
+                        self.registry.closed(fd)
+                        raise
                 return
             conn.published = False
             self.registrations.append((conn, handler))
