@@ -16,6 +16,11 @@ False, so the interpreted engine pays no extra call.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .adapter import Buffer
+
 __all__ = ["COMPILED", "SLACK_MAX", "append"]
 
 # Not Final: the compiled engine would fold this file's values into its own code, and
@@ -26,10 +31,8 @@ SLACK_MAX: int = 1 << 20
 """The C build reserves at most this many bytes beyond what a buffer holds (or an eighth
 of it, CPython's own growth, if that is more)."""
 
-_Buffer = bytes | bytearray | memoryview
 
-
-def append(buffer: bytearray, head: _Buffer, data: _Buffer, /) -> None:
+def append(buffer: bytearray, head: Buffer, data: Buffer, /) -> None:
     """``buffer += head; buffer += data``.
 
     Raises:

@@ -193,7 +193,7 @@ class Connection(SendQueue):
         self.watch_timer: Timer | None = None  # message_timeout / idle_timeout check
         self.watch_at = 0.0
         self.tail: bytearray | None = None  # the open chunk that small messages join
-        # The node's registry while it holds this connection (see Registry.bind).
+        # The node's registry while it holds this connection (see Registry.add_connection).
         self.owner: object = None
         self.dirty = False
         self.read_closed = False  # the peer's EOF was seen while closing
@@ -330,19 +330,15 @@ class Connection(SendQueue):
                 head = frame_header(size) if self.varint else header(size)
                 if head is None:
                     return _NOT_AVAILABLE  # the transport refuses it (closing)
-                if _C_COALESCE:
-                    _append(tail, head, data)
-                else:
-                    if head:
-                        tail += head
-                    tail += data
-                self.queued += len(head) + size
             else:
-                if _C_COALESCE:
-                    _append(tail, b"", data)
-                else:
-                    tail += data
-                self.queued += size
+                head = b""  # a raw stream
+            if _C_COALESCE:
+                _append(tail, head, data)
+            else:
+                if head:
+                    tail += head
+                tail += data
+            self.queued += len(head) + size
             if self.write_armed or (self.dirty and self.queued < _FLUSH_NOW):
                 return _SENT  # already scheduled, and not enough to write at once
             return self.schedule()

@@ -112,11 +112,9 @@ class Endpoint:
 
     def _link(self, conn: Any) -> None:
         """Link this endpoint to the engine's connection ``conn``, or unlink it (None).
-        For the registry only (which links endpoints only when compiled)."""
-        if _COMPILED:
-            self._conn = conn  # a store into the object: __setattr__ is not asked
-        else:
-            _set_conn(self, conn)
+        For the compiled registry only: compiled, this is a store into the object
+        (``__setattr__`` is not asked); interpreted, ``__setattr__`` refuses it."""
+        self._conn = conn
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Endpoint is immutable")
@@ -151,4 +149,3 @@ _COMPILED: Final[bool] = not isinstance(_probe, types.FunctionType)
 _set_resource_id = vars(Endpoint)["_resource_id"].__set__
 _set_addr = vars(Endpoint)["_addr"].__set__
 _set_hash = vars(Endpoint)["_hash"].__set__
-_set_conn = vars(Endpoint)["_conn"].__set__
