@@ -23,7 +23,7 @@ from ..errors import NodeStoppedError
 from . import fd_table, new_message
 from .connection import Connection, connection_class, describe
 from .driver import Driver
-from .endpoint import Endpoint, ResourceType
+from .endpoint import _COMPILED, Endpoint, ResourceType
 from .listener import Listener
 from .net_event import Drained, Message, MessageDraft
 from .poller import READ, WRITE
@@ -154,6 +154,8 @@ class Acceptor(Driver):
                     if len(cache) > _ENDPOINT_CACHE:
                         cache.clear()
                     peer = cache[addr] = Endpoint(listener.id, addr)
+                    if _COMPILED:
+                        peer._link_listener(listener)  # see Registry.send
                 if _C_MESSAGE:
                     emit(_new_message(peer, data))
                 else:

@@ -44,7 +44,7 @@ class Endpoint:
     good dictionary keys; two endpoints are equal when both fields are.
     """
 
-    __slots__ = ("_addr", "_conn", "_hash", "_resource_id")
+    __slots__ = ("_addr", "_conn", "_hash", "_listener", "_resource_id")
     # A class variable (a compiled class would take a plain one for an attribute).
     __match_args__: ClassVar[tuple[str, ...]] = ("resource_id", "addr")
 
@@ -55,6 +55,9 @@ class Endpoint:
     # registry, see Registry.add_connection; compiled only): a send finds it without a
     # dictionary lookup. Not part of the value: not compared, hashed, shown or pickled.
     _conn: Any
+    # Likewise the engine's listener, for a packet listener's peer that the listener
+    # received from (set by the node that made it, see Acceptor._on_listener).
+    _listener: Any
 
     def __init__(self, resource_id: ResourceId, addr: Address) -> None:
         """The endpoint of the resource ``resource_id``, at the peer's address ``addr``.
@@ -75,13 +78,15 @@ class Endpoint:
             self._addr = addr
             self._hash = hash((resource_id, addr))
             self._conn = None
+            self._listener = None
         else:
             # Interpreted, the slots' own setters (see below): __setattr__ refuses, and
             # object.__setattr__ would look each name up in the class first.
             _set_resource_id(self, resource_id)
             _set_addr(self, addr)
             _set_hash(self, hash((resource_id, addr)))
-            # _conn stays unset: the interpreted engine does not link endpoints.
+            # _conn and _listener stay unset: the interpreted engine does not link
+            # endpoints.
 
     @classmethod
     def from_listener(cls, listener_id: ResourceId | int, addr: Address) -> Endpoint:
@@ -115,6 +120,11 @@ class Endpoint:
         For the compiled registry only: compiled, this is a store into the object
         (``__setattr__`` is not asked); interpreted, ``__setattr__`` refuses it."""
         self._conn = conn
+
+    def _link_listener(self, listener: Any) -> None:
+        """Link this endpoint of a packet listener's peer to the engine's ``listener``
+        (compiled only, as :meth:`_link`)."""
+        self._listener = listener
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Endpoint is immutable")

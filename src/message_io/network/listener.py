@@ -54,6 +54,7 @@ class Listener(SendQueue):
         "loop",
         "on_datagram",
         "on_remote",
+        "owner",
         "published",
         "source",
     )
@@ -82,6 +83,7 @@ class Listener(SendQueue):
         # compiled source, where the listener's methods would do just that.
         self.source = local._datagram_source()
         self.published = True  # its creator holds its id (see Loop.register_listener)
+        self.owner: object | None = None  # its registry (compiled, see Registry.send)
         self.move(READY)
         self.endpoint_cache: dict[Address, Endpoint] = {}
         # What one accept() call found, through callbacks made once, not per event.

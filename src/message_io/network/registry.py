@@ -100,8 +100,15 @@ class Registry:
         if type(endpoint) is Endpoint:
             if _COMPILED:
                 linked: Connection | None = endpoint._conn  # see add_connection
-                if linked is not None and linked.owner is self:
-                    return linked.send(data)
+                if linked is not None:
+                    if linked.owner is self:
+                        return linked.send(data)
+                else:
+                    source: Listener | None = endpoint._listener  # see add_listener
+                    if source is not None and source.owner is self:
+                        if isinstance(data, str):
+                            raise TypeError(f"{endpoint} takes bytes-like messages, not str")
+                        return source.send_to(endpoint, data)
             resource_id = endpoint._resource_id  # inline: no call, interpreted
         else:
             resource_id = _resource_id(endpoint)  # a subclass's, or TypeError
@@ -177,6 +184,12 @@ class Registry:
         """
         self._check_open()
         self.listeners[listener.id] = listener
+        if _COMPILED:
+            # The endpoints of the peers it receives from are linked to it (see
+            # Acceptor._on_listener), valid while this registry owns it: as for
+            # connections, but a peer's endpoint keeps its link (the listener may
+            # outlive it), so the owner is what is unset when the listener leaves.
+            listener.owner = self
         self.resources[listener.fd] = listener
 
     def take(self, resource_id: ResourceId) -> Connection | Listener | None:
@@ -188,7 +201,10 @@ class Registry:
                 if _COMPILED:
                     _unlink(conn)
                 return conn
-            return self.listeners.pop(resource_id, None)
+            listener = self.listeners.pop(resource_id, None)
+            if listener is not None:
+                listener.owner = None
+            return listener
 
     def forget(self, conn: Connection) -> None:
         """Remove ``conn`` by id (it failed or was lost)."""
@@ -220,6 +236,8 @@ class Registry:
             if _COMPILED:
                 for conn in self.connections.values():
                     _unlink(conn)
+            for listener in self.listeners.values():
+                listener.owner = None
             self.connections.clear()
             self.listeners.clear()
             return dialing, resources
