@@ -36,11 +36,13 @@ class FakeClock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Replace ``monotonic`` in the signal and timer modules (only there) by a fake clock."""
+def clock(monkeypatch: pytest.MonkeyPatch, node: Node) -> FakeClock:
+    """Replace ``monotonic`` in the signal and timer modules (only there), and the clock
+    of ``node``'s timer heap, by a fake clock."""
     fake = FakeClock()
     monkeypatch.setattr(events_module, "monotonic", fake.monotonic)
     monkeypatch.setattr(timers_module, "monotonic", fake.monotonic)
+    monkeypatch.setattr(node[0]._loop.timers, "clock", fake.monotonic)
     return fake
 
 

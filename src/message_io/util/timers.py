@@ -16,8 +16,10 @@ floor), the heap is rebuilt without them: a churn of connections, each with a fe
 timers, never leaves memory behind.
 
 Adding a timer earlier than every other one calls ``wake``: the loop may be asleep in a
-poll that would otherwise outlast it. Times are read through the module's ``monotonic``,
-so a test may replace it with a fake clock.
+poll that would otherwise outlast it. Times are read through the heap's ``clock``: the
+module's ``monotonic`` when the heap was made, so a test may replace either with a fake
+clock (an attribute of the heap, read on every turn of the loop, costs a tenth of a
+module global's lookup in the compiled engine).
 """
 
 from __future__ import annotations
@@ -53,9 +55,10 @@ class TimerHeap:
         entries: The heap itself, ``[(deadline, sequence, timer)]``: internal API, read
             by the loop's hot path to learn cheaply whether any timer exists
             (``if heap.entries``) and for tests; never modified outside this class.
+        clock: What deadlines are read from (``time.monotonic``; a test's fake clock).
     """
 
-    __slots__ = ("_cancelled", "_lock", "_seq", "_wake", "entries")
+    __slots__ = ("_cancelled", "_lock", "_seq", "_wake", "clock", "entries")
 
     def __init__(self, wake: Callable[[], None]) -> None:
         """``wake`` interrupts the loop's poll; called when a new timer is the earliest."""
@@ -64,10 +67,11 @@ class TimerHeap:
         self._seq = itertools.count()
         self._cancelled = 0  # cancelled timers still in the heap
         self.entries: list[tuple[float, int, Timer]] = []
+        self.clock: Callable[[], float] = monotonic
 
     def add(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` on the loop thread after ``delay`` seconds. Any thread."""
-        return self.add_at(monotonic() + delay, callback)
+        return self.add_at(self.clock() + delay, callback)
 
     def add_at(self, deadline: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` on the loop thread at ``deadline`` (``time.monotonic()``).
@@ -121,7 +125,7 @@ class TimerHeap:
         Stops early once ``keep_going()`` is False after a callback (the node stopped).
         """
         entries = self.entries
-        now = monotonic()
+        now = self.clock()
         if not entries or entries[0][0] > now:  # the common case, without the lock
             return
         while True:
