@@ -62,3 +62,61 @@ def test_what_is_not_bytes_like_is_refused(twin: Any) -> None:
         twin.mask(b"data", 1234)
     with pytest.raises(TypeError):
         twin.mask(b"data")
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 16, 17, 1000, 65_536, 70_001])
+def test_mask_into_fills_a_buffer_as_mask_makes_bytes(twin: Any, size: int) -> None:
+    data = os.urandom(size)
+    key = os.urandom(4)
+    for start in (b"", b"x" * 10, b"y" * (2 * size + 10)):  # grown, or shrunk
+        dest = bytearray(start)
+        assert twin.mask_into(dest, data, key) is None
+        assert dest == _reference(data, key)
+
+
+def test_mask_into_reuses_a_buffer_cut_at_its_front(twin: Any) -> None:
+    key = b"\x0f\xf0\x55\xaa"
+    dest = bytearray(os.urandom(70_000))
+    del dest[:12_345]  # written in part, as a short send leaves it
+    for size in (70_000, 65_536, 40_000, 70_001):
+        data = os.urandom(size)
+        twin.mask_into(dest, memoryview(data), key)
+        assert dest == _reference(data, key)
+        del dest[:3]
+
+
+def test_mask_into_in_place(twin: Any) -> None:
+    key = b"\x01\x02\x03\x04"
+    payload = os.urandom(1000)
+    dest = bytearray(payload)
+    twin.mask_into(dest, dest, key)  # the same size: XOR in place
+    assert dest == _reference(payload, key)
+
+
+def test_mask_into_refuses_to_resize_a_viewed_buffer(twin: Any) -> None:
+    dest = bytearray(b"0123456789")
+    with memoryview(dest) as view:
+        with pytest.raises(BufferError):
+            twin.mask_into(dest, b"a longer payload", b"abcd")
+        with pytest.raises(BufferError):
+            twin.mask_into(dest, b"short", b"abcd")
+        assert dest == b"0123456789"
+        twin.mask_into(dest, b"9876543210", b"\x00\x00\x00\x00")  # same size: allowed
+        assert view.tobytes() == b"9876543210"
+
+
+def test_mask_into_refuses_bad_arguments_and_leaves_dest_alone(twin: Any) -> None:
+    dest = bytearray(b"kept")
+    with pytest.raises(ValueError, match="4 bytes"):
+        twin.mask_into(dest, b"payload", b"abc")
+    with pytest.raises(TypeError):
+        twin.mask_into(dest, "text", b"abcd")
+    with pytest.raises(TypeError):
+        twin.mask_into(dest, b"data", 1234)
+    assert dest == b"kept"
+    with pytest.raises(TypeError):
+        twin.mask_into(b"bytes", b"data", b"abcd")
+    with pytest.raises(TypeError):
+        twin.mask_into(memoryview(bytearray(4)), b"data", b"abcd")
+    with pytest.raises(TypeError):
+        twin.mask_into(dest, b"data")

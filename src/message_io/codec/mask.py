@@ -6,6 +6,10 @@ compiler puts ``mask.c`` beside it: the same XOR, without the generic argument p
 that costs more than masking a small message does. Every message a client sends is
 masked, and every message a server receives unmasked. :data:`COMPILED` tells which one
 runs.
+
+:func:`mask_into` masks into a ``bytearray`` the caller reuses (a client's frame bodies,
+see :mod:`.body_pool`). Here it is ``apply_mask`` and a copy into it; the C twin writes
+it directly.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ try:
 except ImportError:  # websockets without its C speedups
     from websockets.utils import apply_mask
 
-__all__ = ["COMPILED", "mask"]
+__all__ = ["COMPILED", "mask", "mask_into"]
 
 # Not Final: the compiled engine would fold this file's value into its own code, and
 # never ask the module that is actually imported.
@@ -26,3 +30,15 @@ mask = apply_mask
 """``mask(data, key, /) -> bytes``: ``data`` (bytes-like) XOR ``key`` (4 bytes) repeated.
 Raises ``ValueError`` if ``key`` is not 4 bytes long, ``TypeError`` if either is not
 bytes-like."""
+
+
+def mask_into(
+    dest: bytearray, data: bytes | bytearray | memoryview, key: bytes | bytearray, /
+) -> None:
+    """``dest[:] = mask(data, key)``: ``dest`` is resized to ``len(data)`` and holds the
+    masked bytes. Raises as :func:`mask` does (before ``dest`` changes), ``TypeError`` if
+    ``dest`` is not a ``bytearray``, ``BufferError`` if it must change size while a view
+    of it is open."""
+    if not isinstance(dest, bytearray):
+        raise TypeError(f"mask_into() needs a bytearray, not {type(dest).__name__}")
+    dest[:] = apply_mask(data, key)
