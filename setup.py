@@ -25,6 +25,7 @@ from setuptools.command.build_ext import build_ext
 # every message (Endpoint, the connections' lock). Other public types (events, resource
 # ids, configs) and the adapters stay interpreted, so users may subclass and inspect them.
 COMPILED = [
+    "message_io/codec/body_pool.py",
     "message_io/codec/framing.py",
     "message_io/codec/varint.py",
     "message_io/codec/ws_frames.py",

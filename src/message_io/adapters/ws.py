@@ -42,6 +42,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
 
+from ..codec.body_pool import BodyPool
 from ..codec.ws_frames import FIN_BINARY, FIN_TEXT, FrameInput, Masker, frame_header
 from ..errors import AddressError
 from ..network.adapter import (
@@ -693,6 +694,12 @@ class WsRemote(Remote):
             return self._stream.send(data)
         except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return 0
+
+    def _send_pool(self) -> BodyPool | None:
+        """A client's: the pool its masker takes large binary bodies from (see
+        :mod:`message_io.codec.body_pool`); None on the server side, which copies
+        nothing."""
+        return self._masker.pool if self._masker is not None else None
 
     def _direct_socket(self) -> socket.socket | None:
         """The socket, for plain ``ws`` (never wrapped in TLS), from the built-in classes

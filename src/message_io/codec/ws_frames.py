@@ -48,9 +48,11 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event, Protocol
 
 from . import mask
+from .body_pool import BodyPool
 
 # Final: compiled, module constants are C statics; imported names are looked up by name.
 _apply_mask: Final = mask.mask
+_mask_into: Final = mask.mask_into
 _OPEN: Final = OPEN
 _OPCODE_TEXT: Final = Opcode.TEXT
 _Frame: Final = Frame
@@ -97,22 +99,32 @@ def frame_header(first: int, size: int, mask_bit: int = 0) -> bytes:
 
 class Masker:
     """The outgoing frames of a client, masked (RFC 6455 5.3) with keys drawn from
-    ``os.urandom`` (strong entropy, as the RFC asks) 1,024 at a time."""
+    ``os.urandom`` (strong entropy, as the RFC asks) 1,024 at a time.
 
-    __slots__ = ("_at", "_keys")
+    The body of a large binary frame is masked into a buffer of :attr:`pool`, reused
+    once the connection has written it out (see :mod:`.body_pool`), when the connection
+    has enabled the pool; else into a new ``bytes``.
+    """
+
+    __slots__ = ("_at", "_keys", "pool")
 
     def __init__(self) -> None:
         self._keys = b""
         self._at = 0
+        self.pool = BodyPool()
 
-    def split(self, first: int, data: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
-        """A frame of ``data``: its header with the masking key, and the masked payload."""
+    def _key(self) -> bytes:
+        """The next masking key (4 bytes)."""
         at = self._at
         if at >= len(self._keys):
             self._keys = os.urandom(_KEY_BYTES)
             at = 0
-        key = self._keys[at : at + 4]
         self._at = at + 4
+        return self._keys[at : at + 4]
+
+    def split(self, first: int, data: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+        """A frame of ``data``: its header with the masking key, and the masked payload."""
+        key = self._key()
         return frame_header(first, len(data), _MASK_BIT) + key, _apply_mask(data, key)
 
     def frame(self, first: int, data: bytes | bytearray | memoryview) -> bytes:
@@ -120,12 +132,25 @@ class Masker:
         head, body = self.split(first, data)
         return head + body
 
-    def binary(self, data: bytes | bytearray | memoryview) -> bytes | tuple[bytes, bytes]:
+    def binary(
+        self, data: bytes | bytearray | memoryview
+    ) -> bytes | tuple[bytes, bytes | bytearray]:
         """A whole binary frame of ``data``, masked: in one piece if small, else as its
-        header and its body (queued apart: no join of a large payload)."""
-        if len(data) >= SPLIT_FRAME:
+        header and its body (queued apart: no join of a large payload). The body is a
+        ``bytearray`` lent by :attr:`pool` if it lends one, else ``bytes``."""
+        size = len(data)
+        if size < SPLIT_FRAME:
+            return self.frame(FIN_BINARY, data)
+        body = self.pool.take(size)
+        if body is None:
             return self.split(FIN_BINARY, data)
-        return self.frame(FIN_BINARY, data)
+        key = self._key()
+        try:
+            _mask_into(body, data, key)
+        except BaseException:
+            self.pool.give(body)  # never queued: back at once
+            raise
+        return frame_header(FIN_BINARY, size, _MASK_BIT) + key, body
 
 
 def header_size(second: int, masked: bool) -> int:

@@ -75,6 +75,7 @@ from .endpoint import Address
 from .send_status import SendStatus
 
 if TYPE_CHECKING:
+    from ..codec.body_pool import BodyPool
     from .datagrams import DatagramSource
     from .reader import Reader
 
@@ -381,6 +382,14 @@ class Remote(_Shortcuts, ABC):
         it has them, in place of :meth:`header` or :meth:`frame`). Asked when the
         connection is made and again when it becomes ready. Default: None (the node
         calls the methods)."""
+        return None
+
+    def _send_pool(self) -> BodyPool | None:
+        """Internal API, for the built-in transports: the pool whose buffers
+        :meth:`frame` may return as bodies (see :mod:`message_io.codec.body_pool`), for
+        the node to enable, queue such bodies by reference and give them back once
+        written. Asked with :meth:`_direct_socket`. Default: None (bodies are never
+        reused)."""
         return None
 
     def _direct_socket(self) -> socket.socket | None:

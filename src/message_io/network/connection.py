@@ -14,7 +14,10 @@ resources through :meth:`Host.request_check`.
 
 The send queue of a stream connection is a deque of chunks; small messages are appended
 to an open ``bytearray`` tail (one copy, then one ``send`` for thousands of messages),
-large immutable payloads are queued by reference (no copy). A datagram connection
+large immutable payloads are queued by reference (no copy). So are the large frame
+bodies a transport lends from its :class:`~message_io.codec.body_pool.BodyPool` (a
+WebSocket client's masked payloads): once written out whole they go back to it, to be
+reused for the next ones. A datagram connection
 queues whole packets, only while the OS pushes back. Both are bounded by
 ``send_buffer_limit``: past it ``send`` returns ``QUEUE_FULL`` and a ``Drained`` event
 follows once the queue is empty.
@@ -32,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..codec.body_pool import BodyPool
 from ..codec.framing import frame_header
 from ..util.timers import Timer
 from . import coalesce, sockio
@@ -139,6 +143,7 @@ class Connection(SendQueue):
         "parked",
         "partial_since",
         "paused",
+        "pool",
         "progress_at",
         "published",
         "read_closed",
@@ -231,6 +236,12 @@ class Connection(SendQueue):
         # The built-in transports' shortcut for writing: the node writes to the socket
         # itself, where their methods would do just that.
         self.sock = remote._direct_socket()
+        # The pool its framer's large bodies come from: queued by reference (never
+        # copied into the tail), given back once written. Lends what the queue holds.
+        pool = remote._send_pool()
+        if pool is not None:
+            pool.enable(self.limit, _COALESCE_MAX)
+        self.pool: BodyPool | None = pool
         self.max_size = remote.max_message_size
         self.output = remote.take_output if has_output else None
         self.full_duplex = full_duplex
@@ -345,6 +356,7 @@ class Connection(SendQueue):
         if not size and self.stream_header and self.header is None:
             return _SENT  # nothing to put on a raw stream
         header = self.header
+        lent = False  # data is a body lent by the pool (at least _COALESCE_MAX bytes)
         if header is not None:
             head = frame_header(size) if self.varint else header(size)
             if head is None:
@@ -358,6 +370,8 @@ class Connection(SendQueue):
             if isinstance(framed, tuple):  # (header, body): the body is not copied
                 head, data = framed
                 size = len(data)
+                pool = self.pool
+                lent = pool is not None and type(data) is bytearray and pool.lends(data)
             else:
                 data = framed
                 if not len(data):
@@ -406,7 +420,7 @@ class Connection(SendQueue):
             self.queued = len(rest)
             self.arm_write()
             return _SENT
-        if size < _COALESCE_MAX or (type(data) is not bytes and not _readonly(data)):
+        if size < _COALESCE_MAX or (type(data) is not bytes and not lent and not _readonly(data)):
             tail = self.tail
             if tail is None:
                 tail = self.tail = bytearray()
@@ -543,6 +557,7 @@ class Connection(SendQueue):
             self.notify()
             return
         remote = self.remote
+        pool = self.pool
         while chunks:
             if len(chunks) > 1:
                 buffers = list(itertools.islice(chunks, _IOV_MAX))
@@ -567,6 +582,8 @@ class Connection(SendQueue):
                     chunks.popleft()
                     if head is self.tail:
                         self.tail = None
+                    elif pool is not None and type(head) is bytearray:
+                        pool.give(head)  # a body it lent: reused (anything else: ignored)
                     written -= size
                 else:
                     if isinstance(head, bytearray):
@@ -578,6 +595,10 @@ class Connection(SendQueue):
                 break
         if not chunks:
             self.queued = 0
+            if pool is not None:
+                # A sender waiting for this (refused, or in wait_empty) sends on at once:
+                # the spare bodies are kept for it; else the pool keeps little.
+                pool.drained(self.want_drain or self.waiters > 0)
             self.notify()
 
 

@@ -742,6 +742,8 @@ class Driver(Host):
             conn.chunks = ()  # frees what was queued
             conn.tail = None
             conn.queued = 0
+            if conn.pool is not None:
+                conn.pool.clear()  # and the bodies lent or kept for it
             conn.notify()
         # Free everything at once: its timers hold it (and its protocol state) alive.
         for timer in (conn.deadline_timer, conn.beat_timer, conn.watch_timer):

@@ -141,7 +141,7 @@ class WsReader(Reader):
             return None  # our close frame is out: no data frame may follow (RFC 6455 5.5.1)
         return frame_header(FIN_BINARY, size)
 
-    def frame(self, data: Any) -> bytes | tuple[bytes, bytes] | None:
+    def frame(self, data: Any) -> bytes | tuple[bytes, bytes | bytearray] | None:
         """``data`` as a masked binary frame (client side), or None once closing."""
         masker = self.masker
         if not self.source.is_open or masker is None:
