@@ -94,19 +94,29 @@ def _lend_and_return(pool: BodyPool, count: int, size: int = LEAST) -> None:
 def test_spare_bodies_stay_through_a_burst() -> None:
     pool = _pool()
     _lend_and_return(pool, 8)
-    pool.drained(busy=False)  # bodies were lent since the last drain: a burst goes on
+    # Bodies were lent since the last drain: a burst goes on. More than the idle
+    # allowance is kept: the caller is told to arm the idle check.
+    assert pool.drained(busy=False)
     assert pool.spare() == 8
-    pool.drained(busy=True)  # a sender waits for this drain
+    assert pool.drained(busy=True)  # a sender waits for this drain
     assert pool.spare() == 8
 
 
 def test_an_idle_drain_keeps_one_small_spare() -> None:
     pool = _pool()
     _lend_and_return(pool, 8)
-    pool.drained(busy=False)
-    pool.drained(busy=False)  # nothing lent since: idle
+    assert pool.drained(busy=False)
+    assert not pool.drained(busy=False)  # nothing lent since: idle, nothing to check
     assert pool.spare() == 1
-    pool.drained(busy=False)
+    assert not pool.drained(busy=False)
+    assert pool.spare() == 1
+
+
+def test_a_drain_within_the_allowance_arms_no_check() -> None:
+    pool = _pool()
+    _lend_and_return(pool, 1)
+    assert not pool.drained(busy=False)  # one small spare: the idle allowance
+    assert not pool.drained(busy=True)
     assert pool.spare() == 1
 
 
@@ -115,6 +125,37 @@ def test_an_idle_drain_keeps_no_large_spare() -> None:
     _lend_and_return(pool, 2, size=2 * IDLE_KEEP)
     pool.drained(busy=False)
     pool.drained(busy=False)
+    assert pool.spare() == 0
+
+
+def test_the_idle_check_trims_when_nothing_was_lent() -> None:
+    pool = _pool()
+    _lend_and_return(pool, 8)
+    assert pool.drained(busy=True)
+    pool.watch()  # armed
+    assert not pool.expire()  # nothing lent since: done
+    assert pool.spare() == 1
+
+
+def test_the_idle_check_waits_while_bodies_are_lent() -> None:
+    pool = _pool()
+    _lend_and_return(pool, 8)
+    assert pool.drained(busy=False)
+    pool.watch()
+    _lend_and_return(pool, 3)  # the burst goes on
+    assert pool.drained(busy=False)  # (a check is pending: the caller arms none)
+    assert pool.expire()  # lent since it was armed: keep, check once more
+    assert pool.spare() == 8
+    assert not pool.expire()  # a period with nothing lent: trimmed
+    assert pool.spare() == 1
+
+
+def test_the_idle_check_drops_a_large_spare() -> None:
+    pool = _pool(limit=8 * IDLE_KEEP)
+    _lend_and_return(pool, 1, size=2 * IDLE_KEEP)
+    assert pool.drained(busy=False)  # one spare, larger than the allowance
+    pool.watch()
+    assert not pool.expire()
     assert pool.spare() == 0
 
 

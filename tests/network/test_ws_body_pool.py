@@ -1,21 +1,26 @@
 """A WebSocket client's large binary bodies come from its connection's BodyPool and go
 back to it once written: the bytes on the wire stay exactly the messages sent, through
 short writes (a peer that does not read), reuse, a caller that changes its buffer after
-send returned, and a close with bodies still queued."""
+send returned, and a close with bodies still queued. The spare bodies of a burst go
+once nothing was lent for a period of the node's timers (a fake clock here), and a
+close cancels that check."""
 
 from __future__ import annotations
 
 import os
 import socket
 import threading
+import time
 from typing import Any
 
+import pytest
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+import message_io.util.timers as timers_module
 from message_io import Connected, Endpoint, SendStatus, Transport
-from message_io.codec.body_pool import BodyPool
+from message_io.codec.body_pool import IDLE_DELAY, BodyPool
 from message_io.network.connection import Connection
 
 from .conftest import TIMEOUT, Net, Node
@@ -193,3 +198,109 @@ def test_closing_with_bodies_queued_lets_go_of_them(ws: Net) -> None:
     assert pool.lent_bytes == 0
     assert pool.spare() == 0
     assert not any(pool.lends(chunk) for chunk in conn.chunks)
+
+
+class FakeClock:
+    """The node timers' clock, moved only by the test. It starts an hour ahead of the
+    real one: the loop, which plans its poll on the real clock, sleeps until woken."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic() + 3600.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Replace ``monotonic`` in the timer module (only there) by a fake clock."""
+    fake = FakeClock()
+    monkeypatch.setattr(timers_module, "monotonic", fake.monotonic)
+    return fake
+
+
+def _tick(client: Node, clock: FakeClock, seconds: float) -> None:
+    """Move the timers' clock, then let the loop run what is due (a turn runs its due
+    timers before it delivers the signals that sync() waits for)."""
+    clock.now += seconds
+    client.sync()
+
+
+def _burst(client: Node, endpoint: Endpoint, conn: Connection, server: RawServer) -> None:
+    """Queue large messages the peer reads only afterwards, until the queue drains."""
+    sent = _fill(client, endpoint, conn, 5)
+    reader = threading.Thread(target=server.read, args=(len(sent),))
+    reader.start()
+    assert client.network.wait_drained(endpoint, TIMEOUT)
+    reader.join(TIMEOUT)
+    assert not reader.is_alive()
+
+
+def test_spare_bodies_go_once_nothing_is_lent_for_a_period(ws: Net, clock: FakeClock) -> None:
+    server = RawServer(ws)
+    client, endpoint, conn = _client(ws, server)
+    pool = conn.pool
+    assert pool is not None
+    _burst(client, endpoint, conn, server)
+    with conn.lock:
+        spare = pool.spare()
+        assert spare > 1  # kept for the next burst
+        first = conn.pool_timer
+        assert first is not None  # the idle check, armed by the drain
+
+    # Lending goes on within the period: the check finds it and looks again later.
+    message = os.urandom(65_536)
+    _send(client, endpoint, message, 0)
+    server.read(1)
+    assert client.network.wait_drained(endpoint, TIMEOUT)
+    with conn.lock:
+        assert conn.pool_timer is first  # one check at a time, not one per drain
+    _tick(client, clock, IDLE_DELAY)
+    with conn.lock:
+        assert pool.spare() == spare
+        assert conn.pool_timer is not None
+        assert conn.pool_timer is not first  # armed once more
+
+    # A period with nothing lent: the pool keeps one small spare at most, and no timer.
+    _tick(client, clock, IDLE_DELAY)
+    with conn.lock:
+        assert pool.spare() <= 1
+        assert conn.pool_timer is None
+    assert server.payloads[-1] == message
+
+    # The connection goes on as before: a new burst lends again and arms a new check.
+    _burst(client, endpoint, conn, server)
+    with conn.lock:
+        assert pool.spare() > 1
+        assert conn.pool_timer is not None
+
+
+def test_an_idle_connection_keeps_no_check_without_spares(ws: Net, clock: FakeClock) -> None:
+    server = RawServer(ws)
+    client, endpoint, conn = _client(ws, server)
+    assert client.network.send(endpoint, b"small") is SENT
+    server.read(1)
+    assert client.network.wait_drained(endpoint, TIMEOUT)
+    _tick(client, clock, 2 * IDLE_DELAY)
+    with conn.lock:
+        assert conn.pool_timer is None  # nothing lent: nothing to check
+
+
+def test_closing_cancels_the_idle_check(ws: Net, clock: FakeClock) -> None:
+    server = RawServer(ws)
+    client, endpoint, conn = _client(ws, server)
+    pool = conn.pool
+    assert pool is not None
+    _burst(client, endpoint, conn, server)
+    timer = conn.pool_timer
+    assert timer is not None
+    driver = client.handler._loop
+    client.run_on_loop(lambda: driver.close_connection(conn))
+    # Not due yet (the clock did not move): cancelled by the close, which let go of
+    # the callback (and so of the connection).
+    assert timer.cancelled
+    assert timer.callback is None
+    assert conn.pool_timer is None
+    assert pool.spare() == 0
+    _tick(client, clock, 2 * IDLE_DELAY)  # nothing runs, nothing breaks
+    assert conn.pool_timer is None

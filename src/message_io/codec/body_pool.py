@@ -28,18 +28,32 @@ between two drains of the queue, or while a sender waits for it to drain (a refu
 send, ``wait_drained``, ``send_wait``): a burst of large messages, however often the
 loop catches up with it, reuses the same buffers. A queue that drains with no body lent
 since it last drained, and nobody waiting, keeps at most one spare of up to
-:data:`IDLE_KEEP` bytes. So after a burst a connection holds its spare bodies until it
-next drains (any later message, a heartbeat) or closes (then nothing).
+:data:`IDLE_KEEP` bytes.
+
+A connection may go silent right after a burst (small messages and pings mostly go out
+without queueing, so without a drain): the spare bodies must not stay with it for good.
+So when a drain keeps more than that allowance (:meth:`BodyPool.drained` returns True),
+the connection arms one timer of :data:`IDLE_DELAY` seconds, unless one is pending; when
+it fires (:meth:`BodyPool.expire`), a pool that lent nothing since it was armed
+(:meth:`BodyPool.watch`) keeps the allowance only, and one that lent is watched one more
+period. So spare bodies outlive the last message lent by one to two periods, never more;
+they all go when the connection closes. A busy connection arms at most one timer per
+period, never one per message.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["IDLE_KEEP", "BodyPool"]
+__all__ = ["IDLE_DELAY", "IDLE_KEEP", "BodyPool"]
 
 IDLE_KEEP: Final = 256 * 1024
-"""The most spare bytes a pool keeps once its queue drained with no sender waiting."""
+"""The most spare bytes a pool keeps once idle: its queue drained with no body lent
+since it last drained and no sender waiting, or no body lent for :data:`IDLE_DELAY`."""
+
+IDLE_DELAY: Final = 1.0
+"""Seconds between a drain that keeps more than :data:`IDLE_KEEP` and the check that
+trims the spare bodies if none was lent meanwhile (see :meth:`BodyPool.expire`)."""
 
 
 class BodyPool:
@@ -49,7 +63,7 @@ class BodyPool:
     that gives bodies back never lends one.
     """
 
-    __slots__ = ("_lent", "_spare", "least", "lent_bytes", "limit", "used")
+    __slots__ = ("_lent", "_spare", "least", "lent_bytes", "limit", "recent", "used")
 
     def __init__(self) -> None:
         self._lent: dict[int, bytearray] = {}  # by id(): the bodies out, held alive
@@ -58,6 +72,7 @@ class BodyPool:
         self.limit = 0  # lend while fewer bytes than this are out
         self.least = 0  # the smallest body lent
         self.used = False  # a body was lent since the queue last drained
+        self.recent = False  # a body was lent since the idle check was armed (watch)
 
     def enable(self, limit: int, least: int) -> None:
         """Lend bodies of ``least`` bytes or more while fewer than ``limit`` bytes are
@@ -75,6 +90,7 @@ class BodyPool:
         spare = self._spare
         body = spare.pop() if spare else bytearray()
         self.used = True
+        self.recent = True
         self._lent[id(body)] = body
         self.lent_bytes += size
         return body
@@ -96,16 +112,49 @@ class BodyPool:
         # A body partly written was cut from the front: it counts less than it did.
         self.lent_bytes = self.lent_bytes - len(mine) if lent else 0
 
-    def drained(self, busy: bool) -> None:
+    def drained(self, busy: bool) -> bool:
         """The send queue is empty. If bodies were lent since it last drained, or if
         ``busy`` (a sender waits for this, and will send on at once), every spare body
         is kept for the next ones; else at most one small one. Holds the connection's
-        lock."""
+        lock (any thread: the one that wrote the queue out).
+
+        Returns:
+            True if the pool keeps more than the idle allowance (one spare of up to
+            :data:`IDLE_KEEP` bytes): the caller arms the idle check (:meth:`watch`,
+            then :meth:`expire` in :data:`IDLE_DELAY` seconds) unless one is pending.
+        """
         if busy or self.used:
             self.used = False
-            return
+            return self._excess()
+        self._trim()
+        return False
+
+    def watch(self) -> None:
+        """The idle check is armed: :meth:`expire` will tell whether a body was lent
+        after this call. Holds the connection's lock (any thread)."""
+        self.recent = False
+
+    def expire(self) -> bool:
+        """The idle check is due (loop thread, from the timer armed after :meth:`watch`).
+        If no body was lent since, keep at most the idle allowance (one spare of up to
+        :data:`IDLE_KEEP` bytes) and return False: the check is done. Else keep every
+        spare body, watch again and return True: the caller arms the check once more.
+        Holds the connection's lock."""
+        if self.recent:
+            self.recent = False
+            return True
+        self._trim()
+        return False
+
+    def _excess(self) -> bool:
+        """Whether the spare bodies exceed the idle allowance."""
         spare = self._spare
-        if len(spare) > 1 or (spare and spare[0].__alloc__() > IDLE_KEEP):
+        return len(spare) > 1 or (len(spare) == 1 and spare[0].__alloc__() > IDLE_KEEP)
+
+    def _trim(self) -> None:
+        """Keep at most the idle allowance: the last spare body, if it is small."""
+        if self._excess():
+            spare = self._spare
             last = spare[-1]
             spare.clear()
             if last.__alloc__() <= IDLE_KEEP:

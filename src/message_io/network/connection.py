@@ -17,7 +17,8 @@ to an open ``bytearray`` tail (one copy, then one ``send`` for thousands of mess
 large immutable payloads are queued by reference (no copy). So are the large frame
 bodies a transport lends from its :class:`~message_io.codec.body_pool.BodyPool` (a
 WebSocket client's masked payloads): once written out whole they go back to it, to be
-reused for the next ones. A datagram connection
+reused for the next ones; the spare ones left after a burst are trimmed about a second
+after the last one lent (see :meth:`Connection.pool_idle`). A datagram connection
 queues whole packets, only while the OS pushes back. Both are bounded by
 ``send_buffer_limit``: past it ``send`` returns ``QUEUE_FULL`` and a ``Drained`` event
 follows once the queue is empty.
@@ -35,9 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..codec.body_pool import BodyPool
+from ..codec.body_pool import IDLE_DELAY, BodyPool
 from ..codec.framing import frame_header
-from ..util.timers import Timer
+from ..util.timers import Timer, TimerHeap
 from . import coalesce, sockio
 from .adapter import (
     Buffer,
@@ -104,6 +105,8 @@ class Host:
     dirty: list[Connection]
     """Connections with bytes to write at the end of the iteration."""
     poller: Poller
+    timers: TimerHeap
+    """The node's timers (any thread may add one; the loop thread runs them)."""
     input_paused: bool
     """The node reads nothing (see ``Loop.pause_input``)."""
 
@@ -144,6 +147,7 @@ class Connection(SendQueue):
         "partial_since",
         "paused",
         "pool",
+        "pool_timer",
         "progress_at",
         "published",
         "read_closed",
@@ -196,6 +200,7 @@ class Connection(SendQueue):
         self.deadline_timer: Timer | None = None  # connect / handshake deadline
         self.beat_timer: Timer | None = None  # the transport's heartbeat
         self.watch_timer: Timer | None = None  # message_timeout / idle_timeout check
+        self.pool_timer: Timer | None = None  # the body pool's idle check (pool_idle)
         self.watch_at = 0.0
         self.tail: bytearray | None = None  # the open chunk that small messages join
         # The node's registry while it holds this connection (see Registry.add_connection).
@@ -595,11 +600,31 @@ class Connection(SendQueue):
                 break
         if not chunks:
             self.queued = 0
-            if pool is not None:
-                # A sender waiting for this (refused, or in wait_empty) sends on at once:
-                # the spare bodies are kept for it; else the pool keeps little.
-                pool.drained(self.want_drain or self.waiters > 0)
+            # A sender waiting for this (refused, or in wait_empty) sends on at once:
+            # the spare bodies are kept for it; else the pool keeps little. What it
+            # keeps past that is checked on within IDLE_DELAY (one timer at a time).
+            if (
+                pool is not None
+                and pool.drained(self.want_drain or self.waiters > 0)
+                and self.pool_timer is None
+            ):
+                pool.watch()
+                self.pool_timer = self.loop.timers.add(IDLE_DELAY, self.pool_idle)
             self.notify()
+
+    def pool_idle(self) -> None:
+        """The body pool's idle check, armed by :meth:`flush` (loop thread, from the
+        timer): under the lock, trim the pool's spare bodies if none was lent since the
+        check was armed, else arm it once more (see :meth:`BodyPool.expire`). Nothing
+        once the connection is closed (``close_connection`` cancels the timer and
+        clears the pool)."""
+        with self.lock:
+            self.pool_timer = None
+            pool = self.pool
+            if pool is None or self.fd < 0:
+                return
+            if pool.expire():
+                self.pool_timer = self.loop.timers.add(IDLE_DELAY, self.pool_idle)
 
 
 class DatagramConnection(Connection):

@@ -746,9 +746,9 @@ class Driver(Host):
                 conn.pool.clear()  # and the bodies lent or kept for it
             conn.notify()
         # Free everything at once: its timers hold it (and its protocol state) alive.
-        for timer in (conn.deadline_timer, conn.beat_timer, conn.watch_timer):
+        for timer in (conn.deadline_timer, conn.beat_timer, conn.watch_timer, conn.pool_timer):
             self.timers.cancel(timer)
-        conn.deadline_timer = conn.beat_timer = conn.watch_timer = None
+        conn.deadline_timer = conn.beat_timer = conn.watch_timer = conn.pool_timer = None
         self.guard.released(conn)
         self.poller.unregister(fd)
         handlers = self.handlers
