@@ -8,6 +8,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from websockets.frames import Frame
+from websockets.streams import StreamReader
 
 import message_io
 from message_io.codec import mask
@@ -120,3 +122,55 @@ def test_mask_into_refuses_bad_arguments_and_leaves_dest_alone(twin: Any) -> Non
         twin.mask_into(memoryview(bytearray(4)), b"data", b"abcd")
     with pytest.raises(TypeError):
         twin.mask_into(dest, b"data")
+
+
+def _frame_reference(first: int, data: bytes, key: bytes) -> bytes:
+    size = len(data)
+    if size < 126:
+        head = bytes((first, 0x80 | size))
+    elif size < 65536:
+        head = bytes((first, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((first, 0x80 | 127)) + size.to_bytes(8, "big")
+    return head + key + _reference(data, key)
+
+
+def _parsed(frame: bytes) -> tuple[int, bool, bytes]:
+    """``(opcode, fin, payload)`` of one masked frame, as websockets' own parser reads it."""
+    reader = StreamReader()
+    reader.feed_data(frame)
+    parser = Frame.parse(reader.read_exact, mask=True)
+    try:
+        next(parser)
+    except StopIteration as done:
+        parsed: Frame = done.value
+        assert not reader.buffer  # nothing left over
+        return int(parsed.opcode), parsed.fin, bytes(parsed.data)
+    pytest.fail("the frame is cut short")
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 1000, 65_535, 65_536, 70_001])
+@pytest.mark.parametrize("first", [0x82, 0x81, 0x02])
+def test_masked_frame_is_the_whole_frame(twin: Any, size: int, first: int) -> None:
+    data = os.urandom(size)
+    keys = os.urandom(16)
+    for at in (0, 5, 12):  # any key in the pool, the last one included
+        frame = twin.masked_frame(first, data, keys, at)
+        assert type(frame) is bytes
+        assert frame == _frame_reference(first, data, keys[at : at + 4])
+        assert _parsed(frame) == (first & 0x0F, bool(first & 0x80), data)
+    view = memoryview(bytearray(data))
+    assert twin.masked_frame(first, view, keys, 0) == _frame_reference(first, data, keys[:4])
+
+
+@pytest.mark.parametrize(("first", "at"), [(-1, 0), (256, 0), (0x82, -1), (0x82, 13), (0x82, 16)])
+def test_masked_frame_refuses_a_bad_first_byte_or_key(twin: Any, first: int, at: int) -> None:
+    with pytest.raises(ValueError):
+        twin.masked_frame(first, b"data", os.urandom(16), at)
+
+
+def test_masked_frame_refuses_what_is_not_bytes_like(twin: Any) -> None:
+    with pytest.raises(TypeError):
+        twin.masked_frame(0x81, "text", os.urandom(16), 0)
+    with pytest.raises(TypeError):
+        twin.masked_frame(0x81, b"data", os.urandom(16))

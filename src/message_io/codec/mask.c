@@ -156,9 +156,83 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(masked_frame_doc,
+"masked_frame(first, data, keys, at, /) -> bytes\n\n"
+"A whole masked WebSocket frame (RFC 6455 5.2) in one object: its first byte first,\n"
+"the mask bit and the length of data, the masking key keys[at:at + 4], then data\n"
+"masked with it. ValueError if first is not a byte or keys holds no 4 bytes at at.");
+
+static PyObject *
+masked_frame_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "masked_frame() takes first, data, keys and at");
+        return NULL;
+    }
+    long first = PyLong_AsLong(args[0]);
+    if (first == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t at = PyNumber_AsSsize_t(args[3], PyExc_OverflowError);
+    if (at == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (first < 0 || first > 255) {
+        PyErr_SetString(PyExc_ValueError, "first must be a byte (0 to 255)");
+        return NULL;
+    }
+    Py_buffer data;
+    Py_buffer keys;
+    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &keys, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (at < 0 || at > keys.len - 4) {
+        PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
+        goto done;
+    }
+    Py_ssize_t size = data.len;
+    Py_ssize_t head = size < 126 ? 2 : size < 65536 ? 4 : 10;
+    result = PyBytes_FromStringAndSize(NULL, head + 4 + size);
+    if (result == NULL) {
+        goto done;
+    }
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    out[0] = (unsigned char)first;
+    if (head == 2) {
+        out[1] = (unsigned char)(0x80 | size);
+    }
+    else if (head == 4) {
+        out[1] = 0x80 | 126;
+        out[2] = (unsigned char)(size >> 8);
+        out[3] = (unsigned char)size;
+    }
+    else {
+        out[1] = 0x80 | 127;
+        unsigned long long length = (unsigned long long)size;
+        for (int i = 9; i >= 2; i--) {
+            out[i] = (unsigned char)length;
+            length >>= 8;
+        }
+    }
+    const unsigned char *key = (const unsigned char *)keys.buf + at;
+    memcpy(out + head, key, 4);
+    xor_key(out + head + 4, (const unsigned char *)data.buf, size, key);
+done:
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef mask_methods[] = {
     {"mask", (PyCFunction)(void (*)(void))mask_call, METH_FASTCALL, mask_doc},
     {"mask_into", (PyCFunction)(void (*)(void))mask_into_call, METH_FASTCALL, mask_into_doc},
+    {"masked_frame", (PyCFunction)(void (*)(void))masked_frame_call, METH_FASTCALL,
+     masked_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 

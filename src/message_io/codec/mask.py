@@ -14,12 +14,14 @@ it directly.
 
 from __future__ import annotations
 
+import struct
+
 try:
     from websockets.speedups import apply_mask
 except ImportError:  # websockets without its C speedups
     from websockets.utils import apply_mask
 
-__all__ = ["COMPILED", "mask", "mask_into"]
+__all__ = ["COMPILED", "mask", "mask_into", "masked_frame"]
 
 # Not Final: the compiled engine would fold this file's value into its own code, and
 # never ask the module that is actually imported.
@@ -42,3 +44,28 @@ def mask_into(
     if not isinstance(dest, bytearray):
         raise TypeError(f"mask_into() needs a bytearray, not {type(dest).__name__}")
     dest[:] = apply_mask(data, key)
+
+
+def masked_frame(
+    first: int, data: bytes | bytearray | memoryview, keys: bytes, at: int, /
+) -> bytes:
+    """A whole masked WebSocket frame (RFC 6455 5.2) in one object: its first byte
+    ``first``, the mask bit and the length of ``data``, the masking key
+    ``keys[at:at + 4]``, then ``data`` masked with it. Raises ``ValueError`` if
+    ``first`` is not a byte or ``keys`` holds no 4 bytes at ``at``. (The C twin makes
+    it in one allocation; the engine calls it only there, and joins the parts itself
+    without.)"""
+    if not 0 <= first <= 255:
+        raise ValueError("first must be a byte (0 to 255)")
+    if at < 0 or at > len(keys) - 4:
+        raise ValueError("mask must contain 4 bytes")
+    key = bytes(keys[at : at + 4])
+    masked = apply_mask(data, key)
+    size = len(masked)
+    if size < 126:
+        head = bytes((first, 0x80 | size))
+    elif size < 65536:
+        head = struct.pack("!BBH", first, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, size)
+    return head + key + masked

@@ -53,6 +53,9 @@ from .body_pool import BodyPool
 # Final: compiled, module constants are C statics; imported names are looked up by name.
 _apply_mask: Final = mask.mask
 _mask_into: Final = mask.mask_into
+_masked_frame: Final = mask.masked_frame
+# The C build's masked frame in one object (see mask); without it, the parts joined.
+_C_MASK: Final = mask.COMPILED
 _OPEN: Final = OPEN
 _OPCODE_TEXT: Final = Opcode.TEXT
 _Frame: Final = Frame
@@ -129,6 +132,15 @@ class Masker:
 
     def frame(self, first: int, data: bytes | bytearray | memoryview) -> bytes:
         """A frame of ``data``, masked, in one piece."""
+        if _C_MASK:
+            # Header, key and masked payload made in one object: no header object, no
+            # key slice, no masked copy, no two joins.
+            at = self._at
+            if at >= len(self._keys):
+                self._keys = os.urandom(_KEY_BYTES)
+                at = 0
+            self._at = at + 4
+            return _masked_frame(first, data, self._keys, at)
         head, body = self.split(first, data)
         return head + body
 
