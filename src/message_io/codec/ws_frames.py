@@ -127,7 +127,12 @@ class Masker:
 
     def split(self, first: int, data: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
         """A frame of ``data``: its header with the masking key, and the masked payload."""
-        key = self._key()
+        at = self._at  # _key(), inline: the interpreted engine's every small frame
+        if at >= len(self._keys):
+            self._keys = os.urandom(_KEY_BYTES)
+            at = 0
+        self._at = at + 4
+        key = self._keys[at : at + 4]
         return frame_header(first, len(data), _MASK_BIT) + key, _apply_mask(data, key)
 
     def frame(self, first: int, data: bytes | bytearray | memoryview) -> bytes:

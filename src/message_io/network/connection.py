@@ -231,7 +231,7 @@ class Connection(SendQueue):
         facts = _class_facts.get(cls)
         if facts is None:
             facts = _learn(cls)
-        datagrams, reports_incomplete, has_output, full_duplex, framing, buffers = facts
+        datagrams, reports_incomplete, has_output, full_duplex, framing, buffers, pooled = facts
         # A datagram queue also counts packets (a connection to a host name learns it
         # carries datagrams here, when its attempt wins).
         self.packets = datagrams
@@ -243,7 +243,7 @@ class Connection(SendQueue):
         self.sock = remote._direct_socket()
         # The pool its framer's large bodies come from: queued by reference (never
         # copied into the tail), given back once written. Lends what the queue holds.
-        pool = remote._send_pool()
+        pool = remote._send_pool() if pooled else None  # a call per connection spared
         if pool is not None:
             pool.enable(self.limit, _COALESCE_MAX)
         self.pool: BodyPool | None = pool
@@ -760,14 +760,14 @@ _NEEDS: Final = (
 )
 # What bind() reads of a remote's class, by class (see _learn). Classes are few and
 # live as long as their module: kept, not weakly referenced.
-_class_facts: dict[type[Remote], tuple[bool, bool, bool, bool, Framing, bool]] = {}
+_class_facts: dict[type[Remote], tuple[bool, bool, bool, bool, Framing, bool, bool]] = {}
 
 
-def _learn(cls: type[Remote]) -> tuple[bool, bool, bool, bool, Framing, bool]:
+def _learn(cls: type[Remote]) -> tuple[bool, bool, bool, bool, Framing, bool, bool]:
     """The capabilities ``cls`` declares (``datagrams``, ``reports_incomplete``,
     ``has_output``, ``full_duplex``, ``framing``) and whether it overrides
-    ``buffered()``; read once per class, which is checked then (see
-    :func:`_check_declared`)."""
+    ``buffered()`` and ``_send_pool()``; read once per class, which is checked then
+    (see :func:`_check_declared`)."""
     _check_declared(cls)
     facts = (
         bool(cls.datagrams),
@@ -776,6 +776,7 @@ def _learn(cls: type[Remote]) -> tuple[bool, bool, bool, bool, Framing, bool]:
         bool(cls.full_duplex),
         cls.framing,
         cls.buffered is not Remote.buffered,
+        cls._send_pool is not Remote._send_pool,
     )
     _class_facts[cls] = facts
     return facts

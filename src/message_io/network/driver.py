@@ -747,7 +747,8 @@ class Driver(Host):
             conn.notify()
         # Free everything at once: its timers hold it (and its protocol state) alive.
         for timer in (conn.deadline_timer, conn.beat_timer, conn.watch_timer, conn.pool_timer):
-            self.timers.cancel(timer)
+            if timer is not None:  # most are: no call for them
+                self.timers.cancel(timer)
         conn.deadline_timer = conn.beat_timer = conn.watch_timer = conn.pool_timer = None
         self.guard.released(conn)
         self.poller.unregister(fd)
