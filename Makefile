@@ -93,9 +93,12 @@ pytest310: $(BUILT310)
 
 # The newest Python, where the compiled engine meets what older ones lack (such as the
 # deprecation of the three-argument throw() that compiled coroutines used): the engine's
-# build, the awaitable API on asyncio, uvloop and trio, and the node's core behaviour.
+# build, the awaitable API on asyncio, uvloop and trio, the node's core behaviour, and the
+# hand-written C twins (which reach into CPython's object layout: Message's deallocator).
 NEWEST_TESTS := tests/test_compiled.py tests/test_build.py tests/test_asyncio.py \
-	tests/test_awaitable_core.py tests/test_trio.py tests/test_node.py tests/test_api.py
+	tests/test_awaitable_core.py tests/test_trio.py tests/test_node.py tests/test_api.py \
+	tests/network/test_new_message.py tests/network/test_sockio.py \
+	tests/network/test_epoll_wait.py tests/network/test_coalesce.py tests/codec/test_mask.py
 pytest-newest: $(BUILT_NEWEST)
 	MESSAGE_IO_EXPECT=compiled $(VENV_NEWEST)/bin/python -m pytest -q $(NEWEST_TESTS)
 
