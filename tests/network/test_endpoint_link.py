@@ -142,6 +142,8 @@ def test_a_listener_s_peer_finds_nothing_once_the_listener_is_gone(udp: Net, how
     assert server.network.send(Endpoint.from_listener(listener_id, peer.addr), b"late") is (
         NOT_FOUND
     )
+    # The kept endpoint holds neither the closed listener nor, through it, the node.
+    assert not _holds_a_listener(peer)
 
 
 def test_a_removed_listener_sends_nothing_before_the_loop_closes_it(udp: Net) -> None:

@@ -152,7 +152,7 @@ class Acceptor(Driver):
                 peer = cache.get(addr)
                 if peer is None:
                     if len(cache) > _ENDPOINT_CACHE:
-                        cache.clear()
+                        listener.forget_peers()
                     peer = cache[addr] = Endpoint(listener.id, addr)
                     if _COMPILED:
                         peer._link_listener(listener)  # see Registry.send
@@ -212,6 +212,7 @@ class Acceptor(Driver):
             listener.chunks = ()  # frees what was queued
             listener.queued = 0
             listener.notify()
+        listener.forget_peers()
         self.poller.unregister(fd)
         fd_table.take(self.handlers, fd)
         self.registry.closed(fd)

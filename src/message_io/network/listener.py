@@ -14,7 +14,7 @@ from typing import Final, Protocol
 
 from .adapter import BytesLike, Local, Remote, SendStatus
 from .connection import Limits, as_buffer, drop_datagram
-from .endpoint import Address, Endpoint, ResourceId
+from .endpoint import _COMPILED, Address, Endpoint, ResourceId
 from .poller import READ, WRITE, Poller
 from .resource import READY, SendQueue
 
@@ -93,6 +93,17 @@ class Listener(SendQueue):
         self.on_datagram = lambda addr, data: self.datagrams.append((addr, data))
         # SendQueue.chunks: (endpoint, datagram) pairs, pushed once the OS pushes back.
         self.drain_for: set[Endpoint] = set()  # refused sends: tell each one Drained
+
+    def forget_peers(self) -> None:
+        """Drop the endpoints cached for its peers, unlinked from it (loop thread): when
+        the cache is full, and when the listener closes. An endpoint a user keeps then
+        holds neither the closed listener nor, through it, the node; a later send with
+        it takes the lookup by id (see Registry.send)."""
+        cache = self.endpoint_cache
+        if _COMPILED:  # only the compiled engine links them (Acceptor._on_listener)
+            for peer in cache.values():
+                peer._link_listener(None)
+        cache.clear()
 
     def send_to(self, endpoint: Endpoint, message: BytesLike) -> SendStatus:
         """Send one datagram from this listener to ``endpoint.addr`` (any thread)."""

@@ -97,6 +97,7 @@ class Registry:
             TypeError: ``endpoint`` is not an Endpoint; ``data`` is a ``str`` for a
                 listener's peer (or for a transport without text messages).
         """
+        listener: Listener | None = None
         if type(endpoint) is Endpoint:
             if _COMPILED:
                 linked: Connection | None = endpoint._conn  # see add_connection
@@ -106,16 +107,15 @@ class Registry:
                 else:
                     source: Listener | None = endpoint._listener  # see add_listener
                     if source is not None and source.owner is self:
-                        if isinstance(data, str):
-                            raise TypeError(f"{endpoint} takes bytes-like messages, not str")
-                        return source.send_to(endpoint, data)
+                        listener = source
             resource_id = endpoint._resource_id  # inline: no call, interpreted
         else:
             resource_id = _resource_id(endpoint)  # a subclass's, or TypeError
-        conn = self.connections.get(resource_id)
-        if conn is not None:
-            return conn.send(data)
-        listener = self.listeners.get(resource_id)
+        if listener is None:
+            conn = self.connections.get(resource_id)
+            if conn is not None:
+                return conn.send(data)
+            listener = self.listeners.get(resource_id)
         if listener is not None:
             if isinstance(data, str):
                 raise TypeError(f"{endpoint} takes bytes-like messages, not str")
@@ -187,8 +187,9 @@ class Registry:
         if _COMPILED:
             # The endpoints of the peers it receives from are linked to it (see
             # Acceptor._on_listener), valid while this registry owns it: as for
-            # connections, but a peer's endpoint keeps its link (the listener may
-            # outlive it), so the owner is what is unset when the listener leaves.
+            # connections, but the loop thread unlinks them (Listener.forget_peers,
+            # when it closes the listener), so the owner is what is unset at once
+            # when the listener leaves.
             listener.owner = self
         self.resources[listener.fd] = listener
 
