@@ -116,18 +116,24 @@ class Masker:
         self._at = 0
         self.pool = BodyPool()
 
-    def _key(self) -> bytes:
-        """The next masking key (4 bytes)."""
+    def _next_at(self) -> int:
+        """Where the next masking key starts in ``_keys`` (4 bytes), drawing new keys
+        once these are used up."""
         at = self._at
         if at >= len(self._keys):
             self._keys = os.urandom(_KEY_BYTES)
             at = 0
         self._at = at + 4
+        return at
+
+    def _key(self) -> bytes:
+        """The next masking key (4 bytes)."""
+        at = self._next_at()
         return self._keys[at : at + 4]
 
     def split(self, first: int, data: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
         """A frame of ``data``: its header with the masking key, and the masked payload."""
-        at = self._at  # _key(), inline: the interpreted engine's every small frame
+        at = self._at  # _next_at(), inline: the interpreted engine's every small frame
         if at >= len(self._keys):
             self._keys = os.urandom(_KEY_BYTES)
             at = 0
@@ -140,11 +146,7 @@ class Masker:
         if _C_MASK:
             # Header, key and masked payload made in one object: no header object, no
             # key slice, no masked copy, no two joins.
-            at = self._at
-            if at >= len(self._keys):
-                self._keys = os.urandom(_KEY_BYTES)
-                at = 0
-            self._at = at + 4
+            at = self._next_at()
             return _masked_frame(first, data, self._keys, at)
         head, body = self.split(first, data)
         return head + body
