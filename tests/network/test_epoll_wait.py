@@ -6,6 +6,7 @@ import select
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType, ModuleType
 from typing import Any
@@ -211,3 +212,68 @@ def test_the_c_twin_reuses_a_list_and_pairs_nothing_holds(
     epoll.register(a_fd, select.EPOLLOUT)
     third = epoll_wait.wait(epoll, 0)
     assert sorted(third) == sorted([(b.fileno(), select.EPOLLIN), (a_fd, select.EPOLLOUT)])
+
+
+def test_wait_until_a_passed_deadline_does_not_wait(
+    twin: Any, epoll: select.epoll, socket_pair: Any
+) -> None:
+    a, b = socket_pair
+    epoll.register(b.fileno(), select.EPOLLIN)
+    assert twin.wait_until(epoll, 0.0) == []
+    assert twin.wait_until(epoll, time.monotonic() - 5) == []
+    assert twin.wait_until(epoll, -1e300) == []
+    a.send(b"x")
+    assert twin.wait_until(epoll, 0.0) == [(b.fileno(), select.EPOLLIN)]
+
+
+def test_wait_until_returns_at_its_deadline(twin: Any, epoll: select.epoll) -> None:
+    """Never sooner than the deadline (the milliseconds are rounded up), and not much
+    later: it is read against time.monotonic()."""
+    deadline = time.monotonic() + 0.03
+    assert twin.wait_until(epoll, deadline) == []
+    now = time.monotonic()
+    assert deadline <= now < deadline + 5
+
+
+def test_wait_until_a_ready_descriptor_or_no_deadline(
+    twin: Any, epoll: select.epoll, socket_pair: Any
+) -> None:
+    a, b = socket_pair
+    epoll.register(b.fileno(), select.EPOLLIN)
+    writer = threading.Thread(target=a.send, args=(b"wake",))
+    writer.start()
+    assert twin.wait_until(epoll, None) == [(b.fileno(), select.EPOLLIN)]
+    writer.join(10)
+    assert twin.wait_until(epoll, time.monotonic() + 1e12) == [(b.fileno(), select.EPOLLIN)]
+
+
+def test_wait_until_a_signal_then_the_rest_of_the_wait(
+    twin: Any, epoll: select.epoll
+) -> None:
+    """PEP 475: after the handler, the wait goes on until the same deadline."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are handled on the main thread")
+    handled = threading.Event()
+    previous = signal.signal(signal.SIGUSR1, lambda _n, _f: handled.set())
+    main = threading.get_ident()
+    deadline = time.monotonic() + 0.2
+    timer = threading.Timer(0.02, signal.pthread_kill, (main, signal.SIGUSR1))
+    try:
+        timer.start()
+        assert twin.wait_until(epoll, deadline) == []
+        assert time.monotonic() >= deadline
+        assert handled.is_set()
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_wait_until_bad_deadlines(twin: Any, epoll: select.epoll) -> None:
+    with pytest.raises(TypeError):
+        twin.wait_until(epoll, "1")
+    with pytest.raises(ValueError):
+        twin.wait_until(epoll, float("nan"))
+    poller = select.epoll()
+    poller.close()
+    with pytest.raises(ValueError, match="closed epoll"):
+        twin.wait_until(poller, 0.0)

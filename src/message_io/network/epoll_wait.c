@@ -245,8 +245,81 @@ epoll_wait_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return ready_list(events, count);
 }
 
+/* Milliseconds from now to deadline (time.monotonic() seconds), rounded up; 0 if it
+ * has passed, at most INT_MAX (the loop then looks again). */
+static int
+milliseconds_until(double deadline_ms)
+{
+    double left = ceil(deadline_ms - monotonic_ms());
+    if (left <= 0) {
+        return 0;
+    }
+    return left < (double)INT_MAX ? (int)left : INT_MAX;
+}
+
+PyDoc_STRVAR(wait_until_doc,
+"wait_until(epoll, deadline, /) -> list[tuple[int, int]]\n\n"
+"wait() until deadline, a time.monotonic() reading (None: no limit; one that has\n"
+"passed: do not wait). The clock is read here, not by the caller.");
+
+static PyObject *
+epoll_wait_until_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wait_until() takes epoll and deadline");
+        return NULL;
+    }
+    int ms = -1;
+    double deadline_ms = 0.0;
+    if (args[1] != Py_None) {
+        double deadline = PyFloat_AsDouble(args[1]);
+        if (deadline == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (isnan(deadline)) {
+            PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+            return NULL;
+        }
+        deadline_ms = deadline * 1e3;
+        ms = deadline > 0 ? milliseconds_until(deadline_ms) : 0;
+    }
+    int epfd = epoll_fd(args[0]);
+    if (epfd < 0) {
+        return NULL;
+    }
+    struct epoll_event events[MAX_EVENTS];
+    int count;
+    int error;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS /* even for 0: see epoll_wait_call */
+        count = epoll_wait(epfd, events, MAX_EVENTS, ms);
+        error = errno;
+        Py_END_ALLOW_THREADS
+        if (count >= 0) {
+            break;
+        }
+        if (error != EINTR) {
+            errno = error;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+        if (ms > 0) {
+            ms = milliseconds_until(deadline_ms);
+        }
+        epfd = epoll_fd(args[0]); /* a handler may have closed it */
+        if (epfd < 0) {
+            return NULL;
+        }
+    }
+    return ready_list(events, count);
+}
+
 static PyMethodDef epoll_wait_methods[] = {
     {"wait", (PyCFunction)(void (*)(void))epoll_wait_call, METH_FASTCALL, wait_doc},
+    {"wait_until", (PyCFunction)(void (*)(void))epoll_wait_until_call, METH_FASTCALL,
+     wait_until_doc},
     {NULL, NULL, 0, NULL},
 };
 

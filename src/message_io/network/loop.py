@@ -68,6 +68,7 @@ _Signal: Final[Any] = Signal
 # The C build's wait on an epoll (see epoll_wait); without it, the poller's own poll.
 _C_WAIT: Final = epoll_wait.COMPILED
 _wait: Final = epoll_wait.wait
+_wait_until: Final = epoll_wait.wait_until
 
 
 def _poll_nothing(_timeout: float | None) -> list[tuple[int, int]]:
@@ -331,9 +332,13 @@ class Loop(Acceptor, Generic[S]):
         """One turn of the loop (see the theory of operation)."""
         if (self.registrations or self._releases) and not self._begin_iteration():
             return
-        timeout = self._poll_timeout(max_timeout)
         epoll = self._epoll
-        ready = _wait(epoll, timeout) if epoll is not None else self._poll(timeout)
+        if epoll is None:
+            ready = self._poll(self._poll_timeout(max_timeout))
+        elif max_timeout is None:
+            ready = _wait_until(epoll, self._poll_deadline())  # the C build reads the clock
+        else:
+            ready = _wait(epoll, self._poll_timeout(max_timeout))
         self.iteration += 1
         handlers = self.handlers
         for fd, flags in ready:
@@ -424,6 +429,19 @@ class Loop(Acceptor, Generic[S]):
             return max_timeout
         timeout = max(0.0, timers[0][0] - _monotonic())
         return timeout if max_timeout is None else min(timeout, max_timeout)
+
+    def _poll_deadline(self) -> float | None:
+        """``_poll_timeout(None)`` as a ``time.monotonic()`` deadline (0.0: at once), for
+        the C build's wait, which reads the clock itself: a turn with a timer pending
+        (a WebSocket heartbeat) then makes no clock reading nor float of its own here.
+        As there, the heap's deadlines are taken for ``time.monotonic()`` readings."""
+        if self.requests or self.dirty or self.registrations or self.ready_signals.value:
+            return 0.0  # as _poll_timeout
+        timers = self.timers.entries
+        if self.holding:
+            hold = _monotonic() + _HOLD_POLL
+            return min(timers[0][0], hold) if timers else hold
+        return timers[0][0] if timers else None
 
     def _deliver_signals(self) -> None:
         take = self.signals.take
