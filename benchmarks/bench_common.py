@@ -48,6 +48,7 @@ __all__ = [
     "configs",
     "raise_fd_limit",
     "run_async",
+    "run_one",
     "run_pair",
 ]
 
@@ -287,6 +288,32 @@ def run_pair(
                 proc.join()
         for end in (s_parent, s_child, c_parent, c_child):
             end.close()
+
+
+def run_one(target: Callable[..., Any], *args: Any, timeout: float = 60.0) -> Any:
+    """Run ``target(*args)`` in a process of its own (as each side of :func:`run_pair`);
+    return its result. :class:`BenchmarkError` if it raises, dies or outlasts ``timeout``
+    seconds (it is then killed)."""
+    deadline = time.monotonic() + timeout
+    parent, child = _ctx.Pipe()
+    proc = _ctx.Process(
+        target=_child,
+        args=(target, child, args),
+        kwargs={"profile_dir": PROFILE_DIR, "cpus": None, "is_server": False},
+        daemon=True,
+    )
+    try:
+        proc.start()
+        child.close()
+        result = _expect(parent, "result", deadline, target.__name__)
+        proc.join(max(0.1, deadline - time.monotonic()))
+        return result
+    finally:
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        parent.close()
+        child.close()
 
 
 @dataclass

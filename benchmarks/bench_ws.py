@@ -53,8 +53,9 @@ from functools import partial
 from typing import Any, Final
 
 import bench_latency
+import bench_rust
 import bench_stream
-from bench_common import HOST, BenchmarkError, Case, Report, Row, run_async, run_pair
+from bench_common import HOST, BenchmarkError, Case, Report, Row, run_async, run_one, run_pair
 
 import message_io
 from message_io import Disconnected, Message, SendStatus, Transport
@@ -392,6 +393,9 @@ _RTT_UNIT: Final = "µs/round trip"
 _RTT_TARGET: Final = 1.15  # x FramedTcp's round trip
 _RATE_TARGET: Final = 1_000_000.0
 _BULK_TARGET: Final = 0.8
+_RUST: Final = "Rust message-io Ws, its throughput example"
+_RUST_TWO: Final = "message_io WS, two processes, the Rust example's chunks"
+_RUST_ONE: Final = "message_io WS, one process, as the Rust example"
 
 
 def _rtt_cases(quick: bool) -> list[Case]:
@@ -499,7 +503,36 @@ def _bulk_cases(quick: bool) -> list[Case]:
                 _gbps(total, partial(_mio_one_way, count, _BULK_SIZE, thread=thread, batch=64)),
             )
         )
+    rust = bench_rust.example()
+    if rust is not None:  # the Rust crate's own example, given by path (see bench_rust)
+        result.extend(_rust_cases(rust))
     return result
+
+
+def _rust_cases(path: str) -> list[Case]:
+    """The Rust example's Ws figure, and message_io WS sending its chunks (2^30 bytes in
+    65,507-byte messages) two ways: as the bulk rows above (two processes, foreign-thread
+    sender), and in one process as the example does."""
+    count = -(-bench_rust.TOTAL // bench_rust.CHUNK)
+    unit = "GB/s"
+
+    def row(name: str) -> Row:
+        return Row(
+            _BULK,
+            name,
+            unit,
+            higher_is_better=True,
+            baseline=_RUST,
+            target=">= 1x the Rust crate",
+            target_met=lambda _median, ratio: ratio is not None and ratio >= 1.0,
+        )
+
+    two = partial(_mio_one_way, count, bench_rust.CHUNK, thread=True, batch=64)
+    return [
+        Case(Row(_BULK, _RUST, unit, higher_is_better=True), partial(bench_rust.rust_ws, path)),
+        Case(row(_RUST_TWO), _gbps(count * bench_rust.CHUNK, two)),
+        Case(row(_RUST_ONE), partial(run_one, bench_rust.mio_one_process_ws, timeout=_TIMEOUT)),
+    ]
 
 
 def cases(quick: bool) -> list[Case]:
@@ -548,8 +581,30 @@ messages per turn; foreign thread); default configs (4 MiB `send_buffer_limit`, 
 sender, the bulk benchmark's own variant, measured in the same run. The client masks
 each 64 KiB message into a buffer of its connection's, reused once the frame is written
 out, so the WS sender, on either thread, allocates no new object per message, no more
-than the FramedTcp baseline, which sends one payload object over and over.""",
+than the FramedTcp baseline, which sends one payload object over and over.{rust}""",
 }
+
+
+_RUST_METHOD: Final = """
+
+*Rust message-io Ws, its throughput example*: the Rust crate's own
+`examples/throughput` (built from its sources with `cargo build --release`), which
+sends 1 GiB (2^30 bytes) in 65,507-byte chunks from its main thread to one node
+connected to itself over Ws, and prints GB/s from the first send to the callback that
+sees the last byte; a sample is one run of it, its `message-io Ws` line. Its sender
+and its receiver are two threads of one process, which Rust runs on both cores at
+once. *message_io WS, two processes, the Rust example's chunks*: the foreign-thread
+bulk row above, sending 65,507-byte messages until 2^30 bytes have left: sender and
+receiver on both cores, as in the Rust example. *message_io WS, one process, as the
+Rust example*: the example itself in Python, in a process of its own: one node
+connected to itself over `Transport.WS`, the main thread sending 65,507-byte messages
+while the node runs `for_each_async` (`wait_drained` after `QUEUE_FULL`), timed from
+the first send to the callback that has counted 2^30 bytes. Its two threads share one
+interpreter, whose lock lets one of them run Python code at a time."""
+
+_NO_RUST_METHOD: Final = """ The Rust crate's own throughput example was not given
+(`MESSAGE_IO_RUST_THROUGHPUT`, see `benchmarks/bench_rust.py`): its row is not in this
+run."""
 
 
 def _version(module: str) -> str:
@@ -575,4 +630,5 @@ def method_text(name: str, quick: bool) -> str:
         size=size,
         websockets=_version("websockets"),
         uvloop=_version("uvloop") if HAVE_UVLOOP else "(not installed: skipped)",
+        rust=_RUST_METHOD if bench_rust.example() is not None else _NO_RUST_METHOD,
     )
