@@ -9,7 +9,10 @@ padding) to every client. The client process reads all its connections (``epoll`
 checks every connection's bytes against the expected stream (every frame, in order:
 each delivery checked) and resets them all, which ends the server. A sample is the
 deliveries (``clients * rounds``) divided by the time from the server's first send to
-the client's last receive (``perf_counter``: one clock for both processes).
+the client's last receive (``perf_counter``: one clock for both processes). Each sample
+also gives the server's CPU time per delivery (its process's ``process_time``, every
+thread, user and kernel, from its first send to the first disconnection): what one
+delivery costs the server, whichever side set the pace.
 
 Servers:
 
@@ -60,6 +63,8 @@ __all__ = ["NAME", "cases", "method_text", "sizes"]
 
 NAME: Final = "fanout"
 UNIT: Final = "deliveries/s"
+CPU_UNIT: Final = "µs CPU/delivery"
+CPU_SUFFIX: Final = ": server CPU"
 SIZE: Final = 100
 TIMEOUT: Final = 60.0
 BASELINE: Final = "uvloop Protocol"
@@ -84,9 +89,9 @@ def _frame(payload: bytes) -> bytes:
 # -- message_io ------------------------------------------------------------------------------
 
 
-def mio_loop_server(report: Report, clients: int, rounds: int, timer: bool) -> float:
+def mio_loop_server(report: Report, clients: int, rounds: int, timer: bool) -> tuple[float, float]:
     """Every round from the callback, the next one asked for with a signal (``timer``:
-    a timer signal of 0 s); the time of the first."""
+    a timer signal of 0 s); the time of the first, and the CPU seconds (see _sample)."""
     import message_io
     from message_io import Accepted, Disconnected, Message, SendStatus, Signal, Transport
 
@@ -100,7 +105,8 @@ def mio_loop_server(report: Report, clients: int, rounds: int, timer: bool) -> f
     endpoints: list[message_io.Endpoint] = []
     ready = False
     done = 0
-    t_start = 0.0
+    t_start = c_start = 0.0
+    c_end: float | None = None
 
     def send_round() -> None:
         nonlocal done
@@ -118,13 +124,14 @@ def mio_loop_server(report: Report, clients: int, rounds: int, timer: bool) -> f
             signals.send(None)
 
     def start() -> None:
-        nonlocal t_start
+        nonlocal t_start, c_start
         if ready and len(endpoints) == clients:
             t_start = time.perf_counter()
+            c_start = time.process_time()
             send_round()
 
     def on_event(event: message_io.NodeEvent[Any]) -> None:
-        nonlocal ready
+        nonlocal ready, c_end
         if event.__class__ is Signal:
             send_round()
         elif event.__class__ is Accepted:
@@ -134,17 +141,20 @@ def mio_loop_server(report: Report, clients: int, rounds: int, timer: bool) -> f
             ready = True
             start()
         elif event.__class__ is Disconnected:  # the client has everything and closes
+            if c_end is None:
+                c_end = time.process_time()
             handler.stop()
 
     report(addr[1])
     listener.for_each(on_event, on_error="stop")
-    if done != rounds:
+    if done != rounds or c_end is None:
         raise BenchmarkError(f"sent {done} rounds of {rounds}")
-    return t_start
+    return t_start, c_end - c_start
 
 
-def mio_thread_server(report: Report, clients: int, rounds: int) -> float:
-    """Every round sent from the main thread while the node runs; the time of the first."""
+def mio_thread_server(report: Report, clients: int, rounds: int) -> tuple[float, float]:
+    """Every round sent from the main thread while the node runs; the time of the first,
+    and the CPU seconds (see _sample)."""
     import message_io
     from message_io import Accepted, Disconnected, Message, SendStatus, Transport
 
@@ -156,14 +166,17 @@ def mio_thread_server(report: Report, clients: int, rounds: int) -> float:
     ready = threading.Event()
     gone = threading.Event()
     got_ready = False
+    c_end = 0.0
 
     def on_event(event: message_io.NodeEvent[Any]) -> None:
-        nonlocal got_ready
+        nonlocal got_ready, c_end
         if event.__class__ is Accepted:
             endpoints.append(event.endpoint)
         elif event.__class__ is Message:
             got_ready = True
         elif event.__class__ is Disconnected:  # the client has everything and closes
+            if not gone.is_set():
+                c_end = time.process_time()
             gone.set()
             handler.stop()
             return
@@ -178,6 +191,7 @@ def mio_thread_server(report: Report, clients: int, rounds: int) -> float:
         if not ready.wait(TIMEOUT):
             raise BenchmarkError(f"{len(endpoints)} of {clients} clients, ready: {got_ready}")
         t_start = time.perf_counter()
+        c_start = time.process_time()
         for payload in messages:
             for endpoint in endpoints:
                 status = send(endpoint, payload)
@@ -190,24 +204,28 @@ def mio_thread_server(report: Report, clients: int, rounds: int) -> float:
         if not gone.wait(TIMEOUT):
             raise BenchmarkError("the client did not close")
         task.wait(TIMEOUT)
-    return t_start
+    return t_start, c_end - c_start
 
 
 # -- asyncio and uvloop ----------------------------------------------------------------------
 
 
-def asyncio_server(report: Report, clients: int, rounds: int, loop_name: str) -> float:
-    """One round per iteration of the event loop (``call_soon``); the time of the first."""
+def asyncio_server(
+    report: Report, clients: int, rounds: int, loop_name: str
+) -> tuple[float, float]:
+    """One round per iteration of the event loop (``call_soon``); the time of the first,
+    and the CPU seconds (see _sample)."""
     raise_fd_limit(clients)
     frames = [_frame(payload) for payload in payloads(rounds)]
 
-    async def main() -> float:
+    async def main() -> tuple[float, float]:
         loop = asyncio.get_running_loop()
         finished = loop.create_future()
         transports: list[asyncio.Transport] = []
         ready = False
         done = 0
-        t_start = 0.0
+        t_start = c_start = 0.0
+        c_end: list[float] = []
 
         def send_round() -> None:
             nonlocal done
@@ -219,9 +237,10 @@ def asyncio_server(report: Report, clients: int, rounds: int, loop_name: str) ->
                 loop.call_soon(send_round)
 
         def start() -> None:
-            nonlocal t_start
+            nonlocal t_start, c_start
             if ready and len(transports) == clients:
                 t_start = time.perf_counter()
+                c_start = time.process_time()
                 send_round()
 
         class Server(asyncio.Protocol):
@@ -241,6 +260,7 @@ def asyncio_server(report: Report, clients: int, rounds: int, loop_name: str) ->
 
             def connection_lost(self, exc: Exception | None) -> None:
                 if not finished.done():  # the client has everything and closes
+                    c_end.append(time.process_time())
                     finished.set_result(None)
 
         server = await loop.create_server(Server, HOST, 0, backlog=clients)
@@ -249,9 +269,10 @@ def asyncio_server(report: Report, clients: int, rounds: int, loop_name: str) ->
         server.close()
         if done != rounds:
             raise BenchmarkError(f"sent {done} rounds of {rounds}")
-        return t_start
+        return t_start, c_end[0] - c_start
 
-    return float(run_async(loop_name, main()))
+    t_start, cpu = run_async(loop_name, main())
+    return t_start, cpu
 
 
 # -- the client: `clients` connections, each one read until it has every round -------------
@@ -303,34 +324,52 @@ def client(port: int, clients: int, rounds: int) -> float:
 
 
 def _sample(
-    server: Callable[..., float], args: tuple[Any, ...], clients: int, rounds: int
+    server: Callable[..., tuple[float, float]],
+    args: tuple[Any, ...],
+    clients: int,
+    rounds: int,
+    cpu_row: Row,
 ) -> float:
-    t_start, t_end = run_pair(
+    """Deliveries per second; ``cpu_row`` gets the server's CPU time per delivery, in µs:
+    its whole process (every thread, user and kernel: ``time.process_time``) from the
+    first send to the first disconnection, when the client has everything."""
+    (t_start, cpu), t_end = run_pair(
         server,
         client,
         server_args=(clients, rounds, *args),
         client_args=(clients, rounds),
         timeout=TIMEOUT + 30,
     )
+    cpu_row.samples.append(cpu / (clients * rounds) * 1e6)
     return float(clients * rounds / (t_end - t_start))
 
 
 def cases(quick: bool) -> list[Case]:
     clients, rounds = sizes(quick)
-    variants: list[tuple[str, Callable[..., float], tuple[Any, ...], str | None]] = [
+    variants: list[tuple[str, Callable[..., tuple[float, float]], tuple[Any, ...], str | None]] = [
         ("asyncio Protocol", asyncio_server, ("asyncio",), None),
         (BASELINE, asyncio_server, ("uvloop",), None),
         ("message_io FramedTcp, loop thread", mio_loop_server, (False,), BASELINE),
         ("message_io FramedTcp, loop thread, 0 s timer", mio_loop_server, (True,), BASELINE),
         ("message_io FramedTcp, foreign thread", mio_thread_server, (), BASELINE),
     ]
-    return [
-        Case(
-            Row(NAME, name, UNIT, higher_is_better=True, baseline=baseline),
-            partial(_sample, server, args, clients, rounds),
+    cases = []
+    for name, server, args, baseline in variants:
+        cpu_row = Row(
+            NAME,
+            name + CPU_SUFFIX,
+            CPU_UNIT,
+            higher_is_better=False,
+            baseline=None if baseline is None else baseline + CPU_SUFFIX,
         )
-        for name, server, args, baseline in variants
-    ]
+        cases.append(
+            Case(
+                Row(NAME, name, UNIT, higher_is_better=True, baseline=baseline),
+                partial(_sample, server, args, clients, rounds, cpu_row),
+                extra_rows=(cpu_row,),
+            )
+        )
+    return cases
 
 
 _METHOD: Final = """\
@@ -342,10 +381,12 @@ padding) to every client. The client `recv`s into a buffer per connection until 
 connection has all the rounds, then checks each one's bytes against the expected stream
 (every delivery, in order) and resets them all, which ends the server. A sample is the
 {deliveries} deliveries divided by the time from the server's first send to the client's
-last receive. Baselines: asyncio's `Protocol` server on asyncio and on uvloop, one round
-per iteration of the event loop: `transport.write` of the 101-byte frame to every
-client (each goes to the socket at once), the next round scheduled with
-`loop.call_soon`. message_io FramedTcp, default configs: the first message to a
+last receive. Each variant's *server CPU* row is, from the same sample, the server
+process's CPU time (`time.process_time`: every thread, user and kernel) from its first
+send to the first disconnection, per delivery. Baselines: asyncio's `Protocol` server
+on asyncio and on uvloop, one round per iteration of the event loop: `transport.write`
+of the 101-byte frame to every client (each goes to the socket at once), the next round
+scheduled with `loop.call_soon`. message_io FramedTcp, default configs: the first message to a
 connection in a turn of the loop is written at once, the next ones of that turn are
 coalesced and written at its end. *loop thread*: each round from the `for_each`
 callback, `send` to every endpoint, the next round asked for with

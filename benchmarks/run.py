@@ -230,6 +230,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value / 1e6:.3f}M"
     if unit == "GB/s":
         return f"{value:.2f}"
+    if unit == "µs CPU/delivery":
+        return f"{value:.2f}"
     if unit in ("fds", "remotes"):
         return f"{value:,.0f}"
     return f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
