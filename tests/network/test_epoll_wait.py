@@ -247,9 +247,7 @@ def test_wait_until_a_ready_descriptor_or_no_deadline(
     assert twin.wait_until(epoll, time.monotonic() + 1e12) == [(b.fileno(), select.EPOLLIN)]
 
 
-def test_wait_until_a_signal_then_the_rest_of_the_wait(
-    twin: Any, epoll: select.epoll
-) -> None:
+def test_wait_until_a_signal_then_the_rest_of_the_wait(twin: Any, epoll: select.epoll) -> None:
     """PEP 475: after the handler, the wait goes on until the same deadline."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals are handled on the main thread")
