@@ -188,30 +188,30 @@ ready_list(const struct epoll_event *events, int count)
     return ready;
 }
 
-PyDoc_STRVAR(wait_doc,
-"wait(epoll, timeout, /) -> list[tuple[int, int]]\n\n"
-"epoll.poll(timeout): (fd, mask) of the ready descriptors, after at most timeout\n"
-"seconds (None or negative: no limit).");
-
-static PyObject *
-epoll_wait_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* Milliseconds from now to deadline_ms (CLOCK_MONOTONIC, as time.monotonic()), rounded
+ * up; 0 if it has passed, at most INT_MAX (the loop then looks again). */
+static int
+milliseconds_until(double deadline_ms)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "wait() takes epoll and timeout");
-        return NULL;
+    double left = ceil(deadline_ms - monotonic_ms());
+    if (left <= 0) {
+        return 0;
     }
-    int ms = milliseconds(args[1]);
-    if (ms == -2) {
-        return NULL;
-    }
-    int epfd = epoll_fd(args[0]);
+    return left < (double)INT_MAX ? (int)left : INT_MAX;
+}
+
+/* The ready list of epoll after at most ms milliseconds (-1: no limit); a signal's
+ * handlers run, then the wait goes on until deadline_ms (PEP 475, as epoll.poll). */
+static PyObject *
+wait_events(PyObject *epoll, int ms, double deadline_ms)
+{
+    int epfd = epoll_fd(epoll);
     if (epfd < 0) {
         return NULL;
     }
     struct epoll_event events[MAX_EVENTS];
     int count;
     int error;
-    double deadline = ms > 0 ? monotonic_ms() + ms : 0.0;
     for (;;) {
         /* The GIL is released even for a timeout of 0: the loop's turns run compiled
          * code, which never offers the GIL on its own, so this is where the other
@@ -228,16 +228,14 @@ epoll_wait_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             errno = error;
             return PyErr_SetFromErrno(PyExc_OSError);
         }
-        /* A signal: its handlers run, then the wait goes on for what is left (PEP 475,
-         * as epoll.poll). */
+        /* A signal: its handlers run, then the wait goes on for what is left. */
         if (PyErr_CheckSignals() < 0) {
             return NULL;
         }
         if (ms > 0) {
-            double left = ceil(deadline - monotonic_ms());
-            ms = left > 0 ? (int)left : 0;
+            ms = milliseconds_until(deadline_ms);
         }
-        epfd = epoll_fd(args[0]); /* a handler may have closed it */
+        epfd = epoll_fd(epoll); /* a handler may have closed it */
         if (epfd < 0) {
             return NULL;
         }
@@ -245,16 +243,23 @@ epoll_wait_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return ready_list(events, count);
 }
 
-/* Milliseconds from now to deadline (time.monotonic() seconds), rounded up; 0 if it
- * has passed, at most INT_MAX (the loop then looks again). */
-static int
-milliseconds_until(double deadline_ms)
+PyDoc_STRVAR(wait_doc,
+"wait(epoll, timeout, /) -> list[tuple[int, int]]\n\n"
+"epoll.poll(timeout): (fd, mask) of the ready descriptors, after at most timeout\n"
+"seconds (None or negative: no limit).");
+
+static PyObject *
+epoll_wait_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    double left = ceil(deadline_ms - monotonic_ms());
-    if (left <= 0) {
-        return 0;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wait() takes epoll and timeout");
+        return NULL;
     }
-    return left < (double)INT_MAX ? (int)left : INT_MAX;
+    int ms = milliseconds(args[1]);
+    if (ms == -2) {
+        return NULL;
+    }
+    return wait_events(args[0], ms, ms > 0 ? monotonic_ms() + ms : 0.0);
 }
 
 PyDoc_STRVAR(wait_until_doc,
@@ -269,51 +274,19 @@ epoll_wait_until_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "wait_until() takes epoll and deadline");
         return NULL;
     }
-    int ms = -1;
-    double deadline_ms = 0.0;
-    if (args[1] != Py_None) {
-        double deadline = PyFloat_AsDouble(args[1]);
-        if (deadline == -1.0 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (isnan(deadline)) {
-            PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
-            return NULL;
-        }
-        deadline_ms = deadline * 1e3;
-        ms = deadline > 0 ? milliseconds_until(deadline_ms) : 0;
+    if (args[1] == Py_None) {
+        return wait_events(args[0], -1, 0.0);
     }
-    int epfd = epoll_fd(args[0]);
-    if (epfd < 0) {
+    double deadline = PyFloat_AsDouble(args[1]);
+    if (deadline == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    struct epoll_event events[MAX_EVENTS];
-    int count;
-    int error;
-    for (;;) {
-        Py_BEGIN_ALLOW_THREADS /* even for 0: see epoll_wait_call */
-        count = epoll_wait(epfd, events, MAX_EVENTS, ms);
-        error = errno;
-        Py_END_ALLOW_THREADS
-        if (count >= 0) {
-            break;
-        }
-        if (error != EINTR) {
-            errno = error;
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return NULL;
-        }
-        if (ms > 0) {
-            ms = milliseconds_until(deadline_ms);
-        }
-        epfd = epoll_fd(args[0]); /* a handler may have closed it */
-        if (epfd < 0) {
-            return NULL;
-        }
+    if (isnan(deadline)) {
+        PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+        return NULL;
     }
-    return ready_list(events, count);
+    double deadline_ms = deadline * 1e3;
+    return wait_events(args[0], deadline > 0 ? milliseconds_until(deadline_ms) : 0, deadline_ms);
 }
 
 static PyMethodDef epoll_wait_methods[] = {
