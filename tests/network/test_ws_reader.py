@@ -7,6 +7,8 @@ and the heartbeat see."""
 
 from __future__ import annotations
 
+import os
+import random
 import select
 import socket
 from collections.abc import Iterator
@@ -251,3 +253,105 @@ def test_bad_utf8_fails_the_connection_and_stops_the_framing(
     assert reply is not None and Close.parse(bytes(reply)[2:]).code == 1007
     header, _ = server_reader.framers()
     assert header is not None and header(1) is None
+
+
+class _Recording(socket.socket):
+    """A socket that records the size and flags of every ``recv`` (the reader's C
+    socket calls fall back to the method for a subclass)."""
+
+    def __init__(self, fileno: int) -> None:
+        super().__init__(fileno=fileno)
+        self.calls: list[tuple[int, int]] = []
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        self.calls.append((size, flags))
+        return super().recv(size, flags)
+
+
+def _drain(reader: WsReader, sock: socket.socket) -> list[Any]:
+    """Every message ``sock`` has now, read as the node reads: until it has nothing."""
+    got: list[Any] = []
+    while select.select([sock], [], [], 0)[0]:
+        assert reader.read(got) & CLOSED == 0
+    return got
+
+
+def _large_wire(remote: WsRemote, payloads: list[bytes]) -> bytes:
+    """``payloads`` as the binary frames ``remote`` sends (masked if it is a client)."""
+    header, frame = _framers(remote)
+    parts: list[bytes] = []
+    for payload in payloads:
+        if frame is not None:
+            made = frame(payload)
+            parts.append(b"".join(made) if isinstance(made, tuple) else bytes(made))
+        else:
+            parts.append(header(len(payload)) + payload)
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_a_large_payload_is_read_in_one_read_of_its_size(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader], side: str
+) -> None:
+    server, client, server_reader, client_reader = pair
+    reading, sending, source = (
+        (server, client, server_reader) if side == "server" else (client, server, client_reader)
+    )
+    recording = _Recording(os.dup(reading.socket.fileno()))
+    with recording:
+        reader = WsReader(reading, recording, source.source, source.masker, source.size)
+        large = [bytes([n]) * (65_536 + n) for n in range(3)]
+        header_size = 14 if side == "server" else 10  # 8-byte length, and a key if masked
+        _write(sending, _large_wire(sending, large[:1]))
+        assert _drain(reader, recording) == large[:1]  # the first one tells it: large frames
+        _write(sending, _large_wire(sending, large[1:]))
+        got = _drain(reader, recording)
+        assert got == large[1:]
+        if side == "client":  # not masked: the bytes read are the message itself
+            assert all(type(message) is bytes for message in got)
+        # After the first: each header peeked, read apart, then the payload exactly.
+        peeks = [call for call in recording.calls if call[1] == socket.MSG_PEEK]
+        assert len(peeks) >= 2, recording.calls
+        reads = [size for size, flags in recording.calls if flags == 0]
+        for payload in large[1:]:
+            assert reads.count(len(payload)) == 1
+        assert reads.count(header_size) >= 2
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+@pytest.mark.parametrize("seed", range(6))
+def test_large_and_small_frames_cut_anywhere_come_whole_and_in_order(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader], side: str, seed: int
+) -> None:
+    server, client, server_reader, client_reader = pair
+    reading, sending, reader = (
+        (server, client, server_reader) if side == "server" else (client, server, client_reader)
+    )
+    rng = random.Random(seed)
+    sizes = [rng.choice((0, 1, 125, 126, 40_000, 65_535, 65_536, 200_000)) for _ in range(16)]
+    payloads = [rng.randbytes(size) for size in sizes]
+    wire = _large_wire(sending, payloads)
+    got: list[Any] = []
+    at = 0
+    while at < len(wire):
+        cut = min(len(wire), at + rng.choice((1, 7, 14, 1000, 40_000, 70_000, 300_000)))
+        at += sending.write(wire[at:cut])  # what the socket's buffer takes
+        got += _drain(reader, reading.socket)
+    assert got == payloads
+    assert reader.incomplete() == 0
+
+
+def test_a_large_frame_over_the_limit_still_goes_to_the_protocol(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader],
+) -> None:
+    server, client, server_reader, _ = pair
+    _write(client, _large_wire(client, [b"a" * 50_000]))  # large frames from now on
+    assert _drain(server_reader, server.socket) == [b"a" * 50_000]
+    _write(client, _large_wire(client, [b"b" * ((1 << 20) + 1)])[:100_000])
+    got: list[Any] = []
+    result = 0
+    while not result & CLOSED:
+        result = _read(server_reader, server.socket)[1]
+        assert not got
+    reply = server.take_output()
+    assert reply is not None and Close.parse(bytes(reply)[2:]).code == 1009

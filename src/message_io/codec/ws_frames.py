@@ -60,12 +60,22 @@ _OPEN: Final = OPEN
 _OPCODE_TEXT: Final = Opcode.TEXT
 _Frame: Final = Frame
 
-__all__ = ["FIN_BINARY", "FIN_TEXT", "SPLIT_FRAME", "FrameInput", "Masker", "frame_header"]
+__all__ = [
+    "FIN_BINARY",
+    "FIN_TEXT",
+    "MAX_HEADER",
+    "SPLIT_FRAME",
+    "FrameInput",
+    "Masker",
+    "frame_header",
+]
 
 FIN_BINARY: Final = 0x82
 """The first byte of a whole binary frame: FIN and opcode 2."""
 FIN_TEXT: Final = 0x81
 """The first byte of a whole text frame: FIN and opcode 1."""
+MAX_HEADER: Final = 14
+"""The largest frame header: 2 bytes, an 8-byte length and a 4-byte masking key."""
 _FIN: Final = 0x80
 _OPCODE: Final = 0x0F
 _TEXT: Final = 1
@@ -203,13 +213,13 @@ class FrameInput:
         "_head",
         "_kept",
         "_kept_head",
-        "_left",
         "_owed",
         "frames",
         "gave",
         "heard",
         "is_open",
         "kept_size",
+        "left",
         "masked",
         "max_size",
         "protocol",
@@ -230,11 +240,12 @@ class FrameInput:
         self._head = b""  # the start of a header cut by the end of a read
         self._fragmented = False  # a fragmented message is under way
         # A frame taken here whose payload goes on in later reads: its header, the
-        # pieces of its payload so far and their size, and the bytes still to come.
+        # pieces of its payload so far and their size, and the bytes still to come
+        # (``left``: a reader may read exactly those, see large_header()).
         self._kept_head = b""
         self._kept: list[bytes] | None = None
         self.kept_size = 0
-        self._left = 0
+        self.left = 0
 
     def take(self) -> list[bytes | Event]:
         """The frames of what was fed since the last call, in order (see the module)."""
@@ -289,9 +300,11 @@ class FrameInput:
             ):
                 if stop > end:  # the payload goes on in later reads: keep it till then
                     self._kept_head = data[pos:start]
-                    self._kept = [data[start:]]
+                    # None of it yet when the header was read apart (large_header()):
+                    # the payload read next is then the whole payload, not a piece.
+                    self._kept = [data[start:]] if start < end else []
                     self.kept_size = end - start
-                    self._left = stop - end
+                    self.left = stop - end
                     return
                 if not masked:
                     payload = data[start:stop]
@@ -313,6 +326,38 @@ class FrameInput:
         if self._kept is not None:
             self._give_up_kept()
 
+    def large_header(self, head: bytes, least: int) -> int:
+        """The size of the frame header that ``head`` (the next bytes of the stream,
+        peeked) starts with, if this input would take that frame itself and its payload
+        has at least ``least`` bytes; else 0.
+
+        A reader that then reads exactly that header, then exactly what :attr:`left`
+        says, gets the payload in one ``bytes`` (or a few, if it comes in pieces) that
+        is taken as it is, never sliced or joined.
+        """
+        if (
+            len(head) < 2
+            or not self.is_open
+            or self._head
+            or self._kept is not None
+            or self._owed
+            or self._fragmented
+        ):
+            return 0
+        first = head[0]
+        second = head[1]
+        masked = self.masked
+        if first not in (FIN_BINARY, FIN_TEXT) or bool(second & _MASK_BIT) != masked:
+            return 0
+        size = header_size(second, masked)
+        if len(head) < size:
+            return 0
+        payload = payload_size(head, 0)
+        limit = self.max_size
+        if payload < least or (limit is not None and payload > limit):
+            return 0
+        return size
+
     def _emit(self, first: int, payload: bytes) -> None:
         if first == FIN_BINARY:
             self.frames.append(payload)
@@ -327,14 +372,14 @@ class FrameInput:
         if not self.is_open:
             # Closed or failed meanwhile (by the caller): the protocol takes the frame,
             # and will do with it what it does in that state.
-            self._owed = self._left
+            self._owed = self.left
             self._give_up_kept()
             return 0
-        left = self._left
+        left = self.left
         if len(data) < left:
             kept.append(data)
             self.kept_size += len(data)
-            self._left = left - len(data)
+            self.left = left - len(data)
             return -1
         kept.append(data[:left] if left < len(data) else data)
         head = self._kept_head
@@ -345,12 +390,15 @@ class FrameInput:
         return left
 
     def _release_kept(self) -> bytes:
-        """The payload kept so far, in one piece; nothing is kept any more."""
+        """The payload kept so far, in one piece (not copied if it came in one read);
+        nothing is kept any more."""
         kept = self._kept
         assert kept is not None
         self._kept = None
         self.kept_size = 0
-        self._left = 0
+        self.left = 0
+        if len(kept) == 1:
+            return kept[0]
         return b"".join(kept)
 
     def _give_up_kept(self) -> None:
@@ -390,7 +438,7 @@ class FrameInput:
         """Go on with the header cut short: return 0, the frame's bytes owed to the
         protocol now counted from the start of ``data``, or -1 if ``data`` ended first."""
         cut = self._head
-        head = cut + data[:14]  # a header has at most 14 bytes
+        head = cut + data[:MAX_HEADER]
         if len(head) < 2 or len(head) < header_size(head[1], self.masked):
             self._head = head  # all of data: the header is still cut short
             self._give(data)

@@ -10,6 +10,12 @@ cut short, anything after a close or an error), a text message (to be checked as
 UTF-8), or the end of the stream. So it never changes what the connection does, only how
 fast its common case runs.
 
+Large frames are read as ``FramedTcpRemote`` reads them (see
+:mod:`.framed_reader`): once the peer sends a frame of 32 KiB or more, each header is
+peeked, read apart, then the payload in one read of its exact size, so that the bytes
+the OS returns are the payload: taken as they are (a client), or unmasked once (a
+server), never sliced out of a read nor joined from pieces.
+
 It also frames the binary messages sent on the connection (a header for the server
 side, a masked frame for the client side), from the protocol state that the input
 tracks, under the connection's lock as the remote's ``header`` and ``frame`` are.
@@ -22,10 +28,10 @@ import socket
 from collections.abc import Callable
 from typing import Any, Final
 
-from ..codec.ws_frames import FIN_BINARY, FrameInput, Masker, frame_header
+from ..codec.ws_frames import FIN_BINARY, MAX_HEADER, FrameInput, Masker, frame_header
 from . import sockio
 from .endpoint import _COMPILED
-from .framed_reader import SMALL_READ, SMALL_READ_ARG
+from .framed_reader import LARGE_FRAME, MAX_READ, SMALL_READ, SMALL_READ_ARG
 from .reader import CLOSED, OUTPUT, TEXT, Reader
 
 __all__ = ["WsReader"]
@@ -33,6 +39,7 @@ __all__ = ["WsReader"]
 log = logging.getLogger("message_io")
 
 _READS: Final = 4  # reads per call at most: one connection cannot starve the others
+_PEEK: Final = socket.MSG_PEEK
 # The C build's socket calls (see sockio); without it, the socket's own methods.
 _C_SOCKIO: Final = sockio.COMPILED
 _recv: Final = sockio.recv
@@ -68,6 +75,7 @@ class WsReader(Reader):
         # remote took a read. Neither changes unless the protocol is given bytes.
         self.outside = 0
         self.small = False  # the last read was small: the next one asks for less
+        self.large = False  # the peer sends large frames: read their headers apart
 
     def read(self, frames: list[Any]) -> int:
         source = self.source
@@ -75,10 +83,29 @@ class WsReader(Reader):
         size = self.size
         want = SMALL_READ if self.small and size > SMALL_READ else size
         self.small = False
+        large = self.large
         ended = False
         try:
             for _read in range(_READS):
-                if _C_SOCKIO:
+                left = source.left
+                if left >= LARGE_FRAME or (left and large):
+                    # The rest of a large payload, exactly: these bytes are the payload.
+                    want = min(left, MAX_READ)
+                    data = _recv(sock, want) if _C_SOCKIO else sock.recv(want)
+                elif large:
+                    head = sock.recv(MAX_HEADER, _PEEK)
+                    header = source.large_header(head, LARGE_FRAME) if head else 0
+                    if header:
+                        source.feed(sock.recv(header))  # just the header
+                        continue
+                    large = False
+                    if not head:
+                        data = b""
+                    elif _C_SOCKIO:
+                        data = _recv(sock, want)
+                    else:
+                        data = sock.recv(want)
+                elif _C_SOCKIO:
                     data = _recv(sock, SMALL_READ_ARG if want == SMALL_READ else want)
                 else:
                     data = sock.recv(want)
@@ -86,8 +113,11 @@ class WsReader(Reader):
                     ended = True
                     break
                 source.feed(data)
+                left = source.left
+                if left and left + source.kept_size >= LARGE_FRAME:
+                    large = True  # a large payload goes on: read it, then the next, apart
                 if len(data) < want:
-                    self.small = len(data) < SMALL_READ
+                    self.small = not large and len(data) < SMALL_READ
                     break
                 want = size
         except BlockingIOError:
@@ -95,6 +125,7 @@ class WsReader(Reader):
         except ConnectionError as exc:
             log.debug("websocket connection lost: %s", exc)
             ended = True
+        self.large = large
         remote = self.remote
         if ended:
             remote._receive_eof()  # first: a frame kept cut short goes to the protocol
