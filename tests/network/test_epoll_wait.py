@@ -281,3 +281,32 @@ def test_wait_until_bad_deadlines(twin: Any, epoll: select.epoll) -> None:
     poller.close()
     with pytest.raises(ValueError, match="closed epoll"):
         twin.wait_until(poller, 0.0)
+
+
+def test_passed_tells_whether_a_deadline_has_come(twin: Any) -> None:
+    assert twin.passed(time.monotonic())  # a reading already taken: it has come
+    assert twin.passed(0)
+    assert twin.passed(-1.0)
+    assert not twin.passed(time.monotonic() + 3600.0)
+    assert not twin.passed(float("inf"))
+    assert not twin.passed(float("nan"))  # as time.monotonic() >= nan
+
+
+def test_passed_agrees_with_a_later_clock_reading(twin: Any) -> None:
+    # Deadlines a few microseconds ahead: some have come, some not, and any that has
+    # come for passed() has come for a time.monotonic() read after it.
+    outcomes = set()
+    for step in range(2_000):
+        deadline = time.monotonic() + (step % 10) * 1e-6
+        came = twin.passed(deadline)
+        if came:
+            assert time.monotonic() >= deadline
+        outcomes.add(came)
+    assert outcomes == {True, False}
+
+
+def test_passed_refuses_what_is_not_a_number(twin: Any) -> None:
+    with pytest.raises(TypeError):
+        twin.passed("soon")
+    with pytest.raises(TypeError):
+        twin.passed(None)

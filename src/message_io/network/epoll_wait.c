@@ -289,10 +289,32 @@ epoll_wait_until_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return wait_events(args[0], deadline > 0 ? milliseconds_until(deadline_ms) : 0, deadline_ms);
 }
 
+PyDoc_STRVAR(passed_doc,
+"passed(deadline, /) -> bool\n\n"
+"time.monotonic() >= deadline, without the float of the clock reading: whether a\n"
+"deadline of the loop's timers has come. The clock is read as time.monotonic() reads\n"
+"it, to the same double, so a later time.monotonic() agrees.");
+
+static PyObject *
+epoll_wait_passed(PyObject *module, PyObject *deadline_obj)
+{
+    double deadline = PyFloat_AsDouble(deadline_obj);
+    if (deadline == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    /* As CPython's _PyTime_AsSecondsDouble does with the nanoseconds it reads. */
+    long long ns = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+    double seconds = ns % 1000000000LL == 0 ? (double)(ns / 1000000000LL) : (double)ns / 1e9;
+    return PyBool_FromLong(seconds >= deadline);
+}
+
 static PyMethodDef epoll_wait_methods[] = {
     {"wait", (PyCFunction)(void (*)(void))epoll_wait_call, METH_FASTCALL, wait_doc},
     {"wait_until", (PyCFunction)(void (*)(void))epoll_wait_until_call, METH_FASTCALL,
      wait_until_doc},
+    {"passed", (PyCFunction)epoll_wait_passed, METH_O, passed_doc},
     {NULL, NULL, 0, NULL},
 };
 

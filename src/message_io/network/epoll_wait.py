@@ -12,7 +12,7 @@ from __future__ import annotations
 import select
 from time import monotonic
 
-__all__ = ["COMPILED", "MAX_EVENTS", "wait", "wait_until"]
+__all__ = ["COMPILED", "MAX_EVENTS", "passed", "wait", "wait_until"]
 
 # Not Final: the compiled engine would fold this file's value into its own code, and
 # never ask the module that is actually imported.
@@ -39,3 +39,10 @@ def wait_until(epoll: select.epoll, deadline: float | None) -> list[tuple[int, i
         return epoll.poll(None, MAX_EVENTS)
     left = min(deadline - monotonic(), _LONGEST)  # epoll_wait's limit; then look again
     return epoll.poll(0.0 if left < 0 else left, MAX_EVENTS)  # NaN: poll's ValueError
+
+
+def passed(deadline: float) -> bool:
+    """``time.monotonic() >= deadline``: whether a deadline of the loop's timers has come.
+    (The C twin reads the clock as :func:`time.monotonic` does, without making its
+    float.) Raises ``TypeError`` if ``deadline`` is not a number."""
+    return monotonic() >= deadline
