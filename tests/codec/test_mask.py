@@ -174,3 +174,26 @@ def test_masked_frame_refuses_what_is_not_bytes_like(twin: Any) -> None:
         twin.masked_frame(0x81, "text", os.urandom(16), 0)
     with pytest.raises(TypeError):
         twin.masked_frame(0x81, b"data", os.urandom(16))
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 16, 17, 125, 4095, 4096, 70_001])
+@pytest.mark.parametrize("start", [4, 5, 6, 7, 14])
+def test_unmask_takes_the_payload_after_its_key(twin: Any, size: int, start: int) -> None:
+    payload = os.urandom(size)
+    key = os.urandom(4)
+    frame = os.urandom(start - 4) + key + _reference(payload, key) + b"next frame"
+    unmasked = twin.unmask(frame, start, start + size)
+    assert type(unmasked) is bytes
+    assert unmasked == payload
+
+
+@pytest.mark.parametrize(("start", "stop"), [(3, 5), (0, 0), (6, 5), (4, 11), (-1, 4)])
+def test_unmask_refuses_bounds_outside_the_data(twin: Any, start: int, stop: int) -> None:
+    with pytest.raises(ValueError, match="4 <= start <= stop <= len"):
+        twin.unmask(b"keyXpayload"[:10], start, stop)
+
+
+def test_unmask_takes_bytes_only(twin: Any) -> None:
+    for data in (bytearray(10), memoryview(bytes(10)), "0123456789"):
+        with pytest.raises(TypeError, match="bytes"):
+            twin.unmask(data, 4, 6)

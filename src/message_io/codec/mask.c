@@ -228,11 +228,52 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(unmask_doc,
+"unmask(data, start, stop, /) -> bytes\n\n"
+"mask(data[start:stop], data[start - 4:start]): the payload of a masked frame that\n"
+"data (bytes) holds whole, unmasked with the key just before it, without the two\n"
+"slices. ValueError unless 4 <= start <= stop <= len(data).");
+
+static PyObject *
+unmask_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "unmask() takes data, start and stop");
+        return NULL;
+    }
+    PyObject *data = args[0];
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "unmask() needs bytes, not %.100s",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t start = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t stop = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
+    if (stop == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (start < 4 || stop < start || stop > PyBytes_GET_SIZE(data)) {
+        PyErr_SetString(PyExc_ValueError, "unmask() needs 4 <= start <= stop <= len(data)");
+        return NULL;
+    }
+    const unsigned char *in = (const unsigned char *)PyBytes_AS_STRING(data);
+    PyObject *result = PyBytes_FromStringAndSize(NULL, stop - start);
+    if (result != NULL) {
+        xor_key((unsigned char *)PyBytes_AS_STRING(result), in + start, stop - start,
+                in + start - 4);
+    }
+    return result;
+}
+
 static PyMethodDef mask_methods[] = {
     {"mask", (PyCFunction)(void (*)(void))mask_call, METH_FASTCALL, mask_doc},
     {"mask_into", (PyCFunction)(void (*)(void))mask_into_call, METH_FASTCALL, mask_into_doc},
     {"masked_frame", (PyCFunction)(void (*)(void))masked_frame_call, METH_FASTCALL,
      masked_frame_doc},
+    {"unmask", (PyCFunction)(void (*)(void))unmask_call, METH_FASTCALL, unmask_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,12 +21,14 @@ try:
 except ImportError:  # websockets without its C speedups
     from websockets.utils import apply_mask
 
-__all__ = ["COMPILED", "mask", "mask_into", "masked_frame"]
+__all__ = ["COMPILED", "mask", "mask_into", "masked_frame", "unmask"]
 
 # Not Final: the compiled engine would fold this file's value into its own code, and
 # never ask the module that is actually imported.
 COMPILED: bool = False
 """True in the C build."""
+
+_VIEW_FROM = 4096  # payloads from this size are unmasked from a view, not a slice
 
 mask = apply_mask
 """``mask(data, key, /) -> bytes``: ``data`` (bytes-like) XOR ``key`` (4 bytes) repeated.
@@ -69,3 +71,18 @@ def masked_frame(
     else:
         head = struct.pack("!BBQ", first, 0x80 | 127, size)
     return head + key + masked
+
+
+def unmask(data: bytes, start: int, stop: int, /) -> bytes:
+    """``mask(data[start:stop], data[start - 4:start])``: the payload of a masked frame
+    that ``data`` holds whole, unmasked with the key just before it (the C twin makes
+    no slice). Raises ``ValueError`` unless ``4 <= start <= stop <= len(data)``,
+    ``TypeError`` if ``data`` is not ``bytes``."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"unmask() needs bytes, not {type(data).__name__}")
+    if start < 4 or stop < start or stop > len(data):
+        raise ValueError("unmask() needs 4 <= start <= stop <= len(data)")
+    key = data[start - 4 : start]
+    if stop - start < _VIEW_FROM:
+        return apply_mask(data[start:stop], key)
+    return apply_mask(memoryview(data)[start:stop], key)  # no copy before the mask's

@@ -52,6 +52,7 @@ from .body_pool import BodyPool
 
 # Final: compiled, module constants are C statics; imported names are looked up by name.
 _apply_mask: Final = mask.mask
+_unmask: Final = mask.unmask
 _mask_into: Final = mask.mask_into
 _masked_frame: Final = mask.masked_frame
 # The C build's masked frame in one object (see mask); without it, the parts joined.
@@ -289,7 +290,9 @@ class FrameInput:
             if start > end:
                 self._owe_header(data, pos)
                 return
-            size = payload_size(data, pos)
+            size = second & _LENGTH
+            if size >= 126:
+                size = payload_size(data, pos)
             stop = start + size
             limit = self.max_size
             if (
@@ -308,11 +311,16 @@ class FrameInput:
                     return
                 if not masked:
                     payload = data[start:stop]
-                elif size < _VIEW_FROM:
+                elif _C_MASK:  # unmasked with the key before it, no slice of either
+                    payload = _unmask(data, start, stop)
+                elif size < _VIEW_FROM:  # interpreted: no call of the Python twin's
                     payload = _apply_mask(data[start:stop], data[start - 4 : start])
                 else:  # no copy before the one unmasking makes
                     payload = _apply_mask(memoryview(data)[start:stop], data[start - 4 : start])
-                self._emit(first, payload)
+                if first == FIN_BINARY:
+                    self.frames.append(payload)
+                else:
+                    self._emit(first, payload)
                 pos = stop
                 continue
             self._note(first)
