@@ -84,6 +84,7 @@ _BINARY: Final = 2
 _CONT: Final = 0
 _MASK_BIT: Final = 0x80
 _LENGTH: Final = 0x7F
+_SMALL_PIECE: Final = 4096  # pieces of a kept payload below this size are merged
 _VIEW_FROM: Final = 4096  # masked payloads from this size are unmasked from a view
 _LENGTH_16: Final = struct.Struct("!BBH")
 _LENGTH_64: Final = struct.Struct("!BBQ")
@@ -244,7 +245,7 @@ class FrameInput:
         # pieces of its payload so far and their size, and the bytes still to come
         # (``left``: a reader may read exactly those, see large_header()).
         self._kept_head = b""
-        self._kept: list[bytes] | None = None
+        self._kept: list[bytes | bytearray] | None = None
         self.kept_size = 0
         self.left = 0
 
@@ -384,12 +385,20 @@ class FrameInput:
             self._give_up_kept()
             return 0
         left = self.left
-        if len(data) < left:
-            kept.append(data)
-            self.kept_size += len(data)
-            self.left = left - len(data)
+        size = len(data)
+        if size < left:
+            if size >= _SMALL_PIECE:
+                kept.append(data)
+            elif kept and type(kept[-1]) is bytearray:
+                kept[-1] += data
+            else:
+                # Small reads (a peer trickling its bytes) go into one bytearray: a
+                # bytes object per read would hold ~20 times the payload.
+                kept.append(bytearray(data))
+            self.kept_size += size
+            self.left = left - size
             return -1
-        kept.append(data[:left] if left < len(data) else data)
+        kept.append(data[:left] if left < size else data)
         head = self._kept_head
         payload = self._release_kept()
         if self.masked:
@@ -406,7 +415,9 @@ class FrameInput:
         self.kept_size = 0
         self.left = 0
         if len(kept) == 1:
-            return kept[0]
+            piece = kept[0]
+            if type(piece) is bytes:
+                return piece
         return b"".join(kept)
 
     def _give_up_kept(self) -> None:
