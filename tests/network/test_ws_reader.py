@@ -345,13 +345,125 @@ def test_a_large_frame_over_the_limit_still_goes_to_the_protocol(
     pair: tuple[WsRemote, WsRemote, WsReader, WsReader],
 ) -> None:
     server, client, server_reader, _ = pair
-    _write(client, _large_wire(client, [b"a" * 50_000]))  # large frames from now on
-    assert _drain(server_reader, server.socket) == [b"a" * 50_000]
+    _large_mode(server_reader, server, client)  # the next header is peeked
     _write(client, _large_wire(client, [b"b" * ((1 << 20) + 1)])[:100_000])
+    result = 0
+    while not result & CLOSED:
+        got, result = _read(server_reader, server.socket)
+        assert got == []  # nothing of the refused frame comes out
+    reply = server.take_output()
+    assert reply is not None and Close.parse(bytes(reply)[2:]).code == 1009
+
+
+def _sides(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader], side: str
+) -> tuple[WsRemote, WsRemote, WsReader]:
+    """(the reading remote, the sending remote, the reader) for ``side``."""
+    server, client, server_reader, client_reader = pair
+    if side == "server":
+        return server, client, server_reader
+    return client, server, client_reader
+
+
+def _large_mode(reader: WsReader, reading: WsRemote, sending: WsRemote) -> None:
+    _write(sending, _large_wire(sending, [b"L" * 65_536]))
+    assert _drain(reader, reading.socket) == [b"L" * 65_536]
+    assert reader.large
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_a_header_read_apart_counts_as_incomplete(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader], side: str
+) -> None:
+    # The input guard's message timeout starts from what incomplete() says: a peer that
+    # stops after a header must not read as holding nothing.
+    reading, sending, reader = _sides(pair, side)
+    _large_mode(reader, reading, sending)
+    wire = _large_wire(sending, [b"x" * 65_536])
+    head = len(wire) - 65_536
+    _write(sending, wire[:head])
+    assert _read(reader, reading.socket) == ([], 0)
+    assert reader.source.left == 65_536
+    assert reader.incomplete() == reading.incomplete() == head
+    _write(sending, wire[head : head + 1000])
+    assert _read(reader, reading.socket) == ([], 0)
+    assert reader.incomplete() == reading.incomplete() == head + 1000
+    _write(sending, wire[head + 1000 :])
+    assert _drain(reader, reading.socket) == [b"x" * 65_536]
+    assert reader.incomplete() == reading.incomplete() == 0
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_text_control_and_close_frames_after_large_frames(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader], side: str
+) -> None:
+    reading, sending, reader = _sides(pair, side)
+    _large_mode(reader, reading, sending)
+    text = "é" * 32_768
+    masker = sending._masker
+    if masker is not None:
+        _write(sending, masker.frame(0x81, text.encode()))
+        _write(sending, masker.frame(0x89, b"p"))
+    else:
+        _write(sending, frame_header(0x81, len(text.encode())) + text.encode())
+        _write(sending, frame_header(0x89, 1) + b"p")
+    _write(sending, _large_wire(sending, [b"y" * 65_536]))
+    sending.protocol.send_close(1000, "bye")
+    _write(sending, b"".join(sending.protocol.data_to_send()))
     got: list[Any] = []
     result = 0
     while not result & CLOSED:
-        result = _read(server_reader, server.socket)[1]
-        assert not got
-    reply = server.take_output()
-    assert reply is not None and Close.parse(bytes(reply)[2:]).code == 1009
+        more, result = _read(reader, reading.socket)
+        got += more
+    assert got == [text, b"y" * 65_536]
+    reply = reading.take_output()
+    assert reply is not None  # the pong and the closing handshake's answer
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_the_end_of_the_stream_inside_a_payload_read_apart(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader], side: str
+) -> None:
+    reading, sending, reader = _sides(pair, side)
+    _large_mode(reader, reading, sending)
+    wire = _large_wire(sending, [b"z" * 65_536])
+    _write(sending, wire[:-100])
+    sending.socket.shutdown(socket.SHUT_WR)
+    got: list[Any] = []
+    result = 0
+    while not result & CLOSED:
+        more, result = _read(reader, reading.socket)
+        got += more
+    assert got == []  # the frame cut short is the protocol's: no message
+    assert reader.source.left == reader.source.kept_size == 0
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_a_trickled_large_payload_is_read_a_usual_read_at_a_time(
+    pair: tuple[WsRemote, WsRemote, WsReader, WsReader], side: str
+) -> None:
+    # Each read is allocated at the size it asks: after a short read of a large
+    # payload, asking for all of its rest (up to 4 MiB) again would map and shrink a
+    # block per byte the peer sends.
+    reading, sending, source = _sides(pair, side)
+    recording = _Recording(os.dup(reading.socket.fileno()))
+    with recording:
+        reader = WsReader(reading, recording, source.source, source.masker, source.size)
+        payload = bytes(range(256)) * 4096  # 1 MiB
+        wire = _large_wire(sending, [payload])
+        head = len(wire) - len(payload)
+        _write(sending, wire[: head + 1])
+        assert _drain(reader, recording) == []
+        for at in range(head + 1, head + 40):
+            _write(sending, wire[at : at + 1])
+            assert _drain(reader, recording) == []
+        asked = [size for size, flags in recording.calls if flags == 0]
+        assert max(asked[-30:]) <= reader.size
+        at = head + 40
+        got: list[Any] = []
+        while at < len(wire):
+            at += sending.write(wire[at : at + 300_000])
+            got += _drain(reader, recording)
+        assert got == [payload]
+        # Reads that fill up go back to asking for all of the rest.
+        assert max(size for size, flags in recording.calls if flags == 0) > reader.size

@@ -546,7 +546,7 @@ class WsRemote(Remote):
         while such a message is under way (so that one begun with empty fragments does
         not read as none)."""
         source = self._input
-        kept = 0 if source is None else source.kept_size
+        kept = 0 if source is None else source.kept_size + source.kept_header
         return kept + self._held_outside()
 
     def _held_outside(self) -> int:

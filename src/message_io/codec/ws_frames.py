@@ -220,6 +220,7 @@ class FrameInput:
         "gave",
         "heard",
         "is_open",
+        "kept_header",
         "kept_size",
         "left",
         "masked",
@@ -247,6 +248,7 @@ class FrameInput:
         self._kept_head = b""
         self._kept: list[bytes | bytearray] | None = None
         self.kept_size = 0
+        self.kept_header = 0  # the size of its header (held too: see incomplete())
         self.left = 0
 
     def take(self) -> list[bytes | Event]:
@@ -308,6 +310,7 @@ class FrameInput:
                     # the payload read next is then the whole payload, not a piece.
                     self._kept = [data[start:]] if start < end else []
                     self.kept_size = end - start
+                    self.kept_header = start - pos
                     self.left = stop - end
                     return
                 if not masked:
@@ -413,6 +416,7 @@ class FrameInput:
         assert kept is not None
         self._kept = None
         self.kept_size = 0
+        self.kept_header = 0
         self.left = 0
         if len(kept) == 1:
             piece = kept[0]

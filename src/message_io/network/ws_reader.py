@@ -76,6 +76,7 @@ class WsReader(Reader):
         self.outside = 0
         self.small = False  # the last read was small: the next one asks for less
         self.large = False  # the peer sends large frames: read their headers apart
+        self.trickling = False  # the last read of a large payload came short
 
     def read(self, frames: list[Any]) -> int:
         source = self.source
@@ -90,8 +91,11 @@ class WsReader(Reader):
                 left = source.left
                 if left >= LARGE_FRAME or (left and large):
                     # The rest of a large payload, exactly: these bytes are the payload.
-                    want = min(left, MAX_READ)
+                    # After a short read (a peer slower than the node), at most a usual
+                    # read: each read is allocated at the size asked, then shrunk.
+                    want = min(left, size if self.trickling else MAX_READ)
                     data = _recv(sock, want) if _C_SOCKIO else sock.recv(want)
+                    self.trickling = len(data) < want
                 elif large:
                     head = sock.recv(MAX_HEADER, _PEEK)
                     header = source.large_header(head, LARGE_FRAME) if head else 0
@@ -156,7 +160,9 @@ class WsReader(Reader):
         return result
 
     def incomplete(self) -> int:
-        return self.source.kept_size + self.outside
+        source = self.source
+        # A frame under way counts its header too, read apart or not (as FramedTcp's).
+        return source.kept_size + source.kept_header + self.outside
 
     def framers(
         self,
