@@ -81,3 +81,47 @@ def test_a_message_larger_than_both_read_sizes_after_a_small_read(
     payload = bytes(range(256)) * 20  # read in pieces of 479, then 1024 bytes
     peer.sendall(_frame(payload))
     assert _read_all(reader, sock, 1) == [payload]
+
+
+class _Recording(socket.socket):
+    """A socket that records the size of every ``recv`` (the reader's C socket calls
+    fall back to the method for a subclass)."""
+
+    def __init__(self, fileno: int) -> None:
+        super().__init__(fileno=fileno)
+        self.asked: list[int] = []
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        if not flags:
+            self.asked.append(size)
+        return super().recv(size, flags)
+
+
+def test_a_trickled_large_payload_is_read_a_usual_read_at_a_time(
+    ends: tuple[socket.socket, socket.socket],
+) -> None:
+    # Each read is allocated at the size it asks: after a short read of a large
+    # payload, asking for all of its rest (up to 4 MiB) again would map and shrink a
+    # block per byte the peer sends.
+    sock, peer = ends
+    with _Recording(sock.detach()) as recording:
+        recording.setblocking(False)
+        reader = FrameReader(recording, 4 << 20, 65536)
+        payload = bytes(range(256)) * 8192  # 2 MiB
+        wire = _frame(payload)
+        head = len(wire) - len(payload)
+        peer.sendall(wire[: head + 1])
+        frames: list[bytes] = []
+        for at in range(head + 1, head + 40):
+            assert select.select([recording], [], [], TIMEOUT)[0]
+            assert reader.read(frames) == 0
+            peer.sendall(wire[at : at + 1])
+        assert select.select([recording], [], [], TIMEOUT)[0]
+        assert reader.read(frames) == 0
+        assert frames == []
+        assert max(recording.asked[-30:]) <= 65536
+        sender = _send(peer, wire[head + 40 :])
+        assert _read_all(reader, recording, 1) == [payload]
+        sender.join(TIMEOUT)
+        # Reads that fill up go back to asking for all of the rest.
+        assert max(recording.asked) > 65536

@@ -24,7 +24,16 @@ from ..codec.varint import MAX_VARINT_LEN, decode_varint
 from . import sockio
 from .reader import CLOSED, Reader
 
-__all__ = ["DISCONNECTED", "LARGE", "LARGE_FRAME", "MAX_READ", "FrameReader", "read_frames"]
+__all__ = [
+    "DISCONNECTED",
+    "LARGE",
+    "LARGE_FRAME",
+    "MAX_READ",
+    "SMALL",
+    "TRICKLING",
+    "FrameReader",
+    "read_frames",
+]
 
 MAX_READ: Final = 4 * 1024 * 1024
 """The largest single read of a large frame's payload."""
@@ -37,6 +46,11 @@ LARGE: Final = 2
 """Flag of :func:`read_frames`' result: the peer sends large frames."""
 SMALL: Final = 4
 """Flag of :func:`read_frames`' result: its last read was small (see :data:`SMALL_READ`)."""
+TRICKLING: Final = 8
+"""Flag of :func:`read_frames`' result: its last read of a large payload came short, so
+the next one asks for at most ``size`` bytes (a read is allocated at the size asked,
+then shrunk: asking for all of a trickled payload's rest maps and unmaps a block per
+read)."""
 SMALL_READ: Final = 479
 """The size of a read after a small one: with its object header, a ``bytes`` of this
 size is the largest that CPython's small-object allocator serves (512 bytes). A 64 KiB
@@ -62,13 +76,16 @@ def read_frames(
     large: bool,
     *,
     small: bool = False,
+    trickling: bool = False,
 ) -> int:
     """Read what ``sock`` has (up to four reads of ``size`` bytes, or of a large frame's
     payload), decoding the frames into ``frames``.
 
     ``large``: the peer was sending large frames at the last call; ``small``: the last
-    read of the last call was small (this one starts with :data:`SMALL_READ` bytes).
-    Returns :data:`DISCONNECTED`, :data:`LARGE` and :data:`SMALL` or-ed together. Raises
+    read of the last call was small (this one starts with :data:`SMALL_READ` bytes);
+    ``trickling``: its last read of a large payload came short (see :data:`TRICKLING`).
+    Returns :data:`DISCONNECTED`, :data:`LARGE`, :data:`SMALL` and :data:`TRICKLING`
+    or-ed together. Raises
     ``FrameError`` (from the decoder) with the frames decoded before it already in
     ``frames``.
     """
@@ -78,8 +95,9 @@ def read_frames(
             need = decoder.need
             wanted = need - decoder.have if need >= 0 else 0
             if wanted >= LARGE_FRAME or (wanted and large):
-                wanted = min(wanted, MAX_READ)
+                wanted = min(wanted, size if trickling else MAX_READ)
                 data = _recv(sock, wanted) if _C_SOCKIO else sock.recv(wanted)
+                trickling = len(data) < wanted
             elif large and not decoder.buffered:
                 head = sock.recv(MAX_VARINT_LEN, _PEEK)
                 parsed = decode_varint(head) if head else None
@@ -104,13 +122,17 @@ def read_frames(
             if need >= LARGE_FRAME and need - decoder.have >= LARGE_FRAME:
                 large = True
             elif len(data) < want:
-                return (LARGE if large else 0) | (SMALL if len(data) < SMALL_READ else 0)
+                return (
+                    (LARGE if large else 0)
+                    | (SMALL if len(data) < SMALL_READ else 0)
+                    | (TRICKLING if trickling else 0)
+                )
             want = size
     except BlockingIOError:
         pass
     except ConnectionError:
         return DISCONNECTED | (LARGE if large else 0)
-    return LARGE if large else 0
+    return (LARGE if large else 0) | (TRICKLING if trickling else 0)
 
 
 class FrameReader(Reader):
@@ -131,6 +153,7 @@ class FrameReader(Reader):
         self.decoder: FrameDecoder | None = None
         self.large = False
         self.small = False  # the last read was small: the next one asks for less
+        self.trickling = False  # the last read of a large payload came short
 
     def read(self, frames: list[Any]) -> int:
         """Read what the socket has, appending the payloads to ``frames`` (see
@@ -145,9 +168,18 @@ class FrameReader(Reader):
         decoder = self.decoder
         if decoder is None:
             decoder = self.decoder = FrameDecoder(self.max_message_size)
-        result = read_frames(self.sock, decoder, frames, self.size, self.large, small=self.small)
+        result = read_frames(
+            self.sock,
+            decoder,
+            frames,
+            self.size,
+            self.large,
+            small=self.small,
+            trickling=self.trickling,
+        )
         self.large = (result & LARGE) != 0
         self.small = (result & SMALL) != 0
+        self.trickling = (result & TRICKLING) != 0
         return CLOSED if result & DISCONNECTED else 0
 
     def incomplete(self) -> int:
