@@ -318,27 +318,53 @@ def test_a_large_payload_is_read_in_one_read_of_its_size(
         assert reads.count(header_size) >= 2
 
 
+def _mixed_wire(rng: random.Random, masked: bool) -> tuple[bytes, list[Any]]:
+    """Frames of every kind a peer sends, large and small, and the messages they make:
+    whole binary and text frames, pings, and binary messages in fragments."""
+    sizes = (0, 1, 125, 126, 40_000, 65_535, 65_536, 200_000)
+    frames: list[Frame] = []
+    messages: list[Any] = []
+    for _ in range(16):
+        kind = rng.choice(("binary", "binary", "text", "ping", "fragments"))
+        if kind == "binary":
+            payload = rng.randbytes(rng.choice(sizes))
+            frames.append(Frame(Opcode.BINARY, payload))
+            messages.append(payload)
+        elif kind == "text":
+            text = "é" * (rng.choice(sizes) // 2)
+            frames.append(Frame(Opcode.TEXT, text.encode()))
+            messages.append(text)
+        elif kind == "ping":
+            frames.append(Frame(Opcode.PING, rng.randbytes(rng.choice((0, 1, 125)))))
+        else:
+            pieces = [rng.randbytes(rng.choice(sizes)) for _ in range(rng.choice((2, 3)))]
+            opcodes = [Opcode.BINARY] + [Opcode.CONT] * (len(pieces) - 1)
+            for at, (opcode, piece) in enumerate(zip(opcodes, pieces, strict=True)):
+                frames.append(Frame(opcode, piece, fin=at == len(pieces) - 1))
+            messages.append(b"".join(pieces))
+    wire = b"".join(frame.serialize(mask=masked, extensions=[]) for frame in frames)
+    return wire, messages
+
+
 @pytest.mark.parametrize("side", ["server", "client"])
-@pytest.mark.parametrize("seed", range(6))
-def test_large_and_small_frames_cut_anywhere_come_whole_and_in_order(
+@pytest.mark.parametrize("seed", range(8))
+def test_frames_of_every_kind_cut_anywhere_come_whole_and_in_order(
     pair: tuple[WsRemote, WsRemote, WsReader, WsReader], side: str, seed: int
 ) -> None:
-    server, client, server_reader, client_reader = pair
-    reading, sending, reader = (
-        (server, client, server_reader) if side == "server" else (client, server, client_reader)
-    )
+    reading, sending, reader = _sides(pair, side)
     rng = random.Random(seed)
-    sizes = [rng.choice((0, 1, 125, 126, 40_000, 65_535, 65_536, 200_000)) for _ in range(16)]
-    payloads = [rng.randbytes(size) for size in sizes]
-    wire = _large_wire(sending, payloads)
+    wire, messages = _mixed_wire(rng, masked=side == "server")
     got: list[Any] = []
     at = 0
     while at < len(wire):
         cut = min(len(wire), at + rng.choice((1, 7, 14, 1000, 40_000, 70_000, 300_000)))
         at += sending.write(wire[at:cut])  # what the socket's buffer takes
         got += _drain(reader, reading.socket)
-    assert got == payloads
+        reading.take_output()  # the pongs
+    assert [type(message) for message in got] == [type(message) for message in messages]
+    assert got == messages
     assert reader.incomplete() == 0
+    assert reading.protocol.state is OPEN
 
 
 def test_a_large_frame_over_the_limit_still_goes_to_the_protocol(
