@@ -98,23 +98,20 @@ def read_frames(
                 wanted = min(wanted, size if trickling else MAX_READ)
                 data = _recv(sock, wanted) if _C_SOCKIO else sock.recv(wanted)
                 trickling = len(data) < wanted
-            elif large and not decoder.buffered:
-                head = sock.recv(MAX_VARINT_LEN, _PEEK)
-                parsed = decode_varint(head) if head else None
-                if parsed is not None and parsed[0] >= LARGE_FRAME:
-                    decoder.feed(sock.recv(parsed[1]), frames)  # just the header
-                    continue
-                large = False
-                if not head:
-                    data = b""
-                elif _C_SOCKIO:
-                    data = _recv(sock, want)
+            else:
+                if large and not decoder.buffered:  # the next header peeked
+                    head = sock.recv(MAX_VARINT_LEN, _PEEK)
+                    parsed = decode_varint(head) if head else None
+                    if parsed is not None and parsed[0] >= LARGE_FRAME:
+                        decoder.feed(sock.recv(parsed[1]), frames)  # just the header
+                        continue
+                    large = False
+                    if not head:
+                        return DISCONNECTED
+                if _C_SOCKIO:
+                    data = _recv(sock, SMALL_READ_ARG if want == SMALL_READ else want)
                 else:
                     data = sock.recv(want)
-            elif _C_SOCKIO:
-                data = _recv(sock, SMALL_READ_ARG if want == SMALL_READ else want)
-            else:
-                data = sock.recv(want)
             if not data:
                 return DISCONNECTED | (LARGE if large else 0)
             decoder.feed(data, frames)

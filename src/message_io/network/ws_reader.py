@@ -96,23 +96,21 @@ class WsReader(Reader):
                     want = min(left, size if self.trickling else MAX_READ)
                     data = _recv(sock, want) if _C_SOCKIO else sock.recv(want)
                     self.trickling = len(data) < want
-                elif large:
-                    head = sock.recv(MAX_HEADER, _PEEK)
-                    header = source.large_header(head, LARGE_FRAME) if head else 0
-                    if header:
-                        source.feed(sock.recv(header))  # just the header
-                        continue
-                    large = False
-                    if not head:
-                        data = b""
-                    elif _C_SOCKIO:
-                        data = _recv(sock, want)
+                else:
+                    if large:  # the next header peeked: a large frame's is read apart
+                        head = sock.recv(MAX_HEADER, _PEEK)
+                        header = source.large_header(head, LARGE_FRAME) if head else 0
+                        if header:
+                            source.feed(sock.recv(header))  # just the header
+                            continue
+                        large = False
+                        if not head:
+                            ended = True
+                            break
+                    if _C_SOCKIO:
+                        data = _recv(sock, SMALL_READ_ARG if want == SMALL_READ else want)
                     else:
                         data = sock.recv(want)
-                elif _C_SOCKIO:
-                    data = _recv(sock, SMALL_READ_ARG if want == SMALL_READ else want)
-                else:
-                    data = sock.recv(want)
                 if not data:
                     ended = True
                     break
