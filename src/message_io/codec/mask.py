@@ -28,8 +28,6 @@ __all__ = ["COMPILED", "mask", "mask_into", "masked_frame", "unmask"]
 COMPILED: bool = False
 """True in the C build."""
 
-_VIEW_FROM = 4096  # payloads from this size are unmasked from a view, not a slice
-
 mask = apply_mask
 """``mask(data, key, /) -> bytes``: ``data`` (bytes-like) XOR ``key`` (4 bytes) repeated.
 Raises ``ValueError`` if ``key`` is not 4 bytes long, ``TypeError`` if either is not
@@ -82,7 +80,4 @@ def unmask(data: bytes, start: int, stop: int, /) -> bytes:
         raise TypeError(f"unmask() needs bytes, not {type(data).__name__}")
     if start < 4 or stop < start or stop > len(data):
         raise ValueError("unmask() needs 4 <= start <= stop <= len(data)")
-    key = data[start - 4 : start]
-    if stop - start < _VIEW_FROM:
-        return apply_mask(data[start:stop], key)
-    return apply_mask(memoryview(data)[start:stop], key)  # no copy before the mask's
+    return apply_mask(memoryview(data)[start:stop], data[start - 4 : start])
