@@ -220,7 +220,6 @@ class FrameInput:
         "gave",
         "heard",
         "is_open",
-        "kept_header",
         "kept_size",
         "left",
         "masked",
@@ -248,7 +247,6 @@ class FrameInput:
         self._kept_head = b""
         self._kept: list[bytes | bytearray] | None = None
         self.kept_size = 0
-        self.kept_header = 0  # the size of its header (held too: see incomplete())
         self.left = 0
 
     def take(self) -> list[bytes | Event]:
@@ -258,6 +256,12 @@ class FrameInput:
             self.frames = []
             self.heard = True
         return frames
+
+    @property
+    def kept_header(self) -> int:
+        """The size of the header of the frame kept (0 if none): held too, as its
+        payload so far (``kept_size``)."""
+        return len(self._kept_head) if self._kept is not None else 0
 
     def refresh(self) -> None:
         """Look at the protocol's state again: call after changing it from outside
@@ -310,7 +314,6 @@ class FrameInput:
                     # the payload read next is then the whole payload, not a piece.
                     self._kept = [data[start:]] if start < end else []
                     self.kept_size = end - start
-                    self.kept_header = start - pos
                     self.left = stop - end
                     return
                 if not masked:
@@ -416,7 +419,6 @@ class FrameInput:
         assert kept is not None
         self._kept = None
         self.kept_size = 0
-        self.kept_header = 0
         self.left = 0
         if len(kept) == 1:
             piece = kept[0]
