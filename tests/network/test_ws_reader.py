@@ -293,10 +293,7 @@ def _large_wire(remote: WsRemote, payloads: list[bytes]) -> bytes:
 def test_a_large_payload_is_read_in_one_read_of_its_size(
     pair: tuple[WsRemote, WsRemote, WsReader, WsReader], side: str
 ) -> None:
-    server, client, server_reader, client_reader = pair
-    reading, sending, source = (
-        (server, client, server_reader) if side == "server" else (client, server, client_reader)
-    )
+    reading, sending, source = _sides(pair, side)
     recording = _Recording(os.dup(reading.socket.fileno()))
     with recording:
         reader = WsReader(reading, recording, source.source, source.masker, source.size)
