@@ -4,7 +4,9 @@
 As the latency benchmark: client and echo server are two processes pinned to CPU 0, a
 1-byte FramedTcp message and its echo, timed in the client.
 
-* *message_io for_each*: both ends run the synchronous node (the latency benchmark's).
+* *message_io for_each*: both ends run the synchronous node (the latency benchmark's),
+  their callbacks dispatching with class tests; *match callback*: the same with
+  ``match event: case Message(...)``.
 * *message_io.asyncio*: both ends are asyncio programs with a node on the running loop;
   the server echoes with ``await send`` inside ``async for``, the client sends the next
   ping the same way on each echo.
@@ -374,6 +376,15 @@ def cases(quick: bool) -> list[Case]:
         target=f"<= 1x {fastest}",
         target_met=_within(1.0),
     )
+    # The same round trips with callbacks that dispatch with `match` (the documented
+    # style) instead of class tests: what CPython's pattern matching adds.
+    with_match = Row(
+        NAME,
+        f"message_io for_each, match callback, vs {fastest} Protocol",
+        _UNIT,
+        higher_is_better=False,
+        baseline=f"{fastest} Protocol, length-prefixed",
+    )
     result = [
         Case(
             Row(NAME, for_each, _UNIT, higher_is_better=False),
@@ -385,7 +396,16 @@ def cases(quick: bool) -> list[Case]:
                 also=[versus_loop],
             ),
             extra_rows=(versus_loop,),
-        )
+        ),
+        Case(
+            with_match,
+            partial(
+                measure,
+                bench_latency.mio_match_echo_server,
+                bench_latency.mio_match_ping_client,
+                (Transport.FRAMED_TCP, True),
+            ),
+        ),
     ]
     for loop in ("asyncio", "uvloop") if HAVE_UVLOOP else ("asyncio",):
         protocol = f"{loop} Protocol, length-prefixed"

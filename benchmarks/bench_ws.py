@@ -238,12 +238,11 @@ def mio_echo_server(report: Report) -> int:
 
     def on_event(event: message_io.NodeEvent[Any]) -> None:
         nonlocal echoes
-        match event:
-            case Message(endpoint, data):
-                send(endpoint, data)
-                echoes += 1
-            case Disconnected():
-                handler.stop()
+        if event.__class__ is Message:  # as bench_latency's echo server
+            send(event.endpoint, event.data)
+            echoes += 1
+        elif event.__class__ is Disconnected:
+            handler.stop()
 
     listener.for_each(on_event)
     for line in lines:  # why the connection ended, if not by the client's close frame
