@@ -116,7 +116,9 @@ context switches on one core; unpinned, the cost of waking the other core domina
 varies from run to run. The client sends a 1-byte message and waits for its echo, {warmup}
 times to warm up and then {count} times timed; a sample is the mean time of one round trip,
 measured in the client. message_io: the client sends each ping from its callback on the
-previous `Message`, the server echoes from its callback; both run `for_each`. Plain
+previous `Message`, the server echoes from its callback; both run `for_each` and dispatch
+with `event.__class__ is Message`, as a consumer that cares about speed would (the UDP and
+WS round trips below too; the asyncio section shows what `match` costs). Plain
 baseline: blocking sockets with `TCP_NODELAY` (as message_io's default); TCP: `sendall` +
 `recv` on both sides; framed: the same, with the 1-byte varint length prefix added and
 parsed by hand on both sides. *nodelay off*: message_io with `nodelay=False` in both the
