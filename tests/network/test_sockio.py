@@ -7,6 +7,7 @@ import errno
 import os
 import select
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from types import ModuleType
@@ -543,3 +544,133 @@ def test_accept_of_a_closed_socket_raises_bad_descriptor(io: Any) -> None:
     with pytest.raises(OSError) as caught:
         io.accept(listening)
     assert caught.value.errno == errno.EBADF
+
+
+# -- recv_some, recvfrom_some: datagrams in batches ----------------------------------------
+
+
+def _batches(io: Any) -> bool:
+    """Whether ``io`` reads datagrams in batches: the C twin on Linux. The Python twin
+    (no recvmmsg) answers None to every call, having read nothing."""
+    return bool(io.COMPILED) and sys.platform.startswith("linux")
+
+
+def test_recv_some_reads_what_waits_in_one_call(
+    io: Any, udp: tuple[socket.socket, socket.socket]
+) -> None:
+    """Each datagram as recv(size, MSG_TRUNC) reads it, in order; fewer than asked once
+    none is left; BlockingIOError when none waits; never more than asked or BATCH."""
+    sender, receiver = udp
+    sent = [b"first", b"", b"z" * 300, *(f"d{i}".encode() for i in range(40))]
+    for data in sent:
+        sender.send(data)
+    out: list[Any] = ["kept"]
+    if not _batches(io):
+        assert io.recv_some(receiver, 65536, socket.MSG_TRUNC, out, 5) is None
+        assert out == ["kept"]
+        assert io.recv(receiver, 100) == b"first"  # nothing was read
+        return
+    assert io.recv_some(receiver, 65536, socket.MSG_TRUNC, out, 0) == 0
+    assert io.recv_some(receiver, 65536, socket.MSG_TRUNC, out, 2) == 2
+    assert out == ["kept", b"first", b""]
+    # Longer than size: its real size, the rest zeros, as recv() with MSG_TRUNC.
+    assert io.recv_some(receiver, 100, socket.MSG_TRUNC, out, 1) == 1
+    assert out[-1] == b"z" * 100 + bytes(200)
+    del out[:]
+    assert io.recv_some(receiver, 65536, socket.MSG_TRUNC, out, 1000) == io.BATCH == 16
+    assert io.recv_some(receiver, 65536, socket.MSG_TRUNC, out, 16) == 16
+    assert io.recv_some(receiver, 65536, socket.MSG_TRUNC, out, 16) == 8  # all that was left
+    assert out == sent[3:]
+    with pytest.raises(BlockingIOError):
+        io.recv_some(receiver, 65536, socket.MSG_TRUNC, out, 16)
+    assert len(out) == 40
+
+
+def test_recv_some_reports_a_refused_datagram(io: Any) -> None:
+    """An ICMP "port unreachable" about an earlier datagram: ConnectionRefusedError, as
+    recv() raises it; the socket reads on afterwards."""
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    address = closed.getsockname()
+    closed.close()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    sender.connect(address)
+    out: list[Any] = []
+    try:
+        io.send(sender, b"anyone?")
+        if not _batches(io):
+            assert io.recv_some(sender, 100, socket.MSG_TRUNC, out, 16) is None
+            return
+        with pytest.raises(ConnectionRefusedError):
+            io.recv_some(sender, 100, socket.MSG_TRUNC, out, 16)
+        with pytest.raises(BlockingIOError):
+            io.recv_some(sender, 100, socket.MSG_TRUNC, out, 16)
+        assert out == []
+    finally:
+        sender.close()
+
+
+def test_recvfrom_some_gives_each_sender_as_recvfrom_does(io: Any) -> None:
+    """(address, data) pairs, the address as socket.recvfrom gives it (the same tuple
+    again while the sender stays the same); send_back answers the last of them."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for sender in senders:
+            sender.bind(("127.0.0.1", 0))
+            sender.setblocking(False)
+        names = [sender.getsockname() for sender in senders]
+        order = (0, 0, 1, 0, 1, 1)
+        for number, index in enumerate(order):
+            senders[index].sendto(f"{number} from {index}".encode(), receiver.getsockname())
+        out: list[Any] = []
+        got = io.recvfrom_some(receiver, 65536, socket.MSG_TRUNC, out, 16)
+        if not _batches(io):
+            assert got is None
+            assert out == []
+            return
+        assert got == len(order)
+        assert out == [
+            (names[index], f"{number} from {index}".encode()) for number, index in enumerate(order)
+        ]
+        assert all(type(address) is tuple and type(address[0]) is str for address, _ in out)
+        assert out[0][0] is out[1][0]  # one tuple while the sender stays the same
+        assert io.send_back(receiver, b"to 1", out[-1][0]) == 4
+        assert senders[1].recv(100) == b"to 1"
+        assert io.send_back(receiver, b"no", out[0][0]) is None  # not the last sender
+        with pytest.raises(BlockingIOError):
+            io.recvfrom_some(receiver, 65536, socket.MSG_TRUNC, out, 16)
+    finally:
+        receiver.close()
+        for sender in senders:
+            sender.close()
+
+
+def test_recv_some_leaves_other_sockets_to_the_caller(
+    io: Any,
+    udp: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """None, having read nothing: a stream socket, another socket class, a size over
+    GIL_LIMIT. Bad arguments: TypeError."""
+    sender, receiver = udp
+    sender.send(b"waits")
+    out: list[Any] = []
+    assert io.recv_some(pair[1], 100, 0, out, 4) is None
+    assert io.recv_some(receiver, io.GIL_LIMIT + 1, socket.MSG_TRUNC, out, 4) is None
+    counting = _Counting(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert io.recv_some(counting, 100, 0, out, 4) is None
+        assert io.recvfrom_some(counting, 100, 0, out, 4) is None
+    finally:
+        counting.close()
+    assert out == []
+    assert io.recv(receiver, 100) == b"waits"
+    if _batches(io):
+        with pytest.raises(TypeError):
+            io.recv_some(receiver, 100, 0, (), 4)
+        with pytest.raises(TypeError):
+            io.recv_some(receiver, 100, 0, out)

@@ -1,9 +1,12 @@
 """Reading and sending UDP datagrams: the receive loops of ``UdpRemote`` and ``UdpLocal``
 and ``UdpLocal.send_to``, compiled with the engine.
 
-A readable socket is read up to 64 datagrams at a time (fairness). After the first, a
-``FIONREAD`` ``ioctl`` says whether another one waits: a quarter of the cost of a
-``recv`` that fails with "would block", and the usual readiness brings one datagram.
+A readable socket is read up to 64 datagrams at a time (fairness). The C build reads
+them in batches of up to ``sockio.BATCH`` with one ``recvmmsg`` each: a batch shorter than
+asked says that no other datagram waits, with no second system call. Otherwise they are
+read one at a time, and after the first a ``FIONREAD`` ``ioctl`` says whether another one
+waits: a quarter of the cost of a ``recv`` that fails with "would block", and the usual
+readiness brings one datagram.
 An ICMP error reported by ``recv`` goes back to the adapter, which logs it; a datagram
 over the size read is dropped and logged (throttled).
 
@@ -63,6 +66,9 @@ _LITERAL_HOSTS_MAX: Final = 4096
 _C_SOCKIO: Final = sockio.COMPILED
 _recv: Final = sockio.recv
 _recvfrom: Final = sockio.recvfrom
+_recv_some: Final = sockio.recv_some
+_recvfrom_some: Final = sockio.recvfrom_some
+_BATCH: Final = sockio.BATCH
 _send_back: Final = sockio.send_back
 _pending: Final = sockio.pending
 DESTINATION: Final = "the address a UDP listener sends to"
@@ -77,6 +83,19 @@ _oversize_log: Final = LogThrottle(log, "oversize datagram lines")
 
 def _oversize() -> None:
     _oversize_log.log(logging.WARNING, "udp: dropped a datagram larger than %d bytes", RECV_SIZE)
+
+
+def _drop_oversize(items: list[Any], start: int, pairs: bool) -> None:
+    """Drop (and log) the datagrams from ``items[start]`` on that were longer than
+    :data:`RECV_SIZE`: ``(sender, data)`` pairs if ``pairs``, else the data."""
+    i = start
+    while i < len(items):
+        item = items[i]
+        if len(item[1] if pairs else item) > RECV_SIZE:
+            del items[i]
+            _oversize()
+        else:
+            i += 1
 
 
 def waiting(sock: socket.socket, fd: int, buffer: array.array[int]) -> int:
@@ -116,8 +135,27 @@ class DatagramReader(Reader):
     def read(self, frames: list[Any]) -> int:
         """Append the datagrams waiting (up to 64) to ``frames``; never closes."""
         sock = self.sock
+        left = DATAGRAMS_PER_EVENT
+        while _C_SOCKIO and left > 0:
+            asked = left if left < _BATCH else _BATCH
+            start = len(frames)
+            try:
+                got = _recv_some(sock, RECV_SIZE, MSG_TRUNC, frames, asked)
+            except BlockingIOError:
+                return 0
+            except OSError as exc:  # an ICMP error: see below
+                self.remote._recv_failed(exc)
+                left -= 1
+                continue
+            if got is None:
+                break  # not in batches: one at a time, below
+            if got != 1 or len(frames[start]) > RECV_SIZE:
+                _drop_oversize(frames, start, False)
+            if got < asked:
+                return 0  # no other datagram waits
+            left -= got
         first = True
-        for _datagram in range(DATAGRAMS_PER_EVENT):
+        for _datagram in range(left):
             try:
                 if _C_SOCKIO:
                     data = _recv(sock, RECV_SIZE, MSG_TRUNC)
@@ -163,8 +201,27 @@ class DatagramSource:
     def read(self, datagrams: list[tuple[Any, bytes]]) -> None:
         """Append the datagrams waiting (up to 64) to ``datagrams`` as (sender, data)."""
         sock = self.sock
+        left = DATAGRAMS_PER_EVENT
+        while _C_SOCKIO and left > 0:
+            asked = left if left < _BATCH else _BATCH
+            start = len(datagrams)
+            try:
+                got = _recvfrom_some(sock, RECV_SIZE, MSG_TRUNC, datagrams, asked)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # an ICMP error about an earlier datagram sent
+                self.local._recv_failed(exc)
+                left -= 1
+                continue
+            if got is None:
+                break  # not in batches: one at a time, below
+            if got != 1 or len(datagrams[start][1]) > RECV_SIZE:
+                _drop_oversize(datagrams, start, True)
+            if got < asked:
+                return  # no other datagram waits
+            left -= got
         first = True
-        for _datagram in range(DATAGRAMS_PER_EVENT):
+        for _datagram in range(left):
             try:
                 if _C_SOCKIO:
                     data, addr = _recvfrom(sock, RECV_SIZE, MSG_TRUNC)

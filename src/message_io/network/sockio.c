@@ -70,6 +70,23 @@ static char scratch[GIL_LIMIT];
  * than the allocation it spares (one at most: a 1-byte result is CPython's own). */
 #define SMALL_COPY 512
 
+/* The ``got`` bytes of a read of ``size`` bytes into ``buffer``, as a new bytes object:
+ * for a datagram longer than ``size`` (read with MSG_TRUNC), its real size, as
+ * socket.recv says it, the bytes past ``size`` (never received) zeros. */
+static PyObject *
+copied_out(const char *buffer, Py_ssize_t size, Py_ssize_t got)
+{
+    if (got <= size) {
+        return PyBytes_FromStringAndSize(buffer, got);
+    }
+    PyObject *data = PyBytes_FromStringAndSize(NULL, got);
+    if (data != NULL) {
+        memcpy(PyBytes_AS_STRING(data), buffer, (size_t)size);
+        memset(PyBytes_AS_STRING(data) + size, 0, (size_t)(got - size));
+    }
+    return data;
+}
+
 /* Read ``sock`` (read directly) into the scratch buffer, its sender into ``sender``
  * unless that is NULL, and copy it out at its size: for a datagram longer than ``size``
  * (with MSG_TRUNC), its real size, as socket.recv says it, the rest zeros. */
@@ -95,15 +112,7 @@ read_copied(PyObject *sock, Py_ssize_t size, int flags, struct sockaddr_storage 
             return NULL;
         }
     }
-    if (got <= size) {
-        return PyBytes_FromStringAndSize(scratch, got);
-    }
-    PyObject *data = PyBytes_FromStringAndSize(NULL, got);
-    if (data != NULL) {
-        memcpy(PyBytes_AS_STRING(data), scratch, (size_t)size);
-        memset(PyBytes_AS_STRING(data) + size, 0, (size_t)(got - size));
-    }
-    return data;
+    return copied_out(scratch, size, got);
 }
 
 /* The arguments of recv() and recvfrom(): (sock, size, flags=0). */
@@ -292,6 +301,177 @@ sockio_recvfrom(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(data);
     Py_DECREF(address);
     return pair;
+}
+
+/* Datagrams read by one recv_some() call at most: each has a slot of GIL_LIMIT bytes
+ * (more than any UDP payload) in batch_space, and its header and sender in the arrays
+ * beside it. All are used with the GIL held, kept ready for the size and the kind of
+ * the last call (prepare()), so that a call like the last one writes nothing into
+ * them first: the kernel changes only each header's msg_len and msg_flags, and the
+ * sender's length, which are put back once read. Only the pages that datagrams were
+ * written to are ever mapped. */
+#define BATCH 16
+#ifdef __linux__
+static char batch_space[BATCH][GIL_LIMIT];
+static struct mmsghdr batch_headers[BATCH];
+static struct iovec batch_pieces[BATCH];
+static struct sockaddr_storage batch_senders[BATCH];
+static Py_ssize_t prepared_size = -1;
+static int prepared_senders = -1;
+
+/* Make the headers read datagrams of ``size`` bytes, with their senders or not. */
+static void
+prepare(Py_ssize_t size, int with_sender)
+{
+    if (size == prepared_size && with_sender == prepared_senders) {
+        return;
+    }
+    for (int i = 0; i < BATCH; i++) {
+        batch_pieces[i].iov_base = batch_space[i];
+        batch_pieces[i].iov_len = (size_t)size;
+        struct msghdr *header = &batch_headers[i].msg_hdr;
+        memset(header, 0, sizeof(*header));
+        header->msg_iov = &batch_pieces[i];
+        header->msg_iovlen = 1;
+        if (with_sender) {
+            header->msg_name = &batch_senders[i];
+            header->msg_namelen = (socklen_t)sizeof(batch_senders[i]);
+        }
+    }
+    prepared_size = size;
+    prepared_senders = with_sender;
+}
+#endif
+
+PyDoc_STRVAR(recv_some_doc,
+"recv_some(sock, size, flags, out, limit, /) -> int | None\n\n"
+"Read up to limit datagrams (BATCH at most) of the datagram socket sock with one system\n"
+"call (recvmmsg), each as recv(size, flags) reads it, and append them to the list out.\n"
+"The number read: fewer than asked when no other datagram waited. BlockingIOError when\n"
+"none waits; the error of the first datagram as recv() raises it (one met after the\n"
+"first is the next call's). None, having read nothing, when sock is not read directly\n"
+"or size is over GIL_LIMIT: the caller reads one datagram at a time.");
+
+/* ``value`` as a Py_ssize_t (OverflowError beyond), the usual int without the number
+ * protocol's calls; -1 with an exception set on failure. */
+static inline Py_ssize_t
+as_ssize(PyObject *value)
+{
+    if (PyLong_CheckExact(value)) {
+        return PyLong_AsSsize_t(value);
+    }
+    return PyNumber_AsSsize_t(value, PyExc_OverflowError);
+}
+
+static PyObject *
+read_some(PyObject *const *args, Py_ssize_t nargs, const char *name, int with_sender)
+{
+    if (nargs != 5) {
+        return PyErr_Format(PyExc_TypeError, "%s() takes sock, size, flags, out and limit",
+                            name);
+    }
+    PyObject *sock = args[0];
+    PyObject *out = args[3];
+    Py_ssize_t size = as_ssize(args[1]);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int flags;
+    if (as_int(args[2], &flags) < 0) {
+        return NULL;
+    }
+    if (!PyList_Check(out)) {
+        return PyErr_Format(PyExc_TypeError, "%s(): out must be a list", name);
+    }
+    Py_ssize_t limit = as_ssize(args[4]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+#ifdef __linux__
+    if (size < 0 || size > GIL_LIMIT || direct_fd(sock) == -2
+        || *(int *)((char *)sock + type_offset) != SOCK_DGRAM) {
+        Py_RETURN_NONE;
+    }
+    if (limit <= 0) {
+        return PyLong_FromLong(0);
+    }
+    unsigned int want = limit < BATCH ? (unsigned int)limit : BATCH;
+    int got;
+    for (;;) {
+        /* again after a signal: its handler may have read another socket, or closed
+         * this one */
+        prepare(size, with_sender);
+        got = recvmmsg(direct_fd(sock), batch_headers, want, flags | MSG_DONTWAIT, NULL);
+        if (got >= 0) {
+            break;
+        }
+        if (errno != EINTR) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+    }
+    /* First every datagram out of the shared slots, and every sender: making a bytes
+     * object runs no other code, while a tuple may start the garbage collector, and a
+     * finalizer that reads a socket. */
+    PyObject *data[BATCH];
+    struct sockaddr_storage senders[BATCH];
+    socklen_t lengths[BATCH];
+    int made = 0;
+    for (; made < got; made++) {
+        struct mmsghdr *header = &batch_headers[made];
+        data[made] = copied_out(batch_space[made], size, (Py_ssize_t)header->msg_len);
+        if (with_sender) {
+            lengths[made] = header->msg_hdr.msg_namelen;
+            memcpy(&senders[made], &batch_senders[made], (size_t)lengths[made]);
+            header->msg_hdr.msg_namelen = (socklen_t)sizeof(batch_senders[made]);
+        }
+        if (data[made] == NULL) {
+            break;
+        }
+    }
+    for (int i = made + 1; with_sender && i < got; i++) { /* ready for the next call */
+        batch_headers[i].msg_hdr.msg_namelen = (socklen_t)sizeof(batch_senders[i]);
+    }
+    int failed = made < got;
+    for (int i = 0; i < made; i++) {
+        PyObject *item = data[i];
+        if (!failed && with_sender) {
+            PyObject *address = address_of(&senders[i], lengths[i]);
+            PyObject *pair = address != NULL ? PyTuple_Pack(2, address, item) : NULL;
+            Py_XDECREF(address);
+            Py_SETREF(item, pair);
+        }
+        if (!failed && (item == NULL || PyList_Append(out, item) < 0)) {
+            failed = 1;
+        }
+        Py_XDECREF(item);
+    }
+    return failed ? NULL : PyLong_FromLong(got);
+#else
+    (void)sock;
+    (void)flags;
+    Py_RETURN_NONE;
+#endif
+}
+
+static PyObject *
+sockio_recv_some(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return read_some(args, nargs, "recv_some", 0);
+}
+
+PyDoc_STRVAR(recvfrom_some_doc,
+"recvfrom_some(sock, size, flags, out, limit, /) -> int | None\n\n"
+"recv_some(), appending (address, data) pairs: each datagram's sender as recvfrom()\n"
+"gives it (the same tuple object again while the sender stays the same), and its\n"
+"bytes. send_back() knows the last of them.");
+
+static PyObject *
+sockio_recvfrom_some(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return read_some(args, nargs, "recvfrom_some", 1);
 }
 
 PyDoc_STRVAR(send_doc,
@@ -568,6 +748,9 @@ static PyMethodDef sockio_methods[] = {
     {"send2", (PyCFunction)(void (*)(void))sockio_send2, METH_FASTCALL, send2_doc},
     {"recvfrom", (PyCFunction)(void (*)(void))sockio_recvfrom, METH_FASTCALL, recvfrom_doc},
     {"send_back", (PyCFunction)(void (*)(void))sockio_send_back, METH_FASTCALL, send_back_doc},
+    {"recv_some", (PyCFunction)(void (*)(void))sockio_recv_some, METH_FASTCALL, recv_some_doc},
+    {"recvfrom_some", (PyCFunction)(void (*)(void))sockio_recvfrom_some, METH_FASTCALL,
+     recvfrom_some_doc},
     {"pending", (PyCFunction)sockio_pending, METH_O, pending_doc},
     {"accept", (PyCFunction)sockio_accept, METH_O, accept_doc},
     {NULL, NULL, 0, NULL},
@@ -658,7 +841,8 @@ PyInit_sockio(void)
     if (find_fd_offset(module) < 0
         || PyModule_AddObjectRef(module, "COMPILED", Py_True) < 0
         || PyModule_AddObjectRef(module, "DIRECT", fd_offset ? Py_True : Py_False) < 0
-        || PyModule_AddIntConstant(module, "GIL_LIMIT", GIL_LIMIT) < 0) {
+        || PyModule_AddIntConstant(module, "GIL_LIMIT", GIL_LIMIT) < 0
+        || PyModule_AddIntConstant(module, "BATCH", BATCH) < 0) {
         Py_DECREF(module);
         return NULL;
     }

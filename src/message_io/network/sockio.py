@@ -19,13 +19,16 @@ import sys
 from typing import Any
 
 __all__ = [
+    "BATCH",
     "COMPILED",
     "DIRECT",
     "GIL_LIMIT",
     "accept",
     "pending",
     "recv",
+    "recv_some",
     "recvfrom",
+    "recvfrom_some",
     "send",
     "send2",
     "send_back",
@@ -40,6 +43,8 @@ DIRECT: bool = False
 (every CPython it was built for); False: it calls the socket's methods."""
 GIL_LIMIT: int = 65536
 """The C build releases the GIL for transfers larger than this many bytes only."""
+BATCH: int = 16
+"""The most datagrams one :func:`recv_some` call reads."""
 
 
 def recv(sock: socket.socket, size: int, flags: int = 0, /) -> bytes:
@@ -52,6 +57,30 @@ def recvfrom(sock: socket.socket, size: int, flags: int = 0, /) -> tuple[bytes, 
     gives the same tuple object again while the sender stays the same);
     ``BlockingIOError`` when nothing waits."""
     return sock.recvfrom(size, flags)
+
+
+def recv_some(
+    sock: socket.socket, size: int, flags: int, out: list[Any], limit: int, /
+) -> int | None:
+    """Read up to ``limit`` datagrams (:data:`BATCH` at most) of the datagram socket
+    ``sock`` with one system call (``recvmmsg``), each as ``recv(size, flags)`` reads it,
+    and append them to ``out``: the number read, fewer than asked when no other datagram
+    waited. ``BlockingIOError`` when none waits; the error of the first datagram as
+    ``recv`` raises it (one met after the first is the next call's).
+
+    None, having read nothing, when the datagrams cannot be read so: the caller reads them
+    one at a time. The C twin reads an exact ``socket.socket`` on Linux; this twin never
+    does (Python has no ``recvmmsg``) and always answers None."""
+    return None
+
+
+def recvfrom_some(
+    sock: socket.socket, size: int, flags: int, out: list[Any], limit: int, /
+) -> int | None:
+    """:func:`recv_some`, appending ``(address, data)`` pairs: each datagram's sender as
+    :func:`recvfrom` gives it, and its bytes; :func:`send_back` knows the last sender.
+    This twin always answers None."""
+    return None
 
 
 def send(sock: socket.socket, data: bytes | bytearray | memoryview, /) -> int:
