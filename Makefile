@@ -172,7 +172,7 @@ valgrind: $(BUILT)
 	PYTHONMALLOC=malloc valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite \
 	--log-file=$(VALGRIND_LOG) $(VENV)/bin/python -m pytest -q -p no:cacheprovider \
 	-o timeout=1800 tests/network/test_churn.py tests/fuzz/test_fuzz_ws_frames.py \
-	tests/network/test_sockio.py tests/network/test_epoll_wait.py \
+	tests/network/test_sockio.py tests/network/test_datagram_reader.py tests/network/test_epoll_wait.py \
 	tests/network/test_new_message.py tests/network/test_lock.py tests/codec/test_mask.py \
 	tests/network/test_coalesce.py \
 	-k "not test_a_signal_that_does_not_raise_lets_the_wait_go_on"
