@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno
 import os
 import select
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -674,3 +676,122 @@ def test_recv_some_leaves_other_sockets_to_the_caller(
             io.recv_some(receiver, 100, 0, (), 4)
         with pytest.raises(TypeError):
             io.recv_some(receiver, 100, 0, out)
+
+
+def test_recv_some_leaves_peeks_and_empty_reads_to_recv(
+    io: Any, udp: tuple[socket.socket, socket.socket]
+) -> None:
+    """MSG_PEEK (each header would read the same datagram) and size 0 (recv reads
+    nothing at all): None, having read nothing."""
+    sender, receiver = udp
+    for data in (b"one", b"two"):
+        sender.send(data)
+    out: list[Any] = []
+    assert io.recv_some(receiver, 100, socket.MSG_PEEK, out, 16) is None
+    assert io.recv_some(receiver, 0, socket.MSG_TRUNC, out, 16) is None
+    assert out == []
+    assert io.recv(receiver, 100) == b"one"
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_batches_of_both_families_and_sizes_share_their_slots(io: Any) -> None:
+    """IPv4 and IPv6 senders, batches with and without senders and of other sizes, one
+    after the other: each sender as socket.recvfrom gives it (a sender's length that a
+    batch left short would cut the next IPv6 address)."""
+    sockets: list[socket.socket] = []
+
+    def bound(family: int, host: str) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sockets.append(sock)
+        sock.bind((host, 0))
+        sock.setblocking(False)
+        return sock
+
+    try:
+        try:
+            rx6, tx6 = bound(socket.AF_INET6, "::1"), bound(socket.AF_INET6, "::1")
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+        rx4, tx4 = bound(socket.AF_INET, "127.0.0.1"), bound(socket.AF_INET, "127.0.0.1")
+        for round_ in range(3):
+            for i in range(5):
+                tx4.sendto(b"4-%d" % i, rx4.getsockname())
+                tx6.sendto(b"6-%d" % i, rx6.getsockname())
+            tx4.sendto(b"plain", rx4.getsockname())
+            out4: list[Any] = []
+            out6: list[Any] = []
+            plain: list[Any] = []
+            # IPv6 senders right after IPv4 ones, in the same slots; then another kind.
+            got4 = io.recvfrom_some(rx4, 65536, socket.MSG_TRUNC, out4, 5)
+            got6 = io.recvfrom_some(rx6, 65536, socket.MSG_TRUNC, out6, 16)
+            got = io.recv_some(rx4, 100 + round_, socket.MSG_TRUNC, plain, 16)
+            if not _batches(io):
+                assert (got4, got, got6) == (None, None, None)
+                return
+            assert (got4, got, got6) == (5, 1, 5)
+            assert out4 == [(tx4.getsockname(), b"4-%d" % i) for i in range(5)]
+            assert plain == [b"plain"]
+            assert out6 == [(tx6.getsockname(), b"6-%d" % i) for i in range(5)]
+            assert io.send_back(rx6, b"back", out6[-1][0]) == 4
+            assert tx6.recv(10) == b"back"
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+_REFUSING_RECVMMSG = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/socket.h>
+int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
+{ (void)fd; (void)v; (void)n; (void)flags; (void)t; errno = ENOSYS; return -1; }
+"""
+
+_WITHOUT_RECVMMSG = """
+import socket
+from message_io.network import sockio
+from message_io.network.datagrams import DatagramReader
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+rx.bind(("127.0.0.1", 0))
+rx.setblocking(False)
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+tx.connect(rx.getsockname())
+rx.connect(tx.getsockname())
+for data in (b"a", b"b", b"c"):
+    tx.send(data)
+assert sockio.recv_some(rx, 100, 0, [], 16) is None  # refused: read one at a time
+class Peer:
+    errors = []
+    def _recv_failed(self, exc):
+        self.errors.append(exc)
+frames = []
+DatagramReader(Peer(), rx).read(frames)
+assert frames == [b"a", b"b", b"c"], frames
+assert Peer.errors == [], Peer.errors
+print("ok")
+"""
+
+
+@pytest.mark.skipif(
+    not (sockio.COMPILED and sys.platform.startswith("linux")), reason="the C twin on Linux"
+)
+def test_where_recvmmsg_is_refused_datagrams_are_read_one_at_a_time(tmp_path: Any) -> None:
+    """A system that refuses recvmmsg (ENOSYS, as a seccomp filter or an emulator may):
+    recv_some answers None from then on, and the readers read as without batches."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    assert compiler is not None, "the compiled engine was built: a C compiler is here"
+    source = tmp_path / "refuse.c"
+    source.write_text(_REFUSING_RECVMMSG)
+    library = tmp_path / "refuse.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    env = {**os.environ, "LD_PRELOAD": str(library)}
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_RECVMMSG],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

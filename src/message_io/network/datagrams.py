@@ -3,7 +3,8 @@ and ``UdpLocal.send_to``, compiled with the engine.
 
 A readable socket is read up to 64 datagrams at a time (fairness). The C build reads
 them in batches of up to ``sockio.BATCH`` with one ``recvmmsg`` each: a batch shorter than
-asked says that no other datagram waits, with no second system call. Otherwise they are
+asked says that no other datagram waits (or that an error ended it, which the next read
+reports: the socket stays readable), with no second system call. Otherwise they are
 read one at a time, and after the first a ``FIONREAD`` ``ioctl`` says whether another one
 waits: a quarter of the cost of a ``recv`` that fails with "would block", and the usual
 readiness brings one datagram.
@@ -152,7 +153,7 @@ class DatagramReader(Reader):
             if got != 1 or len(frames[start]) > RECV_SIZE:
                 _drop_oversize(frames, start, False)
             if got < asked:
-                return 0  # no other datagram waits
+                return 0  # none waits, or an error that the next poll reports
             left -= got
         first = True
         for _datagram in range(left):
@@ -218,7 +219,7 @@ class DatagramSource:
             if got != 1 or len(datagrams[start][1]) > RECV_SIZE:
                 _drop_oversize(datagrams, start, True)
             if got < asked:
-                return  # no other datagram waits
+                return  # none waits, or an error that the next poll reports
             left -= got
         first = True
         for _datagram in range(left):

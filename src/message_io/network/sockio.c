@@ -98,6 +98,7 @@ read_copied(PyObject *sock, Py_ssize_t size, int flags, struct sockaddr_storage 
     for (;;) {
         if (sender != NULL) {
             *length = (socklen_t)sizeof(*sender);
+            sender->ss_family = AF_UNSPEC; /* as read unless the call gives no address */
         }
         /* read again after a signal: its handler may have closed the socket */
         got = recvfrom(direct_fd(sock), scratch, (size_t)size, flags | MSG_DONTWAIT,
@@ -318,6 +319,9 @@ static struct iovec batch_pieces[BATCH];
 static struct sockaddr_storage batch_senders[BATCH];
 static Py_ssize_t prepared_size = -1;
 static int prepared_senders = -1;
+/* Set once recvmmsg was refused as such (a seccomp filter, an emulation without it):
+ * every later call answers None, and the caller reads one datagram at a time. */
+static int batches_refused = 0;
 
 /* Make the headers read datagrams of ``size`` bytes, with their senders or not. */
 static void
@@ -347,10 +351,12 @@ PyDoc_STRVAR(recv_some_doc,
 "recv_some(sock, size, flags, out, limit, /) -> int | None\n\n"
 "Read up to limit datagrams (BATCH at most) of the datagram socket sock with one system\n"
 "call (recvmmsg), each as recv(size, flags) reads it, and append them to the list out.\n"
-"The number read: fewer than asked when no other datagram waited. BlockingIOError when\n"
-"none waits; the error of the first datagram as recv() raises it (one met after the\n"
-"first is the next call's). None, having read nothing, when sock is not read directly\n"
-"or size is over GIL_LIMIT: the caller reads one datagram at a time.");
+"The number read: fewer than asked when no other datagram waited, or when an error\n"
+"ended the batch (the kernel keeps it for the next call, and the socket stays\n"
+"readable). BlockingIOError when none waits; the error of the first datagram as recv()\n"
+"raises it. None, having read nothing, when the datagrams cannot be read so: sock not\n"
+"read directly, size 0 or over GIL_LIMIT, MSG_PEEK, or recvmmsg refused by the system\n"
+"(then every later call): the caller reads one datagram at a time.");
 
 /* ``value`` as a Py_ssize_t (OverflowError beyond), the usual int without the number
  * protocol's calls; -1 with an exception set on failure. */
@@ -388,8 +394,10 @@ read_some(PyObject *const *args, Py_ssize_t nargs, const char *name, int with_se
         return NULL;
     }
 #ifdef __linux__
-    if (size < 0 || size > GIL_LIMIT || direct_fd(sock) == -2
-        || *(int *)((char *)sock + type_offset) != SOCK_DGRAM) {
+    /* Not the readers' case, nor a read recv() makes differently: with MSG_PEEK each
+     * header would read the same datagram, and recv(0) reads nothing at all. */
+    if (batches_refused || size <= 0 || size > GIL_LIMIT || (flags & MSG_PEEK)
+        || direct_fd(sock) == -2 || *(int *)((char *)sock + type_offset) != SOCK_DGRAM) {
         Py_RETURN_NONE;
     }
     if (limit <= 0) {
@@ -404,6 +412,10 @@ read_some(PyObject *const *args, Py_ssize_t nargs, const char *name, int with_se
         got = recvmmsg(direct_fd(sock), batch_headers, want, flags | MSG_DONTWAIT, NULL);
         if (got >= 0) {
             break;
+        }
+        if (errno == ENOSYS || errno == EPERM || errno == EOPNOTSUPP || errno == EINVAL) {
+            batches_refused = 1; /* not the socket's error: the call's */
+            Py_RETURN_NONE;
         }
         if (errno != EINTR) {
             return PyErr_SetFromErrno(PyExc_OSError);
@@ -424,7 +436,13 @@ read_some(PyObject *const *args, Py_ssize_t nargs, const char *name, int with_se
         data[made] = copied_out(batch_space[made], size, (Py_ssize_t)header->msg_len);
         if (with_sender) {
             lengths[made] = header->msg_hdr.msg_namelen;
+            if (lengths[made] > (socklen_t)sizeof(senders[made])) {
+                lengths[made] = (socklen_t)sizeof(senders[made]);
+            }
             memcpy(&senders[made], &batch_senders[made], (size_t)lengths[made]);
+            if (lengths[made] < (socklen_t)sizeof(sa_family_t)) {
+                senders[made].ss_family = AF_UNSPEC; /* no address: OSError, not garbage */
+            }
             header->msg_hdr.msg_namelen = (socklen_t)sizeof(batch_senders[made]);
         }
         if (data[made] == NULL) {

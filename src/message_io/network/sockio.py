@@ -65,12 +65,15 @@ def recv_some(
     """Read up to ``limit`` datagrams (:data:`BATCH` at most) of the datagram socket
     ``sock`` with one system call (``recvmmsg``), each as ``recv(size, flags)`` reads it,
     and append them to ``out``: the number read, fewer than asked when no other datagram
-    waited. ``BlockingIOError`` when none waits; the error of the first datagram as
-    ``recv`` raises it (one met after the first is the next call's).
+    waited, or when an error ended the batch (the kernel keeps it for the next call, and
+    the socket stays readable). ``BlockingIOError`` when none waits; the error of the
+    first datagram as ``recv`` raises it.
 
     None, having read nothing, when the datagrams cannot be read so: the caller reads them
-    one at a time. The C twin reads an exact ``socket.socket`` on Linux; this twin never
-    does (Python has no ``recvmmsg``) and always answers None."""
+    one at a time. The C twin reads an exact ``socket.socket`` on Linux, for a ``size``
+    from 1 to :data:`GIL_LIMIT` and without ``MSG_PEEK``, until the system refuses
+    ``recvmmsg`` (a seccomp filter: ``ENOSYS``, ``EPERM``...); this twin never does (Python
+    has no ``recvmmsg``) and always answers None."""
     return None
 
 
