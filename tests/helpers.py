@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -68,3 +69,17 @@ def run_python(
         timeout=timeout,
         check=False,
     )
+
+
+def udp_to_a_closed_port() -> socket.socket:
+    """A non-blocking UDP socket connected to a loopback port that nobody listens on (one
+    bound, then closed): a datagram sent on it brings back an ICMP "port unreachable",
+    which its next read raises as ``ConnectionRefusedError``."""
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    address = closed.getsockname()
+    closed.close()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.connect(address)
+    return sock

@@ -12,6 +12,8 @@ import pytest
 
 from message_io.network.datagrams import DATAGRAMS_PER_EVENT, DatagramReader, DatagramSource
 
+from ..helpers import udp_to_a_closed_port
+
 
 class _Peer:
     """The adapter side of a reader: records the errors it is told of."""
@@ -84,13 +86,7 @@ def test_a_listening_socket_reads_each_sender_in_order(receiver: socket.socket, 
 
 
 def test_a_refused_datagram_is_told_to_the_adapter_and_reading_goes_on() -> None:
-    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    closed.bind(("127.0.0.1", 0))
-    address = closed.getsockname()
-    closed.close()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    sock.connect(address)
+    sock = udp_to_a_closed_port()
     try:
         sock.send(b"anyone?")
         peer = _Peer()

@@ -20,6 +20,7 @@ import pytest
 import message_io
 from message_io.network import sockio
 
+from ..helpers import udp_to_a_closed_port
 from ..twins import same_names, twins
 
 
@@ -310,13 +311,7 @@ def test_recvfrom_of_a_stream_socket_is_the_socket_s_own(
 
 def test_a_refused_datagram_is_reported(io: Any) -> None:
     """An ICMP "port unreachable" about an earlier datagram: ConnectionRefusedError."""
-    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    closed.bind(("127.0.0.1", 0))
-    address = closed.getsockname()
-    closed.close()
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender.setblocking(False)
-    sender.connect(address)
+    sender = udp_to_a_closed_port()
     try:
         io.send(sender, b"anyone?")
         with pytest.raises(ConnectionRefusedError):
@@ -591,13 +586,7 @@ def test_recv_some_reads_what_waits_in_one_call(
 def test_recv_some_reports_a_refused_datagram(io: Any) -> None:
     """An ICMP "port unreachable" about an earlier datagram: ConnectionRefusedError, as
     recv() raises it; the socket reads on afterwards."""
-    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    closed.bind(("127.0.0.1", 0))
-    address = closed.getsockname()
-    closed.close()
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender.setblocking(False)
-    sender.connect(address)
+    sender = udp_to_a_closed_port()
     out: list[Any] = []
     try:
         io.send(sender, b"anyone?")
