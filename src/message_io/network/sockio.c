@@ -116,6 +116,17 @@ read_copied(PyObject *sock, Py_ssize_t size, int flags, struct sockaddr_storage 
     return copied_out(scratch, size, got);
 }
 
+/* ``value`` as a Py_ssize_t (OverflowError beyond), the usual int without the number
+ * protocol's calls; -1 with an exception set on failure. */
+static inline Py_ssize_t
+as_ssize(PyObject *value)
+{
+    if (PyLong_CheckExact(value)) {
+        return PyLong_AsSsize_t(value);
+    }
+    return PyNumber_AsSsize_t(value, PyExc_OverflowError);
+}
+
 /* The arguments of recv() and recvfrom(): (sock, size, flags=0). */
 static int
 read_args(const char *name, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *size,
@@ -125,7 +136,7 @@ read_args(const char *name, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t 
         PyErr_Format(PyExc_TypeError, "%s() takes sock, size and optional flags", name);
         return -1;
     }
-    *size = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    *size = as_ssize(args[1]);
     if (*size == -1 && PyErr_Occurred()) {
         return -1;
     }
@@ -358,17 +369,6 @@ PyDoc_STRVAR(recv_some_doc,
 "read directly, size 0 or over GIL_LIMIT, MSG_PEEK, or recvmmsg refused by the system\n"
 "(then every later call): the caller reads one datagram at a time.");
 
-/* ``value`` as a Py_ssize_t (OverflowError beyond), the usual int without the number
- * protocol's calls; -1 with an exception set on failure. */
-static inline Py_ssize_t
-as_ssize(PyObject *value)
-{
-    if (PyLong_CheckExact(value)) {
-        return PyLong_AsSsize_t(value);
-    }
-    return PyNumber_AsSsize_t(value, PyExc_OverflowError);
-}
-
 static PyObject *
 read_some(PyObject *const *args, Py_ssize_t nargs, const char *name, int with_sender)
 {
@@ -443,13 +443,12 @@ read_some(PyObject *const *args, Py_ssize_t nargs, const char *name, int with_se
             if (lengths[made] < (socklen_t)sizeof(sa_family_t)) {
                 senders[made].ss_family = AF_UNSPEC; /* no address: OSError, not garbage */
             }
-            header->msg_hdr.msg_namelen = (socklen_t)sizeof(batch_senders[made]);
         }
         if (data[made] == NULL) {
             break;
         }
     }
-    for (int i = made + 1; with_sender && i < got; i++) { /* ready for the next call */
+    for (int i = 0; with_sender && i < got; i++) { /* ready for the next call */
         batch_headers[i].msg_hdr.msg_namelen = (socklen_t)sizeof(batch_senders[i]);
     }
     int failed = made < got;
