@@ -50,6 +50,20 @@ def udp() -> Iterator[tuple[socket.socket, socket.socket]]:
     receiver.close()
 
 
+@pytest.fixture
+def listener() -> Iterator[tuple[socket.socket, list[socket.socket]]]:
+    """A bound UDP socket and two others bound beside it to send to it: every one
+    non-blocking, as the engine's sockets are."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    for sock in (receiver, *senders):
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+    yield receiver, senders
+    for sock in (receiver, *senders):
+        sock.close()
+
+
 def test_the_c_twin_is_there_with_the_compiled_engine() -> None:
     assert sockio.COMPILED is message_io.COMPILED
     if sockio.COMPILED:
@@ -246,30 +260,22 @@ def test_pending_on_a_closed_socket_raises_os_error(io: Any) -> None:
     assert raised.value.errno == errno.EBADF
 
 
-def test_recvfrom_gives_each_sender_as_socket_does(io: Any) -> None:
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.bind(("127.0.0.1", 0))
-    receiver.setblocking(False)
-    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
-    try:
-        for sender in senders:
-            sender.bind(("127.0.0.1", 0))
-        names = [sender.getsockname() for sender in senders]
-        # The same sender twice, then the other, then the first again.
-        for index in (0, 0, 1, 0):
-            senders[index].sendto(f"from {index}".encode(), receiver.getsockname())
-            data, address = io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
-            assert (data, address) == (f"from {index}".encode(), names[index])
-            assert type(address) is tuple and type(address[0]) is str
-        with pytest.raises(BlockingIOError):
-            io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
-        senders[1].sendto(b"z" * 300, receiver.getsockname())
-        data, address = io.recvfrom(receiver, 100, socket.MSG_TRUNC)
-        assert (len(data), data[:100], address) == (300, b"z" * 100, names[1])
-    finally:
-        receiver.close()
-        for sender in senders:
-            sender.close()
+def test_recvfrom_gives_each_sender_as_socket_does(
+    io: Any, listener: tuple[socket.socket, list[socket.socket]]
+) -> None:
+    receiver, senders = listener
+    names = [sender.getsockname() for sender in senders]
+    # The same sender twice, then the other, then the first again.
+    for index in (0, 0, 1, 0):
+        senders[index].sendto(f"from {index}".encode(), receiver.getsockname())
+        data, address = io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
+        assert (data, address) == (f"from {index}".encode(), names[index])
+        assert type(address) is tuple and type(address[0]) is str
+    with pytest.raises(BlockingIOError):
+        io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
+    senders[1].sendto(b"z" * 300, receiver.getsockname())
+    data, address = io.recvfrom(receiver, 100, socket.MSG_TRUNC)
+    assert (len(data), data[:100], address) == (300, b"z" * 100, names[1])
 
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
@@ -432,20 +438,16 @@ def test_send2_bad_arguments(io: Any, pair: tuple[socket.socket, socket.socket])
         io.send2(closed, b"\x01", b"x")
 
 
-def test_send_back_answers_the_last_sender_by_its_own_tuple(io: Any) -> None:
+def test_send_back_answers_the_last_sender_by_its_own_tuple(
+    io: Any, listener: tuple[socket.socket, list[socket.socket]]
+) -> None:
     """The C twin sends to the sender of the datagram just read when given that very
     tuple (IPv4 and IPv6); an equal tuple that is another object, an older sender's, a
     socket of another family or another class: None, nothing sent. The Python twin keeps
     no sender: always None."""
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.bind(("127.0.0.1", 0))
-    receiver.setblocking(False)
-    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    receiver, senders = listener
     other_family = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     try:
-        for sender in senders:
-            sender.bind(("127.0.0.1", 0))
-            sender.setblocking(False)
         senders[0].sendto(b"ping", receiver.getsockname())
         _data, first = io.recvfrom(receiver, 65536, socket.MSG_TRUNC)
         if not io.COMPILED:
@@ -468,10 +470,7 @@ def test_send_back_answers_the_last_sender_by_its_own_tuple(io: Any) -> None:
         with pytest.raises(BlockingIOError):
             senders[0].recv(100)  # nothing else came
     finally:
-        receiver.close()
         other_family.close()
-        for sender in senders:
-            sender.close()
 
 
 def test_send_back_errors_are_the_socket_s(io: Any) -> None:
@@ -602,42 +601,33 @@ def test_recv_some_reports_a_refused_datagram(io: Any) -> None:
         sender.close()
 
 
-def test_recvfrom_some_gives_each_sender_as_recvfrom_does(io: Any) -> None:
+def test_recvfrom_some_gives_each_sender_as_recvfrom_does(
+    io: Any, listener: tuple[socket.socket, list[socket.socket]]
+) -> None:
     """(address, data) pairs, the address as socket.recvfrom gives it (the same tuple
     again while the sender stays the same); send_back answers the last of them."""
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.bind(("127.0.0.1", 0))
-    receiver.setblocking(False)
-    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
-    try:
-        for sender in senders:
-            sender.bind(("127.0.0.1", 0))
-            sender.setblocking(False)
-        names = [sender.getsockname() for sender in senders]
-        order = (0, 0, 1, 0, 1, 1)
-        for number, index in enumerate(order):
-            senders[index].sendto(f"{number} from {index}".encode(), receiver.getsockname())
-        out: list[Any] = []
-        got = io.recvfrom_some(receiver, 65536, socket.MSG_TRUNC, out, 16)
-        if not _batches(io):
-            assert got is None
-            assert out == []
-            return
-        assert got == len(order)
-        assert out == [
-            (names[index], f"{number} from {index}".encode()) for number, index in enumerate(order)
-        ]
-        assert all(type(address) is tuple and type(address[0]) is str for address, _ in out)
-        assert out[0][0] is out[1][0]  # one tuple while the sender stays the same
-        assert io.send_back(receiver, b"to 1", out[-1][0]) == 4
-        assert senders[1].recv(100) == b"to 1"
-        assert io.send_back(receiver, b"no", out[0][0]) is None  # not the last sender
-        with pytest.raises(BlockingIOError):
-            io.recvfrom_some(receiver, 65536, socket.MSG_TRUNC, out, 16)
-    finally:
-        receiver.close()
-        for sender in senders:
-            sender.close()
+    receiver, senders = listener
+    names = [sender.getsockname() for sender in senders]
+    order = (0, 0, 1, 0, 1, 1)
+    for number, index in enumerate(order):
+        senders[index].sendto(f"{number} from {index}".encode(), receiver.getsockname())
+    out: list[Any] = []
+    got = io.recvfrom_some(receiver, 65536, socket.MSG_TRUNC, out, 16)
+    if not _batches(io):
+        assert got is None
+        assert out == []
+        return
+    assert got == len(order)
+    assert out == [
+        (names[index], f"{number} from {index}".encode()) for number, index in enumerate(order)
+    ]
+    assert all(type(address) is tuple and type(address[0]) is str for address, _ in out)
+    assert out[0][0] is out[1][0]  # one tuple while the sender stays the same
+    assert io.send_back(receiver, b"to 1", out[-1][0]) == 4
+    assert senders[1].recv(100) == b"to 1"
+    assert io.send_back(receiver, b"no", out[0][0]) is None  # not the last sender
+    with pytest.raises(BlockingIOError):
+        io.recvfrom_some(receiver, 65536, socket.MSG_TRUNC, out, 16)
 
 
 def test_recv_some_leaves_other_sockets_to_the_caller(

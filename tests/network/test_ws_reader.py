@@ -268,6 +268,13 @@ class _Recording(socket.socket):
         return super().recv(size, flags)
 
 
+def _recorded(reading: WsRemote, source: WsReader) -> tuple[_Recording, WsReader]:
+    """A copy of ``reading``'s socket that records every ``recv`` (close it after use),
+    and a reader like ``source`` that reads through it."""
+    recording = _Recording(os.dup(reading.socket.fileno()))
+    return recording, WsReader(reading, recording, source.source, source.masker, source.size)
+
+
 def _drain(reader: WsReader, sock: socket.socket) -> list[Any]:
     """Every message ``sock`` has now, read as the node reads: until it has nothing."""
     got: list[Any] = []
@@ -294,9 +301,8 @@ def test_a_large_payload_is_read_in_one_read_of_its_size(
     pair: tuple[WsRemote, WsRemote, WsReader, WsReader], side: str
 ) -> None:
     reading, sending, source = _sides(pair, side)
-    recording = _Recording(os.dup(reading.socket.fileno()))
+    recording, reader = _recorded(reading, source)
     with recording:
-        reader = WsReader(reading, recording, source.source, source.masker, source.size)
         large = [bytes([n]) * (65_536 + n) for n in range(3)]
         header_size = 14 if side == "server" else 10  # 8-byte length, and a key if masked
         _write(sending, _large_wire(sending, large[:1]))
@@ -469,9 +475,8 @@ def test_a_trickled_large_payload_is_read_a_usual_read_at_a_time(
     # payload, asking for all of its rest (up to 4 MiB) again would map and shrink a
     # block per byte the peer sends.
     reading, sending, source = _sides(pair, side)
-    recording = _Recording(os.dup(reading.socket.fileno()))
+    recording, reader = _recorded(reading, source)
     with recording:
-        reader = WsReader(reading, recording, source.source, source.masker, source.size)
         payload = bytes(range(256)) * 4096  # 1 MiB
         wire = _large_wire(sending, [payload])
         head = len(wire) - len(payload)
