@@ -187,7 +187,11 @@ divided by the time from its first `send` to the return of its last, measured in
 sender, and *arrived* is the share of them the receiver counted (each one checked to be
 100 bytes); then the sender sends an end marker, again every 10 ms until the receiver
 acknowledges it. Plain: `sock.send(data)` in a loop on a connected blocking socket; the
-receiver calls `recvfrom` in a loop. message_io: the sender `connect`s, and sends from
+receiver calls `recvfrom` in a loop. *Socket polled for reading*: the same, the sending
+socket first registered with an epoll for `EPOLLIN`, as an event loop keeps every socket
+it reads (message_io's connected socket too): the kernel then calls the socket's wait
+queue each time a datagram's buffer is freed, a cost an unpolled socket does not pay;
+the row shows what it costs plain sockets. message_io: the sender `connect`s, and sends from
 the *loop thread* (1024 datagrams per turn of the loop, the next batch asked for with a
 signal) or from a *foreign thread* (a loop of `send` on the main thread while the node
 runs `for_each_async`), as for throughput; the receiver listens with
