@@ -77,6 +77,11 @@ from .helpers import Node
             "FramedTcpListenConfig.max_message_size must be int, not float",
         ),
         (TcpConnectConfig, {"nodelay": 1}, "TcpConnectConfig.nodelay must be bool, not int"),
+        (
+            TcpConnectConfig,
+            {"unsent_limit": "64k"},
+            "TcpConnectConfig.unsent_limit must be int or None, not str",
+        ),
         (TcpListenConfig, {"backlog": "8"}, "TcpListenConfig.backlog must be int, not str"),
         (
             TcpConnectConfig,
@@ -207,6 +212,7 @@ def test_configs_of_the_right_types_are_accepted() -> None:
             {"receive_buffer_size": -1},
             "UdpListenConfig.receive_buffer_size must be >= 0",
         ),
+        (WsListenConfig, {"unsent_limit": -1}, "WsListenConfig.unsent_limit must be >= 0"),
         (UdpConnectConfig, {"multicast_ttl": 256}, "multicast_ttl must be 0-255"),
     ],
 )

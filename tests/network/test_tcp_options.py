@@ -1,4 +1,5 @@
-"""TCP options reach the sockets: source address, keepalive, nodelay, reuse port."""
+"""TCP options reach the sockets: source address, keepalive, nodelay, unsent limit,
+reuse port."""
 
 from __future__ import annotations
 
@@ -181,3 +182,74 @@ def test_accepted_sockets_get_the_options_where_the_os_does_not_copy_them() -> N
         finally:
             server.stop()
             client.stop()
+
+
+_CONFIGS: dict[Transport, tuple[Any, Any]] = {
+    Transport.TCP: (TcpConnectConfig, TcpListenConfig),
+    Transport.FRAMED_TCP: (FramedTcpConnectConfig, FramedTcpListenConfig),
+    Transport.WS: (message_io.WsConnectConfig, message_io.WsListenConfig),
+}
+
+
+def _unsent_limit_of(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_NOTSENT_LOWAT"), reason="no TCP_NOTSENT_LOWAT")
+@pytest.mark.parametrize("transport", list(_CONFIGS))
+def test_unsent_limit_is_set_on_both_ends(transport: Transport) -> None:
+    connect_config, listen_config = _CONFIGS[transport]
+    server, server_listener = message_io.split()
+    client, _client_listener = message_io.split()
+    try:
+        _, addr = server.network.listen(
+            transport, "127.0.0.1:0", config=listen_config(unsent_limit=32768)
+        )
+        accepted: queue.Queue[message_io.Accepted] = queue.Queue()
+
+        def on_event(event: object) -> None:
+            if isinstance(event, message_io.Accepted):
+                accepted.put(event)
+
+        with server_listener.for_each_async(on_event, on_error="stop"):
+            endpoint, _ = client.network.connect_sync(
+                transport, addr, config=connect_config(unsent_limit=65536), timeout=TIMEOUT
+            )
+            assert _unsent_limit_of(_socket_of(client, endpoint.resource_id)) == 65536
+            event = accepted.get(timeout=TIMEOUT)
+            assert _unsent_limit_of(_socket_of(server, event.endpoint.resource_id)) == 32768
+    finally:
+        server.stop()
+        client.stop()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_NOTSENT_LOWAT"), reason="no TCP_NOTSENT_LOWAT")
+def test_unsent_limit_is_the_systems_by_default() -> None:
+    handler, _listener = message_io.split()
+    try:
+        _, addr = handler.network.listen(Transport.FRAMED_TCP, "127.0.0.1:0")
+        endpoint, _ = handler.network.connect_sync(Transport.FRAMED_TCP, addr, timeout=TIMEOUT)
+        with socket.socket() as fresh:
+            system = _unsent_limit_of(fresh)
+        assert _unsent_limit_of(_socket_of(handler, endpoint.resource_id)) == system
+    finally:
+        handler.stop()
+
+
+def test_unsent_limit_where_the_os_has_none_fails_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(message_io.adapters.tcp, "_NOTSENT_LOWAT", None)
+    handler, _listener = message_io.split()
+    try:
+        _, addr = handler.network.listen(Transport.TCP, "127.0.0.1:0")
+        with pytest.raises(message_io.ConnectError, match="TCP_NOTSENT_LOWAT"):
+            handler.network.connect(Transport.TCP, addr, config=TcpConnectConfig(unsent_limit=4096))
+        with pytest.raises(message_io.ListenError, match="TCP_NOTSENT_LOWAT"):
+            handler.network.listen(
+                Transport.TCP, "127.0.0.1:0", config=TcpListenConfig(unsent_limit=4096)
+            )
+        # Without the option, nothing asks for it: connections work as before.
+        handler.network.connect_sync(Transport.TCP, addr, timeout=TIMEOUT)
+    finally:
+        handler.stop()

@@ -141,6 +141,16 @@ class TcpConnectConfig(ConnectConfig):
         nodelay: Disable Nagle's algorithm (``TCP_NODELAY``). On by default: the node
             already coalesces small messages itself, so Nagle only adds delay (see
             ``docs/performance.md`` for the measurement).
+        unsent_limit: Bytes not yet sent that the kernel may hold in this connection's
+            send buffer (``TCP_NOTSENT_LOWAT``); the rest waits in the node's own queue
+            (``send_buffer_limit``). ``None`` (default): the system's setting (on
+            Linux ``net.ipv4.tcp_notsent_lowat``, no limit unless set). A limit moves
+            the work of pushing queued bytes onto the network to the sending side. On
+            loopback the receiving thread otherwise does it while it reads: with 64 KiB
+            a bulk transfer between two threads of one process runs much faster, and a
+            sender of many small messages slower (more, smaller writes); see
+            ``docs/transports.md`` and ``docs/performance.md``. Where the OS has no
+            such option, ``connect`` raises ``ConnectError``.
         connect_timeout: Seconds before giving up with ``Connected(endpoint, False)``
             (default 10, as WebSocket's; the kernel alone retries a SYN for minutes);
             ``None`` leaves it to the OS. It covers the name lookup and every address
@@ -166,6 +176,7 @@ class TcpConnectConfig(ConnectConfig):
     bind_device: str | None = None
     keepalive: TcpKeepalive | None = DEFAULT_KEEPALIVE
     nodelay: bool = True
+    unsent_limit: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -190,6 +201,9 @@ class TcpListenConfig(ListenConfig):
         keepalive: TCP keepalive on every accepted connection (default
             :data:`DEFAULT_KEEPALIVE`; ``None``: off).
         nodelay: ``TCP_NODELAY`` on every accepted connection (default on).
+        unsent_limit: ``TCP_NOTSENT_LOWAT`` on every accepted connection: see
+            :class:`TcpConnectConfig` (default ``None``, the system's setting). Where
+            the OS has no such option, ``listen`` raises ``ListenError``.
         reuse_address: ``SO_REUSEADDR`` (default on, so a restarted server can bind at
             once).
         reuse_port: ``SO_REUSEPORT`` where the OS has it (several listeners, one port).
@@ -200,6 +214,7 @@ class TcpListenConfig(ListenConfig):
     bind_device: str | None = None
     keepalive: TcpKeepalive | None = DEFAULT_KEEPALIVE
     nodelay: bool = True
+    unsent_limit: int | None = None
     reuse_address: bool = True
     reuse_port: bool = False
     backlog: int = LISTENER_BACKLOG
@@ -219,12 +234,26 @@ def _nodelay(sock: socket.socket) -> None:
         pass
 
 
+# TCP_NOTSENT_LOWAT (Linux, macOS); None where Python does not know it.
+_NOTSENT_LOWAT: Final[int | None] = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+
+
+def _unsent_limit(sock: socket.socket, limit: int) -> None:
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # not every stream socket is TCP (e.g. a test's Unix socket)
+    if _NOTSENT_LOWAT is None:
+        raise OSError(errno.EOPNOTSUPP, "unsent_limit (TCP_NOTSENT_LOWAT) is not supported here")
+    sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, limit)
+
+
 def _set_options(sock: socket.socket, config: Any) -> None:
-    """Set ``config``'s ``nodelay`` and ``keepalive`` on ``sock``."""
+    """Set ``config``'s ``nodelay``, ``keepalive`` and ``unsent_limit`` on ``sock``."""
     if config.nodelay:
         _nodelay(sock)
     if config.keepalive is not None:
         _keepalive(sock, config.keepalive)
+    if config.unsent_limit is not None:
+        _unsent_limit(sock, config.unsent_limit)
 
 
 # The options _set_options sets, that an accepted socket must show as its listener does.
@@ -236,6 +265,7 @@ _OPTIONS: Final = tuple(
         (socket.IPPROTO_TCP, "TCP_KEEPIDLE"),
         (socket.IPPROTO_TCP, "TCP_KEEPINTVL"),
         (socket.IPPROTO_TCP, "TCP_KEEPCNT"),
+        (socket.IPPROTO_TCP, "TCP_NOTSENT_LOWAT"),
     )
     if hasattr(socket, name)
 )
@@ -488,7 +518,8 @@ class TcpAdapter(Adapter):
             sock.listen(config.backlog)
             sock.setblocking(False)
             local_addr = sock.getsockname()
+            local = self.make_local(sock, config)  # sets the options: may fail too
         except BaseException:
             sock.close()
             raise
-        return ListeningInfo(self.make_local(sock, config), local_addr)
+        return ListeningInfo(local, local_addr)

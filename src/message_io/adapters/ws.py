@@ -125,7 +125,7 @@ class WsConnectConfig(TcpConnectConfig):
             (default 10).
 
     The other fields (``source_address``, ``bind_device``, ``keepalive``, ``nodelay``,
-    ``send_buffer_limit``) are as for TCP.
+    ``unsent_limit``, ``send_buffer_limit``) are as for TCP.
     """
 
     connect_timeout: float | None = 10.0
@@ -165,8 +165,9 @@ class WsListenConfig(TcpListenConfig):
         handshake_timeout: Seconds a client may take for TLS and the opening handshake
             (default 10); bytes trickled meanwhile do not extend it.
 
-    The other fields (``bind_device``, ``keepalive``, ``nodelay``, ``reuse_address``,
-    ``reuse_port``, ``backlog``, ``send_buffer_limit``) are as for TCP.
+    The other fields (``bind_device``, ``keepalive``, ``nodelay``, ``unsent_limit``,
+    ``reuse_address``, ``reuse_port``, ``backlog``, ``send_buffer_limit``) are as for
+    TCP.
     """
 
     handshake_timeout: float | None = 10.0
