@@ -10,7 +10,7 @@ that sees the last byte.
 That binary is not built here: it needs the crate's sources and their dependencies,
 which a machine without crates.io does not have. Given its path in
 ``MESSAGE_IO_RUST_THROUGHPUT`` (built with ``cargo build --release --example
-throughput`` from the crate's sources), the WS bulk section gets two more rows:
+throughput`` from the crate's sources), the WS bulk section gets more rows:
 
 * *Rust message-io Ws, its throughput example*: a sample is one run of the binary, its
   ``message-io Ws`` line read (the binary also measures its other transports; only the
@@ -18,7 +18,9 @@ throughput`` from the crate's sources), the WS bulk section gets two more rows:
 * *message_io WS, one process, as the Rust example*: the same shape in Python, one
   ``message_io`` node connected to itself over ``Transport.WS``, the main thread sending
   65,507-byte messages while the node runs ``for_each_async`` (``wait_drained`` after
-  ``QUEUE_FULL``) until its callback has counted 1 GiB, timed the same way.
+  ``QUEUE_FULL``) until its callback has counted 1 GiB, timed the same way;
+* the same with ``unsent_limit`` (``TCP_NOTSENT_LOWAT``) at :data:`UNSENT_LIMIT` on both
+  ends' configs, the option made for a sender and a receiver in one process.
 
 Without the variable, neither row is run.
 """
@@ -35,13 +37,14 @@ from typing import Any, Final
 from bench_common import HOST, BenchmarkError
 
 import message_io
-from message_io import Accepted, Message, SendStatus, Transport
+from message_io import Accepted, Message, SendStatus, Transport, WsConnectConfig, WsListenConfig
 
-__all__ = ["CHUNK", "ENV", "TOTAL", "example", "mio_one_process_ws", "rust_ws"]
+__all__ = ["CHUNK", "ENV", "TOTAL", "UNSENT_LIMIT", "example", "mio_one_process_ws", "rust_ws"]
 
 ENV: Final = "MESSAGE_IO_RUST_THROUGHPUT"
 CHUNK: Final = 65_507  # the example's chunk: udp::MAX_LOCAL_PAYLOAD_LEN
 TOTAL: Final = 1024 * 1024 * 1024  # the example's EXPECTED_BYTES
+UNSENT_LIMIT: Final = 64 * 1024  # the unsent_limit of the tuned one-process row
 _TIMEOUT: Final = 120.0
 _WS_LINE: Final = re.compile(r"^message-io Ws:\s+Throughput:\s+([0-9.]+)\s+GB/s\s*$", re.M)
 
@@ -67,12 +70,15 @@ def rust_ws(path: str) -> float:
     return float(found.group(1))
 
 
-def mio_one_process_ws() -> float:
-    """The Rust example's shape with message_io: GB/s (10^9 bytes/s)."""
+def mio_one_process_ws(unsent_limit: int | None = None) -> float:
+    """The Rust example's shape with message_io: GB/s (10^9 bytes/s). ``unsent_limit``:
+    that option of both ends' configs (default: the default, none)."""
     handler, listener = message_io.split()
     network = handler.network
-    _, addr = network.listen(Transport.WS, f"{HOST}:0")
-    server, _ = network.connect_sync(Transport.WS, f"ws://{HOST}:{addr[1]}/")
+    listen_config = WsListenConfig(unsent_limit=unsent_limit)
+    connect_config = WsConnectConfig(unsent_limit=unsent_limit)
+    _, addr = network.listen(Transport.WS, f"{HOST}:0", config=listen_config)
+    server, _ = network.connect_sync(Transport.WS, f"ws://{HOST}:{addr[1]}/", config=connect_config)
     accepted = threading.Event()
     done = threading.Event()
     received = 0

@@ -395,6 +395,7 @@ _BULK_TARGET: Final = 0.8
 _RUST: Final = "Rust message-io Ws, its throughput example"
 _RUST_TWO: Final = "message_io WS, two processes, the Rust example's chunks"
 _RUST_ONE: Final = "message_io WS, one process, as the Rust example"
+_RUST_ONE_LIMIT: Final = f"{_RUST_ONE}, unsent_limit {bench_rust.UNSENT_LIMIT // 1024} KiB"
 
 
 def _rtt_cases(quick: bool) -> list[Case]:
@@ -531,6 +532,15 @@ def _rust_cases(path: str) -> list[Case]:
         Case(Row(_BULK, _RUST, unit, higher_is_better=True), partial(bench_rust.rust_ws, path)),
         Case(row(_RUST_TWO), _gbps(count * bench_rust.CHUNK, two)),
         Case(row(_RUST_ONE), partial(run_one, bench_rust.mio_one_process_ws, timeout=_TIMEOUT)),
+        Case(
+            row(_RUST_ONE_LIMIT),
+            partial(
+                run_one,
+                bench_rust.mio_one_process_ws,
+                bench_rust.UNSENT_LIMIT,
+                timeout=_TIMEOUT,
+            ),
+        ),
     ]
 
 
@@ -599,7 +609,11 @@ Rust example*: the example itself in Python, in a process of its own: one node
 connected to itself over `Transport.WS`, the main thread sending 65,507-byte messages
 while the node runs `for_each_async` (`wait_drained` after `QUEUE_FULL`), timed from
 the first send to the callback that has counted 2^30 bytes. Its two threads share one
-interpreter, whose lock lets one of them run Python code at a time."""
+interpreter, whose lock lets one of them run Python code at a time. *unsent_limit 64
+KiB*: the same, both ends' configs with `unsent_limit=65536` (`TCP_NOTSENT_LOWAT`): the
+kernel then keeps at most 64 KiB unsent, and the sending thread pushes its bytes onto
+loopback as it writes, where with the default the node's thread does it while it reads
+(see `docs/transports.md`)."""
 
 _NO_RUST_METHOD: Final = """ The Rust crate's own throughput example was not given
 (`MESSAGE_IO_RUST_THROUGHPUT`, see `benchmarks/bench_rust.py`): its row is not in this
