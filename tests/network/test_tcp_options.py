@@ -3,8 +3,10 @@ reuse port."""
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,8 @@ from message_io import (
     TcpListenConfig,
     Transport,
 )
+
+from .conftest import harness
 
 TIMEOUT = 10.0
 
@@ -253,3 +257,24 @@ def test_unsent_limit_where_the_os_has_none_fails_clearly(
         handler.network.connect_sync(Transport.TCP, addr, timeout=TIMEOUT)
     finally:
         handler.stop()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_NOTSENT_LOWAT"), reason="no TCP_NOTSENT_LOWAT")
+@pytest.mark.parametrize("transport", [Transport.FRAMED_TCP, Transport.WS])
+def test_messages_go_through_whole_and_in_order_with_a_tiny_unsent_limit(
+    transport: Transport, tmp_path: Path
+) -> None:
+    """With 4 KiB the kernel takes a few KiB per write: large messages leave in many
+    partial writes from the node's queue, both ways, and arrive whole and in order."""
+    with harness(transport, tmp_path) as net:
+        _server, _listener_id, addr = net.echo_server(
+            config=net.listen_config(unsent_limit=4096, send_buffer_limit=32 << 20)
+        )
+        client = net.node("client")
+        endpoint = net.connected(client, addr, unsent_limit=4096, send_buffer_limit=32 << 20)
+        assert _unsent_limit_of(_socket_of(client.handler, endpoint.resource_id)) == 4096
+        messages = [os.urandom(size) for size in (3 << 20, 1, 70_000, 0, 5 << 20, 100)]
+        for message in messages:
+            assert client.network.send(endpoint, message) is message_io.SendStatus.SENT
+        for message in messages:
+            assert client.expect(message_io.Message).data == message

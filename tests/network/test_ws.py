@@ -328,7 +328,12 @@ def test_pings_keep_a_quiet_peer_alive(ws: Net) -> None:
     assert server.drain_events() == []
 
 
-def test_large_text_and_binary_through_wss(ws: Net, tmp_path: Any) -> None:
+@pytest.mark.parametrize("unsent_limit", [None, 4096])
+def test_large_text_and_binary_through_wss(
+    ws: Net, tmp_path: Any, unsent_limit: int | None
+) -> None:
+    """Also with a tiny ``unsent_limit`` on both ends: TLS records then leave in many
+    partial writes (the kernel takes a few KiB at a time)."""
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
@@ -336,11 +341,19 @@ def test_large_text_and_binary_through_wss(ws: Net, tmp_path: Any) -> None:
     cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    config = WsListenConfig(certfile=str(cert_file), send_buffer_limit=32 << 20)
+    config = WsListenConfig(
+        certfile=str(cert_file), send_buffer_limit=32 << 20, unsent_limit=unsent_limit
+    )
     _server, _listener_id, addr = ws.echo_server(config=config)
     client = ws.node("client")
     url = f"wss://localhost:{addr[1]}/secure"
-    endpoint = ws.connected(client, url, ca_file=str(ca_file), send_buffer_limit=32 << 20)
+    endpoint = ws.connected(
+        client,
+        url,
+        ca_file=str(ca_file),
+        send_buffer_limit=32 << 20,
+        unsent_limit=unsent_limit,
+    )
     payload = os.urandom(8 * 1024 * 1024)
     assert client.network.send(endpoint, payload) is SENT
     assert client.network.send(endpoint, "ü" * 100_000) is SENT
