@@ -3,9 +3,11 @@ reuse port."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +83,16 @@ def _keepalive_of(sock: socket.socket) -> tuple[int, int, int, int]:
     )
 
 
-@pytest.mark.skipif(not hasattr(socket, "TCP_KEEPIDLE"), reason="no TCP_KEEPIDLE here")
-@pytest.mark.parametrize("transport", [Transport.TCP, Transport.FRAMED_TCP, Transport.WS])
-def test_nodelay_and_keepalive_are_on_by_default(transport: Transport) -> None:
-    """Dead peers are noticed with default settings: Go's 15 s idle, 15 s, 9 probes."""
+@contextlib.contextmanager
+def _both_ends(
+    transport: Transport, *, listen_config: Any = None, connect_config: Any = None
+) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """The sockets of a connection's two ends: the client's, and the one its listener
+    accepted (the nodes stop at the end of the block)."""
     server, server_listener = message_io.split()
     client, _client_listener = message_io.split()
     try:
-        _, addr = server.network.listen(transport, "127.0.0.1:0")
+        _, addr = server.network.listen(transport, "127.0.0.1:0", config=listen_config)
         accepted: queue.Queue[message_io.Accepted] = queue.Queue()
 
         def on_event(event: object) -> None:
@@ -96,16 +100,27 @@ def test_nodelay_and_keepalive_are_on_by_default(transport: Transport) -> None:
                 accepted.put(event)
 
         with server_listener.for_each_async(on_event, on_error="stop"):
-            endpoint, _ = client.network.connect_sync(transport, addr, timeout=TIMEOUT)
-            sock = _socket_of(client, endpoint.resource_id)
-            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-            assert _keepalive_of(sock) == (1, 15, 15, 9)
+            endpoint, _ = client.network.connect_sync(
+                transport, addr, config=connect_config, timeout=TIMEOUT
+            )
             event = accepted.get(timeout=TIMEOUT)
-            peer = _socket_of(server, event.endpoint.resource_id)
-            assert _keepalive_of(peer) == (1, 15, 15, 9)
+            yield (
+                _socket_of(client, endpoint.resource_id),
+                _socket_of(server, event.endpoint.resource_id),
+            )
     finally:
         server.stop()
         client.stop()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_KEEPIDLE"), reason="no TCP_KEEPIDLE here")
+@pytest.mark.parametrize("transport", [Transport.TCP, Transport.FRAMED_TCP, Transport.WS])
+def test_nodelay_and_keepalive_are_on_by_default(transport: Transport) -> None:
+    """Dead peers are noticed with default settings: Go's 15 s idle, 15 s, 9 probes."""
+    with _both_ends(transport) as (sock, peer):
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert _keepalive_of(sock) == (1, 15, 15, 9)
+        assert _keepalive_of(peer) == (1, 15, 15, 9)
 
 
 def test_keepalive_none_turns_it_off() -> None:
@@ -203,28 +218,13 @@ def _unsent_limit_of(sock: socket.socket) -> int:
 @pytest.mark.parametrize("transport", list(_CONFIGS))
 def test_unsent_limit_is_set_on_both_ends(transport: Transport) -> None:
     connect_config, listen_config = _CONFIGS[transport]
-    server, server_listener = message_io.split()
-    client, _client_listener = message_io.split()
-    try:
-        _, addr = server.network.listen(
-            transport, "127.0.0.1:0", config=listen_config(unsent_limit=32768)
-        )
-        accepted: queue.Queue[message_io.Accepted] = queue.Queue()
-
-        def on_event(event: object) -> None:
-            if isinstance(event, message_io.Accepted):
-                accepted.put(event)
-
-        with server_listener.for_each_async(on_event, on_error="stop"):
-            endpoint, _ = client.network.connect_sync(
-                transport, addr, config=connect_config(unsent_limit=65536), timeout=TIMEOUT
-            )
-            assert _unsent_limit_of(_socket_of(client, endpoint.resource_id)) == 65536
-            event = accepted.get(timeout=TIMEOUT)
-            assert _unsent_limit_of(_socket_of(server, event.endpoint.resource_id)) == 32768
-    finally:
-        server.stop()
-        client.stop()
+    with _both_ends(
+        transport,
+        listen_config=listen_config(unsent_limit=32768),
+        connect_config=connect_config(unsent_limit=65536),
+    ) as (sock, peer):
+        assert _unsent_limit_of(sock) == 65536
+        assert _unsent_limit_of(peer) == 32768
 
 
 @pytest.mark.skipif(not hasattr(socket, "TCP_NOTSENT_LOWAT"), reason="no TCP_NOTSENT_LOWAT")
