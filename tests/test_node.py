@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import datetime
 import errno
 import os
 import platform
@@ -531,6 +532,31 @@ def test_receive_returns_none_on_timeout(node: Node) -> None:
     handler.signals.send("now")
     assert listener.receive(WAIT) == Signal("now")
     assert listener.receive(0.01) is None
+
+
+def test_receive_with_a_timeout_of_weeks_polls_and_returns_what_comes(node: Node) -> None:
+    # Longer than epoll_wait's longest finite wait (about 24.8 days): the poll is capped
+    # and the turn after looks again, instead of the poll refusing the timeout.
+    handler, listener = node
+    _, addr = handler.network.listen(Transport.FRAMED_TCP, "127.0.0.1:0")
+    with socket.create_connection(host_port(addr), timeout=WAIT):
+        event = listener.receive(30 * 86400.0)  # the listener is readable: no wait
+        assert isinstance(event, Accepted)
+    assert handler.is_running()
+
+
+def test_a_timer_weeks_away_keeps_the_node_running(node: Node) -> None:
+    handler, listener = node
+    handler.signals.send_with_timer("monthly", datetime.timedelta(days=30))
+    seen: queue.Queue[NodeEvent[Any]] = queue.Queue()
+    task = listener.for_each_async(seen.put)
+    with stopped_on_exit(handler, task):
+        handler.signals.send("now")
+        assert seen.get(timeout=WAIT) == Signal("now")
+        # The next poll waits for the timer 30 days away; a stop must still end it.
+        handler.stop()
+        assert task.wait(WAIT)  # re-raises what ended the node, if anything did
+    assert seen.empty()
 
 
 def test_try_receive_returns_a_ready_signal(node: Node) -> None:

@@ -59,6 +59,9 @@ S = TypeVar("S")
 _SIGNALS_PER_ITERATION: Final = 1024
 # The poll timeout while events wait for connect_sync() to return (see release_events).
 _HOLD_POLL: Final = 0.001
+# The longest finite wait epoll_wait takes (INT_MAX ms, near enough): a longer timeout
+# (a timer or a receive() days away) polls this long, and the turn after looks again.
+_LONGEST_POLL: Final = 2_147_483.0
 
 _get_ident: Final = threading.get_ident
 # A static: compiled, time.monotonic() looks up the module and then its attribute.
@@ -431,10 +434,12 @@ class Loop(Acceptor, Generic[S]):
         if self.holding:  # connect_sync() is about to release events: look soon
             max_timeout = _HOLD_POLL if max_timeout is None else min(max_timeout, _HOLD_POLL)
         timers = self.timers.entries  # read in place: a call here costs 1% of a round trip
-        if not timers:
-            return max_timeout
-        timeout = max(0.0, timers[0][0] - _monotonic())
-        return timeout if max_timeout is None else min(timeout, max_timeout)
+        if timers:
+            timeout = max(0.0, timers[0][0] - _monotonic())
+            max_timeout = timeout if max_timeout is None else min(timeout, max_timeout)
+        if max_timeout is not None and max_timeout > _LONGEST_POLL:
+            return _LONGEST_POLL
+        return max_timeout
 
     def _poll_deadline(self) -> float | None:
         """``_poll_timeout(None)`` as a ``time.monotonic()`` deadline (0.0: at once), for
