@@ -6,6 +6,7 @@ import _thread
 import contextlib
 import datetime
 import errno
+import gc
 import os
 import platform
 import queue
@@ -13,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -340,6 +342,20 @@ def test_stop_while_running_async_then_calls_raise(node: Node) -> None:
             handler.network.listen(Transport.TCP, LOCAL)
         with pytest.raises(NodeStoppedError):
             handler.network.connect(Transport.TCP, "127.0.0.1:9")
+
+
+def test_nodes_dropped_without_stop_close_their_descriptors_when_collected() -> None:
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    with warnings.catch_warnings():
+        # Each unclosed socket and waker says so as it is collected: expected here.
+        warnings.simplefilter("ignore", ResourceWarning)
+        for _ in range(20):
+            handler, listener = message_io.split()
+            handler.network.listen(Transport.FRAMED_TCP, "127.0.0.1:0")
+            del handler, listener
+        gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= before
 
 
 # -- blocking calls from the loop thread -------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import os
 import select
@@ -333,8 +334,13 @@ class Waker:
     def __init__(self) -> None:
         self._rsock: socket.socket | None = None
         self._wsock: socket.socket | None = None
+        self._file: io.FileIO | None = None
         if hasattr(os, "eventfd"):
             self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            # Owned by a file object, as the socket pair is by its sockets: a node
+            # dropped without stop() still closes it when collected (with a
+            # ResourceWarning), instead of leaking one descriptor per node.
+            self._file = io.FileIO(self._fd, "r+", closefd=True)
             self._write_fd = self._fd
         else:  # pragma: no cover
             self._rsock, self._wsock = socket.socketpair()
@@ -370,11 +376,11 @@ class Waker:
             if self._closed:
                 return
             self._closed = True
-            if self._rsock is not None and self._wsock is not None:  # pragma: no cover
+            if self._file is not None:
+                self._file.close()
+            elif self._rsock is not None and self._wsock is not None:  # pragma: no cover
                 self._rsock.close()
                 self._wsock.close()
-            else:
-                os.close(self._fd)
 
 
 @contextlib.contextmanager
