@@ -12,6 +12,7 @@ import platform
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -502,6 +503,61 @@ def test_keyboard_interrupt_stops_the_node_and_closes(node: Node, driver: str, h
     assert returned_at - sent_at[0] < WAIT
     assert not handler.is_running()
     assert_port_closed(addr)
+
+
+def _wait_until_in_condition_wait(ident: int) -> None:
+    """Spin until the thread ``ident`` runs ``threading.Condition.wait`` (bounded by
+    WAIT): a signal then interrupts that wait, whatever it does at the C level."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(ident)
+        if frame is not None and frame.f_code is threading.Condition.wait.__code__:
+            return
+
+
+def test_keyboard_interrupt_in_task_wait_returns_once_the_node_is_closed(node: Node) -> None:
+    """Ctrl+C in ``NodeTask.wait()``: the node is stopped and closed before
+    KeyboardInterrupt comes out (a join interrupted by it is not enough on CPython
+    3.11/3.12, which then takes the thread for stopped)."""
+    handler, listener = node
+    fds_at_start = len(os.listdir("/proc/self/fd"))
+    _listener_id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+    accepted = threading.Semaphore(0)
+    count = 100
+
+    def on_event(event: NodeEvent[Any]) -> None:
+        if isinstance(event, Accepted):
+            accepted.release()
+
+    task = listener.for_each_async(on_event)
+    for _ in range(count):
+        handler.network.connect(Transport.FRAMED_TCP, addr)
+    for _ in range(count):
+        assert accepted.acquire(timeout=WAIT)
+    main_ident = threading.main_thread().ident
+    assert main_ident is not None and threading.current_thread() is threading.main_thread()
+    waiting = threading.Event()
+
+    def interrupter() -> None:
+        if waiting.wait(WAIT):
+            _wait_until_in_condition_wait(main_ident)
+            signal.pthread_kill(main_ident, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    thread = threading.Thread(target=interrupter, name="interrupter")
+    thread.start()
+    try:
+        waiting.set()
+        with pytest.raises(KeyboardInterrupt):
+            task.wait()
+        # At once: every connection and the listener are closed, the loop has ended.
+        assert len(os.listdir("/proc/self/fd")) <= fds_at_start
+        assert not handler.is_running()
+        assert_port_closed(addr)
+        assert task.wait(0)  # done: nothing more to raise
+    finally:
+        thread.join(WAIT)
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- one consumer ------------------------------------------------------------------------

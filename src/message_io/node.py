@@ -154,12 +154,16 @@ class NodeTask:
         # here the node is stopped and its thread joined
     """
 
-    __slots__ = ("_error", "_loop", "_thread")
+    __slots__ = ("_done", "_error", "_loop", "_thread")
 
     def __init__(self, loop: Loop[Any], thread: threading.Thread) -> None:
         self._loop = loop
         self._thread = thread
         self._error: BaseException | None = None
+        # Set by the thread once the node is closed. Waited on instead of join():
+        # CPython (3.11, 3.12) marks a thread stopped when a join() of it is interrupted
+        # (Ctrl+C), and every later join() then returns at once.
+        self._done = threading.Event()
 
     @property
     def thread(self) -> threading.Thread:
@@ -179,18 +183,20 @@ class NodeTask:
         """
         if threading.current_thread() is self._thread:
             raise LoopThreadError("NodeTask.wait() called from the node's own thread")
+        done = self._done
         try:
             if timeout is None:
-                while self._thread.is_alive():
-                    self._thread.join(0.25)  # short joins keep Ctrl+C responsive
-            else:
-                self._thread.join(timeout)
+                while not done.wait(0.25):  # short waits keep Ctrl+C responsive
+                    pass
+            elif not done.wait(timeout):
+                return False
         except KeyboardInterrupt:
             self._loop.stop()
+            while not done.wait(0.25):
+                pass
             self._thread.join()
             raise
-        if self._thread.is_alive():
-            return False
+        self._thread.join()  # it has closed the node: it is returning
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -302,7 +308,10 @@ class NodeListener(Generic[S]):
                 _stopped_by(exc)
                 task._error = exc
             finally:
-                loop.release_drive()
+                try:
+                    loop.release_drive()
+                finally:
+                    task._done.set()
 
         thread = threading.Thread(target=run, name=name, daemon=True)
         task = NodeTask(loop, thread)
