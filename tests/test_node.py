@@ -631,6 +631,36 @@ def test_a_timer_weeks_away_keeps_the_node_running(node: Node) -> None:
     assert seen.empty()
 
 
+def test_receive_with_a_timeout_gives_up_while_another_thread_receives(node: Node) -> None:
+    handler, listener = node
+    got: queue.Queue[NodeEvent[Any] | None] = queue.Queue()
+    first = threading.Thread(target=lambda: got.put(listener.receive()), name="first")
+    first.start()
+    try:
+        assert first.native_id is not None
+        _wait_until_asleep_in_poll(first.native_id)  # it has the loop
+        answers: list[object] = []
+
+        def second() -> None:
+            answers.append(listener.receive(0))  # never blocks
+            answers.append(listener.receive(0.05))  # None once 0.05 s have passed
+            answers.append(listener.try_receive())
+
+        other = threading.Thread(target=second, name="second")
+        start = time.monotonic()
+        other.start()
+        other.join(WAIT)
+        assert not other.is_alive(), "receive() with a timeout blocked past it"
+        assert answers == [None, None, None]
+        assert time.monotonic() - start >= 0.05
+        handler.signals.send("for the first")
+        assert got.get(timeout=WAIT) == Signal("for the first")
+    finally:
+        handler.stop()
+        first.join(WAIT)
+    assert not first.is_alive()
+
+
 def test_try_receive_returns_a_ready_signal(node: Node) -> None:
     handler, listener = node
     assert listener.try_receive() is None

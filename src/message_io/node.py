@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Literal, TypeVar, overload
 
@@ -325,6 +326,9 @@ class NodeListener(Generic[S]):
         For programs with their own main loop (a game loop): ``receive(0)`` never blocks.
         Between calls nothing runs; sockets and timers wait for the next call.
 
+        Another thread in ``receive`` has the loop until its call returns: this one
+        waits for it, within ``timeout`` (``receive(0)`` then returns None at once).
+
         Returns:
             The next event, or None if ``timeout`` seconds passed or the node is stopped
             (``handler.is_running()`` tells which).
@@ -335,7 +339,13 @@ class NodeListener(Generic[S]):
         if self._used:
             raise ListenerUsedError("this listener is consumed by for_each/for_each_async")
         loop = self._loop
-        loop.acquire_drive()
+        if timeout is None:
+            loop.acquire_drive()
+        else:
+            deadline = time.monotonic() + timeout
+            if not loop.acquire_drive(timeout):
+                return None
+            timeout = max(0.0, deadline - time.monotonic())
         try:
             event = loop.run_until_event(timeout)
         finally:

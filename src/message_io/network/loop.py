@@ -518,19 +518,23 @@ class Loop(Acceptor, Generic[S]):
 
     # -- connect_sync: driving until one outcome, or waiting for it -----------------
 
-    def acquire_drive(self) -> None:
-        """Take ``drive_lock`` to drive the loop, blocking until it is free.
+    def acquire_drive(self, timeout: float | None = None) -> bool:
+        """Take ``drive_lock`` to drive the loop, waiting until it is free, or at most
+        ``timeout`` seconds (None: no limit; 0: no wait); False if it did not come.
 
         A ``connect_sync`` that holds it (driving the loop until its own outcome) is
-        asked to hand it over: it returns at once and waits instead.
+        asked to hand it over: it returns at once and waits instead. A thread in
+        ``receive()`` holds it until that call returns.
         """
         if self.drive_lock.acquire(blocking=False):
-            return
+            return True
         with self.sync_cond:
             self.drive_wanted += 1
         try:
             self.waker.wake()
-            self.drive_lock.acquire()
+            if timeout is None:
+                return self.drive_lock.acquire()
+            return self.drive_lock.acquire(timeout=max(timeout, 0.0))
         finally:
             with self.sync_cond:
                 self.drive_wanted -= 1
