@@ -434,6 +434,8 @@ def test_the_coroutines_refuse_another_event_loop_and_do_nothing(run: Run) -> No
                     await handler.network.connect(Transport.FRAMED_TCP, addr)
                 with pytest.raises(RuntimeError, match="event loop that made it"):
                     await listener.receive(0)
+                with pytest.raises(RuntimeError, match="event loop that made it"):
+                    await handler.wait_closed()
 
             await asyncio.get_running_loop().run_in_executor(None, asyncio.run, misuse())
             assert await handler.network.send(endpoint, b"mine") is SendStatus.SENT

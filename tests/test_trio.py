@@ -309,3 +309,25 @@ def test_split_on_a_closed_nursery_raises_and_leaves_nothing_open() -> None:
         assert open_fds() == before  # the node's epoll and waker were closed
 
     run(main)
+
+
+def test_wait_closed_refuses_another_trio_run() -> None:
+    async def main() -> None:
+        async with mio.open_node() as (handler, _listener):
+            raised: list[BaseException] = []
+
+            def other_run() -> None:
+                async def wait() -> None:
+                    try:
+                        await handler.wait_closed()
+                    except RuntimeError as exc:
+                        raised.append(exc)
+
+                trio.run(wait)
+
+            await trio.to_thread.run_sync(other_run)
+            assert len(raised) == 1
+            assert "trio run that made it" in str(raised[0])
+            assert handler.is_running()
+
+    run(main)

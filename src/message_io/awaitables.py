@@ -478,8 +478,14 @@ class AsyncNodeHandler(Generic[S]):
         return self._engine.running
 
     async def wait_closed(self) -> None:
-        """Wait until the node is stopped and everything is closed."""
-        await self._driver.wait_closed()
+        """Wait until the node is stopped and everything is closed.
+
+        Raises:
+            RuntimeError: not awaited on the node's event loop (or trio run).
+        """
+        driver = self._driver
+        driver.check()
+        await driver.wait_closed()
 
     async def __aenter__(self) -> AsyncNodeHandler[S]:
         return self
