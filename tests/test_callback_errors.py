@@ -170,6 +170,33 @@ def test_a_flood_of_callback_errors_is_rate_limited(
     handler.stop()
 
 
+def test_callback_errors_held_back_are_counted_when_the_node_stops(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler, listener = node
+
+    def on_event(event: NodeEvent[Any]) -> None:
+        assert isinstance(event, Signal)
+        if event.value == "end":
+            handler.stop()  # at once: the summary's timer never fires
+            return
+        raise Boom("again")
+
+    for index in range(50):
+        handler.signals.send(index)
+    handler.signals.send("end")
+    with caplog.at_level(logging.ERROR, logger="message_io"):
+        listener.for_each(on_event)
+    tracebacks = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    held_back = [
+        int(r.getMessage().split(" ", 1)[0])
+        for r in caplog.records
+        if "more peer and callback lines suppressed" in r.getMessage()
+    ]
+    assert held_back, "no count of the errors held back"
+    assert len(tracebacks) + sum(held_back) == 50
+
+
 def test_split_still_types_signals() -> None:
     handler, listener = message_io.split(str, max_incomplete_bytes=1 << 20)
     assert handler._loop.guard.max_incomplete_bytes == 1 << 20

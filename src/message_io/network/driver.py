@@ -161,7 +161,7 @@ class Driver(Host):
         self.timers = TimerHeap(self.wake)
         # Lines a peer can cause, one budget for all: disconnections with their reason,
         # peers dropped during their handshake, accept errors, callback exceptions.
-        self.peer_log = LogThrottle(log, "per-peer lines", schedule=self.timers.add)
+        self.peer_log = LogThrottle(log, "peer and callback lines", schedule=self.timers.add)
         self.registry = Registry()
         self.connections = self.registry.connections  # the same dicts, for lookups
         self.listeners = self.registry.listeners

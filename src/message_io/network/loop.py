@@ -614,6 +614,7 @@ class Loop(Acceptor, Generic[S]):
                         pass
             self.close_connection(resource)
         self.timers.clear()
+        self.peer_log.flush()  # its summary timer is gone: the count of what it held back
         self.handlers.clear()  # what they refer to (connections, attempts) is closed
         self.poller.close()
         self.waker.close()

@@ -26,7 +26,7 @@ class LogThrottle:
 
     Args:
         logger: Where the lines go.
-        what: What the lines are about, for the summary ("per-peer lines").
+        what: What the lines are about, for the summary ("peer and callback lines").
         schedule: ``schedule(delay, callback)`` runs ``callback`` later (the node's timer);
             ``None`` writes the summary with the next line instead.
         limit, period: The rate.
