@@ -29,6 +29,7 @@ from message_io import (
     SendStatus,
     Signal,
     Transport,
+    UdpConnectConfig,
 )
 from message_io.network import dial as dial_module
 from message_io.network.adapter import (
@@ -246,6 +247,21 @@ def test_udp_to_a_name_is_ready_once_resolved(udp: Net, manual_pool: ManualPool)
     assert client.expect(Connected) == Connected(endpoint, True)
     assert client.network.send(endpoint, b"datagram") is SendStatus.SENT
     assert server.expect(Message).data == b"datagram"
+
+
+def test_udp_connect_timeout_covers_the_lookup_by_default(udp: Net) -> None:
+    assert UdpConnectConfig().connect_timeout == 10.0  # as TCP's: a lookup ends
+    gate = threading.Event()
+    client = udp.node("client", resolver=FakeResolver({}, gate))
+    try:
+        config = UdpConnectConfig(connect_timeout=0.2)
+        endpoint, _ = client.network.connect(Transport.UDP, "hung.test:80", config=config)
+        event = client.expect(Connected)
+        assert event == Connected(endpoint, False)
+        assert isinstance(event.error, ConnectTimeout)
+        assert client.network.send(endpoint, b"x") is SendStatus.RESOURCE_NOT_FOUND
+    finally:
+        gate.set()
 
 
 def test_websocket_url_with_a_name(ws: Net) -> None:

@@ -148,10 +148,14 @@ class UdpConnectConfig(_UdpOptions, ConnectConfig):
             group (the OS default is yes).
         send_buffer_limit: See :class:`~message_io.network.adapter.ConnectConfig`; it
             only fills when the OS pushes back.
+        connect_timeout: Seconds for a host name to be resolved (10 by default; a UDP
+            socket itself connects at once) before ``Connected(endpoint, False)`` with a
+            ``ConnectTimeout``, as for TCP. ``None``: wait as long as the resolver takes.
     """
 
     source_address: Any = None
     broadcast: bool = False
+    connect_timeout: float | None = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
