@@ -331,3 +331,19 @@ def test_wait_closed_refuses_another_trio_run() -> None:
             assert handler.is_running()
 
     run(main)
+
+
+def test_an_exception_leaving_open_node_comes_out_in_an_exception_group() -> None:
+    class Boom(Exception):
+        pass
+
+    async def main() -> None:
+        async with mio.open_node() as (handler, _listener):
+            assert handler.is_running()
+            raise Boom
+
+    with pytest.raises(BaseException) as caught:
+        trio.run(main)
+    # As from any trio nursery (docs/trio.md): the block's exception, alone in a group.
+    assert type(caught.value).__name__ == "ExceptionGroup"
+    assert [type(e) for e in getattr(caught.value, "exceptions", ())] == [Boom]

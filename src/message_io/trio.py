@@ -243,7 +243,9 @@ def open_node(
     """``async with open_node() as (handler, listener):`` a node for the block.
 
     The node runs in a nursery of its own, opened with the block; when the block ends
-    (or raises) the node is stopped and the block waits until everything is closed.
+    (or raises) the node is stopped and the block waits until everything is closed. An
+    exception leaving the block leaves that nursery, so it comes out in an
+    ``ExceptionGroup``, as from any trio nursery (catch it with ``except*``).
 
     Args:
         signal_type: As for :func:`message_io.split`.
