@@ -407,9 +407,13 @@ def split(
             throughout. Each connection's ``message_timeout`` still applies.
         resolver: What resolves the host names given to ``connect``: a function with
             the signature and results of :func:`socket.getaddrinfo` (the default),
-            called as ``resolver(host, port, 0, socket_type)`` on one of the node's
-            resolver threads, never on the loop thread. It may block; its exceptions
-            (``socket.gaierror``) become ``Connected(endpoint, False, error)``.
+            called as ``resolver(host, port, 0, socket_type)`` on a resolver thread,
+            never on the loop thread. It may block; its exceptions
+            (``socket.gaierror``) become ``Connected(endpoint, False, error)``. The
+            resolver threads (8 at most) serve every node of the process, and a call
+            that hangs keeps its thread after its connect has timed out: a resolver of
+            yours should give up within a bound of its own, or eight hung calls make
+            every node's lookups wait.
 
     Raises:
         ValueError: ``max_incomplete_bytes`` is not a positive int.
