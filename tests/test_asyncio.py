@@ -445,6 +445,26 @@ def test_the_coroutines_refuse_another_event_loop_and_do_nothing(run: Run) -> No
     run(main)
 
 
+def test_a_node_left_open_when_its_loop_closes_is_closed_at_the_next_call(run: Run) -> None:
+    kept: dict[str, Any] = {}
+
+    async def main() -> None:
+        handler, _listener = mio.split()
+        _id, addr = handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+        assert handler.is_running()
+        kept.update(handler=handler, addr=addr)  # the loop closes with the node open
+
+    run(main)
+    handler = kept["handler"]
+    assert not handler.is_running()  # no turn can run any more: closed, not running
+    with pytest.raises(NodeStoppedError):
+        handler.signals.send("never delivered")
+    with pytest.raises(NodeStoppedError):
+        handler.network.listen(Transport.FRAMED_TCP, LOCAL)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(kept["addr"], timeout=TIMEOUT).close()
+
+
 def test_split_needs_a_running_loop() -> None:
     with pytest.raises(RuntimeError):
         mio.split()
@@ -618,8 +638,7 @@ def test_a_node_outliving_its_event_loop_closes_on_stop() -> None:
         return handler, addr
 
     handler, addr = asyncio.run(main())
-    assert handler.is_running()
-    handler.stop()
+    handler.stop()  # the first call after the loop closed
     assert not handler.is_running()
     assert handler._engine.shut  # white box: everything is closed
     with pytest.raises(ConnectionRefusedError):

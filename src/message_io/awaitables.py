@@ -104,6 +104,15 @@ class OuterDriver:
         """Whether the loop can still wake the tasks waiting on the node."""
         return True
 
+    def orphaned(self) -> bool:
+        """Whether the loop that turns the node has closed with the node still open
+        (``asyncio.run`` returned without ``handler.stop()``): then no turn will ever
+        run, so the node is closed here, at once (any thread)."""
+        if self.turner.finished or self.can_wake():
+            return False
+        self.finish()
+        return True
+
     async def wait_timeout(self, future: Any, timeout: float) -> bool:
         """Wait for ``future`` at most ``timeout`` seconds: True if it is done."""
         raise NotImplementedError
@@ -457,13 +466,18 @@ class AsyncNodeHandler(Generic[S]):
 
     @property
     def network(self) -> AsyncNetwork:
-        """Connections and listeners: ``await connect``, ``await send``, ``listen``..."""
+        """Connections and listeners: ``await connect``, ``await send``, ``listen``...
+        Once the node's event loop has closed, the node is closed too, and its calls
+        raise ``NodeStoppedError`` (or return ``RESOURCE_NOT_FOUND``)."""
+        self._driver.orphaned()
         return self._network
 
     @property
     def signals(self) -> EventSender[S]:
         """The node's own events, delivered to the listener (timers included). Any
-        thread."""
+        thread. Once the node's event loop has closed, sending raises
+        ``NodeStoppedError``."""
+        self._driver.orphaned()
         return self._engine.signals
 
     def stop(self) -> None:
@@ -474,8 +488,9 @@ class AsyncNodeHandler(Generic[S]):
         self._driver.wake_soon()
 
     def is_running(self) -> bool:
-        """True until :meth:`stop`."""
-        return self._engine.running
+        """True until :meth:`stop`, or until the node's event loop has closed (which
+        closes the node)."""
+        return self._engine.running and not self._driver.orphaned()
 
     async def wait_closed(self) -> None:
         """Wait until the node is stopped and everything is closed.
