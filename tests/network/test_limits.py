@@ -177,6 +177,28 @@ def test_a_trickle_cannot_keep_a_message_alive_but_a_slow_steady_peer_can() -> N
             steady.close()
 
 
+def test_a_message_of_a_connection_the_application_paused_is_not_judged_by_its_rate() -> None:
+    """pause_reading() stops the clocks of the message under way, the rate's too: a
+    peer held by the application for longer than message_timeout is not cut for a
+    message that arrives slowly, since it is not read."""
+    config = FramedTcpListenConfig(message_timeout=0.3, min_message_rate=1000)
+    with server(config) as node:
+        peer, accepted = connect(node)
+        with peer:
+            payload = bytes(range(256)) * 40  # 10,240 bytes
+            peer.sendall(frame_header(len(payload)) + payload[:100])
+            assert node.holding.wait(TIMEOUT)  # read: 100 bytes of it held
+            assert node.handler.network.pause_reading(accepted.endpoint)
+            # Three times message_timeout: at 100 bytes it is far under 1000 B/s.
+            with pytest.raises(queue.Empty):
+                node.next(Disconnected, timeout=1.0)
+            assert node.handler.network.resume_reading(accepted.endpoint)
+            peer.sendall(payload[100:])
+            message = node.next(Message)
+            assert message.endpoint == accepted.endpoint
+            assert message.data == payload
+
+
 def test_message_timeout_none_keeps_no_watch() -> None:
     config = FramedTcpListenConfig(message_timeout=None)
     with server(config) as node:

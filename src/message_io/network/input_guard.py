@@ -136,6 +136,8 @@ class InputGuard:
         now = time.monotonic()
         if conn.user_paused:  # the application holds it: its peer is not to blame
             conn.progress_at = conn.last_read = now
+            if conn.held:
+                conn.partial_since = now  # nor for the rate
         deadline = None
         reason = None
         idle = conn.idle_timeout
@@ -152,7 +154,7 @@ class InputGuard:
                 )
             stall_at = conn.progress_at + timeout
             rate = conn.min_rate
-            if reason is None and rate is not None and not conn.paused:
+            if reason is None and rate is not None and not conn.paused and not conn.user_paused:
                 age = now - conn.partial_since
                 if age >= timeout and conn.held < rate * age:
                     reason = (

@@ -222,8 +222,11 @@ class Loop(Acceptor, Generic[S]):
             conn.user_paused = paused
             conn.update_reading()
             if not paused:
-                # Its message and idle clocks restart: it was not read meanwhile.
-                conn.progress_at = conn.last_read = time.monotonic()
+                # Its message, idle and rate clocks restart: it was not read meanwhile.
+                now = time.monotonic()
+                conn.progress_at = conn.last_read = now
+                if conn.held:
+                    conn.partial_since = now
         return True
 
     def _request(self, resource: Connection | Listener, broken: bool) -> None:
