@@ -328,6 +328,57 @@ def test_pings_keep_a_quiet_peer_alive(ws: Net) -> None:
     assert server.drain_events() == []
 
 
+def test_keepalive_spares_a_peer_the_server_does_not_read(ws: Net) -> None:
+    """Paused by pause_reading(), a peer's answers would wait unread: it is not judged
+    while the pause lasts, and is pinged again once read."""
+    interval = 0.1
+    server, listener_id, addr = ws.server(config=WsListenConfig(ping_interval=interval))
+    held = RawPeer(ws, addr)
+    held_ep = accepted(server, listener_id)
+    assert server.network.pause_reading(held_ep)
+    # Wait out several intervals by an event the server produces: its 6th ping.
+    clock = RawPeer(ws, addr)
+    accepted(server, listener_id)
+    for _ in range(6):
+        frame = clock.next_frame()
+        assert frame.opcode is Opcode.PING
+        clock.send_frame(Opcode.PONG, bytes(frame.data))
+    server.sync()
+    assert server.drain_events() == []  # not disconnected while paused
+    assert server.network.resume_reading(held_ep)
+    frame = held.next_frame()  # read again: pinged
+    assert frame.opcode is Opcode.PING
+    held.send_frame(Opcode.PONG, bytes(frame.data))
+    assert server.network.send(held_ep, b"still here") is SENT
+    while (frame := held.next_frame()).opcode is Opcode.PING:
+        held.send_frame(Opcode.PONG, bytes(frame.data))
+    assert frame.data == b"still here"
+
+
+def test_keepalive_spares_a_slow_reader_whose_queue_drains(ws: Net) -> None:
+    """A peer that reads a long download slowly sees the server's pings only behind the
+    data queued before them; while what the server sends drains, it is alive."""
+    interval = 0.1
+    config = WsListenConfig(ping_interval=interval, send_buffer_limit=32 << 20)
+    server, listener_id, addr = ws.server(config=config)
+    reader = RawPeer(ws, addr)
+    reader.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    endpoint = accepted(server, listener_id)
+    chunk = bytes(range(256)) * 1024  # 256 KiB
+    for _ in range(40):  # 10 MiB: at 64 KiB per 5 ms, about a second to read
+        assert server.network.send(endpoint, chunk) is SENT
+    received = 0
+    while received < 40 * len(chunk):
+        frame = reader.next_frame()
+        if frame.opcode is Opcode.BINARY:
+            assert frame.data == chunk
+            received += len(frame.data)
+        time.sleep(0.005)  # the pace of a slow reader, not a wait for an event
+    server.sync()
+    assert server.drain_events() == []  # never disconnected
+    assert server.network.is_ready(endpoint.resource_id) is True
+
+
 @pytest.mark.parametrize("unsent_limit", [None, 4096])
 def test_large_text_and_binary_through_wss(
     ws: Net, tmp_path: Any, unsent_limit: int | None

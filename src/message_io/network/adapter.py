@@ -402,6 +402,8 @@ class Remote(_Shortcuts, ABC):
     def heartbeat(self) -> None:
         """Called under the lock every :attr:`heartbeat_interval` seconds once ready: send
         a keepalive (collected with :meth:`take_output`) or check the peer's liveness.
+        The node skips a beat while the connection is not read (paused) or while its
+        send queue drains (the peer reads, and a keepalive would wait behind that data).
 
         Raises:
             OSError: the peer is gone (e.g. ``TimeoutError``); the node disconnects it.

@@ -127,6 +127,8 @@ class Connection(SendQueue):
         "endpoint",
         "established",
         "fd",
+        "flushed",
+        "flushed_at_beat",
         "frame",
         "full_duplex",
         "header",
@@ -213,6 +215,10 @@ class Connection(SendQueue):
         # a deque, and every connection would carry one).
         self.resolved = False
         self.established = False
+        # Bytes written out of the send queue, in all (flush), and as of the last
+        # heartbeat: a queue that drains is a peer that reads (see Driver._beat).
+        self.flushed = 0
+        self.flushed_at_beat = 0
         self.bind(remote)
         self.created()
 
@@ -579,6 +585,7 @@ class Connection(SendQueue):
                     self.tail = None
                 continue
             self.queued -= written
+            self.flushed += written
             short = written < offered  # the OS pushed back: try again when writable
             while written:
                 head = chunks[0]

@@ -512,8 +512,19 @@ class Driver(Host):
         conn.beat_timer = self.timers.add(interval, functools.partial(self._beat, conn, interval))
 
     def _beat(self, conn: Connection, interval: float) -> None:
+        """One heartbeat of ``conn``: the transport's keepalive and liveness check,
+        unless the peer cannot be judged this time. It cannot while the connection is
+        not read (paused: its answer would wait unread), nor while its send queue
+        drains (the peer reads what was sent, so it lives, and a ping queued behind
+        that data reaches it only later): then the beat is skipped, and the next one
+        judges the whole time since the last ping."""
         conn.beat_timer = None
         if conn.state is not READY or not self.running:
+            return
+        flushed = conn.flushed
+        if not conn.reading or flushed != conn.flushed_at_beat:
+            conn.flushed_at_beat = flushed
+            self._heartbeat(conn, interval)
             return
         broken: BaseException | None = None
         with conn.lock:
@@ -523,6 +534,7 @@ class Driver(Host):
                     self._take_output(conn)
             except Exception as exc:  # noqa: BLE001 - any failure ends this connection
                 broken = exc
+            conn.flushed_at_beat = conn.flushed  # its own ping is no sign of the peer
         if broken is not None:
             self.peer_log.log(logging.INFO, "disconnecting %s: %s", conn.endpoint, describe(broken))
             self.lost(conn)
