@@ -5,6 +5,7 @@ frames built and parsed by the ``websockets`` package."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -377,6 +378,76 @@ def test_keepalive_spares_a_slow_reader_whose_queue_drains(ws: Net) -> None:
     server.sync()
     assert server.drain_events() == []  # never disconnected
     assert server.network.is_ready(endpoint.resource_id) is True
+
+
+def test_a_ping_flood_from_a_peer_that_never_reads_is_bounded(ws: Net) -> None:
+    """Each ping asks for a pong; a peer that sends them and reads none would make the
+    node queue pongs without end. Once its replies fill the queue it is read no more,
+    until it reads them: memory stays near the queue's limit, and no pong is lost."""
+    limit = 16 << 10
+    config = WsListenConfig(ping_interval=None, send_buffer_limit=limit, unsent_limit=4096)
+    server, listener_id, addr = ws.server(config=config)
+    flooder = RawPeer(ws, addr)
+    flooder.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
+    endpoint = accepted(server, listener_id)
+    count = 5000
+    ping = Frame(Opcode.PING, b"p" * 125).serialize(mask=True, extensions=[])
+
+    def flood() -> None:
+        with contextlib.suppress(OSError):  # blocked until read, or closed at the end
+            flooder.sock.sendall(ping * count)
+
+    thread = threading.Thread(target=flood, name="flooder")
+    thread.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        reading = True
+        while reading and time.monotonic() < deadline:
+            server.sync()  # a wait on the loop's turns, not a sleep
+            stats = server.network.statistics(endpoint)
+            assert stats is not None
+            reading = stats.reading
+        assert not reading, "never stopped reading the flooder"
+        server.sync()
+        # The limit, plus the pongs of the one read that crossed it (a read is at most
+        # 256 KiB of pings): not the 5000 pongs asked for (635 KB).
+        assert server.network.pending_bytes(endpoint) <= limit + (256 << 10)
+        pongs = 0
+        while pongs < count:  # reading them lets the node read the next pings
+            data = flooder.sock.recv(65536)
+            assert data, "EOF before every pong"
+            flooder.parser.receive_data(data)
+            for event in flooder.parser.events_received():
+                assert isinstance(event, Frame) and event.opcode is Opcode.PONG
+                pongs += 1
+        assert pongs == count
+        assert server.network.is_ready(endpoint.resource_id) is True
+    finally:
+        flooder.sock.close()
+        thread.join(TIMEOUT)
+
+
+def test_a_ping_flooder_that_never_reads_is_disconnected_by_the_keepalive(ws: Net) -> None:
+    interval = 0.1
+    config = WsListenConfig(ping_interval=interval, send_buffer_limit=16 << 10, unsent_limit=4096)
+    server, listener_id, addr = ws.server(config=config)
+    flooder = RawPeer(ws, addr)
+    flooder.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
+    endpoint = accepted(server, listener_id)
+    ping = Frame(Opcode.PING, b"p" * 125).serialize(mask=True, extensions=[])
+
+    def flood() -> None:
+        with contextlib.suppress(OSError):  # blocked once not read, then closed
+            flooder.sock.sendall(ping * 5000)
+
+    thread = threading.Thread(target=flood, name="flooder")
+    thread.start()
+    try:
+        # Not read once its pongs fill the queue, then judged: no answer to our ping.
+        assert server.expect(Disconnected) == Disconnected(endpoint)
+    finally:
+        flooder.sock.close()
+        thread.join(TIMEOUT)
 
 
 @pytest.mark.parametrize("unsent_limit", [None, 4096])

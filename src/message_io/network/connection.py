@@ -119,6 +119,7 @@ class Connection(SendQueue):
     """The node's side of one connection: its state and send queue around a Remote."""
 
     __slots__ = (
+        "backlogged",
         "beat_timer",
         "buffers",
         "deadline_timer",
@@ -199,6 +200,8 @@ class Connection(SendQueue):
         self.parked: list[Any] | None = None
         self.withheld = False  # not read while its events are parked
         self.reading = True  # neither pause holds: the fd is polled for reading
+        # Not read: its replies to the peer (pongs) filled the queue (Driver._take_replies).
+        self.backlogged = False
         self.deadline_timer: Timer | None = None  # connect / handshake deadline
         self.beat_timer: Timer | None = None  # the transport's heartbeat
         self.watch_timer: Timer | None = None  # message_timeout / idle_timeout check
@@ -289,6 +292,14 @@ class Connection(SendQueue):
         """True while it carries messages (a fresh look at :attr:`state`)."""
         return self.state is READY
 
+    def drained(self) -> bool:
+        """As :meth:`SendQueue.drained`; a connection not read while its replies filled
+        the queue (``backlogged``) is read again. Holds the lock."""
+        if self.backlogged:
+            self.backlogged = False
+            self.update_reading()
+        return super().drained()
+
     # -- polling ---------------------------------------------------------------------
 
     def interest(self) -> int:
@@ -297,8 +308,15 @@ class Connection(SendQueue):
 
     def reading_wanted(self) -> bool:
         """Whether it is to be read: no pause holds it (the node's cap on unfinished
-        messages, pause_reading, connect_sync's hold, the node's input)."""
-        return not (self.paused or self.user_paused or self.withheld or self.loop.input_paused)
+        messages, pause_reading, connect_sync's hold, its own replies filling its queue,
+        the node's input)."""
+        return not (
+            self.paused
+            or self.user_paused
+            or self.withheld
+            or self.backlogged
+            or self.loop.input_paused
+        )
 
     def update_reading(self) -> None:
         """Poll it for reading unless a pause holds it. Holds the lock.

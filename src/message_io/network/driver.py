@@ -429,19 +429,19 @@ class Driver(Host):
                     with conn.lock:
                         result = reader.read(batch)
                         if result & _OUTPUT:
-                            self._take_output(conn)
+                            self._take_replies(conn)
                 status = _DISCONNECTED if result & _READ_CLOSED else _OK
                 text = result & _TEXT
             elif conn.full_duplex:
                 status = conn.remote.receive(batch.append)
                 if conn.output is not None:
                     with conn.lock:
-                        self._take_output(conn)
+                        self._take_replies(conn)
             else:
                 with conn.lock:
                     status = conn.remote.receive(batch.append)
                     if conn.output is not None:
-                        self._take_output(conn)
+                        self._take_replies(conn)
         except (OSError, FrameError) as exc:
             self.peer_log.log(logging.INFO, "disconnecting %s: %s", conn.endpoint, describe(exc))
             status = _DISCONNECTED
@@ -501,6 +501,17 @@ class Driver(Host):
         elif wire and conn.state is CLOSING:
             conn.queue_wire(wire)
 
+    def _take_replies(self, conn: Connection) -> None:
+        """Queue what the transport answers to what it read (pongs, a close reply), as
+        :meth:`_take_output`; if the queue then holds its limit or more, the peer is
+        read no more until the queue has emptied (``Connection.drained``): a peer that
+        sends pings and never reads the pongs would otherwise grow the queue without
+        bound. Holds the lock."""
+        self._take_output(conn)
+        if conn.queued >= conn.limit and not conn.backlogged and conn.state is READY:
+            conn.backlogged = True
+            conn.update_reading()
+
     def _heartbeat(self, conn: Connection, interval: float) -> None:
         """Call the transport's heartbeat every ``interval`` seconds while ready.
 
@@ -517,12 +528,14 @@ class Driver(Host):
         not read (paused: its answer would wait unread), nor while its send queue
         drains (the peer reads what was sent, so it lives, and a ping queued behind
         that data reaches it only later): then the beat is skipped, and the next one
-        judges the whole time since the last ping."""
+        judges the whole time since the last ping. One not read because its own
+        replies filled the queue (``backlogged``) is judged unless the queue drains:
+        a peer that floods pings and reads nothing is found out."""
         conn.beat_timer = None
         if conn.state is not READY or not self.running:
             return
         flushed = conn.flushed
-        if not conn.reading or flushed != conn.flushed_at_beat:
+        if flushed != conn.flushed_at_beat or (not conn.reading and not conn.backlogged):
             conn.flushed_at_beat = flushed
             self._heartbeat(conn, interval)
             return
