@@ -342,6 +342,40 @@ def test_time_limits_are_validated(field: str, value: float) -> None:
 # -- logs ---------------------------------------------------------------------------------
 
 
+def test_small_holders_over_the_cap_are_read_on_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Connections holding at most 16 KiB each are never paused (a client of small
+    messages holds that much), so many of them can hold more than the cap: the node
+    says so, once, rather than nothing."""
+    cap = 64 * 1024
+    config = FramedTcpListenConfig(message_timeout=None)
+    over = threading.Event()
+    with (
+        caplog.at_level(logging.WARNING, logger="message_io"),
+        server(config, max_incomplete_bytes=cap) as node,
+    ):
+
+        def on_hold(guard: InputGuard, _conn: Connection) -> None:
+            if guard.incomplete_bytes > cap:
+                over.set()
+
+        node.handler._loop.guard.on_hold = on_hold
+        peers = [socket.create_connection(node.addr, timeout=TIMEOUT) for _ in range(10)]
+        try:
+            for peer in peers:
+                peer.sendall(frame_header(100_000) + b"h" * 10_000)  # 10,000 held each
+            assert over.wait(TIMEOUT)
+            node.handler.signals.send("sync")  # the loop has logged what it had to
+            node.next(message_io.Signal)
+        finally:
+            for peer in peers:
+                peer.close()
+    said = [r.getMessage() for r in caplog.records if "over max_incomplete_bytes" in r.getMessage()]
+    assert len(said) == 1
+    assert "at most 16384 bytes each" in said[0]
+
+
 def test_a_flood_of_bad_peers_logs_ten_lines_and_a_summary() -> None:
     """50 peers sending an invalid varint: each is disconnected, but the log gets at most
     10 lines a second and then one "N more ... suppressed" line."""

@@ -58,6 +58,7 @@ class InputGuard:
         "registry",
         "running",
         "timers",
+        "warned",
     )
 
     def __init__(
@@ -75,6 +76,8 @@ class InputGuard:
         self.max_incomplete_bytes = max_incomplete_bytes
         self.incomplete_bytes = 0  # held in unfinished incoming messages, all connections
         self.paused: list[Connection] = []  # not read until incomplete_bytes falls
+        # The cap was crossed and said so (reset under three quarters of it).
+        self.warned = False
         self.registry = registry
         self.timers = timers
         self.peer_log = peer_log
@@ -103,11 +106,14 @@ class InputGuard:
         timeout = conn.message_timeout
         if timeout is not None and (conn.watch_timer is None or conn.watch_at > now + timeout):
             self.watch(conn, now + timeout)
-        if self.incomplete_bytes > self.max_incomplete_bytes and held > _PAUSE_FLOOR:
-            if not self.paused:
-                self._pause_holders()  # the cap was just crossed
-            elif not conn.paused:
-                self._pause(conn)
+        if self.incomplete_bytes > self.max_incomplete_bytes:
+            if held > _PAUSE_FLOOR:
+                if not self.paused:
+                    self._pause_holders()  # the cap was just crossed
+                elif not conn.paused:
+                    self._pause(conn)
+            elif not self.warned:
+                self._warn_small_holders()
 
     def watch(self, conn: Connection, deadline: float) -> None:
         """(Re)arm ``conn``'s watch timer for ``deadline``."""
@@ -181,6 +187,7 @@ class InputGuard:
 
     def _pause_holders(self) -> None:
         """The cap was crossed: pause every connection holding more than the floor."""
+        self.warned = True
         log.warning(
             "incomplete messages hold %d bytes, over max_incomplete_bytes=%d: not reading "
             "the connections that hold more than %d bytes of one until it falls to %d",
@@ -216,8 +223,23 @@ class InputGuard:
 
     def _resume_if_under(self) -> None:
         """Read the paused connections again once the total is under 3/4 of the cap."""
-        if self.paused and self.incomplete_bytes <= self.max_incomplete_bytes * 3 // 4:
-            self._resume_paused()
+        if self.incomplete_bytes <= self.max_incomplete_bytes * 3 // 4:
+            self.warned = False
+            if self.paused:
+                self._resume_paused()
+
+    def _warn_small_holders(self) -> None:
+        """The cap was crossed by connections that each hold no more than the floor:
+        none is paused (a client of small messages holds that much), but it is said."""
+        self.warned = True
+        log.warning(
+            "incomplete messages hold %d bytes, over max_incomplete_bytes=%d, in "
+            "connections holding at most %d bytes each: they are read on, and cut by "
+            "message_timeout if they stall",
+            self.incomplete_bytes,
+            self.max_incomplete_bytes,
+            _PAUSE_FLOOR,
+        )
 
     def _resume_paused(self) -> None:
         paused, self.paused = self.paused, []
