@@ -158,17 +158,23 @@ def test_a_name_that_does_not_resolve_is_a_failed_connect(framed: Net) -> None:
     assert client.network.is_ready(endpoint.resource_id) is None
 
 
-def test_connect_timeout_covers_the_lookup(framed: Net) -> None:
+def _lookup_times_out(net: Net, transport: Transport, config: ConnectConfig) -> None:
+    """Connect to a name whose lookup hangs: ``Connected(endpoint, False)`` with a
+    ``ConnectTimeout`` once ``config.connect_timeout`` passes, and nothing is sent."""
     gate = threading.Event()
-    client = framed.node("client", resolver=FakeResolver({}, gate))
+    client = net.node("client", resolver=FakeResolver({}, gate))
     try:
-        config = FramedTcpConnectConfig(connect_timeout=0.2)
-        endpoint, _ = client.network.connect(Transport.FRAMED_TCP, "hung.test:80", config=config)
+        endpoint, _ = client.network.connect(transport, "hung.test:80", config=config)
         event = client.expect(Connected)
         assert event == Connected(endpoint, False)
         assert isinstance(event.error, ConnectTimeout)
+        assert client.network.send(endpoint, b"x") is SendStatus.RESOURCE_NOT_FOUND
     finally:
         gate.set()
+
+
+def test_connect_timeout_covers_the_lookup(framed: Net) -> None:
+    _lookup_times_out(framed, Transport.FRAMED_TCP, FramedTcpConnectConfig(connect_timeout=0.2))
 
 
 def test_removed_while_resolving_nothing_follows(framed: Net, manual_pool: ManualPool) -> None:
@@ -251,17 +257,7 @@ def test_udp_to_a_name_is_ready_once_resolved(udp: Net, manual_pool: ManualPool)
 
 def test_udp_connect_timeout_covers_the_lookup_by_default(udp: Net) -> None:
     assert UdpConnectConfig().connect_timeout == 10.0  # as TCP's: a lookup ends
-    gate = threading.Event()
-    client = udp.node("client", resolver=FakeResolver({}, gate))
-    try:
-        config = UdpConnectConfig(connect_timeout=0.2)
-        endpoint, _ = client.network.connect(Transport.UDP, "hung.test:80", config=config)
-        event = client.expect(Connected)
-        assert event == Connected(endpoint, False)
-        assert isinstance(event.error, ConnectTimeout)
-        assert client.network.send(endpoint, b"x") is SendStatus.RESOURCE_NOT_FOUND
-    finally:
-        gate.set()
+    _lookup_times_out(udp, Transport.UDP, UdpConnectConfig(connect_timeout=0.2))
 
 
 def test_websocket_url_with_a_name(ws: Net) -> None:

@@ -298,6 +298,17 @@ def test_failed_handshakes(ws: Net) -> None:
     assert server.expect(Accepted).listener_id == listener_id
 
 
+def _answer_pings(ws: Net, server: Any, listener_id: Any, addr: Any, count: int) -> None:
+    """Wait out ``count - 1`` ping intervals of ``server`` by an event it produces: a
+    raw peer of its own gets and answers its ``count`` first pings."""
+    peer = RawPeer(ws, addr)
+    accepted(server, listener_id)
+    for _ in range(count):
+        frame = peer.next_frame()
+        assert frame.opcode is Opcode.PING
+        peer.send_frame(Opcode.PONG, bytes(frame.data))
+
+
 def test_keepalive_detects_a_silent_peer(ws: Net) -> None:
     interval = 0.2
     server, listener_id, addr = ws.server(config=WsListenConfig(ping_interval=interval))
@@ -315,13 +326,7 @@ def test_pings_keep_a_quiet_peer_alive(ws: Net) -> None:
     client = ws.node("client")  # our client answers pings: never disconnected
     endpoint = ws.connected(client, addr, ping_interval=None)
     server_ep = accepted(server, listener_id)
-    # Wait out several intervals by an event the server produces: its 6th ping.
-    raw_pings = RawPeer(ws, addr)
-    accepted(server, listener_id)
-    for _ in range(6):
-        frame = raw_pings.next_frame()
-        assert frame.opcode is Opcode.PING
-        raw_pings.send_frame(Opcode.PONG, bytes(frame.data))
+    _answer_pings(ws, server, listener_id, addr, 6)
     assert server.network.send(server_ep, b"alive?") is SENT
     assert client.expect(Message).data == b"alive?"
     assert client.network.is_ready(endpoint.resource_id) is True
@@ -337,13 +342,7 @@ def test_keepalive_spares_a_peer_the_server_does_not_read(ws: Net) -> None:
     held = RawPeer(ws, addr)
     held_ep = accepted(server, listener_id)
     assert server.network.pause_reading(held_ep)
-    # Wait out several intervals by an event the server produces: its 6th ping.
-    clock = RawPeer(ws, addr)
-    accepted(server, listener_id)
-    for _ in range(6):
-        frame = clock.next_frame()
-        assert frame.opcode is Opcode.PING
-        clock.send_frame(Opcode.PONG, bytes(frame.data))
+    _answer_pings(ws, server, listener_id, addr, 6)
     server.sync()
     assert server.drain_events() == []  # not disconnected while paused
     assert server.network.resume_reading(held_ep)
