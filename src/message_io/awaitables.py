@@ -412,7 +412,9 @@ class AsyncNetwork:
     def listen(
         self, transport: Transport, addr: Any, *, config: ListenConfig | None = None
     ) -> tuple[ResourceId, Address]:
-        """As the synchronous ``listen``: ``(listener_id, local_addr)``."""
+        """As the synchronous ``listen``: ``(listener_id, local_addr)``. Raises
+        ``NodeStoppedError`` once the node is stopped, or its event loop closed."""
+        self._driver.orphaned()
         return self._sync.listen(transport, addr, config=config)
 
     def remove(self, target: ResourceId | Endpoint) -> bool:
@@ -466,10 +468,7 @@ class AsyncNodeHandler(Generic[S]):
 
     @property
     def network(self) -> AsyncNetwork:
-        """Connections and listeners: ``await connect``, ``await send``, ``listen``...
-        Once the node's event loop has closed, the node is closed too, and its calls
-        raise ``NodeStoppedError`` (or return ``RESOURCE_NOT_FOUND``)."""
-        self._driver.orphaned()
+        """Connections and listeners: ``await connect``, ``await send``, ``listen``..."""
         return self._network
 
     @property

@@ -5,15 +5,19 @@ socket: the sizes asked for are not observed here, only what comes out.)"""
 
 from __future__ import annotations
 
+import fcntl
 import select
 import socket
+import struct
+import termios
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from message_io.codec.varint import encode_varint
-from message_io.network.framed_reader import SMALL_READ, FrameReader
+from message_io.network.framed_reader import MAX_READ, SMALL_READ, FrameReader
 
 from .conftest import TIMEOUT
 
@@ -125,3 +129,29 @@ def test_a_trickled_large_payload_is_read_a_usual_read_at_a_time(
         sender.join(TIMEOUT)
         # Reads that fill up go back to asking for all of the rest.
         assert max(recording.asked) > 65536
+
+
+def test_one_call_reads_at_most_max_read_bytes() -> None:
+    """A call of the reader takes at most MAX_READ bytes (plus one usual read), however
+    much the socket holds: what one connection adds to the node's unfinished messages
+    between two checks of the node's cap is bounded by it."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        peer = socket.create_connection(server.getsockname(), timeout=TIMEOUT)
+        accepted, _ = server.accept()
+    with peer, _Recording(accepted.detach()) as recording:
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        recording.setblocking(False)
+        reader = FrameReader(recording, 32 << 20, 65536)
+        payload = bytes(range(256)) * (64 << 10)  # 16 MiB
+        sender = _send(peer, _frame(payload))
+        deadline = time.monotonic() + TIMEOUT
+        buffered = 0
+        while buffered < MAX_READ + (1 << 20) and time.monotonic() < deadline:
+            buffered = struct.unpack("i", fcntl.ioctl(recording, termios.FIONREAD, b"\0" * 4))[0]
+        assert buffered >= MAX_READ + (1 << 20), f"only {buffered} bytes buffered"
+        frames: list[bytes] = []
+        assert reader.read(frames) == 0
+        assert sum(recording.asked) <= MAX_READ + 65536
+        assert _read_all(reader, recording, 1) == [payload]
+        sender.join(TIMEOUT)

@@ -36,7 +36,9 @@ __all__ = [
 ]
 
 MAX_READ: Final = 4 * 1024 * 1024
-"""The largest single read of a large frame's payload."""
+"""The largest single read of a large frame's payload, and the most bytes one call of a
+reader takes (so what a connection adds to the node's unfinished messages between two
+checks of its cap)."""
 LARGE_FRAME: Final = 32 * 1024
 """From this size, a frame's payload is read apart, in one read of its size."""
 
@@ -79,7 +81,8 @@ def read_frames(
     trickling: bool = False,
 ) -> int:
     """Read what ``sock`` has (up to four reads of ``size`` bytes, or of a large frame's
-    payload), decoding the frames into ``frames``.
+    payload, and no more than :data:`MAX_READ` bytes in all), decoding the frames into
+    ``frames``.
 
     ``large``: the peer was sending large frames at the last call; ``small``: the last
     read of the last call was small (this one starts with :data:`SMALL_READ` bytes);
@@ -90,6 +93,7 @@ def read_frames(
     ``frames``.
     """
     want = SMALL_READ if small and size > SMALL_READ else size
+    budget = MAX_READ  # bytes per call at most: one call crosses the node's cap by no more
     try:
         for _read in range(_READS):
             need = decoder.need
@@ -114,6 +118,7 @@ def read_frames(
                     data = sock.recv(want)
             if not data:
                 return DISCONNECTED | (LARGE if large else 0)
+            budget -= len(data)
             decoder.feed(data, frames)
             need = decoder.need
             if need >= LARGE_FRAME and need - decoder.have >= LARGE_FRAME:
@@ -125,6 +130,8 @@ def read_frames(
                     | (TRICKLING if trickling else 0)
                 )
             want = size
+            if budget <= 0:
+                break  # the rest is read by the next call (the poll says it is there)
     except BlockingIOError:
         pass
     except ConnectionError:

@@ -86,6 +86,7 @@ class WsReader(Reader):
         self.small = False
         large = self.large
         ended = False
+        budget = MAX_READ  # bytes per call at most, as FrameReader's
         try:
             for _read in range(_READS):
                 left = source.left
@@ -114,6 +115,7 @@ class WsReader(Reader):
                 if not data:
                     ended = True
                     break
+                budget -= len(data)
                 source.feed(data)
                 left = source.left
                 if left and left + source.kept_size >= LARGE_FRAME:
@@ -122,6 +124,8 @@ class WsReader(Reader):
                     self.small = not large and len(data) < SMALL_READ
                     break
                 want = size
+                if budget <= 0:
+                    break  # the rest is read by the next call (the poll says it is there)
         except BlockingIOError:
             pass
         except ConnectionError as exc:
