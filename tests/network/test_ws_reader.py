@@ -24,6 +24,7 @@ from websockets.uri import parse_uri
 from message_io.adapters.ws import WsRemote, WsServerRemote
 from message_io.codec.ws_frames import Masker, frame_header
 from message_io.network.adapter import PendingStatus, Readiness
+from message_io.network.framed_reader import MAX_READ
 from message_io.network.reader import CLOSED, OUTPUT, TEXT
 from message_io.network.ws_reader import WsReader
 
@@ -31,7 +32,10 @@ from .conftest import TIMEOUT
 
 
 def _open(
-    server_cls: type[WsRemote], client_cls: type[WsRemote], ends: tuple[socket.socket, ...]
+    server_cls: type[WsRemote],
+    client_cls: type[WsRemote],
+    ends: tuple[socket.socket, ...],
+    max_message_size: int = 1 << 20,
 ) -> tuple[WsRemote, WsRemote]:
     """A server and a client remote on the two ends, through their opening handshake."""
     a, b = ends
@@ -42,7 +46,7 @@ def _open(
         ServerProtocol(),
         connecting=False,
         tls=None,
-        max_message_size=1 << 20,
+        max_message_size=max_message_size,
         ping_interval=None,
         accept=lambda protocol, request: protocol.accept(request),
     )
@@ -51,7 +55,7 @@ def _open(
         ClientProtocol(parse_uri("ws://x/")),
         connecting=False,
         tls=None,
-        max_message_size=1 << 20,
+        max_message_size=max_message_size,
         ping_interval=None,
     )
     done = {server: False, client: False}
@@ -495,3 +499,30 @@ def test_a_trickled_large_payload_is_read_a_usual_read_at_a_time(
         assert got == [payload]
         # Reads that fill up go back to asking for all of the rest.
         assert max(size for size, flags in recording.calls if flags == 0) > reader.size
+
+
+def test_one_call_reads_at_most_max_read_bytes() -> None:
+    """A call of the reader takes at most MAX_READ bytes of large payloads, however much
+    the socket holds: what a connection adds to the node's unfinished messages between
+    two checks of the node's cap is bounded by it."""
+    ends = socket.socketpair()
+    with ends[0], ends[1]:
+        ends[1].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)  # room for 8 MiB
+        server, client = _open(WsServerRemote, WsRemote, ends, max_message_size=32 << 20)
+        source = server._frame_reader()
+        assert isinstance(source, WsReader)
+        recording, reader = _recorded(server, source)
+        with recording:
+            _large_mode(reader, server, client)
+            wire = _large_wire(client, [bytes(range(256)) * (64 << 10)])  # 16 MiB
+            at = 0
+            while at < MAX_READ + (2 << 20):  # what the socket takes without a read
+                written = client.write(wire[at : at + (1 << 20)])
+                assert written > 0, f"only {at} bytes fit"
+                at += written
+            recording.calls.clear()
+            got: list[Any] = []
+            assert reader.read(got) == 0
+            assert got == []
+            asked = sum(size for size, flags in recording.calls if flags == 0)
+            assert asked <= MAX_READ + reader.size
