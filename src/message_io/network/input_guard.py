@@ -121,6 +121,13 @@ class InputGuard:
         conn.watch_at = deadline
         conn.watch_timer = self.timers.add_at(deadline, lambda: self._check(conn))
 
+    def restart_clocks(self, conn: Connection, now: float) -> None:
+        """``conn`` was not read until ``now`` (the application paused it): its message,
+        idle and rate clocks start again from ``now``."""
+        conn.progress_at = conn.last_read = now
+        if conn.held:
+            conn.partial_since = now
+
     def start_watch(self, conn: Connection) -> None:
         """A connection became ready: start its idle_timeout clock, if it has one."""
         if conn.idle_timeout is not None:
@@ -141,9 +148,7 @@ class InputGuard:
             return
         now = time.monotonic()
         if conn.user_paused:  # the application holds it: its peer is not to blame
-            conn.progress_at = conn.last_read = now
-            if conn.held:
-                conn.partial_since = now  # nor for the rate
+            self.restart_clocks(conn, now)
         deadline = None
         reason = None
         idle = conn.idle_timeout
@@ -223,7 +228,9 @@ class InputGuard:
 
     def _resume_if_under(self) -> None:
         """Read the paused connections again once the total is under 3/4 of the cap."""
-        if self.incomplete_bytes <= self.max_incomplete_bytes * 3 // 4:
+        if (self.paused or self.warned) and (
+            self.incomplete_bytes <= self.max_incomplete_bytes * 3 // 4
+        ):
             self.warned = False
             if self.paused:
                 self._resume_paused()

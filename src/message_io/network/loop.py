@@ -222,11 +222,7 @@ class Loop(Acceptor, Generic[S]):
             conn.user_paused = paused
             conn.update_reading()
             if not paused:
-                # Its message, idle and rate clocks restart: it was not read meanwhile.
-                now = time.monotonic()
-                conn.progress_at = conn.last_read = now
-                if conn.held:
-                    conn.partial_since = now
+                self.guard.restart_clocks(conn, time.monotonic())  # it was not read
         return True
 
     def _request(self, resource: Connection | Listener, broken: bool) -> None:
