@@ -22,10 +22,12 @@ from websockets.uri import parse_uri
 
 from message_io import (
     Accepted,
+    Address,
     AddressError,
     Connected,
     Disconnected,
     Message,
+    ResourceId,
     SendStatus,
     TextMessage,
     Transport,
@@ -35,7 +37,7 @@ from message_io import (
 from message_io.adapters.ws import DEFAULT_PATH, WsRemote, parse_ws_address
 from message_io.codec.ws_frames import Masker, frame_header
 
-from .conftest import TIMEOUT, Net, accepted
+from .conftest import TIMEOUT, Net, Node, accepted
 
 SENT = SendStatus.SENT
 
@@ -298,7 +300,9 @@ def test_failed_handshakes(ws: Net) -> None:
     assert server.expect(Accepted).listener_id == listener_id
 
 
-def _answer_pings(ws: Net, server: Any, listener_id: Any, addr: Any, count: int) -> None:
+def _answer_pings(
+    ws: Net, server: Node, listener_id: ResourceId, addr: Address, count: int
+) -> None:
     """Wait out ``count - 1`` ping intervals of ``server`` by an event it produces: a
     raw peer of its own gets and answers its ``count`` first pings."""
     peer = RawPeer(ws, addr)
